@@ -22,6 +22,7 @@ import argparse
 import json
 import math
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -33,6 +34,8 @@ STUDENT_CFG = 'configs/baselines/mmpretrain/fmnist_student.py'
 METHODS = {
     'CE student': STUDENT_CFG,
     'KD': 'configs/distill/mmpretrain/kd_fmnist.py',
+    # issue 4 (9d): the same KD with the teacher's forward in bf16 autocast
+    'KD (bf16 teacher)': 'configs/distill/mmpretrain/kd_fmnist.py',
     'Decoupled KD': 'configs/distill/mmpretrain/dkd_fmnist.py',
     'DIST': 'configs/distill/mmpretrain/dist_fmnist.py',
     'FitNets': 'configs/distill/mmpretrain/fitnets_fmnist.py',
@@ -64,7 +67,10 @@ def _options(args, seed, epochs):
 
 
 def _method_options(method, args):
-    """Options that keep a config's recipe on a training subset."""
+    """Options that keep a config's recipe on a training subset (and select
+    the reduced-precision teacher)."""
+    if method == 'KD (bf16 teacher)':
+        return ['model.teacher.precision=bf16']
     if method == 'FFL':
         rampup = max(1, round(args.epochs * FFL_RAMPUP_FRACTION))
         return [f'model.rampup_length={rampup}']
@@ -145,7 +151,8 @@ def main():
             if (method, seed) in done:
                 continue
             config = METHODS[method]
-            work_dir = os.path.join(work, f'{method.split()[0]}_s{seed}')
+            slug = re.sub(r'\W+', '_', method).strip('_')
+            work_dir = os.path.join(work, f'{slug}_s{seed}')
             options = _options(args, seed, args.epochs) + \
                 _method_options(method, args)
             if method not in TEACHER_FREE:

@@ -163,9 +163,12 @@ def _distill_compute(model, feats: Dict, data: dict) -> None:
     total.backward()
 
 
-def run_timing(name: str, iters: int, warmup: int) -> Dict:
+def run_timing(name: str, iters: int, warmup: int,
+               bf16_teacher: bool = False) -> Dict:
     """Time KD step, student step, teacher reference and the distillation
-    compute alone, interleaved iteration by iteration."""
+    compute alone, interleaved iteration by iteration; with
+    ``bf16_teacher`` also the teacher reference under bf16 autocast and the
+    KD step with the teacher's ``precision='bf16'``."""
     case = CASES[name]
     built = _setup(case)
     distill_model, data = built['kd']
@@ -181,6 +184,18 @@ def run_timing(name: str, iters: int, warmup: int) -> Dict:
         student=lambda: _step(student, student_data, opt_s),
         teacher=lambda: _teacher_reference(teacher, data, case['reference']),
         distill=lambda: _distill_compute(distill_model, feats, data))
+    if bf16_teacher:
+        device = data['inputs'].device.type
+        distill_bf16 = copy.copy(distill_model)  # shares every module
+        distill_bf16._teacher_dtypes = dict(teacher=torch.bfloat16)
+
+        def teacher_bf16():
+            with torch.autocast(device, dtype=torch.bfloat16):
+                _teacher_reference(teacher, data, case['reference'])
+
+        runs.update(
+            teacher_bf16=teacher_bf16,
+            kd_bf16=lambda: _step(distill_bf16, data, opt_kd))
     times = {key: [] for key in runs}
     for i in range(warmup + iters):
         for key, fn in runs.items():
@@ -191,7 +206,11 @@ def run_timing(name: str, iters: int, warmup: int) -> Dict:
             if i >= warmup:
                 times[key].append(time.perf_counter() - start)
     med = {k: statistics.median(v) for k, v in times.items()}
+    extra = dict(
+        teacher_bf16_ms=1000 * med['teacher_bf16'],
+        kd_bf16_ms=1000 * med['kd_bf16']) if bf16_teacher else {}
     return dict(
+        **extra,
         case=name,
         what=case['what'],
         kd_ms=1000 * med['kd'],
@@ -249,6 +268,8 @@ def main() -> None:
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--memory', action='store_true',
                         help='also measure peak memory (child processes)')
+    parser.add_argument('--bf16-teacher', action='store_true',
+                        help="also time the teacher with precision='bf16'")
     parser.add_argument('--out', help='markdown file to write the table to')
     parser.add_argument('--child', nargs=2, metavar=('CASE', 'MODE'),
                         help=argparse.SUPPRESS)
@@ -259,7 +280,7 @@ def main() -> None:
         return
     rows = []
     for name in args.cases:
-        row = run_timing(name, args.iters, args.warmup)
+        row = run_timing(name, args.iters, args.warmup, args.bf16_teacher)
         if args.memory:
             for mode in ('kd', 'student'):
                 out = subprocess.run(
@@ -282,7 +303,9 @@ def write_table(rows, args) -> None:
         else f'CPU, {args.threads} thread(s)'
     cmd = 'python benchmarks/distill_overhead.py --cases ' + ' '.join(
         args.cases) + f' --iters {args.iters} --threads {args.threads}' + (
-            ' --memory' if args.memory else '') + f' --out {args.out}'
+            ' --memory' if args.memory else '') + (
+                ' --bf16-teacher' if args.bf16_teacher else '') + \
+        f' --out {args.out}'
     memory_head = (' KD peak / rise (MB) | student peak / rise (MB) | '
                    'teacher weights (MB) |') if args.memory else ''
     lines = [
@@ -313,6 +336,23 @@ def write_table(rows, args) -> None:
                      f"| {r['student_peak_mb']:.0f} / "
                      f"{r['student_rise_mb']:.0f} | {r['teacher_mb']:.1f} |")
         lines.append(line)
+    if args.bf16_teacher:
+        lines += [
+            '', '## Reduced-precision teacher (`precision=\'bf16\'`)', '',
+            "The same cases with the teacher's forward under bf16 autocast "
+            '(`teacher=dict(..., precision=\'bf16\')`), timed in the same '
+            'interleaved run.', '',
+            '| case | teacher ref. fp32 (ms) | teacher ref. bf16 (ms) | '
+            'teacher speed-up | KD step, fp32 teacher (ms) | KD step, bf16 '
+            'teacher (ms) | KD step speed-up |', '|---|---|---|---|---|---|---|'
+        ]
+        for r in rows:
+            lines.append(
+                f"| {r['what']} | {r['teacher_ms']:.1f} | "
+                f"{r['teacher_bf16_ms']:.1f} | "
+                f"{r['teacher_ms'] / r['teacher_bf16_ms']:.2f}x | "
+                f"{r['kd_ms']:.1f} | {r['kd_bf16_ms']:.1f} | "
+                f"{r['kd_ms'] / r['kd_bf16_ms']:.2f}x |")
     with open(args.out, 'w') as f:
         f.write('\n'.join(lines) + '\n')
 

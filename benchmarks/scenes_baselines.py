@@ -1,18 +1,22 @@
 """Train the scene baselines with the stock downstream tools and tabulate them.
 
 For every baseline config (student and teacher per downstream) this runs the
-downstream package's own ``tools/train.py`` one after the other, measures the
-wall-clock training time, counts the model parameters and reads the final
-validation metric from the run's ``scalars.json``; the markdown table goes to
-stdout and, with ``--out``, into a file (docs/scenes.md embeds it).
+downstream package's own ``tools/train.py`` (``--jobs`` at a time, one thread
+each), measures the wall-clock training time, counts the model parameters and
+reads the final validation metric from the run's ``scalars.json``. Each run
+leaves ``benchmark.json`` in its work dir; the markdown table is assembled
+from all of them, so separate invocations (``--only``) add up.
+
+The runs go to ``work_dirs/<config name>/`` by default: the distillation
+teachers and quantization float checkpoints named by the configs in
+``configs/distill`` and ``configs/quant`` are exactly these files.
 
 Usage (from the repository root, data generated first)::
 
     python tools/generate_scenes.py --task det --split bench
     python tools/generate_scenes.py --task seg --split bench
     python tools/generate_scenes.py --task pose --split bench
-    OMP_NUM_THREADS=1 python benchmarks/scenes_baselines.py \
-        --work-dir work_dirs/scenes_baselines --out docs/scenes_baselines.md
+    python benchmarks/scenes_baselines.py --jobs 2 --out docs/scenes_baselines.md
 """
 import argparse
 import glob
@@ -22,7 +26,8 @@ import os.path as osp
 import subprocess
 import sys
 import time
-from typing import Dict, List, Tuple
+from concurrent.futures import ThreadPoolExecutor
+from typing import Dict, List, Optional, Sequence, Tuple
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -41,6 +46,14 @@ BASELINES: List[Tuple[str, str, str, str]] = [
     ('mmpose', 'mmpose/topdown_heatmap_r18-w32_scenes_teacher.py', 'coco/AP',
      'teacher'),
 ]
+
+
+# second metric shown next to the main one
+SECONDARY = {
+    'coco/bbox_mAP': 'coco/bbox_mAP_50',
+    'mIoU': 'aAcc',
+    'coco/AP': 'coco/AP .5'
+}
 
 
 def count_parameters(config_path: str) -> int:
@@ -84,54 +97,157 @@ def final_metrics(work_dir: str) -> Dict[str, float]:
     return evaluations[-1]
 
 
-def train(package: str, config_path: str, work_dir: str) -> float:
-    """Run the stock ``tools/train.py`` of ``package``; return seconds taken."""
+def metric_percent(metric_key: str, value: float) -> float:
+    """A downstream metric in percent (mmseg reports mIoU in % already).
+
+    Args:
+        metric_key (str): Key in ``scalars.json``.
+        value (float): Its value.
+
+    Returns:
+        float: The value in percent.
+    """
+    return value if metric_key in ('mIoU', 'aAcc', 'mAcc') else 100.0 * value
+
+
+def train(package: str,
+          config_path: str,
+          work_dir: str,
+          options: Sequence[str] = ()) -> float:
+    """Run the stock ``tools/train.py`` of ``package``; return seconds taken.
+
+    Args:
+        package (str): Downstream package (``mmdet``, ``mmseg``...).
+        config_path (str): Config to train.
+        work_dir (str): ``--work-dir`` of the run; its log goes to
+            ``<work_dir>/train.log``.
+        options (Sequence[str]): ``--cfg-options`` items (``key=value``).
+
+    Returns:
+        float: Wall-clock seconds of the run.
+    """
     tool = osp.join(osp.dirname(__import__(package).__file__), '.mim', 'tools',
                     'train.py')
     env = dict(os.environ)
     env.setdefault('OMP_NUM_THREADS', '1')
+    command = [sys.executable, tool, config_path, '--work-dir', work_dir]
+    if options:
+        command += ['--cfg-options', *options]
+    os.makedirs(work_dir, exist_ok=True)
     start = time.perf_counter()
-    subprocess.run([sys.executable, tool, config_path, '--work-dir', work_dir],
-                   cwd=REPO_ROOT,
-                   env=env,
-                   check=True)
+    with open(osp.join(work_dir, 'train.log'), 'w') as log:
+        result = subprocess.run(
+            command, cwd=REPO_ROOT, env=env, stdout=log, stderr=log)
+    if result.returncode != 0:
+        raise RuntimeError(f'{" ".join(command)} exited {result.returncode}; '
+                           f'see {osp.join(work_dir, "train.log")}')
     return time.perf_counter() - start
 
 
-def markdown_row(package: str, config: str, role: str, metric_key: str,
-                 value: float, seconds: float, parameters: int) -> str:
-    """One row of the results table."""
-    shown = value if metric_key == 'mIoU' else 100.0 * value
-    return (f'| {package} | `{config}` | {role} | {metric_key} | '
-            f'{shown:.1f} | {seconds / 60:.1f} | {parameters / 1e6:.2f} |')
+def run_in_pool(jobs: int, function, items: Sequence) -> List:
+    """``function(item)`` for every item, ``jobs`` at a time, in order.
+
+    Args:
+        jobs (int): Concurrent runs (each run is its own process).
+        function (callable): Called once per item.
+        items (Sequence): The items.
+
+    Returns:
+        list: The results in the order of ``items``.
+    """
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return list(pool.map(function, items))
 
 
-def main() -> None:
+def run_baseline(entry: Tuple[str, str, str, str], work_root: str,
+                 seed: int) -> dict:
+    """Train one baseline and write its ``benchmark.json``.
+
+    Args:
+        entry (tuple): One row of ``BASELINES``.
+        work_root (str): Parent of the run's work dir.
+        seed (int): ``randomness.seed`` of the run.
+
+    Returns:
+        dict: The record written to ``benchmark.json``.
+    """
+    package, config, metric_key, role = entry
+    config_path = osp.join(REPO_ROOT, 'configs', 'baselines', config)
+    work_dir = osp.join(work_root, osp.basename(config)[:-3])
+    seconds = train(package, config_path, work_dir,
+                    [f'randomness.seed={seed}'])
+    metrics = final_metrics(work_dir)
+    record = dict(
+        package=package,
+        config=config,
+        role=role,
+        metric=metric_key,
+        value=metric_percent(metric_key, metrics[metric_key]),
+        metrics=metrics,
+        minutes=seconds / 60,
+        params_m=count_parameters(config_path) / 1e6,
+        seed=seed)
+    with open(osp.join(work_dir, 'benchmark.json'), 'w') as handle:
+        json.dump(record, handle, indent=1)
+    print(json.dumps(record), flush=True)
+    return record
+
+
+def markdown_table(records: List[dict]) -> str:
+    """The results table of baseline records, in ``BASELINES`` order."""
+    order = [config for _, config, _, _ in BASELINES]
+    rows = [
+        '| downstream | config | role | metric | value | second metric | '
+        'train min | params (M) | seed |',
+        '|---|---|---|---|---|---|---|---|---|'
+    ]
+    for record in sorted(records, key=lambda r: order.index(r['config'])):
+        second = SECONDARY[record['metric']]
+        second_value = metric_percent(second, record['metrics'][second])
+        rows.append(f'| {record["package"]} | `{record["config"]}` | '
+                    f'{record["role"]} | {record["metric"]} | '
+                    f'{record["value"]:.1f} | {second} {second_value:.1f} | '
+                    f'{record["minutes"]:.1f} | {record["params_m"]:.2f} | '
+                    f'{record["seed"]} |')
+    return '\n'.join(rows)
+
+
+def collect(work_root: str) -> List[dict]:
+    """Every baseline ``benchmark.json`` under ``work_root``."""
+    records = []
+    for _, config, _, _ in BASELINES:
+        path = osp.join(work_root, osp.basename(config)[:-3],
+                        'benchmark.json')
+        if osp.isfile(path):
+            with open(path) as handle:
+                records.append(json.load(handle))
+    return records
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
     """Train the selected baselines and print/write the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--work-dir', default='work_dirs/scenes_baselines')
+    parser.add_argument('--work-dir', default='work_dirs')
     parser.add_argument('--out', help='markdown file for the table')
     parser.add_argument('--only',
                         nargs='+',
                         default=None,
                         help='substrings of the configs to run (default: all)')
-    args = parser.parse_args()
-    rows = [
-        '| downstream | config | role | metric | value | train min | '
-        'params (M) |', '|---|---|---|---|---|---|---|'
-    ]
-    for package, config, metric_key, role in BASELINES:
-        if args.only and not any(part in config for part in args.only):
-            continue
-        config_path = osp.join(REPO_ROOT, 'configs', 'baselines', config)
-        work_dir = osp.join(args.work_dir, osp.basename(config)[:-3])
-        seconds = train(package, config_path, work_dir)
-        value = final_metrics(work_dir)[metric_key]
-        rows.append(
-            markdown_row(package, config, role, metric_key, value, seconds,
-                         count_parameters(config_path)))
-        print(rows[-1], flush=True)
-    table = '\n'.join(rows)
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--jobs', type=int, default=1,
+                        help='runs at a time (one thread each)')
+    parser.add_argument('--table-only', action='store_true',
+                        help='only assemble the table from finished runs')
+    args = parser.parse_args(argv)
+    if not args.table_only:
+        selected = [
+            entry for entry in BASELINES if not args.only or any(
+                part in entry[1] for part in args.only)
+        ]
+        run_in_pool(args.jobs,
+                    lambda entry: run_baseline(entry, args.work_dir, args.seed),
+                    selected)
+    table = markdown_table(collect(args.work_dir))
     print(table)
     if args.out:
         with open(args.out, 'w') as handle:

@@ -1,6 +1,7 @@
 """Knowledge distillation: ``DistillModel``, feature recording, adapters,
-distillation losses, plain student checkpoints, and FFL (online mutual
-distillation, imported only when mmpretrain is installed)."""
+distillation losses, plain student checkpoints, FFL (online mutual
+distillation, imported only when mmpretrain is installed) and dense-detector
+head distillation (BCKD, imported only when mmdet is installed)."""
 from mmcompress.utils import has_package
 from . import losses  # noqa: F401
 from .adapters import ConvBNAdapter, EntryAdapter, LinearAdapter
@@ -12,6 +13,9 @@ from .student_checkpoint import (save_student_checkpoint,
 
 if has_package('mmpretrain'):
     from . import ffl  # noqa: F401  (FFLClassifier, needs mmpretrain)
+if has_package('mmdet'):
+    # DenseHeadDistillLoss (BCKD / LD-style KD of dense detectors)
+    from . import dense_detection  # noqa: F401
 
 __all__ = [
     'DistillModel', 'DistillDataPreprocessor', 'LossWeightSchedule',

@@ -38,6 +38,7 @@ Design choices:
   ordinary downstream checkpoint (keys without ``student.``) initialises the
   student.
 """
+import contextlib
 import copy
 import inspect
 from typing import Dict, List, Optional, Sequence, Union
@@ -58,7 +59,9 @@ from .teacher import (build_model, freeze, load_model_config,
 _ENTRY_KEYS = ('student', 'teacher', 'loss', 'adapter', 'teacher_name',
                'schedule')
 _TEACHER_KEYS = ('config', 'checkpoint', 'data_preprocessor',
-                 'trust_checkpoint')
+                 'trust_checkpoint', 'precision')
+_TEACHER_PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16,
+                       'fp16': torch.float16}
 
 
 class LossWeightSchedule:
@@ -230,9 +233,12 @@ class DistillModel(BaseModel):
         distill (dict[str, dict]): Distillation entries by name. Each has
             ``student`` and ``teacher`` record specs (see
             :mod:`.recorders`), ``loss`` (a loss config; called as
-            ``loss(preds_S, preds_T, **kw)`` where ``kw`` has ``gt_labels``
-            and/or ``data_samples`` when its signature names them; entries
-            recording several tensors pass lists), optional ``adapter``
+            ``loss(preds_S, preds_T, **kw)`` where ``kw`` has ``gt_labels``,
+            ``data_samples``, ``student_model`` (the student) and/or
+            ``teacher_model`` (the entry's teacher) when its signature names
+            them; entries recording several tensors pass lists; a loss may
+            return a dict of named terms, logged as
+            ``loss_distill_<entry>_<term>``), optional ``adapter``
             (``'auto'`` (default), ``None`` or a config, see
             :mod:`.adapters`), ``teacher_name`` (with several teachers) and
             ``schedule`` (:class:`LossWeightSchedule` arguments).
@@ -242,7 +248,11 @@ class DistillModel(BaseModel):
             initialised by its own ``init_cfg``, with a warning),
             ``data_preprocessor`` (``'auto'``: the teacher's own when its
             config differs from the student's, else shared; ``'student'``;
-            ``'own'``; or a preprocessor config) and ``trust_checkpoint``.
+            ``'own'``; or a preprocessor config), ``trust_checkpoint`` and
+            ``precision`` (``'fp32'`` (default), ``'bf16'`` or ``'fp16'``:
+            the teacher's forward runs under ``torch.autocast`` with that
+            dtype; its recorded values are cast back to float32 before the
+            losses).
         teachers (dict[str, dict], optional): Several teachers by name,
             instead of ``teacher``.
         student_loss_weight (float): Multiplier of the student's task
@@ -289,11 +299,13 @@ class DistillModel(BaseModel):
         self.student = build_model(student_cfg, student_scope)
         # Teachers are kept outside the module tree (see the module doc).
         self._teachers: Dict[str, nn.Module] = {}
+        self._teacher_dtypes: Dict[str, Optional[torch.dtype]] = {}
         teacher_preprocessors = {}
         for name, cfg in teacher_cfgs.items():
             model, preprocessor = self._build_teacher(
                 name, cfg, student_preprocessor_cfg, data_preprocessor)
             self._teachers[name] = model
+            self._teacher_dtypes[name] = self._teacher_dtype(name, cfg)
             if preprocessor is not None:
                 teacher_preprocessors[name] = preprocessor
         self.data_preprocessor = DistillDataPreprocessor(
@@ -391,6 +403,15 @@ class DistillModel(BaseModel):
                 f"Teacher {name!r}: data_preprocessor={mode!r} is invalid; use "
                 "'auto', 'student', 'own' or a preprocessor config.")
         return model, preprocessor
+
+    @staticmethod
+    def _teacher_dtype(name: str, cfg: dict) -> Optional[torch.dtype]:
+        precision = cfg.get('precision', 'fp32')
+        if precision not in _TEACHER_PRECISIONS:
+            raise ValueError(
+                f'Teacher {name!r}: precision={precision!r} is invalid; use '
+                f'one of {sorted(_TEACHER_PRECISIONS)}.')
+        return _TEACHER_PRECISIONS[precision]
 
     def _dry_inputs(self, input_shape: Optional[Sequence[int]]):
         if input_shape is None:
@@ -546,7 +567,12 @@ class DistillModel(BaseModel):
                 continue
             recorder = self._teacher_recorders[name]
             teacher_in = (teacher_inputs or {}).get(name, inputs)
-            with torch.no_grad(), recorder:
+            dtype = self._teacher_dtypes[name]
+            # without a precision of its own the teacher follows the
+            # surrounding autocast (AMP training) like the student
+            precision = torch.autocast(teacher_in.device.type, dtype=dtype) \
+                if dtype is not None else contextlib.nullcontext()
+            with torch.no_grad(), recorder, precision:
                 try:
                     teacher(teacher_in, data_samples, mode='tensor')
                 except StopForward:
@@ -584,8 +610,18 @@ class DistillModel(BaseModel):
             if gt_labels is None and 'gt_labels' in \
                     self._loss_kwargs[entry.name]:
                 gt_labels = self._gt_labels(data_samples, entry)
-            losses[entry.loss_key] = factor * self._call_loss(
-                entry, feats_S, feats_T, gt_labels, data_samples)
+            value = self._call_loss(entry, feats_S, feats_T, gt_labels,
+                                    data_samples)
+            if isinstance(value, dict):
+                for term, term_value in value.items():
+                    key = f'{entry.loss_key}_{term}'
+                    if key in losses:
+                        raise KeyError(f'Distill entry {entry.name!r}: its '
+                                       f'loss term {key!r} clashes with '
+                                       'another loss; rename the entry.')
+                    losses[key] = factor * term_value
+            else:
+                losses[entry.loss_key] = factor * value
         # the recorded tensors live on in the autograd graph only
         self._student_recorder.clear()
         for recorder in self._teacher_recorders.values():
@@ -600,6 +636,10 @@ class DistillModel(BaseModel):
             kwargs['gt_labels'] = gt_labels
         if 'data_samples' in accepted:
             kwargs['data_samples'] = data_samples
+        if 'student_model' in accepted:
+            kwargs['student_model'] = self.student
+        if 'teacher_model' in accepted:
+            kwargs['teacher_model'] = self._teachers[entry.teacher_name]
         # Distillation losses run in float32 outside autocast: softmax with
         # temperatures and feature statistics are fragile in fp16/bf16.
         feats_S = [_to_float32(f) for f in feats_S]

@@ -308,3 +308,46 @@ def test_several_teachers(teacher_ckpt):
             teachers=dict(a=teacher, b=teacher),
             distill=dict(kd=KD),
             input_shape=(1, 8, 8))
+
+
+def test_reduced_precision_teacher(teacher_ckpt):
+    """``precision='bf16'``: the teacher's forward runs under bf16 autocast
+    (recorded logits are bf16), the loss is computed in float32 from them and
+    stays close to the fp32 teacher's; the student is untouched."""
+    model_fp32 = _build(teacher_ckpt)
+    torch.manual_seed(0)
+    model_bf16 = DistillModel(
+        student=dict(type=ToyClassifier),
+        teacher=dict(
+            config=dict(type=ToyClassifier, widths=(16, 32)),
+            checkpoint=teacher_ckpt[0],
+            precision='bf16'),
+        distill=dict(kd=KD),
+        input_shape=(1, 8, 8))
+    model_bf16.student.load_state_dict(model_fp32.student.state_dict())
+    inputs, samples = toy_batch()
+    seen = {}
+    recorder = model_bf16._teacher_recorders['teacher']
+    original_get = recorder.get
+
+    def spy(name):
+        seen[name] = original_get(name)
+        return seen[name]
+
+    recorder.get = spy
+    loss_bf16 = model_bf16(inputs, samples, mode='loss')['loss_distill_kd']
+    loss_fp32 = model_fp32(inputs, samples, mode='loss')['loss_distill_kd']
+    assert seen['kd'][0].dtype == torch.bfloat16
+    assert loss_bf16.dtype == torch.float32
+    # bf16 keeps ~3 significant digits of the teacher logits
+    torch.testing.assert_close(loss_bf16, loss_fp32, rtol=0.05, atol=1e-3)
+    assert not torch.equal(loss_bf16, loss_fp32)
+    with pytest.raises(ValueError, match="precision='int8' is invalid"):
+        DistillModel(
+            student=dict(type=ToyClassifier),
+            teacher=dict(
+                config=dict(type=ToyClassifier, widths=(16, 32)),
+                checkpoint=teacher_ckpt[0],
+                precision='int8'),
+            distill=dict(kd=KD),
+            input_shape=(1, 8, 8))

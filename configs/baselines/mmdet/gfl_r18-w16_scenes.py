@@ -33,3 +33,19 @@ model = dict(
         allowed_border=-1,
         pos_weight=-1,
         debug=False))
+
+# GFL learns faster than RetinaNet: 800 iterations of 8 images (4 passes over
+# the bench training images).
+max_iters = 800
+train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
+    dict(
+        type='CosineAnnealingLR',
+        T_max=max_iters - 50,
+        eta_min_ratio=0.01,
+        by_epoch=False,
+        begin=50,
+        end=max_iters)
+]
+default_hooks = dict(checkpoint=dict(interval=max_iters))

@@ -77,9 +77,11 @@ model = dict(
         nms=dict(type='nms', iou_threshold=0.5),
         max_per_img=50))
 
-# Iteration-based: 400 iterations of 8 images (2 passes over the 1,600 bench
-# training images) keep a CPU run within minutes (docs/scenes.md).
-max_iters = 400
+# Iteration-based: 1,600 iterations of 8 images (8 passes over the 1,600 bench
+# training images; RetinaNet from scratch is a slow starter: at 400 iterations
+# the w32 teacher was no better than the student), a few CPU minutes
+# (docs/scenes.md).
+max_iters = 1600
 train_cfg = dict(
     type='IterBasedTrainLoop',
     max_iters=max_iters,
@@ -107,3 +109,6 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters))
 log_processor = dict(by_epoch=False)
 auto_scale_lr = dict(enable=False, base_batch_size=8)
+
+# fixed seed: reruns of the stock tool reproduce the documented numbers
+randomness = dict(seed=0)

@@ -54,7 +54,10 @@ model = dict(
     train_cfg=dict(),
     test_cfg=dict(mode='whole'))
 
-max_iters = 500
+# 2,000 iterations of 8 images (10 passes over the bench training images):
+# garment vs background is learnt within a few hundred iterations, the ten
+# garment classes only after about a thousand (docs/scenes.md).
+max_iters = 2000
 train_cfg = dict(
     type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 val_cfg = dict(type='ValLoop')
@@ -63,12 +66,12 @@ optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=2e-3, weight_decay=1e-4))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
     dict(
         type='PolyLR',
         eta_min=1e-5,
         power=0.9,
-        begin=50,
+        begin=100,
         end=max_iters,
         by_epoch=False)
 ]
@@ -80,3 +83,6 @@ default_hooks = dict(
         type='CheckpointHook', by_epoch=False, interval=max_iters),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='SegVisualizationHook'))
+
+# fixed seed: reruns of the stock tool reproduce the documented numbers
+randomness = dict(seed=0)

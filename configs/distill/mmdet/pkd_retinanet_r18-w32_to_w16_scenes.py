@@ -15,7 +15,7 @@ model = dict(
     teacher=dict(
         config='{{ fileDirname }}/../../baselines/mmdet/'
         'retinanet_r18-w32_scenes_teacher.py',
-        checkpoint='work_dirs/retinanet_r18-w32_scenes_teacher/epoch_12.pth'),
+        checkpoint='work_dirs/retinanet_r18-w32_scenes_teacher/iter_1600.pth'),
     input_shape=(3, 128, 128),
     distill=dict(
         fpn=dict(

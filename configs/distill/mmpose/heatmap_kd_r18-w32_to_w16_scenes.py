@@ -15,7 +15,7 @@ model = dict(
         config='{{ fileDirname }}/../../baselines/mmpose/'
         'topdown_heatmap_r18-w32_scenes_teacher.py',
         checkpoint='work_dirs/topdown_heatmap_r18-w32_scenes_teacher/'
-        'epoch_20.pth'),
+        'iter_300.pth'),
     input_shape=(3, 64, 64),
     distill=dict(
         heatmap=dict(

@@ -18,7 +18,7 @@ model = dict(
     quant=dict(
         w=dict(type='LSQQuantizer', bits=4, signed=True),
         a=dict(type='LSQQuantizer', bits=4)))
-load_from = 'work_dirs/retinanet_r18-w16_scenes/iter_400.pth'
+load_from = 'work_dirs/retinanet_r18-w16_scenes/iter_1600.pth'
 
 # QAT fine-tuning: 150 iterations from the float checkpoint, cosine decay.
 max_iters = 150

@@ -15,7 +15,7 @@ model = dict(
     quant=dict(
         w=dict(type='LSQQuantizer', bits=4, signed=True),
         a=dict(type='LSQQuantizer', bits=4)))
-load_from = 'work_dirs/fcn_r18-w16_scenes/iter_500.pth'
+load_from = 'work_dirs/fcn_r18-w16_scenes/iter_2000.pth'
 
 # QAT fine-tuning: 200 iterations from the float checkpoint, cosine decay.
 max_iters = 200

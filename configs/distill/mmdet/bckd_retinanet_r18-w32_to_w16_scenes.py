@@ -1,0 +1,31 @@
+# BCKD on the fashion scenes for a RetinaNet student: R-18 w32 teacher -> w16
+# student with the released weights (binary-classification KD 1.0, GIoU
+# localisation KD 4.0); each model decodes its own regression output
+# (docs/distill/detection.md). Data, schedule and runtime: the student's.
+# Teacher: python tools/train.py configs/baselines/mmdet/retinanet_r18-w32_scenes_teacher.py
+_base_ = ['../../baselines/mmdet/retinanet_r18-w16_scenes.py']
+
+model = dict(
+    _delete_=True,
+    type='DistillModel',
+    student=dict(
+        config='{{ fileDirname }}/../../baselines/mmdet/'
+        'retinanet_r18-w16_scenes.py'),
+    teacher=dict(
+        config='{{ fileDirname }}/../../baselines/mmdet/'
+        'retinanet_r18-w32_scenes_teacher.py',
+        checkpoint='work_dirs/retinanet_r18-w32_scenes_teacher/iter_1600.pth'),
+    input_shape=(3, 128, 128),
+    distill=dict(
+        bckd=dict(
+            student='bbox_head',
+            teacher='bbox_head',
+            loss=dict(
+                type='DenseHeadDistillLoss',
+                cls_loss=dict(
+                    type='BCKDClassificationLoss', beta=1.0,
+                    loss_weight=1.0),
+                loc_loss=dict(
+                    type='BCKDLocalizationLoss',
+                    iou_mode='giou',
+                    loss_weight=4.0)))))
