@@ -168,11 +168,12 @@ def main():
         lines.append(f'| {key} | {1000 * value:.1f} | {ref / value:.2f}x |')
     lines += [
         '', '`mmcompress_qat_w8a8`: `export_onnx` as is (convs whose output is '
-        'not quantized run in float in onnxruntime); `_ort`: after '
-        '`optimize_for_onnxruntime` (BN folded, int32 bias, 8-bit re-quantized '
-        'conv outputs where no quantizer follows). The weights are random '
-        '(no ImageNet weights offline), so agreement is measured on real data '
-        'below.', '']
+        'not quantized, residual adds, pooling and the fc run in float in '
+        'onnxruntime); `_ort`: after `optimize_for_onnxruntime` (BN folded, '
+        'int32 bias, 8-bit grids on conv outputs, residual adds and pooling: '
+        'the QAT input quantizer of the next layer where one reads the tensor, '
+        'calibrated min/max otherwise). The weights are random (no ImageNet '
+        'weights offline), so agreement is measured on real data below.', '']
     if args.qat:
         lines += ['## Agreement on real data (Fashion-MNIST test, 10k images)', '',
                   '| config | checkpoint | top-1 agreement | agreement after '

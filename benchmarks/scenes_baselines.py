@@ -193,6 +193,25 @@ def run_baseline(entry: Tuple[str, str, str, str], work_root: str,
     return record
 
 
+def baseline_record(config: str) -> Optional[dict]:
+    """The ``benchmark.json`` of a finished baseline run, if there is one.
+
+    Args:
+        config (str): The baseline config, relative to ``configs/`` or to
+            the repository (``configs/baselines/...``), or its file name.
+
+    Returns:
+        dict | None: The record :func:`run_baseline` wrote into
+        ``work_dirs/<config name>/``.
+    """
+    path = osp.join(REPO_ROOT, 'work_dirs',
+                    osp.basename(config)[:-3], 'benchmark.json')
+    if not osp.isfile(path):
+        return None
+    with open(path) as handle:
+        return json.load(handle)
+
+
 def markdown_table(records: List[dict]) -> str:
     """The results table of baseline records, in ``BASELINES`` order."""
     order = [config for _, config, _, _ in BASELINES]

@@ -34,9 +34,9 @@ import sys
 from typing import Dict, List, Optional, Sequence
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from scenes_baselines import (BASELINES, REPO_ROOT, final_metrics,  # noqa: E402
-                              metric_percent, run_baseline, run_in_pool,
-                              train)
+from scenes_baselines import (BASELINES, REPO_ROOT,  # noqa: E402
+                              baseline_record, final_metrics, metric_percent,
+                              run_baseline, run_in_pool, train)
 
 TASKS = {
     'det': dict(package='mmdet', metric='coco/bbox_mAP'),
@@ -248,23 +248,6 @@ def run_method(group: str, task: str, method: str, config: Optional[str],
         json.dump(record, handle, indent=1)
     print(json.dumps(record), flush=True)
     return record
-
-
-def baseline_record(student: str) -> Optional[dict]:
-    """The ``benchmark.json`` of a student baseline run, if it exists.
-
-    Args:
-        student (str): Baseline config relative to ``configs/``.
-
-    Returns:
-        dict | None: The record written by ``scenes_baselines.py``.
-    """
-    path = osp.join(REPO_ROOT, 'work_dirs',
-                    osp.basename(student)[:-3], 'benchmark.json')
-    if not osp.isfile(path):
-        return None
-    with open(path) as handle:
-        return json.load(handle)
 
 
 def float_student_records(tasks: Sequence[str]) -> List[dict]:

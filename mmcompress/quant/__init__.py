@@ -4,7 +4,8 @@ from .binary import (LearnableBias, RPReLU, RSignQuantizer,
                      ScaledBinaryWeightQuantizer)
 from .hooks import (EWGSHessianDeltaHook, estimate_ewgs_deltas,
                     hutchinson_trace)
-from .layers import QuantConv2d, QuantLinear, build_quantizer
+from .layers import (QuantConv2d, QuantConvTranspose2d, QuantLinear,
+                     build_quantizer)
 from .quantizers import (AffineQParams, BaseQuantizer, DAQQuantizer,
                          EWGSQuantizer, LSQQuantizer, N2UQActQuantizer,
                          N2UQWeightQuantizer, UniformSTEQuantizer)
@@ -14,7 +15,7 @@ from .transform import (DEFAULT_OUTPUT_LAYERS, build_quantized_model,
 __all__ = [
     'AffineQParams', 'BaseQuantizer', 'UniformSTEQuantizer', 'LSQQuantizer',
     'EWGSQuantizer', 'DAQQuantizer', 'N2UQActQuantizer', 'N2UQWeightQuantizer',
-    'QuantConv2d', 'QuantLinear', 'build_quantizer', 'quantize_model',
+    'QuantConv2d', 'QuantConvTranspose2d', 'QuantLinear', 'build_quantizer', 'quantize_model',
     'build_quantized_model', 'eligible_layers', 'DEFAULT_OUTPUT_LAYERS',
     'EWGSHessianDeltaHook', 'estimate_ewgs_deltas', 'hutchinson_trace',
     'RSignQuantizer', 'ScaledBinaryWeightQuantizer', 'LearnableBias', 'RPReLU'

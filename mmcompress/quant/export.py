@@ -1,8 +1,9 @@
 """Export a quantization-aware-trained model to ONNX with QuantizeLinear /
 DequantizeLinear (QDQ) nodes, runnable by onnxruntime's integer kernels.
 
-Each :class:`~mmcompress.quant.layers.QuantConv2d` / ``QuantLinear`` becomes an
-:class:`ExportQuantConv2d` / ``ExportQuantLinear`` computing exactly what the
+Each :class:`~mmcompress.quant.layers.QuantConv2d` / ``QuantConvTranspose2d`` /
+``QuantLinear`` becomes an :class:`ExportQuantConv2d` /
+``ExportQuantConvTranspose2d`` / ``ExportQuantLinear`` computing exactly what the
 trained layer computes in eval mode, written with ops that the ONNX exporter maps
 to QDQ:
 
@@ -12,8 +13,9 @@ to QDQ:
   a grid narrower than 8 bits (e.g. 4-bit ``[0, 15]``) is expressed by that clip
   before the 8-bit ``QuantizeLinear`` (ONNX's 8-bit types carry the values
   exactly; onnxruntime runs them with its int8 kernels);
-* the weight as an int8 initializer with per-tensor or per-channel scales
-  (the layer's ``output_scale`` folded in) feeding ``DequantizeLinear``; the
+* the weight as an int8 initializer with per-tensor or per-output-channel
+  scales (axis 0; axis 1 for ``ConvTranspose``; the layer's ``output_scale``
+  folded in) feeding ``DequantizeLinear``; the
   integer values are checked to reproduce the fake-quantized weight;
 * float bias, float layers (e.g. the first conv) left as they are.
 
@@ -31,7 +33,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .layers import QuantConv2d, QuantLayerMixin, QuantLinear
+from .layers import (QuantConv2d, QuantConvTranspose2d, QuantLayerMixin,
+                     QuantLinear)
 from .quantizers.base import AffineQParams
 
 INT8 = (-128, 127)
@@ -97,6 +100,14 @@ class ExportActQuant(nn.Module):
             x, self.scale, self.zero_point, self.axis % x.dim(), *self.storage)
 
 
+def _channel_view(scale: Tensor, dim: int, axis: Optional[int]) -> Tensor:
+    """``scale`` shaped to broadcast along ``axis`` of a ``dim``-d tensor."""
+    shape = [1] * dim
+    if axis is not None:
+        shape[axis] = -1
+    return scale.reshape(shape)
+
+
 def _integer_weight(layer: QuantLayerMixin,
                     what: str) -> Tuple[Tensor, Tensor, Tuple[int, int], int]:
     """Integer weight, per-channel (or per-tensor) scale, storage and axis."""
@@ -111,9 +122,8 @@ def _integer_weight(layer: QuantLayerMixin,
         factor = layer.output_scale.detach().abs().float()
         fake = fake * factor
         scale = scale * factor
-    axis = 0 if scale.numel() > 1 else None
-    view = scale.reshape([-1] + [1] * (weight.dim() - 1)) if axis == 0 \
-        else scale.reshape([1] * weight.dim())
+    axis = layer.weight_channel_axis if scale.numel() > 1 else None
+    view = _channel_view(scale, weight.dim(), axis)
     integer = torch.round(fake / view)
     error = (integer * view - fake).abs().max()
     if error > 1e-3 * float(scale.min()) + 1e-7:
@@ -139,13 +149,13 @@ class _ExportLayerMixin:
             self.register_buffer('weight', weight)
         else:
             integer, scale, storage, axis = _integer_weight(layer, what)
-            self.register_buffer('weight', integer * (
-                scale.reshape([-1] + [1] * (integer.dim() - 1))
-                if axis == 0 else scale))
+            self.register_buffer(
+                'weight', integer * _channel_view(scale, integer.dim(), axis))
             self.register_buffer('w_scale', scale)
             self.register_buffer(
                 'w_zero_point', torch.zeros_like(scale, dtype=torch.int32))
             self.w_storage = storage
+            self.w_axis = axis
             self.w_per_tensor = float(scale[0]) if axis is None else None
         self.register_buffer(
             'bias', None if layer.bias is None else layer.bias.detach().clone())
@@ -157,7 +167,8 @@ class _ExportLayerMixin:
             return torch.fake_quantize_per_tensor_affine(
                 self.weight, self.w_per_tensor, 0, *self.w_storage)
         return torch.fake_quantize_per_channel_affine(
-            self.weight, self.w_scale, self.w_zero_point, 0, *self.w_storage)
+            self.weight, self.w_scale, self.w_zero_point, self.w_axis,
+            *self.w_storage)
 
     def _input(self, x: Tensor) -> Tensor:
         return x if self.act is None else self.act(x)
@@ -185,6 +196,26 @@ class ExportQuantConv2d(_ExportLayerMixin, nn.Module):
                         *self.conv_args)
 
 
+class ExportQuantConvTranspose2d(_ExportLayerMixin, nn.Module):
+    """Export form of :class:`QuantConvTranspose2d` (ONNX ``ConvTranspose``
+    with a per-output-channel weight ``DequantizeLinear`` on axis 1).
+
+    Args:
+        layer (QuantConvTranspose2d): The trained layer.
+        what (str): Its name, for error messages.
+    """
+
+    def __init__(self, layer: QuantConvTranspose2d, what: str) -> None:
+        super().__init__()
+        self._setup(layer, what)
+        self.conv_args = (layer.stride, layer.padding, layer.output_padding,
+                          layer.groups, layer.dilation)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv_transpose2d(self._input(x), self._weight(), self.bias,
+                                  *self.conv_args)
+
+
 class ExportQuantLinear(_ExportLayerMixin, nn.Module):
     """Export form of :class:`QuantLinear`.
 
@@ -205,17 +236,22 @@ def convert_for_export(model: nn.Module) -> nn.Module:
     """A copy of ``model`` (eval mode) with quantized layers in export form.
 
     Args:
-        model (nn.Module): A trained model holding QuantConv2d / QuantLinear.
+        model (nn.Module): A trained model holding QuantConv2d /
+            QuantConvTranspose2d / QuantLinear layers.
 
     Returns:
         nn.Module: The converted copy; its outputs equal ``model.eval()``'s.
     """
     model = copy.deepcopy(model).eval()
+    export_types = {QuantConv2d: ExportQuantConv2d,
+                    QuantConvTranspose2d: ExportQuantConvTranspose2d,
+                    QuantLinear: ExportQuantLinear}
     targets = [(name, module) for name, module in model.named_modules()
-               if isinstance(module, (QuantConv2d, QuantLinear))]
+               if isinstance(module, tuple(export_types))]
     if not targets:
         raise ValueError(f'{type(model).__name__} holds no QuantConv2d / '
-                         'QuantLinear layer; nothing to export as QDQ')
+                         'QuantConvTranspose2d / QuantLinear layer; nothing to '
+                         'export as QDQ')
     for name, module in targets:
         for quantizer in (module.weight_quantizer, module.act_quantizer):
             if quantizer is not None and quantizer.requires_init and \
@@ -223,10 +259,9 @@ def convert_for_export(model: nn.Module) -> nn.Module:
                 raise ValueError(
                     f'{name}: quantizer {type(quantizer).__name__} was never '
                     'initialized (run a batch or load a QAT checkpoint first)')
-        cls = ExportQuantConv2d if isinstance(module, QuantConv2d) \
-            else ExportQuantLinear
         try:
-            new = cls(module, name)
+            new = next(cls for base, cls in export_types.items()
+                       if isinstance(module, base))(module, name)
         except TypeError as error:
             raise TypeError(f'{name}: {error}') from error
         parent_name, _, child = name.rpartition('.')
@@ -397,186 +432,430 @@ def compare_with_onnxruntime(model: nn.Module, session,
                 num_samples=total)
 
 
+#: Ops onnxruntime runs on 8-bit tensors when their inputs come from
+#: ``DequantizeLinear`` and their output goes to one ``QuantizeLinear``.
+INTEGER_OPS = ('Add', 'Relu', 'MaxPool', 'AveragePool', 'GlobalAveragePool',
+               'Reshape', 'Flatten')
+#: Of those, the ops whose outputs are input values (a selection or a new
+#: shape): quantization commutes with them exactly.
+VALUE_PRESERVING_OPS = ('MaxPool', 'Reshape', 'Flatten')
+#: Elementwise ops an exported activation quantizer may apply before its
+#: ``QuantizeLinear`` (offset / multiplier, clip to a narrowed grid).
+QUANTIZER_PREFIX_OPS = ('Sub', 'Mul', 'Clip', 'Max', 'Min')
+
+
+class _OnnxGraph:
+    """Lookups and edits on an ONNX graph used by the onnxruntime rewrite.
+
+    Args:
+        model (onnx.ModelProto): The model (edited in place).
+    """
+
+    def __init__(self, model) -> None:
+        from onnx import numpy_helper
+        self.graph = model.graph
+        self.inits = {i.name: i for i in self.graph.initializer}
+        self.constants = {
+            n.output[0]: numpy_helper.to_array(n.attribute[0].t)
+            for n in self.graph.node
+            if n.op_type == 'Constant' and n.attribute[0].name == 'value'
+        }
+        self.aliases = {n.output[0]: n.input[0] for n in self.graph.node
+                        if n.op_type == 'Identity'}
+
+    def is_constant(self, name: str) -> bool:
+        """Whether a tensor is an initializer or a ``Constant`` output."""
+        name = self.aliases.get(name, name)
+        return name in self.inits or name in self.constants
+
+    def value(self, name: str):
+        """The constant array behind a tensor name, or None."""
+        from onnx import numpy_helper
+        name = self.aliases.get(name, name)
+        if name in self.inits:
+            return numpy_helper.to_array(self.inits[name])
+        return self.constants.get(name)
+
+    def add_init(self, array, name: str) -> str:
+        """Add an initializer; returns its name."""
+        from onnx import numpy_helper
+        tensor = numpy_helper.from_array(array, name)
+        self.graph.initializer.append(tensor)
+        self.inits[name] = tensor
+        return name
+
+    def producer(self, name: str):
+        return next((n for n in self.graph.node if name in n.output), None)
+
+    def consumers(self, name: str) -> list:
+        return [n for n in self.graph.node if name in n.input]
+
+    @staticmethod
+    def replace_input(node, old: str, new: str) -> None:
+        for i, name in enumerate(node.input):
+            if name == old:
+                node.input[i] = new
+
+    def is_activation_dq(self, node) -> bool:
+        """A ``DequantizeLinear`` of a computed (not constant) tensor."""
+        return node is not None and node.op_type == 'DequantizeLinear' and \
+            not self.is_constant(node.input[0])
+
+    def quantized_layer_parts(self, node):
+        """``(input DQ, weight DQ)`` of a Conv / ConvTranspose / Gemm on
+        dequantized integer input and weight, else None."""
+        if node.op_type not in ('Conv', 'ConvTranspose', 'Gemm') or \
+                len(node.input) < 2:
+            return None
+        xdq, wdq = self.producer(node.input[0]), self.producer(node.input[1])
+        if not self.is_activation_dq(xdq) or wdq is None or \
+                wdq.op_type != 'DequantizeLinear' or wdq.input[0] not in self.inits:
+            return None
+        return xdq, wdq
+
+    def quantizer_chain(self, node):
+        """The ops of an exported activation quantizer that starts at ``node``
+        and does more than ``QuantizeLinear`` (offset, multiplier or narrowed
+        clip): ``(prefix op types, QuantizeLinear node)``, else None."""
+        ops = []
+        while node is not None and node.op_type in QUANTIZER_PREFIX_OPS:
+            ops.append(node.op_type)
+            users = self.consumers(node.output[0])
+            node = users[0] if len(users) == 1 else None
+        if not ops or node is None or node.op_type != 'QuantizeLinear':
+            return None
+        return ops, node
+
+    def per_tensor_q(self, node, tensor: Optional[str] = None) -> bool:
+        """A ``QuantizeLinear`` (of ``tensor`` if given) with a constant
+        per-tensor scale and zero point."""
+        if node.op_type != 'QuantizeLinear' or len(node.input) < 3 or \
+                tensor is not None and node.input[0] != tensor:
+            return False
+        scale = self.value(node.input[1])
+        return scale is not None and scale.size == 1 and \
+            self.value(node.input[2]) is not None
+
+    def clip_only_grid(self, node):
+        """For a narrowed quantizer ``clip -> QuantizeLinear`` starting at
+        ``node``: its per-tensor ``QuantizeLinear`` (an 8-bit quantization with
+        the same scale and zero point, then the clip and this quantizer, equals
+        the quantizer itself: the clip bounds are grid points), else None."""
+        chain = self.quantizer_chain(node)
+        if chain is None or not set(chain[0]) <= {'Clip', 'Max', 'Min'} or \
+                not self.per_tensor_q(chain[1]):
+            return None
+        return chain[1]
+
+    def topological_sort(self) -> None:
+        """Reorder the nodes so every tensor is produced before it is read."""
+        available = {i.name for i in self.graph.input} | set(self.inits)
+        pending, ordered = list(self.graph.node), []
+        while pending:
+            ready = [n for n in pending
+                     if all(not i or i in available for i in n.input)]
+            if not ready:
+                raise ValueError('optimize_for_onnxruntime produced a cyclic '
+                                 'graph')
+            for node in ready:
+                available.update(node.output)
+                ordered.append(node)
+            pending = [n for n in pending if all(n is not r for r in ready)]
+        del self.graph.node[:]
+        self.graph.node.extend(ordered)
+
+
+def _fold_batchnorm(g: _OnnxGraph, convs: list) -> None:
+    """Fold a BatchNormalization that follows a quantized conv into it."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    for conv in convs:
+        users = g.consumers(conv.output[0])
+        if len(users) != 1 or users[0].op_type != 'BatchNormalization':
+            continue
+        bn = users[0]
+        gamma, beta, mean, var = (g.value(n) for n in bn.input[1:5])
+        eps = next((a.f for a in bn.attribute if a.name == 'epsilon'), 1e-5)
+        factor = gamma / np.sqrt(var + eps)
+        _, wdq = g.quantized_layer_parts(conv)
+        stored = numpy_helper.to_array(g.inits[wdq.input[0]])
+        weight = stored.astype(np.int32)
+        out_ch = weight.shape[0]
+        scale = np.broadcast_to(g.value(wdq.input[1]).reshape(-1),
+                                (out_ch, )).astype(np.float32)
+        sign = np.where(factor < 0, -1, 1).reshape([-1] + [1] * (weight.ndim - 1))
+        info = np.iinfo(stored.dtype)
+        weight = np.clip(weight * sign, info.min, info.max).astype(info.dtype)
+        bias = g.value(conv.input[2]) if len(conv.input) > 2 else np.zeros(out_ch)
+        new_bias = ((bias - mean) * factor + beta).astype(np.float32)
+        stem = conv.output[0]
+        wdq.input[0] = g.add_init(weight, stem + '_w_folded')
+        wdq.input[1] = g.add_init((scale * np.abs(factor)).astype(np.float32),
+                                  stem + '_w_scale_folded')
+        wdq.input[2] = g.add_init(np.zeros(out_ch, info.dtype), stem + '_w_zp')
+        del wdq.attribute[:]
+        wdq.attribute.append(helper.make_attribute('axis', 0))
+        bias_name = g.add_init(new_bias, stem + '_bias_folded')
+        if len(conv.input) > 2:
+            conv.input[2] = bias_name
+        else:
+            conv.input.append(bias_name)
+        for node in g.consumers(bn.output[0]):
+            g.replace_input(node, bn.output[0], conv.output[0])
+        for out in g.graph.output:
+            if out.name == bn.output[0]:
+                out.name = conv.output[0]
+        g.graph.node.remove(bn)
+
+
+def _plan_activation_quantization(g: _OnnxGraph, layers: list) -> dict:
+    """Decide which float tensors get an 8-bit ``Q -> DQ`` and with what grid.
+
+    Returns:
+        dict: tensor -> ``(kind, ref)``: ``('reuse', Q)``, the QAT quantizer
+        ``Q`` that reads the tensor (the widest if several); ``('grid_of', Q)``,
+        a new 8-bit quantization with the scale and zero point of the narrowed
+        QAT quantizer ``Q`` (clip first) that alone reads it; ``('same',
+        tensor)``, the grid of the output of the value-preserving op that reads
+        it; ``('calibrate', None)``. Tensors left out need nothing.
+    """
+    import numpy as np
+
+    layer_outputs = {n.output[0] for n in layers}
+    integer = set()
+    for node in g.graph.node:
+        if not node.output:
+            continue
+        out = node.output[0]
+        if g.is_constant(out):
+            continue
+        if out in layer_outputs or g.is_activation_dq(node) or \
+                any(g.per_tensor_q(r, out) for r in g.consumers(out)):
+            integer.add(out)
+        elif node.op_type in INTEGER_OPS:
+            inputs = node.input[:1] if node.op_type == 'Reshape' else node.input
+            if all(i in integer for i in inputs):
+                integer.add(out)
+
+    def width(q):
+        info = np.iinfo(g.value(q.input[2]).dtype)
+        return (info.max - info.min) * float(g.value(q.input[1]).reshape(-1)[0])
+
+    plans, quantized = {}, set()
+    for node in reversed(list(g.graph.node)):
+        if node.op_type in ('QuantizeLinear', 'DequantizeLinear') or \
+                not node.output or node.output[0] not in integer:
+            continue
+        tensor = node.output[0]
+        readers = [r for r in g.consumers(tensor) if r.op_type != 'Shape']
+        direct = [r for r in readers if g.per_tensor_q(r, tensor)]
+        entries = [r for r in readers
+                   if r not in direct and g.quantizer_chain(r) is not None]
+        others = [r for r in readers if r not in direct and r not in entries]
+        if not others and len(direct) == 1:
+            quantized.add(tensor)
+        elif not others and not direct:
+            donor = g.clip_only_grid(entries[0]) if len(entries) == 1 else None
+            if donor is not None:
+                plans[tensor] = ('grid_of', donor)
+        elif len(others) == 1 and not direct and others[0].op_type == 'Relu':
+            if others[0].output[0] not in quantized:
+                plans[tensor] = ('calibrate', None)
+            # else onnxruntime fuses the Relu into the following quantization
+        elif len(others) == 1 and not direct and \
+                others[0].op_type in VALUE_PRESERVING_OPS and \
+                others[0].output[0] in quantized:
+            plans[tensor] = ('same', others[0].output[0])
+        elif direct:
+            plans[tensor] = ('reuse', max(direct, key=width))
+        else:
+            plans[tensor] = ('calibrate', None)
+        if tensor in plans:
+            quantized.add(tensor)
+    return plans
+
+
+def _calibrated_ranges(model, tensors: list, calibration) -> dict:
+    """Min / max of ``tensors`` (always including 0) over the batches."""
+    import numpy as np
+    import onnx
+    from onnx import helper
+
+    probe = onnx.load_from_string(model.SerializeToString())
+    probe.graph.output.extend(
+        [helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None)
+         for t in tensors])
+    session = onnxruntime_session(probe.SerializeToString())
+    name = session.get_inputs()[0].name
+    ranges = {t: [0.0, 0.0] for t in tensors}
+    for batch in calibration:
+        for t, out in zip(tensors, session.run(tensors, {name: batch.numpy()})):
+            ranges[t][0] = min(ranges[t][0], float(np.min(out)))
+            ranges[t][1] = max(ranges[t][1], float(np.max(out)))
+    return ranges
+
+
+def _insert_activation_quantization(g: _OnnxGraph, plans: dict,
+                                    ranges: dict) -> None:
+    """Apply the plans of :func:`_plan_activation_quantization`: every reader
+    of a planned tensor reads its ``DequantizeLinear`` output, except
+    quantizers with an offset / multiplier, and narrowed ones that are not the
+    grid's origin, which keep reading the float tensor."""
+    import numpy as np
+    from onnx import helper
+
+    resolved = {}
+
+    def scale_and_zero(tensor):
+        if tensor in plans:
+            q = resolve(tensor)[0]
+        else:  # read by one QAT quantizer only
+            q = next(n for n in g.consumers(tensor) if g.per_tensor_q(n, tensor))
+        return q.input[1], q.input[2]
+
+    def resolve(tensor):
+        """(QuantizeLinear node, DequantizeLinear output) of ``tensor``."""
+        if tensor in resolved:
+            return resolved[tensor]
+        kind, ref = plans[tensor]
+        if kind == 'reuse':
+            dq = next(n for n in g.consumers(ref.output[0])
+                      if n.op_type == 'DequantizeLinear')
+            resolved[tensor] = (ref, dq.output[0])
+            return resolved[tensor]
+        if kind == 'same':
+            scale, zero = scale_and_zero(ref)
+        elif kind == 'grid_of':
+            scale, zero = ref.input[1], ref.input[2]
+        else:
+            low, high = ranges[tensor]
+            step = np.float32(max(high - low, 1e-8) / 255)
+            scale = g.add_init(np.array(step, np.float32), tensor + '_out_scale')
+            zero = g.add_init(
+                np.array(np.clip(round(-low / float(step)), 0, 255), np.uint8),
+                tensor + '_out_zp')
+        q = helper.make_node('QuantizeLinear', [tensor, scale, zero],
+                             [tensor + '_out_q'])
+        dq = helper.make_node('DequantizeLinear', [q.output[0], scale, zero],
+                              [tensor + '_out_dq'])
+        g.graph.node.extend([q, dq])  # copies: keep the graph's own nodes
+        resolved[tensor] = (g.graph.node[-2], dq.output[0])
+        return resolved[tensor]
+
+    for tensor, (kind, ref) in plans.items():
+        rep, dq_out = resolve(tensor)
+        for reader in g.consumers(tensor):
+            if reader is rep:
+                continue
+            if g.quantizer_chain(reader) is not None and \
+                    not (kind == 'grid_of' and g.clip_only_grid(reader) is ref):
+                continue
+            if kind == 'reuse' and g.per_tensor_q(reader, tensor):
+                # another QAT quantizer of the same tensor: share the widest
+                users = g.consumers(reader.output[0])
+                if all(u.op_type == 'DequantizeLinear' for u in users):
+                    for dq in users:
+                        dq.input[0], dq.input[1], dq.input[2] = \
+                            rep.output[0], rep.input[1], rep.input[2]
+                    g.graph.node.remove(reader)
+                    continue
+            g.replace_input(reader, tensor, dq_out)
+
+
+def _quantize_bias(g: _OnnxGraph, layers: list) -> None:
+    """int32 bias with scale ``s_x * s_w`` for quantized Conv /
+    ConvTranspose / Gemm."""
+    import numpy as np
+    from onnx import helper
+
+    for layer in layers:
+        if len(layer.input) < 3 or g.value(layer.input[2]) is None:
+            continue
+        xdq, wdq = g.quantized_layer_parts(layer)
+        x_scale, w_scale = g.value(xdq.input[1]), g.value(wdq.input[1])
+        bias = g.value(layer.input[2])
+        if x_scale is None or w_scale is None or x_scale.size != 1 or \
+                w_scale.size not in (1, bias.size):
+            continue
+        bias_scale = (float(x_scale) * np.broadcast_to(
+            w_scale.reshape(-1), bias.shape)).astype(np.float32)
+        bias_int = np.round(bias / bias_scale).astype(np.int32)
+        stem = layer.output[0] + '_bias'
+        q_name = g.add_init(bias_int, stem + '_int32')
+        s_name = g.add_init(bias_scale, stem + '_scale')
+        z_name = g.add_init(np.zeros_like(bias_int), stem + '_zp')
+        dq = helper.make_node('DequantizeLinear', [q_name, s_name, z_name],
+                              [stem + '_dq'], axis=0)
+        g.graph.node.insert(list(g.graph.node).index(layer), dq)
+        layer.input[2] = stem + '_dq'
+
+
 def optimize_for_onnxruntime(onnx_bytes: bytes,
                              calibration: Sequence[Tensor]) -> bytes:
-    """Rewrite an exported QDQ graph so onnxruntime runs its convs in int8.
+    """Rewrite an exported QDQ graph so onnxruntime runs it in 8-bit integers.
 
     onnxruntime fuses ``DQ(x) -> Conv(DQ(w), DQ(bias)) -> Q(y)`` into an integer
-    ``QLinearConv``; a conv whose output is not quantized runs in float with
-    dequantized weights. This pass, on the exported graph:
+    ``QLinearConv`` and ``DQ -> Add / pooling -> Q`` into ``QLinearAdd`` /
+    ``QLinearGlobalAveragePool`` / integer max-pooling; an op whose inputs or
+    output are not quantized runs in float (with layout conversions around it).
+    The QAT model quantizes only the *inputs* of its quantized layers, so this
+    pass, on the exported graph:
 
     1. folds a ``BatchNormalization`` that follows a quantized conv into the
        conv's per-channel weight scales and bias (exact: a per-channel affine map
        keeps the weights on a per-channel grid; a negative BN factor flips the
        channel's integer weights, -128 saturating to 127);
-    2. quantizes the float bias of quantized convs to int32 with scale
-       ``s_x * s_w`` (as onnxruntime's own quantizer);
-    3. adds 8-bit ``Q -> DQ`` on the output of quantized convs whose output
-       (directly or after a ``Relu``) is not consumed by exactly one
-       ``QuantizeLinear``, with min/max ranges from ``calibration`` (e.g. a
-       conv feeding a residual ``Add``). This step is an extra 8-bit
-       re-quantization that the QAT model does not have; its effect is measured
-       by the agreement check.
+    2. gives every float tensor of the integer region an 8-bit ``Q -> DQ``: the
+       outputs of quantized convs / linears, and of ``Add``, ``Relu`` and
+       pooling / reshaping ops (:data:`INTEGER_OPS`) whose inputs are all
+       integer (a tensor read by a QAT activation quantizer counts as integer).
+       The grid is, in this order of preference:
+
+       * the QAT model's own 8-bit activation quantizer that reads the tensor
+         (e.g. the next block's conv, for a residual ``Add`` + ``Relu`` output
+         or the identity branch); when several per-tensor quantizers read it
+         (a stage's first conv and its downsample conv) all share the widest
+         of them. Quantizers that do more than ``QuantizeLinear`` (narrowed
+         4-bit clip, offset / multiplier) keep reading the float tensor;
+       * for the input of a value-preserving op (:data:`VALUE_PRESERVING_OPS`),
+         the grid of its output (exact: max-pooling and reshaping commute with
+         quantization);
+       * otherwise 8-bit uint8 min/max ranges measured on ``calibration``
+         (e.g. a conv feeding a residual ``Add``, the last block's output
+         before global pooling).
+
+       A tensor read only by a ``Relu`` whose output is quantized gets no grid
+       of its own (onnxruntime fuses the ``Relu`` into the quantization). Each
+       re-quantization is a rounding the QAT model does not have; its effect
+       is measured by the agreement check;
+    3. quantizes the float bias of quantized convs / linears to int32 with
+       scale ``s_x * s_w`` (as onnxruntime's own quantizer).
 
     Args:
         onnx_bytes (bytes): A model from :func:`export_onnx`.
-        calibration (Sequence[Tensor]): Input batches for the output ranges.
+        calibration (Sequence[Tensor]): Input batches for the calibrated
+            ranges.
 
     Returns:
         bytes: The rewritten model.
     """
-    import numpy as np
     import onnx
-    from onnx import helper, numpy_helper
 
     model = onnx.load_from_string(onnx_bytes)
-    graph = model.graph
-    inits = {i.name: i for i in graph.initializer}
-    constants = {n.output[0]: numpy_helper.to_array(n.attribute[0].t)
-                 for n in graph.node if n.op_type == 'Constant'}
-    aliases = {n.output[0]: n.input[0] for n in graph.node
-               if n.op_type == 'Identity'}
-
-    def value(name):
-        name = aliases.get(name, name)
-        if name in inits:
-            return numpy_helper.to_array(inits[name])
-        return constants.get(name)
-
-    def add_init(array, name):
-        tensor = numpy_helper.from_array(array, name)
-        graph.initializer.append(tensor)
-        inits[name] = tensor
-        return name
-
-    def producer(name):
-        return next((n for n in graph.node if name in n.output), None)
-
-    def consumers(name):
-        return [n for n in graph.node if name in n.input]
-
-    def quantized_conv_parts(conv):
-        wdq, xdq = producer(conv.input[1]), producer(conv.input[0])
-        if wdq is None or wdq.op_type != 'DequantizeLinear' or \
-                xdq is None or xdq.op_type != 'DequantizeLinear' or \
-                wdq.input[0] not in inits:
-            return None
-        return xdq, wdq
-
-    convs = [n for n in graph.node
-             if n.op_type == 'Conv' and quantized_conv_parts(n) is not None]
-    # 1. fold BatchNormalization into the conv's weight scales and bias
-    for conv in convs:
-        users = consumers(conv.output[0])
-        if len(users) != 1 or users[0].op_type != 'BatchNormalization':
-            continue
-        bn = users[0]
-        gamma, beta, mean, var = (value(n) for n in bn.input[1:5])
-        eps = next((a.f for a in bn.attribute if a.name == 'epsilon'), 1e-5)
-        factor = gamma / np.sqrt(var + eps)
-        _, wdq = quantized_conv_parts(conv)
-        weight = numpy_helper.to_array(inits[wdq.input[0]]).astype(np.int32)
-        out_ch = weight.shape[0]
-        scale = np.broadcast_to(value(wdq.input[1]).reshape(-1),
-                                (out_ch, )).astype(np.float32)
-        sign = np.where(factor < 0, -1, 1).reshape([-1] + [1] * (weight.ndim - 1))
-        info = np.iinfo(numpy_helper.to_array(inits[wdq.input[0]]).dtype)
-        weight = np.clip(weight * sign, info.min, info.max).astype(info.dtype)
-        bias = value(conv.input[2]) if len(conv.input) > 2 else np.zeros(out_ch)
-        new_bias = ((bias - mean) * factor + beta).astype(np.float32)
-        stem = conv.output[0]
-        wdq.input[0] = add_init(weight, stem + '_w_folded')
-        wdq.input[1] = add_init((scale * np.abs(factor)).astype(np.float32),
-                                stem + '_w_scale_folded')
-        wdq.input[2] = add_init(np.zeros(out_ch, info.dtype), stem + '_w_zp')
-        del wdq.attribute[:]
-        wdq.attribute.append(helper.make_attribute('axis', 0))
-        bias_name = add_init(new_bias, stem + '_bias_folded')
-        if len(conv.input) > 2:
-            conv.input[2] = bias_name
-        else:
-            conv.input.append(bias_name)
-        for node in consumers(bn.output[0]):
-            for i, name in enumerate(node.input):
-                if name == bn.output[0]:
-                    node.input[i] = conv.output[0]
-        for out in graph.output:
-            if out.name == bn.output[0]:
-                out.name = conv.output[0]
-        graph.node.remove(bn)
-
-    # 3. find quantized convs whose output is not quantized; calibrate ranges
-    def output_tail(conv):
-        tensor = conv.output[0]
-        users = consumers(tensor)
-        if len(users) == 1 and users[0].op_type == 'Relu':
-            tensor = users[0].output[0]
-            users = consumers(tensor)
-        quantized = len(users) == 1 and users[0].op_type == 'QuantizeLinear'
-        return tensor, quantized
-
-    targets = []
-    for conv in convs:
-        tensor, quantized = output_tail(conv)
-        if not quantized:
-            targets.append(tensor)
-    if targets:
-        probe = onnx.load_from_string(model.SerializeToString())
-        probe.graph.output.extend(
-            [helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None)
-             for t in targets])
-        session = onnxruntime_session(probe.SerializeToString())
-        name = session.get_inputs()[0].name
-        lows = {t: np.inf for t in targets}
-        highs = {t: -np.inf for t in targets}
-        for batch in calibration:
-            outs = session.run(targets, {name: batch.numpy()})
-            for t, out in zip(targets, outs):
-                lows[t] = min(lows[t], float(out.min()))
-                highs[t] = max(highs[t], float(out.max()))
-        for t in targets:
-            low, high = min(lows[t], 0.0), max(highs[t], 0.0)
-            scale = np.float32(max(high - low, 1e-8) / 255)
-            zero = np.uint8(np.clip(round(-low / float(scale)), 0, 255))
-            s_name = add_init(np.array(scale, np.float32), t + '_out_scale')
-            z_name = add_init(np.array(zero, np.uint8), t + '_out_zp')
-            users = consumers(t)
-            q = helper.make_node('QuantizeLinear', [t, s_name, z_name],
-                                 [t + '_out_q'])
-            dq = helper.make_node('DequantizeLinear', [t + '_out_q', s_name, z_name],
-                                  [t + '_out_dq'])
-            for node in users:
-                for i, n in enumerate(node.input):
-                    if n == t:
-                        node.input[i] = t + '_out_dq'
-            index = list(graph.node).index(producer(t))
-            graph.node.insert(index + 1, dq)
-            graph.node.insert(index + 1, q)
-
-    # 2. int32 bias with scale s_x * s_w
-    for conv in convs:
-        if len(conv.input) < 3 or conv.input[2] not in inits:
-            continue
-        xdq, wdq = quantized_conv_parts(conv)
-        x_scale = value(xdq.input[1])
-        w_scale = value(wdq.input[1])
-        if x_scale is None or w_scale is None or x_scale.size != 1:
-            continue
-        bias = value(conv.input[2])
-        bias_scale = (float(x_scale) * np.broadcast_to(
-            w_scale.reshape(-1), bias.shape)).astype(np.float32)
-        bias_int = np.round(bias / bias_scale).astype(np.int32)
-        stem = conv.output[0] + '_bias'
-        q_name = add_init(bias_int, stem + '_int32')
-        s_name = add_init(bias_scale, stem + '_scale')
-        z_name = add_init(np.zeros_like(bias_int), stem + '_zp')
-        dq = helper.make_node('DequantizeLinear', [q_name, s_name, z_name],
-                              [stem + '_dq'], axis=0)
-        graph.node.insert(list(graph.node).index(conv), dq)
-        conv.input[2] = stem + '_dq'
-
-    used = {n for node in graph.node for n in node.input}
-    for init in [i for i in graph.initializer if i.name not in used]:
-        graph.initializer.remove(init)
+    g = _OnnxGraph(model)
+    layers = [n for n in g.graph.node if g.quantized_layer_parts(n) is not None]
+    _fold_batchnorm(g, [n for n in layers if n.op_type == 'Conv'])
+    plans = _plan_activation_quantization(g, layers)
+    ranges = {}
+    to_calibrate = [t for t, (kind, _) in plans.items() if kind == 'calibrate']
+    if to_calibrate:
+        ranges = _calibrated_ranges(model, to_calibrate, calibration)
+    _insert_activation_quantization(g, plans, ranges)
+    _quantize_bias(g, layers)
+    g.topological_sort()
+    used = {n for node in g.graph.node for n in node.input}
+    for init in [i for i in g.graph.initializer if i.name not in used]:
+        g.graph.initializer.remove(init)
     onnx.checker.check_model(model)
     return model.SerializeToString()

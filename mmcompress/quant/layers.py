@@ -1,7 +1,9 @@
-"""Quantized Conv2d / Linear that keep the float layers' parameter names.
+"""Quantized Conv2d / ConvTranspose2d / Linear that keep the float layers'
+parameter names.
 
-:class:`QuantConv2d` and :class:`QuantLinear` subclass ``nn.Conv2d`` / ``nn.Linear``
-and keep ``weight`` and ``bias`` as they are, so a float checkpoint (model zoo or
+:class:`QuantConv2d`, :class:`QuantConvTranspose2d` and :class:`QuantLinear`
+subclass ``nn.Conv2d`` / ``nn.ConvTranspose2d`` / ``nn.Linear`` and keep
+``weight`` and ``bias`` as they are, so a float checkpoint (model zoo or
 our own) loads into a quantized model unchanged and ``isinstance`` checks in
 downstream code (``init_weights``, ``ConvModule``) still hold. Extra state lives in
 submodules and parameters that a float checkpoint simply lacks:
@@ -20,8 +22,11 @@ submodules and parameters that a float checkpoint simply lacks:
   ``y = f(Q(x), Q(W)) * |output_scale| + bias``.
 
 Quantizers given as config dicts are built from the registry with
-``num_channels`` and ``channel_axis`` filled in (output channels / axis 0 for the
-weight, input channels / axis 1 (conv) or -1 (linear) for the activation).
+``num_channels`` and ``channel_axis`` filled in: output channels of the weight
+(axis 0 for conv / linear weights ``(out, in, ...)``; axis 1 for transposed-conv
+weights ``(in, out / groups, kh, kw)``, whose ``out / groups`` channels a grouped
+deconv shares between groups), input channels of the activation (axis 1 for
+convs, -1 for linear).
 """
 import copy
 from typing import Optional, Union
@@ -57,11 +62,12 @@ def build_quantizer(spec: QuantizerSpec, **default_args) -> Optional[nn.Module]:
 
 
 class QuantLayerMixin:
-    """Shared quantizer handling of :class:`QuantConv2d` and :class:`QuantLinear`.
+    """Shared quantizer handling of the quantized layers.
 
-    The concrete layer defines ``_linear_op(x, weight, bias)`` (its float
-    operation), ``act_channel_axis`` and ``_float_layer_args(module)`` (the
-    constructor arguments that rebuild a float layer's shape).
+    The concrete layer defines ``_linear_op(x, weight, bias, **op_kwargs)`` (its
+    float operation), ``act_channel_axis``, ``weight_channel_axis`` and
+    ``_float_layer_args(module)`` (the constructor arguments that rebuild a
+    float layer's shape).
     """
 
     def forward(self, x: Tensor) -> Tensor:
@@ -77,7 +83,9 @@ class QuantLayerMixin:
 
         Args:
             module (nn.Module): The float layer (``nn.Conv2d`` for
-                :class:`QuantConv2d`, ``nn.Linear`` for :class:`QuantLinear`).
+                :class:`QuantConv2d`, ``nn.ConvTranspose2d`` for
+                :class:`QuantConvTranspose2d`, ``nn.Linear`` for
+                :class:`QuantLinear`).
             weight_quantizer, act_quantizer, grad_quantizer: As in the
                 constructor.
 
@@ -92,13 +100,15 @@ class QuantLayerMixin:
         return new
 
     act_channel_axis = 1
+    weight_channel_axis = 0
 
     def _setup_quantizers(self, weight_quantizer: QuantizerSpec,
                           act_quantizer: QuantizerSpec,
                           grad_quantizer: QuantizerSpec, out_channels: int,
                           in_channels: int) -> None:
         self.weight_quantizer = build_quantizer(
-            weight_quantizer, num_channels=out_channels, channel_axis=0)
+            weight_quantizer, num_channels=out_channels,
+            channel_axis=self.weight_channel_axis)
         self.act_quantizer = build_quantizer(
             act_quantizer,
             num_channels=in_channels,
@@ -117,10 +127,11 @@ class QuantLayerMixin:
     def _bias_view(self, out: Tensor) -> Tensor:
         return self.bias.view([1, -1] + [1] * (out.dim() - 2))
 
-    def _init_output_scale(self, x: Tensor, x_q: Tensor, w_q: Tensor) -> None:
+    def _init_output_scale(self, x: Tensor, x_q: Tensor, w_q: Tensor,
+                           **op_kwargs) -> None:
         with torch.no_grad():
-            ref = self._linear_op(x, self.weight, None).abs().mean()
-            quant = self._linear_op(x_q, w_q, None).abs().mean()
+            ref = self._linear_op(x, self.weight, None, **op_kwargs).abs().mean()
+            quant = self._linear_op(x_q, w_q, None, **op_kwargs).abs().mean()
             scale = (ref / quant.clamp_min(1e-12)).reshape(1)
             if dist.get_world_size() > 1:
                 dist.all_reduce(scale, op='mean')
@@ -146,27 +157,30 @@ class QuantLayerMixin:
                 for q in (self.weight_quantizer, self.act_quantizer))
         return True
 
-    def quant_forward(self, x: Tensor) -> Tensor:
+    def quant_forward(self, x: Tensor, **op_kwargs) -> Tensor:
         """Fake-quantized forward shared by the layer types.
 
         Args:
             x (Tensor): Layer input.
+            **op_kwargs: Extra arguments of the layer's float operation
+                (``output_padding`` of a transposed conv).
 
         Returns:
             Tensor: Layer output.
         """
         if not self.training and not self.quantizers_ready():
-            return self._linear_op(x, self.weight, self.bias)
+            return self._linear_op(x, self.weight, self.bias, **op_kwargs)
         x_q = x if self.act_quantizer is None else self.act_quantizer(x)
         w_q = self.weight if self.weight_quantizer is None else \
             self.weight_quantizer(self.weight)
         if self.output_scale is None:
-            out = self._linear_op(x_q, w_q, self.bias)
+            out = self._linear_op(x_q, w_q, self.bias, **op_kwargs)
         else:
             if not self.output_scale_initialized.item() and x.numel() > 0 \
                     and (self.training or self.quantizers_ready()):
-                self._init_output_scale(x, x_q, w_q)
-            out = self._linear_op(x_q, w_q, None) * self.output_scale.abs()
+                self._init_output_scale(x, x_q, w_q, **op_kwargs)
+            out = self._linear_op(x_q, w_q, None, **op_kwargs) * \
+                self.output_scale.abs()
             if self.bias is not None:
                 out = out + self._bias_view(out)
         if self.grad_quantizer is not None:
@@ -222,6 +236,66 @@ class QuantConv2d(QuantLayerMixin, nn.Conv2d):
             stride=module.stride, padding=module.padding,
             dilation=module.dilation, groups=module.groups,
             padding_mode=module.padding_mode)
+
+
+class QuantConvTranspose2d(QuantLayerMixin, nn.ConvTranspose2d):
+    """``nn.ConvTranspose2d`` with weight / input / gradient quantizer slots.
+
+    The weight ``(in, out / groups, kh, kw)`` is quantized per output channel
+    along axis 1 (with ``groups > 1``, the channels of the same index in each
+    group share a scale).
+
+    Args:
+        *args: ``nn.ConvTranspose2d`` positional arguments.
+        weight_quantizer (dict | nn.Module, optional): Weight quantizer.
+        act_quantizer (dict | nn.Module, optional): Input quantizer.
+        grad_quantizer (dict | nn.Module, optional): Gradient quantizer.
+        **kwargs: ``nn.ConvTranspose2d`` keyword arguments.
+    """
+
+    act_channel_axis = 1
+    weight_channel_axis = 1
+
+    def __init__(self,
+                 *args,
+                 weight_quantizer: QuantizerSpec = None,
+                 act_quantizer: QuantizerSpec = None,
+                 grad_quantizer: QuantizerSpec = None,
+                 **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._setup_quantizers(weight_quantizer, act_quantizer, grad_quantizer,
+                               self.out_channels // self.groups,
+                               self.in_channels)
+
+    def forward(self, x: Tensor, output_size: Optional[list] = None) -> Tensor:
+        """Quantized transposed convolution.
+
+        Args:
+            x (Tensor): Input ``(N, C, H, W)`` or ``(C, H, W)``.
+            output_size (list, optional): As in ``nn.ConvTranspose2d``.
+
+        Returns:
+            Tensor: Output.
+        """
+        num_spatial_dims = 2
+        output_padding = self._output_padding(
+            x, output_size, self.stride, self.padding, self.kernel_size,
+            num_spatial_dims, self.dilation)
+        return self.quant_forward(x, output_padding=output_padding)
+
+    def _linear_op(self, x: Tensor, weight: Tensor, bias: Optional[Tensor],
+                   output_padding=None) -> Tensor:
+        if output_padding is None:
+            output_padding = self.output_padding
+        return F.conv_transpose2d(x, weight, bias, self.stride, self.padding,
+                                  output_padding, self.groups, self.dilation)
+
+    @staticmethod
+    def _float_layer_args(module: nn.ConvTranspose2d):
+        return (module.in_channels, module.out_channels, module.kernel_size), dict(
+            stride=module.stride, padding=module.padding,
+            output_padding=module.output_padding, groups=module.groups,
+            dilation=module.dilation, padding_mode=module.padding_mode)
 
 
 class QuantLinear(QuantLayerMixin, nn.Linear):

@@ -1,12 +1,14 @@
-"""The quantization transform: swap Conv2d / Linear for quantized layers in place.
+"""The quantization transform: swap Conv2d / ConvTranspose2d / Linear for
+quantized layers in place.
 
 No tracing: the transform walks ``named_modules()`` and replaces eligible layers
-by :class:`~mmcompress.quant.layers.QuantConv2d` / ``QuantLinear`` that share the
-float parameters (same names), so any OpenMMLab model keeps its class, its
+by :class:`~mmcompress.quant.layers.QuantConv2d` / ``QuantConvTranspose2d`` /
+``QuantLinear`` that share the float parameters (same names), so any OpenMMLab model keeps its class, its
 Python forward code (heads, post-processing) and its checkpoint format.
 
-Which layers are eligible: modules whose type is exactly ``nn.Conv2d`` or
-``nn.Linear`` (or mmcv's thin ``Conv2d`` / ``Linear`` wrappers). Subclasses with
+Which layers are eligible: modules whose type is exactly ``nn.Conv2d``,
+``nn.ConvTranspose2d`` or ``nn.Linear`` (or mmcv's thin ``Conv2d`` /
+``ConvTranspose2d`` (``'deconv'``) / ``Linear`` wrappers). Subclasses with
 their own forward (weight-standardized convs, adaptive padding,
 ``NonDynamicallyQuantizableLinear`` inside ``nn.MultiheadAttention``, whose weight
 is read directly by ``F.multi_head_attention_forward``) are left float: swapping
@@ -42,7 +44,7 @@ import torch.nn as nn
 from mmengine.logging import MMLogger
 
 from mmcompress.registry import MODELS
-from .layers import QuantConv2d, QuantLinear
+from .layers import QuantConv2d, QuantConvTranspose2d, QuantLinear
 
 #: Name patterns of the layers that produce a model's outputs (logits, box
 #: deltas, segmentation logits, heatmaps) in OpenMMLab heads.
@@ -65,12 +67,14 @@ _QUANT_KEYS = ('w', 'a', 'g')
 
 
 def _eligible_types() -> Dict[type, type]:
-    types = {nn.Conv2d: QuantConv2d, nn.Linear: QuantLinear}
+    types = {nn.Conv2d: QuantConv2d, nn.ConvTranspose2d: QuantConvTranspose2d,
+             nn.Linear: QuantLinear}
     try:
         from mmcv.cnn.bricks import wrappers
     except ImportError:
         return types
     types[wrappers.Conv2d] = QuantConv2d
+    types[wrappers.ConvTranspose2d] = QuantConvTranspose2d
     types[wrappers.Linear] = QuantLinear
     return types
 
@@ -122,7 +126,7 @@ def _select(patterns: Iterable[str], names: Sequence[str], what: str,
                 pattern.replace('*', ''), names, n=5, cutoff=0.4)
             raise ValueError(
                 f'{what} pattern {pattern!r} matches no quantizable '
-                f'Conv2d/Linear layer. Close names: {close or list(names)[:5]} '
+                f'Conv2d/ConvTranspose2d/Linear layer. Close names: {close or list(names)[:5]} '
                 f'({len(names)} layers in total; patterns are fnmatch, or '
                 "'re:' + a regular expression)")
         selected.extend(h for h in hits if h not in selected)
@@ -153,7 +157,8 @@ def quantize_model(model: nn.Module,
                    output_layers: Optional[Sequence[str]] = None,
                    layer_overrides: Optional[Dict[str, dict]] = None
                    ) -> nn.Module:
-    """Swap a model's Conv2d / Linear layers for quantized ones, in place.
+    """Swap a model's Conv2d / ConvTranspose2d / Linear layers for quantized
+    ones, in place.
 
     Args:
         model (nn.Module): The float model (any OpenMMLab model).
@@ -178,8 +183,8 @@ def quantize_model(model: nn.Module,
     layers = eligible_layers(model)
     names = list(layers)
     if not names:
-        raise ValueError(f'{type(model).__name__} has no Conv2d/Linear layer '
-                         'to quantize')
+        raise ValueError(f'{type(model).__name__} has no Conv2d/'
+                         'ConvTranspose2d/Linear layer to quantize')
     chosen = _select(include, names, 'include')
     removed = set(_select(exclude, names, 'exclude'))
     if keep_first_float:
@@ -227,8 +232,8 @@ def quantize_model(model: nn.Module,
         swapped.append(name)
     float_layers = [n for n in names if n not in swapped]
     MMLogger.get_current_instance().info(
-        f'quantize_model: {len(swapped)} of {len(names)} Conv2d/Linear layers '
-        f'quantized; float: {float_layers}')
+        f'quantize_model: {len(swapped)} of {len(names)} Conv2d/'
+        f'ConvTranspose2d/Linear layers quantized; float: {float_layers}')
     return model
 
 

@@ -12,7 +12,8 @@ from mmengine.registry import DefaultScope, MODELS
 from mmengine.runner import load_checkpoint
 
 import mmcompress  # noqa: F401
-from mmcompress.quant import QuantConv2d, QuantLinear, eligible_layers
+from mmcompress.quant import (QuantConv2d, QuantConvTranspose2d, QuantLinear,
+                              eligible_layers)
 
 W4A4 = dict(w=dict(type='LSQQuantizer', bits=4, signed=True),
             a=dict(type='LSQQuantizer', bits=4))
@@ -117,8 +118,8 @@ def test_transform_on_downstream_model(scope, tmp_path):
     assert type(model) is type(float_model)
     float_layers = list(eligible_layers(model))
     assert float_layers == [stem] + outputs
-    quantized = [m for m in model.modules()
-                 if isinstance(m, (QuantConv2d, QuantLinear))]
+    quantized = [m for m in model.modules() if isinstance(
+        m, (QuantConv2d, QuantConvTranspose2d, QuantLinear))]
     assert len(quantized) > 5
     assert len(quantized) + len(float_layers) == len(
         eligible_layers(float_model))
@@ -132,7 +133,10 @@ def test_transform_on_downstream_model(scope, tmp_path):
     _output_sum(out).backward()
     # tensor mode runs everything but mmseg's auxiliary head (loss-only)
     ran = [m for n, m in model.named_modules()
-           if isinstance(m, QuantConv2d) and not n.startswith('auxiliary_head')]
+           if isinstance(m, (QuantConv2d, QuantConvTranspose2d))
+           and not n.startswith('auxiliary_head')]
+    if scope == 'mmpose':  # the heatmap head's deconv is quantized too
+        assert isinstance(model.head.deconv_layers[0], QuantConvTranspose2d)
     assert len(ran) > 5
     assert all(m.act_quantizer.initialized.item() == 1 for m in ran)
     assert all(m.weight_quantizer.step.grad is not None for m in ran)

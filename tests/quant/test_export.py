@@ -131,6 +131,17 @@ class BNNet(nn.Module):
         return self.head(x.mean(dim=(2, 3)))
 
 
+def _optimized_op_types(blob, tmp_path):
+    """Op types of the graph onnxruntime runs after its own fusions."""
+    import onnx
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.optimized_model_filepath = str(tmp_path / 'optimized.onnx')
+    ort.InferenceSession(blob, options, providers=['CPUExecutionProvider'])
+    return [n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node]
+
+
 def test_optimize_for_onnxruntime_folds_bn_and_quantizes_outputs(tmp_path):
     import onnx
     from mmcompress.quant.export import optimize_for_onnxruntime
@@ -148,12 +159,159 @@ def test_optimize_for_onnxruntime_folds_bn_and_quantizes_outputs(tmp_path):
     graph = onnx.load_from_string(fast).graph
     ops = [node.op_type for node in graph.node]
     assert 'BatchNormalization' not in ops
-    # conv2 feeds the residual Add: its output gets an extra Q/DQ pair
-    assert ops.count('QuantizeLinear') == 3
+    # QAT: conv1 and conv2 inputs. Added: conv2's output (calibrated) and the
+    # block output read by the float mean (calibrated); the identity branch
+    # reuses conv1's 8-bit input quantizer, the Add output gets none (its Relu
+    # is fused into the next quantization)
+    assert ops.count('QuantizeLinear') == 4
+    add = next(node for node in graph.node if node.op_type == 'Add')
+    conv1 = next(node for node in graph.node if node.op_type == 'Conv' and
+                 node.input[1].startswith('/conv1/'))
+    assert conv1.input[0] in add.input
     int32 = [i for i in graph.initializer
              if i.data_type == 6 and i.name.endswith('_int32')]
     assert len(int32) == 2  # the two convs' biases (folded BN)
+    optimized = _optimized_op_types(fast, tmp_path)
+    assert 'QLinearAdd' in optimized and 'Add' not in optimized
     result = compare_with_onnxruntime(model, onnxruntime_session(fast), data)
     assert result['top1_agreement'] >= 0.95
     scale = float(model(data[0]).abs().max())
     assert result['max_abs_diff'] < 0.05 * scale
+
+
+class PoolResNet(nn.Module):
+    """Stem conv + max-pool, a plain block, a downsampling block, global
+    pooling and a linear classifier (the layout of torchvision's ResNet)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 8, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.a1 = nn.Conv2d(8, 8, 3, padding=1)
+        self.a2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.b1 = nn.Conv2d(8, 16, 3, stride=2, padding=1)
+        self.b2 = nn.Conv2d(16, 16, 3, padding=1)
+        self.down = nn.Conv2d(8, 16, 1, stride=2)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = self.pool(F.relu(self.stem(x)))
+        x = F.relu(self.a2(F.relu(self.a1(x))) + x)
+        x = F.relu(self.b2(F.relu(self.b1(x))) + self.down(x))
+        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+def test_optimize_for_onnxruntime_runs_everything_in_int8(tmp_path):
+    import onnx
+    from mmcompress.quant.export import optimize_for_onnxruntime
+    data = [torch.randn(8, 1, 16, 16, generator=torch.Generator().manual_seed(i))
+            for i in range(4)]
+    torch.manual_seed(0)
+    model = quantize_model(PoolResNet(), w=CASES['lsq_w8a8'][0],
+                           a=CASES['lsq_w8a8'][1], keep_first_float=False,
+                           keep_output_float=False)
+    model(torch.cat(data))
+    model.eval()
+    plain = export_onnx(model, data[0][:1])
+    # as exported, onnxruntime runs pooling, the linear layer and the convs
+    # feeding residual adds in float
+    plain_ops = _optimized_op_types(plain, tmp_path)
+    assert {'MaxPool', 'GlobalAveragePool', 'Gemm'} <= set(plain_ops)
+    assert plain_ops.count('QLinearConv') < 6
+    fast = optimize_for_onnxruntime(plain, data[:2])
+    graph = onnx.load_from_string(fast).graph
+    pool = next(n for n in graph.node if n.op_type == 'MaxPool')
+    before = next(n for n in graph.node if n.output[0] == pool.input[0])
+    after = next(n for n in graph.node
+                 if n.op_type == 'QuantizeLinear' and n.input[0] == pool.output[0])
+    # max-pooling commutes with quantization: same grid on both sides
+    assert before.op_type == 'DequantizeLinear'
+    assert list(before.input[1:]) == list(after.input[1:])
+    # b1 and down read the same tensor with their own QAT quantizers: both
+    # now read one quantization of it (the wider grid)
+    b1 = next(n for n in graph.node if n.op_type == 'Conv' and
+              n.input[1].startswith('/b1/'))
+    down = next(n for n in graph.node if n.op_type == 'Conv' and
+                n.input[1].startswith('/down/'))
+    assert b1.input[0] == down.input[0]
+    widest = max(float(model.b1.act_quantizer.step), float(
+        model.down.act_quantizer.step))
+    dq = next(n for n in graph.node if n.output[0] == b1.input[0])
+    scale = onnx.numpy_helper.to_array(next(
+        n.attribute[0].t for n in graph.node if n.output[0] == dq.input[1])
+        if any(n.output[0] == dq.input[1] for n in graph.node) else next(
+            i for i in graph.initializer if i.name == dq.input[1]))
+    assert float(scale) == pytest.approx(widest)
+    optimized = _optimized_op_types(fast, tmp_path)
+    float_ops = {'Conv', 'Add', 'MaxPool', 'GlobalAveragePool', 'Gemm', 'Relu',
+                 'DequantizeLinear'}
+    assert not float_ops & set(optimized), optimized
+    assert optimized.count('QLinearAdd') == 2
+    result = compare_with_onnxruntime(model, onnxruntime_session(fast), data)
+    assert result['top1_agreement'] >= 0.9
+    assert result['max_abs_diff'] < 0.1 * float(model(data[0]).abs().max())
+
+
+class DeconvNet(nn.Module):
+    """Conv encoder and a deconv upsampler (an mmpose heatmap head's layout)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 8, 3, stride=2, padding=1)
+        self.deconv = nn.ConvTranspose2d(8, 6, 4, stride=2, padding=1,
+                                         bias=False)
+        self.bn = nn.BatchNorm2d(6)
+        self.final = nn.Conv2d(6, 3, 1)
+
+    def forward(self, x):
+        x = F.relu(self.stem(x))
+        return self.final(F.relu(self.bn(self.deconv(x))))
+
+
+@pytest.mark.parametrize('case', ['lsq_w8a8', 'lsq_w4a4'])
+def test_conv_transpose_exports_with_output_channel_weight_scales(case, tmp_path):
+    import onnx
+    from mmcompress.quant.export import optimize_for_onnxruntime
+    data = _data()
+    torch.manual_seed(0)
+    model = quantize_model(DeconvNet(), w=dict(CASES[case][0], per_channel=True),
+                           a=CASES[case][1])
+    for batch in data[:3]:
+        model(batch)
+    model.eval()
+    converted = convert_for_export(model)
+    for batch in data:
+        assert torch.allclose(converted(batch), model(batch), atol=1e-5)
+    blob = export_onnx(model, data[0][:1])
+    graph = onnx.load_from_string(blob).graph
+    deconv = next(n for n in graph.node if n.op_type == 'ConvTranspose')
+    wdq = next(n for n in graph.node if n.output[0] == deconv.input[1])
+    assert wdq.op_type == 'DequantizeLinear'
+    assert [a.i for a in wdq.attribute if a.name == 'axis'] == [1]
+    weight = onnx.numpy_helper.to_array(
+        next(i for i in graph.initializer if i.name == wdq.input[0]))
+    assert weight.dtype.name == 'int8' and weight.shape == (8, 6, 4, 4)
+    session = onnxruntime_session(blob)
+    result = compare_with_onnxruntime(nn.Sequential(model, nn.Flatten()),
+                                      _FlatSession(session), data)
+    assert result['max_abs_diff'] < 1e-4
+    fast = optimize_for_onnxruntime(blob, data[:2])
+    out = _FlatSession(onnxruntime_session(fast)).run(
+        None, {'input': data[0].numpy()})[0]
+    reference = model(data[0]).flatten(1).detach()
+    assert (torch.from_numpy(out) - reference).abs().max() < \
+        0.1 * reference.abs().max()
+
+
+class _FlatSession:
+    """An onnxruntime session whose first output is flattened per sample."""
+
+    def __init__(self, session):
+        self.session = session
+
+    def get_inputs(self):
+        return self.session.get_inputs()
+
+    def run(self, names, feed):
+        out = self.session.run(names, feed)[0]
+        return [out.reshape(out.shape[0], -1)]

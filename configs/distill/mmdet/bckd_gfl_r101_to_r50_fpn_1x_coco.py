@@ -7,7 +7,10 @@
 # The plain student (epoch_12_student.pth) tests with mmdet's own config:
 #   bash tools/dist_test.sh mmdet::gfl/gfl_r50_fpn_1x_coco.py \
 #       work_dirs/bckd_gfl_r101_to_r50_fpn_1x_coco/epoch_12_student.pth 8
-_base_ = ['mmdet::gfl/gfl_r50_fpn_1x_coco.py']
+_base_ = [
+    'mmdet::gfl/gfl_r50_fpn_1x_coco.py',
+    './_base_/bckd_dense_head.py'
+]
 custom_imports = dict(imports=['mmcompress'], allow_failed_imports=False)
 
 model = dict(
@@ -20,16 +23,4 @@ model = dict(
         'gfl_r101_fpn_mstrain_2x_coco/'
         'gfl_r101_fpn_mstrain_2x_coco_20200629_200126-dd12f847.pth'),
     input_shape=(3, 320, 320),
-    distill=dict(
-        bckd=dict(
-            student='bbox_head',
-            teacher='bbox_head',
-            loss=dict(
-                type='DenseHeadDistillLoss',
-                cls_loss=dict(
-                    type='BCKDClassificationLoss', beta=1.0,
-                    loss_weight=1.0),
-                loc_loss=dict(
-                    type='BCKDLocalizationLoss',
-                    iou_mode='giou',
-                    loss_weight=4.0)))))
+    distill={{_base_.bckd_dense_head}})

@@ -9,7 +9,10 @@
 # Student: python tools/train.py configs/distill/mmdet/bckd_gfl_r18-w32_to_w16_scenes.py
 # Test the plain student (work_dirs/<this config>/iter_800_student.pth) with
 # configs/baselines/mmdet/gfl_r18-w16_scenes.py and the stock tools/test.py.
-_base_ = ['../../baselines/mmdet/gfl_r18-w16_scenes.py']
+_base_ = [
+    '../../baselines/mmdet/gfl_r18-w16_scenes.py',
+    './_base_/bckd_dense_head.py'
+]
 
 model = dict(
     _delete_=True,
@@ -22,16 +25,4 @@ model = dict(
         'gfl_r18-w32_scenes_teacher.py',
         checkpoint='work_dirs/gfl_r18-w32_scenes_teacher/iter_800.pth'),
     input_shape=(3, 128, 128),
-    distill=dict(
-        bckd=dict(
-            student='bbox_head',
-            teacher='bbox_head',
-            loss=dict(
-                type='DenseHeadDistillLoss',
-                cls_loss=dict(
-                    type='BCKDClassificationLoss', beta=1.0,
-                    loss_weight=1.0),
-                loc_loss=dict(
-                    type='BCKDLocalizationLoss',
-                    iou_mode='giou',
-                    loss_weight=4.0)))))
+    distill={{_base_.bckd_dense_head}})

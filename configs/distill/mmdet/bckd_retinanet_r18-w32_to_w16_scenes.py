@@ -3,7 +3,10 @@
 # localisation KD 4.0); each model decodes its own regression output
 # (docs/distill/detection.md). Data, schedule and runtime: the student's.
 # Teacher: python tools/train.py configs/baselines/mmdet/retinanet_r18-w32_scenes_teacher.py
-_base_ = ['../../baselines/mmdet/retinanet_r18-w16_scenes.py']
+_base_ = [
+    '../../baselines/mmdet/retinanet_r18-w16_scenes.py',
+    './_base_/bckd_dense_head.py'
+]
 
 model = dict(
     _delete_=True,
@@ -16,16 +19,4 @@ model = dict(
         'retinanet_r18-w32_scenes_teacher.py',
         checkpoint='work_dirs/retinanet_r18-w32_scenes_teacher/iter_1600.pth'),
     input_shape=(3, 128, 128),
-    distill=dict(
-        bckd=dict(
-            student='bbox_head',
-            teacher='bbox_head',
-            loss=dict(
-                type='DenseHeadDistillLoss',
-                cls_loss=dict(
-                    type='BCKDClassificationLoss', beta=1.0,
-                    loss_weight=1.0),
-                loc_loss=dict(
-                    type='BCKDLocalizationLoss',
-                    iou_mode='giou',
-                    loss_weight=4.0)))))
+    distill={{_base_.bckd_dense_head}})

@@ -86,7 +86,8 @@ class N2UQActQuantizer(BaseQuantizer):
 class N2UQWeightQuantizer(BaseQuantizer):
     """N2UQ "entropy-preserving" weight quantizer (``HardQuantizeConv``).
 
-    Per output channel (axis 0), ``sf = gamma * mean|W|`` (no gradient) with
+    Per output channel (``channel_axis``: 0 for conv / linear weights, 1 for
+    transposed-conv weights), ``sf = gamma * mean|W|`` (no gradient) with
     ``gamma = (2^b - 1) / 2^(b-1)``; ``w = W / sf`` is clipped to ``[-1, 1]`` and
     rounded to the ``2^b`` symmetric levels ``sf * (j/m - 1)``, ``m = (2^b-1)/2``,
     ``j = 0..2^b-1`` (2 bits: ``{-1, -1/3, 1/3, 1} * sf``). Backward is the STE to
@@ -111,7 +112,8 @@ class N2UQWeightQuantizer(BaseQuantizer):
         self.half_levels = (2**bits - 1) / 2
 
     def _channel_scale(self, x: Tensor) -> Tensor:
-        dims = list(range(1, x.dim()))
+        axis = self.channel_axis % x.dim() if x.dim() else 0
+        dims = [d for d in range(x.dim()) if d != axis]
         absmean = x.detach().abs().mean(dim=dims, keepdim=True) if dims \
             else x.detach().abs()
         return (self.gamma * absmean).clamp_min(1e-12)
@@ -131,4 +133,4 @@ class N2UQWeightQuantizer(BaseQuantizer):
         levels = 2**self.bits - 1
         scale = (self._channel_scale(x) / levels).reshape(-1)
         return AffineQParams(scale, torch.zeros_like(scale), -levels, levels,
-                             axis=0)
+                             axis=self.channel_axis % max(x.dim(), 1))
