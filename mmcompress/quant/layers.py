@@ -29,7 +29,7 @@ deconv shares between groups), input channels of the activation (axis 1 for
 convs, -1 for linear).
 """
 import copy
-from typing import Optional, Union
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -65,10 +65,22 @@ class QuantLayerMixin:
     """Shared quantizer handling of the quantized layers.
 
     The concrete layer defines ``_linear_op(x, weight, bias, **op_kwargs)`` (its
-    float operation), ``act_channel_axis``, ``weight_channel_axis`` and
-    ``_float_layer_args(module)`` (the constructor arguments that rebuild a
-    float layer's shape).
+    float operation), ``_quantized_channels()`` (the channel counts of the
+    weight and input quantizers), ``act_channel_axis``,
+    ``weight_channel_axis`` and ``_float_layer_args(module)`` (the
+    constructor arguments that rebuild a float layer's shape).
     """
+
+    def __init__(self,
+                 *args,
+                 weight_quantizer: QuantizerSpec = None,
+                 act_quantizer: QuantizerSpec = None,
+                 grad_quantizer: QuantizerSpec = None,
+                 **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        out_channels, in_channels = self._quantized_channels()
+        self._setup_quantizers(weight_quantizer, act_quantizer, grad_quantizer,
+                               out_channels, in_channels)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.quant_forward(x)
@@ -216,15 +228,8 @@ class QuantConv2d(QuantLayerMixin, nn.Conv2d):
 
     act_channel_axis = 1
 
-    def __init__(self,
-                 *args,
-                 weight_quantizer: QuantizerSpec = None,
-                 act_quantizer: QuantizerSpec = None,
-                 grad_quantizer: QuantizerSpec = None,
-                 **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._setup_quantizers(weight_quantizer, act_quantizer, grad_quantizer,
-                               self.out_channels, self.in_channels)
+    def _quantized_channels(self) -> Tuple[int, int]:
+        return self.out_channels, self.in_channels
 
     def _linear_op(self, x: Tensor, weight: Tensor,
                    bias: Optional[Tensor]) -> Tensor:
@@ -256,16 +261,8 @@ class QuantConvTranspose2d(QuantLayerMixin, nn.ConvTranspose2d):
     act_channel_axis = 1
     weight_channel_axis = 1
 
-    def __init__(self,
-                 *args,
-                 weight_quantizer: QuantizerSpec = None,
-                 act_quantizer: QuantizerSpec = None,
-                 grad_quantizer: QuantizerSpec = None,
-                 **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._setup_quantizers(weight_quantizer, act_quantizer, grad_quantizer,
-                               self.out_channels // self.groups,
-                               self.in_channels)
+    def _quantized_channels(self) -> Tuple[int, int]:
+        return self.out_channels // self.groups, self.in_channels
 
     def forward(self, x: Tensor, output_size: Optional[list] = None) -> Tensor:
         """Quantized transposed convolution.
@@ -312,15 +309,8 @@ class QuantLinear(QuantLayerMixin, nn.Linear):
 
     act_channel_axis = -1
 
-    def __init__(self,
-                 *args,
-                 weight_quantizer: QuantizerSpec = None,
-                 act_quantizer: QuantizerSpec = None,
-                 grad_quantizer: QuantizerSpec = None,
-                 **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._setup_quantizers(weight_quantizer, act_quantizer, grad_quantizer,
-                               self.out_features, self.in_features)
+    def _quantized_channels(self) -> Tuple[int, int]:
+        return self.out_features, self.in_features
 
     def _linear_op(self, x: Tensor, weight: Tensor,
                    bias: Optional[Tensor]) -> Tensor:
