@@ -314,16 +314,19 @@ def test_reduced_precision_teacher(teacher_ckpt):
     """``precision='bf16'``: the teacher's forward runs under bf16 autocast
     (recorded logits are bf16), the loss is computed in float32 from them and
     stays close to the fp32 teacher's; the student is untouched."""
+    def build(precision):
+        torch.manual_seed(0)
+        return DistillModel(
+            student=dict(type=ToyClassifier),
+            teacher=dict(
+                config=dict(type=ToyClassifier, widths=(16, 32)),
+                checkpoint=teacher_ckpt[0],
+                precision=precision),
+            distill=dict(kd=KD),
+            input_shape=(1, 8, 8))
+
     model_fp32 = _build(teacher_ckpt)
-    torch.manual_seed(0)
-    model_bf16 = DistillModel(
-        student=dict(type=ToyClassifier),
-        teacher=dict(
-            config=dict(type=ToyClassifier, widths=(16, 32)),
-            checkpoint=teacher_ckpt[0],
-            precision='bf16'),
-        distill=dict(kd=KD),
-        input_shape=(1, 8, 8))
+    model_bf16 = build('bf16')
     model_bf16.student.load_state_dict(model_fp32.student.state_dict())
     inputs, samples = toy_batch()
     seen = {}
@@ -343,11 +346,4 @@ def test_reduced_precision_teacher(teacher_ckpt):
     torch.testing.assert_close(loss_bf16, loss_fp32, rtol=0.05, atol=1e-3)
     assert not torch.equal(loss_bf16, loss_fp32)
     with pytest.raises(ValueError, match="precision='int8' is invalid"):
-        DistillModel(
-            student=dict(type=ToyClassifier),
-            teacher=dict(
-                config=dict(type=ToyClassifier, widths=(16, 32)),
-                checkpoint=teacher_ckpt[0],
-                precision='int8'),
-            distill=dict(kd=KD),
-            input_shape=(1, 8, 8))
+        build('int8')

@@ -5,22 +5,10 @@
 # parts of the run (MALScheduleHook). Backbone/neck: retinanet_r18-w16_scenes.py.
 # Baseline: configs/baselines/mmdet/freeanchor_r18-w16_scenes.py
 # Data: python tools/generate_scenes.py --task det --split bench
-_base_ = ['../../baselines/mmdet/freeanchor_r18-w16_scenes.py']
+_base_ = [
+    '../../baselines/mmdet/freeanchor_r18-w16_scenes.py',
+    './_base_/mal_freeanchor.py'
+]
 
-model = dict(
-    type='MALRetinaNet',
-    depressed_scale=0.25,
-    bbox_head=dict(
-        type='MALFreeAnchorHead',
-        selection='mean_max',
-        pre_anchor_topk=40,
-        bbox_thr=0.6,
-        gamma=2.0,
-        alpha=0.5,
-        init_cfg=dict(
-            type='Normal',
-            layer='Conv2d',
-            std=0.01,
-            override=dict(
-                type='Normal', name='retina_cls', std=0.01, bias_prob=0.02))))
+model = {{_base_.mal_model}}
 custom_hooks = [dict(type='MALScheduleHook')]

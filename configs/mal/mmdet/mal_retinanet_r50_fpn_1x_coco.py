@@ -6,23 +6,11 @@
 #   bash tools/dist_train.sh configs/mal/mmdet/mal_retinanet_r50_fpn_1x_coco.py 8
 #   bash tools/dist_test.sh configs/mal/mmdet/mal_retinanet_r50_fpn_1x_coco.py \
 #       work_dirs/mal_retinanet_r50_fpn_1x_coco/epoch_12.pth 8
-_base_ = ['mmdet::free_anchor/freeanchor_r50_fpn_1x_coco.py']
+_base_ = [
+    'mmdet::free_anchor/freeanchor_r50_fpn_1x_coco.py',
+    './_base_/mal_freeanchor.py'
+]
 custom_imports = dict(imports=['mmcompress'], allow_failed_imports=False)
 
-model = dict(
-    type='MALRetinaNet',
-    depressed_scale=0.25,
-    bbox_head=dict(
-        type='MALFreeAnchorHead',
-        selection='mean_max',
-        pre_anchor_topk=40,
-        bbox_thr=0.6,
-        gamma=2.0,
-        alpha=0.5,
-        init_cfg=dict(
-            type='Normal',
-            layer='Conv2d',
-            std=0.01,
-            override=dict(
-                type='Normal', name='retina_cls', std=0.01, bias_prob=0.02))))
+model = {{_base_.mal_model}}
 custom_hooks = [dict(type='MALScheduleHook')]
