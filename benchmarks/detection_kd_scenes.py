@@ -42,6 +42,7 @@ from typing import Dict, List, Optional, Sequence
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from doc_blocks import write_block  # noqa: E402
 from scenes_baselines import (baseline_record, final_metrics,  # noqa: E402
                               run_in_pool, train)
 
@@ -49,8 +50,6 @@ METRIC = 'coco/bbox_mAP'
 DEFAULT_DATA_ROOT = 'data/scenes/det_bench'
 BASELINES = 'configs/baselines/mmdet'
 DISTILL = 'configs/distill/mmdet'
-BEGIN = '<!-- detection_kd_scenes:begin -->'
-END = '<!-- detection_kd_scenes:end -->'
 DETECTORS = ('gfl', 'retinanet', 'atss', 'fcos')
 # comparison -> arms (name, config); the first arm is the reference
 ANCHOR_ARMS = [
@@ -216,7 +215,6 @@ def markdown(groups: Dict[str, List[dict]], seeds: Sequence[int],
     schedule = f'{iters} iterations per run' if iters else \
         "each student config's schedule"
     lines = [
-        BEGIN, '',
         f'COCO bbox mAP (%) on the scenes val split `{data_root}`, '
         f'{schedule}, seeds {list(seeds)}, stock mmdet '
         '`tools/train.py` on CPU. Reproduce with:', '', '```bash', command,
@@ -248,21 +246,7 @@ def markdown(groups: Dict[str, List[dict]], seeds: Sequence[int],
                          ' | '.join(_fmt(v) for v in values) +
                          f' | {delta_text} | {minutes:.1f} |')
         lines.append('')
-    lines.append(END)
     return '\n'.join(lines)
-
-
-def write_markdown(path: str, block: str) -> None:
-    """Replace the marked block of ``path`` (append it when absent)."""
-    text = open(path).read() if osp.isfile(path) else ''
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip('\n') + ('\n\n' if text else '') + block + '\n'
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    with open(path, 'w') as handle:
-        handle.write(text)
 
 
 def parse_args(argv=None):
@@ -353,7 +337,7 @@ def main(argv=None) -> None:
         ' '.join(sys.argv[1:] if argv is None else argv)
     block = markdown(groups, args.seeds, command.strip(), args.iters,
                      args.data_root)
-    write_markdown(args.out, block)
+    write_block(args.out, 'detection_kd_scenes', block)
     print(block)
 
 

@@ -18,10 +18,13 @@ Peak memory (``--memory``): a child process per mode runs the steps and
 reports its peak resident set size (CPU) or peak allocated memory (CUDA); the
 KD peak is compared with the student-only peak + the teacher's weights.
 
+The table replaces the block between ``<!-- distill_overhead:begin/end -->``
+of ``--out`` (the notes around it are kept).
+
 Usage::
 
-    python benchmarks/distill_overhead.py --cases cls det-fpn det-head seg pose \
-        --iters 20 --memory --out docs/distill/overhead.md
+    python benchmarks/distill_overhead.py --cases cls det-fpn det-head \
+        det-fpn-zoo seg pose --iters 20 --memory --out docs/distill/overhead.md
 """
 import argparse
 import copy
@@ -37,6 +40,8 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from doc_blocks import write_block  # noqa: E402
 
 CASES = {
     'cls': dict(
@@ -60,6 +65,17 @@ CASES = {
                           loss_weight=1.0))),
         what='detection: CWD on head class logits (RetinaNet R-18 w32 -> '
         'w16, batch 8, 128x128)'),
+    'det-fpn-zoo': dict(
+        config='configs/distill/mmdet/cwd_retinanet_r101_to_r50_fpn_1x_coco.py',
+        data=dict(
+            config='configs/distill/mmdet/'
+            'pkd_retinanet_r18-w32_to_w16_scenes.py',
+            batch_size=2,
+            image_size=512),
+        reference='feat',
+        what='detection at model-zoo scale: CWD on 5 FPN levels (mmdet '
+        'RetinaNet R-101 -> R-50, 256-channel FPNs, batch 2, 512x512 '
+        'scenes)'),
     'seg': dict(
         config='configs/distill/mmseg/cwd_fcn_r18-w32_to_w16_scenes.py',
         reference='tensor',
@@ -73,9 +89,33 @@ CASES = {
 }
 
 
+def _train_loader(case: dict, cfg):
+    """The train dataloader config of a case: its config's, or (for a
+    COCO recipe, whose data is not installed here) the scenes loader of
+    ``case['data']['config']`` with the batch size and a square image size
+    of ``case['data']``."""
+    from mmengine.config import Config
+    data = case.get('data')
+    if data is None:
+        loader = copy.deepcopy(cfg.train_dataloader)
+    else:
+        loader = copy.deepcopy(
+            Config.fromfile(os.path.join(ROOT, data['config'])).train_dataloader)
+        loader.batch_size = data['batch_size']
+        for transform in loader.dataset.pipeline:
+            if transform.type == 'Resize':
+                transform.scale = (data['image_size'], ) * 2
+    loader.update(num_workers=0, persistent_workers=False)
+    return loader
+
+
 def _setup(case: dict, parts=('kd', 'student')):
     """Build DistillModel and/or a separate student, and preprocess one real
-    batch for each. Returns a dict with the built parts and their batches."""
+    batch for each. Returns a dict with the built parts and their batches.
+
+    Teachers are randomly initialised (the checkpoint is dropped) and the
+    ImageNet-pretrained init of model-zoo backbones is not run: weights do
+    not change the cost."""
     import mmcompress  # noqa: F401
     from mmengine.config import Config
     from mmengine.registry import DefaultScope, init_default_scope
@@ -88,14 +128,19 @@ def _setup(case: dict, parts=('kd', 'student')):
     init_default_scope(cfg.default_scope)
     model_cfg = copy.deepcopy(cfg.model.to_dict())
     model_cfg['teacher']['checkpoint'] = None
+    if isinstance(model_cfg['teacher']['config'], str) and \
+            '::' in model_cfg['teacher']['config']:
+        teacher_cfg, _ = load_model_config(model_cfg['teacher']['config'],
+                                           'teacher')
+        teacher_cfg.backbone.pop('init_cfg', None)
+        model_cfg['teacher']['config'] = teacher_cfg
     if 'distill' in case:
         model_cfg['distill'] = case['distill']
     top_preprocessor = cfg.get('data_preprocessor')
     if top_preprocessor is not None:
         model_cfg.setdefault('data_preprocessor', top_preprocessor)
-    loader_cfg = copy.deepcopy(cfg.train_dataloader)
-    loader_cfg.update(num_workers=0, persistent_workers=False)
-    raw = next(iter(Runner.build_dataloader(loader_cfg, seed=0)))
+    raw = next(iter(Runner.build_dataloader(_train_loader(case, cfg),
+                                            seed=0)))
     built = {}
     torch.manual_seed(0)
     if 'kd' in parts:
@@ -309,7 +354,6 @@ def write_table(rows, args) -> None:
     memory_head = (' KD peak / rise (MB) | student peak / rise (MB) | '
                    'teacher weights (MB) |') if args.memory else ''
     lines = [
-        '# Distillation overhead', '',
         'KD training step time divided by (student-only training step + the '
         "teacher's inference of the recorded parts, written by hand), "
         f'measured in one run, interleaved, medians of {args.iters} '
@@ -353,8 +397,7 @@ def write_table(rows, args) -> None:
                 f"{r['teacher_ms'] / r['teacher_bf16_ms']:.2f}x | "
                 f"{r['kd_ms']:.1f} | {r['kd_bf16_ms']:.1f} | "
                 f"{r['kd_ms'] / r['kd_bf16_ms']:.2f}x |")
-    with open(args.out, 'w') as f:
-        f.write('\n'.join(lines) + '\n')
+    write_block(args.out, 'distill_overhead', '\n'.join(lines))
 
 
 if __name__ == '__main__':

@@ -9,7 +9,9 @@ tensor from the shapes found by a dry forward at build time:
 
 * equal shapes -> no adapter;
 * feature maps (N, C, H, W) with different C -> :class:`ConvBNAdapter`
-  (1x1 conv without bias + BatchNorm);
+  (1x1 conv without bias + BatchNorm), or a plain 1x1 conv for losses that
+  standardise each channel themselves (``channel_affine_invariant``, e.g.
+  PKD: a BatchNorm before them changes neither the loss nor its gradient);
 * vectors (N, C) or tokens (N, L, C) with different C ->
   :class:`LinearAdapter`;
 * different spatial size (H, W) -> the (adapted) student map is resized to the
@@ -121,9 +123,12 @@ class EntryAdapter(nn.Module):
         return out
 
 
-def build_entry_adapter(cfg: Union[str, dict, None], name: str,
+def build_entry_adapter(cfg: Union[str, dict, None],
+                        name: str,
                         shapes_S: List[Shape],
-                        shapes_T: List[Shape]) -> EntryAdapter:
+                        shapes_T: List[Shape],
+                        channel_affine_invariant: bool = False
+                        ) -> EntryAdapter:
     """Build the adapter of an entry from the dry-run shapes.
 
     Args:
@@ -131,6 +136,9 @@ def build_entry_adapter(cfg: Union[str, dict, None], name: str,
         name (str): Entry name, used in error messages.
         shapes_S (list[tuple]): Shapes of the recorded student tensors.
         shapes_T (list[tuple]): Shapes of the recorded teacher tensors.
+        channel_affine_invariant (bool): The entry's loss ignores a
+            per-channel affine map of the student: automatic map adapters
+            are a 1x1 conv without BatchNorm. Defaults to False.
 
     Returns:
         EntryAdapter: The adapter (possibly an identity).
@@ -173,6 +181,8 @@ def build_entry_adapter(cfg: Union[str, dict, None], name: str,
             layers.append(MODELS.build(_fill_sizes(cfg, c_s, c_t)))
         elif c_s == c_t:
             layers.append(None)
+        elif len(s) == 4 and channel_affine_invariant:
+            layers.append(nn.Conv2d(c_s, c_t, 1, bias=False))
         elif len(s) == 4:
             layers.append(ConvBNAdapter(c_s, c_t))
         else:

@@ -481,7 +481,9 @@ class DistillModel(BaseModel):
                 feats_T = records_T[entry.name]
                 adapter = build_entry_adapter(
                     entry.adapter_cfg, entry.name,
-                    [f.shape for f in feats_S], [f.shape for f in feats_T])
+                    [f.shape for f in feats_S], [f.shape for f in feats_T],
+                    getattr(self.distill_losses[entry.name],
+                            'channel_affine_invariant', False))
                 if not adapter.is_identity:
                     self.adapters[entry.name] = adapter
                     feats_S = adapter(feats_S, feats_T)

@@ -36,6 +36,33 @@ def test_auto_adapters_follow_the_shapes():
     assert out[3] is feats_S[3]
 
 
+def test_channel_affine_invariant_loss_gets_a_plain_conv():
+    """PKD standardises each channel: the BN of ConvBNAdapter could change
+    neither its value nor its gradient, so the automatic adapter is a 1x1
+    conv alone."""
+    from mmcompress.distill.losses import PKDLoss
+    adapter = build_entry_adapter('auto', 'e', [(4, 3, 5, 5)], [(4, 6, 5, 5)],
+                                  channel_affine_invariant=True)
+    conv = adapter.layers[0]
+    assert type(conv) is nn.Conv2d and conv.bias is None
+    assert (conv.in_channels, conv.out_channels, conv.kernel_size) == \
+        (3, 6, (1, 1))
+    # the invariance: a training-mode BN with positive scales after the conv
+    torch.manual_seed(0)
+    bn = nn.BatchNorm2d(6).train()
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 2.0)
+        bn.bias.uniform_(-1.0, 1.0)
+    x, t = torch.randn(4, 3, 5, 5), torch.randn(4, 6, 5, 5)
+    plain = PKDLoss()(conv(x), t)
+    with_bn = PKDLoss()(bn(conv(x)), t)
+    torch.testing.assert_close(plain, with_bn, rtol=1e-4, atol=1e-6)
+    grad_plain, = torch.autograd.grad(plain, conv.weight)
+    grad_bn, = torch.autograd.grad(with_bn, conv.weight)
+    torch.testing.assert_close(grad_plain, grad_bn, rtol=1e-3, atol=1e-6)
+    assert PKDLoss.channel_affine_invariant
+
+
 def test_equal_shapes_give_an_identity():
     adapter = build_entry_adapter('auto', 'e', [(2, 10)], [(2, 10)])
     assert adapter.is_identity

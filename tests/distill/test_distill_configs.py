@@ -19,12 +19,13 @@ CONFIGS = sorted(
 EXPECTED_ADAPTERS = {
     'kd_fmnist.py': {},
     'dkd_fmnist.py': {},
+    'dkd-beta0.5-tau1_fmnist.py': {},
     'dist_fmnist.py': {},
     'fitnets_fmnist.py': {'hint': ['ConvBNAdapter']},
     'ickd_fmnist.py': {'ickd': ['ConvBNAdapter']},
-    'pkd_retinanet_r18-w32_to_w16_scenes.py': {'fpn': ['ConvBNAdapter'] * 3},
+    'pkd_retinanet_r18-w32_to_w16_scenes.py': {'fpn': ['Conv2d'] * 3},
     'cwd_retinanet_r18-w32_to_w16_scenes.py': {'fpn': ['ConvBNAdapter'] * 3},
-    'pkd_gfl_r18-w32_to_w16_scenes.py': {'fpn': ['ConvBNAdapter'] * 3},
+    'pkd_gfl_r18-w32_to_w16_scenes.py': {'fpn': ['Conv2d'] * 3},
     'cwd_fcn_r18-w32_to_w16_scenes.py': {},
     'heatmap_kd_r18-w32_to_w16_scenes.py': {},
     'bckd_gfl_r18-w32_to_w16_scenes.py': {},
@@ -33,6 +34,7 @@ EXPECTED_ADAPTERS = {
     'bckd_atss_r18-w32_to_w16_scenes.py': {},
     'bckd_fcos_r18-w32_to_w16_scenes.py': {},
     'bckd_gfl_r101_to_r50_fpn_1x_coco.py': {},
+    'cwd_retinanet_r101_to_r50_fpn_1x_coco.py': {},
 }
 
 

@@ -196,12 +196,30 @@ def test_pkd_reference_and_invariance():
         x = (x - x.mean()) / (x.std(ddof=1) + 1e-6)
         y = (y - y.mean()) / (y.std(ddof=1) + 1e-6)
         total += ((x - y)**2).sum()
-    assert PKDLoss()(s, t).item() == pytest.approx(total / 24 / 2, rel=1e-9)
+    # the fused standardisation divides by sqrt(std^2 + 1e-12), not by
+    # std + 1e-6: equal up to ~1e-6 / std relative
+    assert PKDLoss()(s, t).item() == pytest.approx(total / 24 / 2, rel=1e-5)
+    # gradient: finite differences of the same loss
+    s_grad = s.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x: PKDLoss()(x, t), (s_grad, ))
     # per-channel affine change of the teacher does not matter (Pearson)
     scale = torch.tensor([2.0, 0.5, 7.0], dtype=torch.float64)
     assert PKDLoss()(s, t * scale[:, None, None] + 3).item() == \
         pytest.approx(PKDLoss()(s, t).item(), rel=1e-5)
     assert PKDLoss()(s, 4 * s + 1).item() == pytest.approx(0, abs=1e-9)
+
+
+def test_pkd_constant_channel_and_single_value():
+    s = rand(2, 2, 2, 2, seed=21)
+    t = s.clone()
+    t[:, 1] = 5.0  # a constant teacher channel standardises to 0
+    loss = PKDLoss()(s, t)
+    assert torch.isfinite(loss)
+    # channel 1 of the student: 8 standardised values whose squares sum to
+    # n - 1 = 7 (unbiased std); MSE over all 16 values, halved: 7 / 32
+    assert loss.item() == pytest.approx(7 / 32, rel=1e-9)
+    with pytest.raises(ValueError, match=r'at least 2 values.*\(1, 2, 1, 1\)'):
+        PKDLoss()(rand(1, 2, 1, 1, seed=22), rand(1, 2, 1, 1, seed=23))
 
 
 def test_pkd_resizes_student_or_teacher():

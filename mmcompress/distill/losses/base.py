@@ -235,6 +235,12 @@ class DistillLoss(nn.Module, metaclass=ABCMeta):
         loss_weight (float): Multiplier of the loss. Defaults to 1.0.
     """
 
+    #: True when the loss does not change under a per-channel affine map of
+    #: the student feature (it standardises each channel itself): the
+    #: automatic adapter then leaves out its BatchNorm, which could not
+    #: change the loss or its gradient.
+    channel_affine_invariant = False
+
     def __init__(self, loss_weight: float = 1.0) -> None:
         super().__init__()
         self.loss_weight = check_positive('loss_weight', loss_weight,
