@@ -4,8 +4,9 @@
     (1) the FP32 ONNX model, (2) onnxruntime's own static QDQ quantization of it
     (``quantize_static``, per-channel int8 weights, uint8 activations, calibrated
     on the same batches) and (3) mmcompress's export of the W8A8 LSQ QAT model
-    with every Conv2d/Linear quantized, as onnxruntime does (quantizers
-    initialized on those batches), as exported and after
+    with every Conv2d/Linear quantized, as onnxruntime does, and 8-bit output
+    quantizers on the residual tensors (quantizers initialized on those
+    batches), as exported and after
     :func:`~mmcompress.quant.export.optimize_for_onnxruntime`. Sessions: CPU provider, all graph
     optimizations, 1 thread; median of interleaved runs in one process.
 (b) Agreement: a trained Fashion-MNIST QAT checkpoint exported and run on the
@@ -42,6 +43,14 @@ FLOAT_MODEL = dict(
     backbone=dict(type='ResNet', depth=18),
     neck=dict(type='GlobalAveragePooling'),
     head=dict(type='LinearClsHead', num_classes=1000, in_channels=512))
+#: ``output_quantizers`` of the QAT model (see mmcompress.quant.transform):
+#: 8-bit grids on the residual tensors, as in lsq_w8a8_fmnist.py, with the
+#: max-pooled stem output and the linear layer (quantized here) reading the
+#: pooled feature's grid.
+OUTPUT_QUANTIZERS = dict(
+    modules=['backbone.maxpool', r're:backbone\.layer\d+\.\d+',
+             r're:backbone\.layer\d+\.\d+\.(bn2|downsample)', 'neck'],
+    readers=[r're:backbone\.layer\d+\.\d+\.(conv1|downsample\.0)', 'head.fc'])
 
 
 def _float_onnx(model, example):
@@ -86,7 +95,8 @@ def latency(runs, size, threads):
                          w=dict(type='LSQQuantizer', bits=8, signed=True,
                                 per_channel=True),
                          a=dict(type='LSQQuantizer', bits=8),
-                         keep_first_float=False, keep_output_float=False)
+                         keep_first_float=False, keep_output_float=False,
+                         output_quantizers=OUTPUT_QUANTIZERS)
     with torch.no_grad():
         qat(torch.cat(calib), mode='tensor')
     qat.eval()
@@ -171,9 +181,10 @@ def main():
         'not quantized, residual adds, pooling and the fc run in float in '
         'onnxruntime); `_ort`: after `optimize_for_onnxruntime` (BN folded, '
         'int32 bias, 8-bit grids on conv outputs, residual adds and pooling: '
-        'the QAT input quantizer of the next layer where one reads the tensor, '
-        'calibrated min/max otherwise). The weights are random (no ImageNet '
-        'weights offline), so agreement is measured on real data below.', '']
+        'the QAT model\'s own grids, here all trained `output_quantizers`; '
+        'calibrated min/max where no QAT quantizer reads a tensor). The '
+        'weights are random (no ImageNet weights offline), so agreement is '
+        'measured on real data below.', '']
     if args.qat:
         lines += ['## Agreement on real data (Fashion-MNIST test, 10k images)', '',
                   '| config | checkpoint | top-1 agreement | agreement after '

@@ -34,8 +34,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .layers import (QuantConv2d, QuantConvTranspose2d, QuantLayerMixin,
-                     QuantLinear)
-from .quantizers.base import AffineQParams
+                     QuantLinear, attach_output_quantizer)
+from .quantizers.base import AffineQParams, BaseQuantizer
 
 INT8 = (-128, 127)
 UINT8 = (0, 255)
@@ -59,21 +59,34 @@ class ExportActQuant(nn.Module):
     Args:
         params (AffineQParams): The quantizer's affine form.
         what (str): Layer name for error messages.
+        unsigned_storage (bool): Store a signed 8-bit grid as uint8 with the
+            zero point moved up by 128 (the same values: ``(q - z) * s`` for
+            ``q`` in ``[-128, 127]`` equals ``(q + 128 - (z + 128)) * s``).
+            onnxruntime fuses ``QLinearAdd`` only when both operands and the
+            sum share one integer type, so output quantizers (BN outputs
+            feeding a residual ``Add`` next to an unsigned post-``ReLU``
+            identity) use it. Defaults to False.
     """
 
-    def __init__(self, params: AffineQParams, what: str) -> None:
+    def __init__(self, params: AffineQParams, what: str,
+                 unsigned_storage: bool = False) -> None:
         super().__init__()
         self.storage = _storage_range(params.qmin, params.qmax, what)
         self.axis = params.axis
         scale = params.scale.detach().float().reshape(-1)
         zero_point = params.zero_point.detach().round().reshape(-1)
+        qmin, qmax = params.qmin, params.qmax
+        if unsigned_storage and self.storage == INT8:
+            shift = UINT8[0] - INT8[0]
+            zero_point, qmin, qmax = zero_point + shift, qmin + shift, qmax + shift
+            self.storage = UINT8
         self.per_tensor = (float(scale[0]), int(zero_point[0])) \
             if self.axis is None or scale.numel() == 1 else None
         self.register_buffer('scale', scale)
         self.register_buffer('zero_point', zero_point.to(torch.int32))
-        self.register_buffer('low', (params.qmin - zero_point) * scale)
-        self.register_buffer('high', (params.qmax - zero_point) * scale)
-        self.narrowed = (params.qmin, params.qmax) != self.storage
+        self.register_buffer('low', (qmin - zero_point) * scale)
+        self.register_buffer('high', (qmax - zero_point) * scale)
+        self.narrowed = (qmin, qmax) != self.storage
         self.register_buffer(
             'offset', None if params.offset is None else
             params.offset.detach().float().reshape(-1))
@@ -232,8 +245,21 @@ class ExportQuantLinear(_ExportLayerMixin, nn.Module):
         return F.linear(self._input(x), self._weight(), self.bias)
 
 
+def _check_initialized(quantizer: Optional[nn.Module], name: str) -> None:
+    if quantizer is not None and quantizer.requires_init and \
+            not quantizer.initialized.item():
+        raise ValueError(
+            f'{name}: quantizer {type(quantizer).__name__} was never '
+            'initialized (run a batch or load a QAT checkpoint first)')
+
+
 def convert_for_export(model: nn.Module) -> nn.Module:
     """A copy of ``model`` (eval mode) with quantized layers in export form.
+
+    Output quantizers (``output_quantizer`` children attached by
+    :func:`~mmcompress.quant.layers.attach_output_quantizer`) become
+    :class:`ExportActQuant` with uint8 storage: a ``QuantizeLinear ->
+    DequantizeLinear`` on the module output.
 
     Args:
         model (nn.Module): A trained model holding QuantConv2d /
@@ -252,18 +278,25 @@ def convert_for_export(model: nn.Module) -> nn.Module:
         raise ValueError(f'{type(model).__name__} holds no QuantConv2d / '
                          'QuantConvTranspose2d / QuantLinear layer; nothing to '
                          'export as QDQ')
+    outputs = [(name, module) for name, module in model.named_modules()
+               if isinstance(getattr(module, 'output_quantizer', None),
+                             BaseQuantizer)]
+    for name, module in outputs:
+        what = f'{name}.output_quantizer' if name else 'output_quantizer'
+        _check_initialized(module.output_quantizer, what)
+        module.output_quantizer = ExportActQuant(
+            module.output_quantizer.export_qparams(), what,
+            unsigned_storage=True)
     for name, module in targets:
         for quantizer in (module.weight_quantizer, module.act_quantizer):
-            if quantizer is not None and quantizer.requires_init and \
-                    not quantizer.initialized.item():
-                raise ValueError(
-                    f'{name}: quantizer {type(quantizer).__name__} was never '
-                    'initialized (run a batch or load a QAT checkpoint first)')
+            _check_initialized(quantizer, name)
         try:
             new = next(cls for base, cls in export_types.items()
                        if isinstance(module, base))(module, name)
         except TypeError as error:
             raise TypeError(f'{name}: {error}') from error
+        if hasattr(module, 'output_quantizer'):
+            attach_output_quantizer(new, module.output_quantizer, name)
         parent_name, _, child = name.rpartition('.')
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, new)
@@ -763,9 +796,67 @@ def _insert_activation_quantization(g: _OnnxGraph, plans: dict,
             g.replace_input(reader, tensor, dq_out)
 
 
+def _refine_weight_grid(g: _OnnxGraph, wdq, accumulator_bias) -> None:
+    """Multiply each output channel's int8 weights by an integer ``k`` (within
+    ``[-127, 127]``) and divide its scale by ``k``, ``k`` chosen to minimize
+    the int32 bias rounding error.
+
+    The weights keep their values exactly, while the accumulator grid
+    ``s_x * s_w`` becomes ``k`` times finer. The int32 bias on that grid is
+    the one rounding an integer conv has that the QAT model's float conv + BN
+    lacks: its error, up to half a grid step, flips output roundings of the
+    next layers. LSQ 8-bit weights use about a sixth of the int8 range, so
+    ``k`` goes up to about 6; of the allowed ``k`` the one that puts the bias
+    closest to the grid is taken (error ``|round(k b) - k b| / k``, with
+    ``b`` the bias in units of the original grid). Exact ``u8 x s8`` dot
+    products over the full int8 range need the VNNI instructions of current
+    x86 CPUs (or ARM), as for onnxruntime's own static quantization.
+
+    Args:
+        g (_OnnxGraph): The graph.
+        wdq: The weight ``DequantizeLinear`` node (edited in place).
+        accumulator_bias (ndarray): The bias in units of ``s_x * s_w``, one
+            value per output channel.
+    """
+    import numpy as np
+    from onnx import numpy_helper
+
+    stored = numpy_helper.to_array(g.inits[wdq.input[0]])
+    scale = g.value(wdq.input[1])
+    zero = g.value(wdq.input[2]) if len(wdq.input) > 2 else None
+    if stored.dtype != np.int8 or scale is None or \
+            zero is None or np.any(zero != 0):
+        return
+    magnitude = np.abs(stored.astype(np.int64))
+    bias = np.asarray(accumulator_bias, np.float64).reshape(-1)
+    if scale.size > 1:
+        axis = next((a.i for a in wdq.attribute if a.name == 'axis'), 1)
+        axis %= stored.ndim
+        peak = magnitude.max(axis=tuple(d for d in range(stored.ndim)
+                                        if d != axis))
+        shape = [1] * stored.ndim
+        shape[axis] = -1
+    else:
+        peak, shape = magnitude.max().reshape(1), [1] * stored.ndim
+    limit = np.floor(127 / np.maximum(peak, 1)).clip(min=1).astype(np.int64)
+    candidates = np.arange(1, int(limit.max()) + 1).reshape(-1, 1)
+    error = np.abs(np.round(candidates * bias) - candidates * bias) / candidates
+    if scale.size == 1:
+        error = error.mean(axis=1, keepdims=True)
+    error[candidates[:, 0:1].repeat(error.shape[1], 1) > limit] = np.inf
+    factor = candidates[error.argmin(axis=0), 0]
+    if np.all(factor == 1):
+        return
+    weight = (stored.astype(np.int64) * factor.reshape(shape)).astype(np.int8)
+    new_scale = (scale.reshape(-1) / factor).astype(np.float32)
+    wdq.input[0] = g.add_init(weight, wdq.input[0] + '_refined')
+    wdq.input[1] = g.add_init(new_scale.reshape(scale.shape),
+                              wdq.input[1] + '_refined')
+
+
 def _quantize_bias(g: _OnnxGraph, layers: list) -> None:
     """int32 bias with scale ``s_x * s_w`` for quantized Conv /
-    ConvTranspose / Gemm."""
+    ConvTranspose / Gemm (after :func:`_refine_weight_grid`)."""
     import numpy as np
     from onnx import helper
 
@@ -778,6 +869,8 @@ def _quantize_bias(g: _OnnxGraph, layers: list) -> None:
         if x_scale is None or w_scale is None or x_scale.size != 1 or \
                 w_scale.size not in (1, bias.size):
             continue
+        _refine_weight_grid(g, wdq, bias / (float(x_scale) * w_scale.reshape(-1)))
+        w_scale = g.value(wdq.input[1])
         bias_scale = (float(x_scale) * np.broadcast_to(
             w_scale.reshape(-1), bias.shape)).astype(np.float32)
         bias_int = np.round(bias / bias_scale).astype(np.int32)
@@ -828,9 +921,14 @@ def optimize_for_onnxruntime(onnx_bytes: bytes,
        A tensor read only by a ``Relu`` whose output is quantized gets no grid
        of its own (onnxruntime fuses the ``Relu`` into the quantization). Each
        re-quantization is a rounding the QAT model does not have; its effect
-       is measured by the agreement check;
+       is measured by the agreement check. A model trained with
+       ``output_quantizers`` (:mod:`mmcompress.quant.transform`) already holds
+       a ``QuantizeLinear`` with its trained grid on each of these tensors,
+       so they count as read by a QAT quantizer and nothing is re-rounded;
     3. quantizes the float bias of quantized convs / linears to int32 with
-       scale ``s_x * s_w`` (as onnxruntime's own quantizer).
+       scale ``s_x * s_w`` (as onnxruntime's own quantizer), after refining
+       each output channel's weight grid by an integer factor that brings the
+       bias closest to it (:func:`_refine_weight_grid`).
 
     Args:
         onnx_bytes (bytes): A model from :func:`export_onnx`.

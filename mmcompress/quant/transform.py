@@ -27,12 +27,33 @@ Which eligible layers are quantized, in this order:
 4. ``layer_overrides``: ``{pattern: dict(w=..., a=..., g=...)}`` changes the
    quantizer configs of matching layers (a dict without ``type`` updates the
    default config, one with ``type`` replaces it, None makes that part float).
-   Later patterns win.
+   Later patterns win;
+5. ``output_quantizers``: quantizers on module *outputs* (see below).
 
 Patterns are ``fnmatch`` patterns on module names (``'backbone.layer1.*'``) or,
 prefixed with ``re:``, regular expressions matched in full
 (``'re:neck\\.fpn_convs\\.[0-2]\\.conv'``). A user pattern that matches no eligible
 layer is an error that lists close names.
+
+Output quantizers (``output_quantizers=dict(modules=[...], readers=[...],
+quantizer=None)``): the quantized layers above round their *inputs* only, so a
+residual ``Add``, its two operands and a pooled feature stay float in the QAT
+model, while an integer inference graph (onnxruntime's ``QLinearAdd``,
+``QLinearConv`` outputs, ``QLinearGlobalAveragePool``) rounds every one of
+them to 8 bits. This option trains with a per-tensor quantizer at those
+places: each module matched by ``modules`` (any module, e.g. a residual block,
+whose output is the post-``Add`` ``ReLU``; the last BN of a block; the
+downsample branch; the stem ``ReLU``; the neck) gets a child
+``output_quantizer`` applied by a forward hook
+(:func:`~mmcompress.quant.layers.attach_output_quantizer`). A tensor quantized
+at its producer must not be rounded again on another grid by the layers that
+read it: ``readers`` names those quantized layers (e.g. a block's ``conv1``
+and downsample conv), which then drop their own input quantizer and read the
+producer's grid, as the identity branch does. ``quantizer`` is the quantizer
+config (default: ``a`` with ``signed`` unset, so the sign is decided from
+data: post-``ReLU`` outputs get an unsigned grid, BN outputs a signed one).
+``configs/quant/mmpretrain/lsq_w8a8_fmnist.py`` shows the patterns of an
+mmpretrain ResNet of basic blocks (they hold for mmdet's ResNet too).
 """
 import copy
 import difflib
@@ -44,7 +65,8 @@ import torch.nn as nn
 from mmengine.logging import MMLogger
 
 from mmcompress.registry import MODELS
-from .layers import QuantConv2d, QuantConvTranspose2d, QuantLinear
+from .layers import (QuantConv2d, QuantConvTranspose2d, QuantLinear,
+                     attach_output_quantizer)
 
 #: Name patterns of the layers that produce a model's outputs (logits, box
 #: deltas, segmentation logits, heatmaps) in OpenMMLab heads.
@@ -64,6 +86,7 @@ DEFAULT_OUTPUT_LAYERS = (
     'head.final_layer', 'head.final_layer.*', 'head.cls_x', 'head.cls_y')
 
 _QUANT_KEYS = ('w', 'a', 'g')
+_OUTPUT_QUANTIZER_KEYS = ('modules', 'readers', 'quantizer')
 
 
 def _eligible_types() -> Dict[type, type]:
@@ -113,7 +136,9 @@ def eligible_layers(model: nn.Module) -> Dict[str, nn.Module]:
 
 
 def _select(patterns: Iterable[str], names: Sequence[str], what: str,
-            check: bool = True) -> List[str]:
+            check: bool = True,
+            kind: str = 'quantizable Conv2d/ConvTranspose2d/Linear layer'
+            ) -> List[str]:
     if isinstance(patterns, str):
         patterns = [patterns]
     selected = []
@@ -125,9 +150,9 @@ def _select(patterns: Iterable[str], names: Sequence[str], what: str,
             close = difflib.get_close_matches(
                 pattern.replace('*', ''), names, n=5, cutoff=0.4)
             raise ValueError(
-                f'{what} pattern {pattern!r} matches no quantizable '
-                f'Conv2d/ConvTranspose2d/Linear layer. Close names: {close or list(names)[:5]} '
-                f'({len(names)} layers in total; patterns are fnmatch, or '
+                f'{what} pattern {pattern!r} matches no {kind}. Close names: '
+                f'{close or list(names)[:5]} ({len(names)} in total; '
+                'patterns are fnmatch, or '
                 "'re:' + a regular expression)")
         selected.extend(h for h in hits if h not in selected)
     return selected
@@ -155,7 +180,8 @@ def quantize_model(model: nn.Module,
                    keep_first_float: bool = True,
                    keep_output_float: bool = True,
                    output_layers: Optional[Sequence[str]] = None,
-                   layer_overrides: Optional[Dict[str, dict]] = None
+                   layer_overrides: Optional[Dict[str, dict]] = None,
+                   output_quantizers: Optional[dict] = None
                    ) -> nn.Module:
     """Swap a model's Conv2d / ConvTranspose2d / Linear layers for quantized
     ones, in place.
@@ -173,6 +199,12 @@ def quantize_model(model: nn.Module,
         output_layers (Sequence[str], optional): Patterns of the output layers
             (default :data:`DEFAULT_OUTPUT_LAYERS`).
         layer_overrides (dict, optional): ``{pattern: dict(w=..., a=..., g=...)}``.
+        output_quantizers (dict, optional): ``dict(modules=[patterns],
+            readers=[patterns], quantizer=None)``: quantize the outputs of the
+            matched modules (any module) and drop the input quantizer of the
+            quantized layers matched by ``readers``, which read those outputs
+            (see the module docstring). ``quantizer`` defaults to ``a``
+            without its ``signed`` setting.
 
     Returns:
         nn.Module: ``model``, with the selected layers swapped.
@@ -215,6 +247,13 @@ def quantize_model(model: nn.Module,
                 configs[name][key] = _merge(configs[name][key], value,
                                             f'layer_overrides[{pattern!r}].{key}')
 
+    output_cfg = _output_quantizer_config(output_quantizers, a)
+    if output_cfg is not None:
+        for name in _select(output_cfg['readers'], names,
+                            'output_quantizers.readers'):
+            if name in configs:
+                configs[name]['a'] = None
+
     types = _eligible_types()
     swapped = []
     for name, cfg in configs.items():
@@ -231,10 +270,41 @@ def quantize_model(model: nn.Module,
         setattr(parent, child, new)
         swapped.append(name)
     float_layers = [n for n in names if n not in swapped]
-    MMLogger.get_current_instance().info(
+    logger = MMLogger.get_current_instance()
+    logger.info(
         f'quantize_model: {len(swapped)} of {len(names)} Conv2d/'
         f'ConvTranspose2d/Linear layers quantized; float: {float_layers}')
+    if output_cfg is not None:
+        modules = dict(model.named_modules())
+        targets = _select(output_cfg['modules'], [n for n in modules if n],
+                          'output_quantizers.modules', kind='module')
+        for name in targets:
+            attach_output_quantizer(modules[name], output_cfg['quantizer'], name)
+        logger.info(f'quantize_model: output quantizers on {targets}')
     return model
+
+
+def _output_quantizer_config(options: Optional[dict],
+                             act: Optional[dict]) -> Optional[dict]:
+    """Check ``output_quantizers`` and fill in its defaults."""
+    if options is None:
+        return None
+    if not isinstance(options, dict) or 'modules' not in options or \
+            not set(options) <= set(_OUTPUT_QUANTIZER_KEYS):
+        raise ValueError(
+            'output_quantizers must be a dict with the key modules (patterns '
+            'of the modules whose outputs are quantized) and optionally '
+            f'readers and quantizer (valid keys: {_OUTPUT_QUANTIZER_KEYS}), '
+            f'got {options!r}')
+    quantizer = options.get('quantizer')
+    if quantizer is None:
+        if act is None:
+            raise ValueError(
+                'output_quantizers: give quantizer=<config> (there is no '
+                'activation quantizer config a to default to)')
+        quantizer = {k: v for k, v in act.items() if k != 'signed'}
+    return dict(modules=options['modules'], readers=options.get('readers', ()),
+                quantizer=quantizer)
 
 
 @MODELS.register_module(name='QuantizedModel')
@@ -265,7 +335,8 @@ def build_quantized_model(model: dict,
                         f'and quant=<dict>, got model={type(model).__name__}, '
                         f'quant={type(quant).__name__}')
     valid = ('w', 'a', 'g', 'include', 'exclude', 'keep_first_float',
-             'keep_output_float', 'output_layers', 'layer_overrides')
+             'keep_output_float', 'output_layers', 'layer_overrides',
+             'output_quantizers')
     unknown = sorted(set(quant) - set(valid))
     if unknown:
         raise ValueError(f'QuantizedModel: unknown quant keys {unknown}; valid '
