@@ -26,32 +26,19 @@ either; gradient quantizers are training-only and dropped.
 """
 import copy
 import io
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from .integer_bias import (INT8, UINT8, bake_integer_bias, channel_view,
+                           int32_bias, integer_bias_enabled, integer_weight,
+                           storage_range, weight_peak)
 from .layers import (QuantConv2d, QuantConvTranspose2d, QuantLayerMixin,
                      QuantLinear, attach_output_quantizer)
 from .quantizers.base import AffineQParams, BaseQuantizer
-
-INT8 = (-128, 127)
-UINT8 = (0, 255)
-
-
-def _storage_range(qmin: int, qmax: int, what: str) -> Tuple[int, int]:
-    if qmin >= 0 and qmax <= 255:
-        return UINT8
-    if qmin >= -128 and qmax <= 127:
-        return INT8
-    raise ValueError(
-        f'{what}: integer grid [{qmin}, {qmax}] does not fit in 8 bits, so it '
-        'cannot be written as ONNX QuantizeLinear/DequantizeLinear (use at most '
-        '7 bits for EWGS/DAQ/N2UQ weights, whose b-bit grid has 2^(b+1)-1 '
-        'integer positions)')
-
 
 class ExportActQuant(nn.Module):
     """An input quantizer as clip + ``fake_quantize`` (exported as Q/DQ).
@@ -71,7 +58,7 @@ class ExportActQuant(nn.Module):
     def __init__(self, params: AffineQParams, what: str,
                  unsigned_storage: bool = False) -> None:
         super().__init__()
-        self.storage = _storage_range(params.qmin, params.qmax, what)
+        self.storage = storage_range(params.qmin, params.qmax, what)
         self.axis = params.axis
         scale = params.scale.detach().float().reshape(-1)
         zero_point = params.zero_point.detach().round().reshape(-1)
@@ -113,41 +100,6 @@ class ExportActQuant(nn.Module):
             x, self.scale, self.zero_point, self.axis % x.dim(), *self.storage)
 
 
-def _channel_view(scale: Tensor, dim: int, axis: Optional[int]) -> Tensor:
-    """``scale`` shaped to broadcast along ``axis`` of a ``dim``-d tensor."""
-    shape = [1] * dim
-    if axis is not None:
-        shape[axis] = -1
-    return scale.reshape(shape)
-
-
-def _integer_weight(layer: QuantLayerMixin,
-                    what: str) -> Tuple[Tensor, Tensor, Tuple[int, int], int]:
-    """Integer weight, per-channel (or per-tensor) scale, storage and axis."""
-    weight = layer.weight.detach()
-    quantizer = layer.weight_quantizer
-    with torch.no_grad():
-        fake = quantizer(weight) if quantizer is not None else weight
-    params = quantizer.export_qparams(weight)
-    storage = _storage_range(params.qmin, params.qmax, what)
-    scale = params.scale.detach().float().reshape(-1)
-    if layer.output_scale is not None:
-        factor = layer.output_scale.detach().abs().float()
-        fake = fake * factor
-        scale = scale * factor
-    axis = layer.weight_channel_axis if scale.numel() > 1 else None
-    view = _channel_view(scale, weight.dim(), axis)
-    integer = torch.round(fake / view)
-    error = (integer * view - fake).abs().max()
-    if error > 1e-3 * float(scale.min()) + 1e-7:
-        raise ValueError(f'{what}: the fake-quantized weight is not on the '
-                         f'exported grid (max error {float(error):.3g})')
-    if integer.min() < params.qmin or integer.max() > params.qmax:
-        raise ValueError(f'{what}: integer weights leave [{params.qmin}, '
-                         f'{params.qmax}]')
-    return integer, scale, storage, axis
-
-
 class _ExportLayerMixin:
 
     def _setup(self, layer: QuantLayerMixin, what: str) -> None:
@@ -161,9 +113,9 @@ class _ExportLayerMixin:
                 weight = weight * layer.output_scale.detach().abs()
             self.register_buffer('weight', weight)
         else:
-            integer, scale, storage, axis = _integer_weight(layer, what)
+            integer, scale, storage, axis = integer_weight(layer, what)
             self.register_buffer(
-                'weight', integer * _channel_view(scale, integer.dim(), axis))
+                'weight', integer * channel_view(scale, integer.dim(), axis))
             self.register_buffer('w_scale', scale)
             self.register_buffer(
                 'w_zero_point', torch.zeros_like(scale, dtype=torch.int32))
@@ -253,22 +205,34 @@ def _check_initialized(quantizer: Optional[nn.Module], name: str) -> None:
             'initialized (run a batch or load a QAT checkpoint first)')
 
 
-def convert_for_export(model: nn.Module) -> nn.Module:
+def convert_for_export(model: nn.Module,
+                       example_input: Optional[Tensor] = None) -> nn.Module:
     """A copy of ``model`` (eval mode) with quantized layers in export form.
 
     Output quantizers (``output_quantizer`` children attached by
     :func:`~mmcompress.quant.layers.attach_output_quantizer`) become
     :class:`ExportActQuant` with uint8 storage: a ``QuantizeLinear ->
-    DequantizeLinear`` on the module output.
+    DequantizeLinear`` on the module output. With ``integer_bias``
+    (:mod:`mmcompress.quant.integer_bias`) the rounded BN shifts are written
+    into the copy's BatchNorms (:func:`bake_integer_bias`).
 
     Args:
         model (nn.Module): A trained model holding QuantConv2d /
             QuantConvTranspose2d / QuantLinear layers.
+        example_input (Tensor, optional): Run once through the copy (no
+            gradient, eval mode) before converting: ``integer_bias`` pairs
+            BNs with convs on a forward pass. Needed only when the model
+            has ``integer_bias`` and ran no forward pass since it was built.
 
     Returns:
         nn.Module: The converted copy; its outputs equal ``model.eval()``'s.
     """
     model = copy.deepcopy(model).eval()
+    if integer_bias_enabled(model):
+        if example_input is not None:
+            with torch.no_grad():
+                model(example_input)
+        bake_integer_bias(model)
     export_types = {QuantConv2d: ExportQuantConv2d,
                     QuantConvTranspose2d: ExportQuantConvTranspose2d,
                     QuantLinear: ExportQuantLinear}
@@ -383,7 +347,7 @@ def export_onnx(model: nn.Module,
     """
     import onnx
 
-    converted = convert_for_export(model)
+    converted = convert_for_export(model, example_input)
     buffer = io.BytesIO()
     axes = {n: {0: 'batch'} for n in (*input_names, *output_names)} \
         if dynamic_batch else None
@@ -620,7 +584,8 @@ def _fold_batchnorm(g: _OnnxGraph, convs: list) -> None:
         sign = np.where(factor < 0, -1, 1).reshape([-1] + [1] * (weight.ndim - 1))
         info = np.iinfo(stored.dtype)
         weight = np.clip(weight * sign, info.min, info.max).astype(info.dtype)
-        bias = g.value(conv.input[2]) if len(conv.input) > 2 else np.zeros(out_ch)
+        bias = g.value(conv.input[2]) if len(conv.input) > 2 else \
+            np.zeros(out_ch, np.float32)
         new_bias = ((bias - mean) * factor + beta).astype(np.float32)
         stem = conv.output[0]
         wdq.input[0] = g.add_init(weight, stem + '_w_folded')
@@ -796,28 +761,38 @@ def _insert_activation_quantization(g: _OnnxGraph, plans: dict,
             g.replace_input(reader, tensor, dq_out)
 
 
-def _refine_weight_grid(g: _OnnxGraph, wdq, accumulator_bias) -> None:
-    """Multiply each output channel's int8 weights by an integer ``k`` (within
-    ``[-127, 127]``) and divide its scale by ``k``, ``k`` chosen to minimize
-    the int32 bias rounding error.
-
-    The weights keep their values exactly, while the accumulator grid
-    ``s_x * s_w`` becomes ``k`` times finer. The int32 bias on that grid is
-    the one rounding an integer conv has that the QAT model's float conv + BN
-    lacks: its error, up to half a grid step, flips output roundings of the
-    next layers. LSQ 8-bit weights use about a sixth of the int8 range, so
-    ``k`` goes up to about 6; of the allowed ``k`` the one that puts the bias
-    closest to the grid is taken (error ``|round(k b) - k b| / k``, with
-    ``b`` the bias in units of the original grid). Exact ``u8 x s8`` dot
-    products over the full int8 range need the VNNI instructions of current
-    x86 CPUs (or ARM), as for onnxruntime's own static quantization.
+def _refine_weight_grid(g: _OnnxGraph, wdq, rounded) -> None:
+    """Multiply each output channel's int8 weights by the integer factor
+    ``k`` of :func:`~mmcompress.quant.integer_bias.int32_bias` and divide its
+    scale by ``k`` (the weight values stay; the accumulator grid gets finer).
 
     Args:
         g (_OnnxGraph): The graph.
         wdq: The weight ``DequantizeLinear`` node (edited in place).
-        accumulator_bias (ndarray): The bias in units of ``s_x * s_w``, one
-            value per output channel.
+        rounded (IntegerBias): The result of ``int32_bias``.
     """
+    import numpy as np
+    from onnx import numpy_helper
+
+    if bool((rounded.factor == 1).all()):
+        return
+    stored = numpy_helper.to_array(g.inits[wdq.input[0]])
+    scale = g.value(wdq.input[1])
+    shape = [1] * stored.ndim
+    if scale.size > 1:
+        axis = next((a.i for a in wdq.attribute if a.name == 'axis'), 1)
+        shape[axis % stored.ndim] = -1
+    weight = (stored.astype(np.int64) *
+              rounded.factor.numpy().reshape(shape)).astype(np.int8)
+    wdq.input[0] = g.add_init(weight, wdq.input[0] + '_refined')
+    wdq.input[1] = g.add_init(
+        rounded.weight_scale.numpy().reshape(scale.shape),
+        wdq.input[1] + '_refined')
+
+
+def _stored_weight_peak(g: _OnnxGraph, wdq):
+    """Largest ``|w|`` per weight-scale entry of int8 weights with zero
+    point 0 (refinable by an integer factor), else None."""
     import numpy as np
     from onnx import numpy_helper
 
@@ -826,38 +801,18 @@ def _refine_weight_grid(g: _OnnxGraph, wdq, accumulator_bias) -> None:
     zero = g.value(wdq.input[2]) if len(wdq.input) > 2 else None
     if stored.dtype != np.int8 or scale is None or \
             zero is None or np.any(zero != 0):
-        return
-    magnitude = np.abs(stored.astype(np.int64))
-    bias = np.asarray(accumulator_bias, np.float64).reshape(-1)
+        return None
+    axis = None
     if scale.size > 1:
         axis = next((a.i for a in wdq.attribute if a.name == 'axis'), 1)
-        axis %= stored.ndim
-        peak = magnitude.max(axis=tuple(d for d in range(stored.ndim)
-                                        if d != axis))
-        shape = [1] * stored.ndim
-        shape[axis] = -1
-    else:
-        peak, shape = magnitude.max().reshape(1), [1] * stored.ndim
-    limit = np.floor(127 / np.maximum(peak, 1)).clip(min=1).astype(np.int64)
-    candidates = np.arange(1, int(limit.max()) + 1).reshape(-1, 1)
-    error = np.abs(np.round(candidates * bias) - candidates * bias) / candidates
-    if scale.size == 1:
-        error = error.mean(axis=1, keepdims=True)
-    error[candidates[:, 0:1].repeat(error.shape[1], 1) > limit] = np.inf
-    factor = candidates[error.argmin(axis=0), 0]
-    if np.all(factor == 1):
-        return
-    weight = (stored.astype(np.int64) * factor.reshape(shape)).astype(np.int8)
-    new_scale = (scale.reshape(-1) / factor).astype(np.float32)
-    wdq.input[0] = g.add_init(weight, wdq.input[0] + '_refined')
-    wdq.input[1] = g.add_init(new_scale.reshape(scale.shape),
-                              wdq.input[1] + '_refined')
+    return weight_peak(torch.from_numpy(stored.astype(np.int64)), axis)
 
 
 def _quantize_bias(g: _OnnxGraph, layers: list) -> None:
-    """int32 bias with scale ``s_x * s_w`` for quantized Conv /
-    ConvTranspose / Gemm (after :func:`_refine_weight_grid`)."""
-    import numpy as np
+    """int32 bias for quantized Conv / ConvTranspose / Gemm, with the weight
+    grid refinement, both from
+    :func:`~mmcompress.quant.integer_bias.int32_bias` (the definition the
+    QAT model's ``integer_bias`` uses too)."""
     from onnx import helper
 
     for layer in layers:
@@ -869,15 +824,17 @@ def _quantize_bias(g: _OnnxGraph, layers: list) -> None:
         if x_scale is None or w_scale is None or x_scale.size != 1 or \
                 w_scale.size not in (1, bias.size):
             continue
-        _refine_weight_grid(g, wdq, bias / (float(x_scale) * w_scale.reshape(-1)))
-        w_scale = g.value(wdq.input[1])
-        bias_scale = (float(x_scale) * np.broadcast_to(
-            w_scale.reshape(-1), bias.shape)).astype(np.float32)
-        bias_int = np.round(bias / bias_scale).astype(np.int32)
+        rounded = int32_bias(torch.tensor(bias.reshape(-1)), float(x_scale),
+                             torch.tensor(w_scale),
+                             _stored_weight_peak(g, wdq))
+        _refine_weight_grid(g, wdq, rounded)
         stem = layer.output[0] + '_bias'
-        q_name = g.add_init(bias_int, stem + '_int32')
-        s_name = g.add_init(bias_scale, stem + '_scale')
-        z_name = g.add_init(np.zeros_like(bias_int), stem + '_zp')
+        q_name = g.add_init(rounded.value.numpy().reshape(bias.shape),
+                            stem + '_int32')
+        s_name = g.add_init(rounded.scale.numpy().reshape(bias.shape),
+                            stem + '_scale')
+        z_name = g.add_init(rounded.value.numpy().reshape(bias.shape) * 0,
+                            stem + '_zp')
         dq = helper.make_node('DequantizeLinear', [q_name, s_name, z_name],
                               [stem + '_dq'], axis=0)
         g.graph.node.insert(list(g.graph.node).index(layer), dq)
@@ -928,7 +885,9 @@ def optimize_for_onnxruntime(onnx_bytes: bytes,
     3. quantizes the float bias of quantized convs / linears to int32 with
        scale ``s_x * s_w`` (as onnxruntime's own quantizer), after refining
        each output channel's weight grid by an integer factor that brings the
-       bias closest to it (:func:`_refine_weight_grid`).
+       bias closest to it (both defined by
+       :func:`~mmcompress.quant.integer_bias.int32_bias`; a QAT model built
+       with ``integer_bias`` already adds the BN shifts on this grid).
 
     Args:
         onnx_bytes (bytes): A model from :func:`export_onnx`.

@@ -28,7 +28,8 @@ Which eligible layers are quantized, in this order:
    quantizer configs of matching layers (a dict without ``type`` updates the
    default config, one with ``type`` replaces it, None makes that part float).
    Later patterns win;
-5. ``output_quantizers``: quantizers on module *outputs* (see below).
+5. ``output_quantizers``: quantizers on module *outputs* (see below);
+6. ``integer_bias``: BN shifts on the int32 grid of the export (see below).
 
 Patterns are ``fnmatch`` patterns on module names (``'backbone.layer1.*'``) or,
 prefixed with ``re:``, regular expressions matched in full
@@ -54,6 +55,19 @@ config (default: ``a`` with ``signed`` unset, so the sign is decided from
 data: post-``ReLU`` outputs get an unsigned grid, BN outputs a signed one).
 ``configs/quant/mmpretrain/lsq_w8a8_fmnist.py`` shows the patterns of an
 mmpretrain ResNet of basic blocks (they hold for mmdet's ResNet too).
+
+Integer bias (``integer_bias=True``, default False): the integer graph folds
+each BatchNorm that follows a quantized conv into it and adds the BN shift
+as an int32 bias on the accumulator grid ``s_x * s_w * |gamma / sigma| / k``,
+while the QAT model adds it in float. With this option the QAT model adds
+the shift rounded onto that grid wherever the BN uses its running
+statistics (eval mode; frozen BNs in training), so the exported integer
+graph computes what the QAT model computes. Forward hooks pair each BN with
+the quantized conv whose output it reads; the state dict is unchanged, and
+training with BNs in training mode is unchanged, so the option can be set
+for evaluating a checkpoint trained without it. See
+:mod:`mmcompress.quant.integer_bias` (the grid is defined once there, for the
+export too).
 """
 import copy
 import difflib
@@ -65,6 +79,7 @@ import torch.nn as nn
 from mmengine.logging import MMLogger
 
 from mmcompress.registry import MODELS
+from .integer_bias import enable_integer_bias
 from .layers import (QuantConv2d, QuantConvTranspose2d, QuantLinear,
                      attach_output_quantizer)
 
@@ -181,8 +196,8 @@ def quantize_model(model: nn.Module,
                    keep_output_float: bool = True,
                    output_layers: Optional[Sequence[str]] = None,
                    layer_overrides: Optional[Dict[str, dict]] = None,
-                   output_quantizers: Optional[dict] = None
-                   ) -> nn.Module:
+                   output_quantizers: Optional[dict] = None,
+                   integer_bias: bool = False) -> nn.Module:
     """Swap a model's Conv2d / ConvTranspose2d / Linear layers for quantized
     ones, in place.
 
@@ -205,6 +220,10 @@ def quantize_model(model: nn.Module,
             quantized layers matched by ``readers``, which read those outputs
             (see the module docstring). ``quantizer`` defaults to ``a``
             without its ``signed`` setting.
+        integer_bias (bool): Add the shift of each BatchNorm that follows a
+            quantized conv on the int32 grid of the integer export, where the
+            BN uses running statistics (see the module docstring). Defaults
+            to False.
 
     Returns:
         nn.Module: ``model``, with the selected layers swapped.
@@ -212,6 +231,7 @@ def quantize_model(model: nn.Module,
     if w is None and a is None and g is None:
         raise ValueError('quantize_model: give at least one of w (weights), '
                          'a (activations) or g (gradients) quantizer configs')
+    _check_integer_bias(integer_bias, model, w, a, output_quantizers)
     layers = eligible_layers(model)
     names = list(layers)
     if not names:
@@ -281,7 +301,34 @@ def quantize_model(model: nn.Module,
         for name in targets:
             attach_output_quantizer(modules[name], output_cfg['quantizer'], name)
         logger.info(f'quantize_model: output quantizers on {targets}')
+    if integer_bias:
+        count = enable_integer_bias(model)
+        logger.info(f'quantize_model: integer_bias on {count} BatchNorm '
+                    'modules (those reading a quantized conv round their '
+                    'shift onto the int32 grid in eval mode)')
     return model
+
+
+def _check_integer_bias(integer_bias, model: nn.Module, w: Optional[dict],
+                        a: Optional[dict],
+                        output_quantizers: Optional[dict]) -> None:
+    """Refuse ``integer_bias`` settings that cannot do anything."""
+    if not isinstance(integer_bias, bool):
+        raise TypeError(f'integer_bias must be True or False, got '
+                        f'{integer_bias!r} ({type(integer_bias).__name__})')
+    if not integer_bias:
+        return
+    if w is None:
+        raise ValueError('integer_bias=True needs a weight quantizer config w '
+                         '(an int32 bias exists only for integer weights)')
+    if a is None and output_quantizers is None:
+        raise ValueError('integer_bias=True needs integer conv inputs: an '
+                         'activation quantizer config a or output_quantizers')
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm)
+               for m in model.modules()):
+        raise ValueError(f'integer_bias=True: {type(model).__name__} has no '
+                         'BatchNorm layer (the option rounds the shift of the '
+                         'BatchNorms that follow quantized convs)')
 
 
 def _output_quantizer_config(options: Optional[dict],
@@ -336,7 +383,7 @@ def build_quantized_model(model: dict,
                         f'quant={type(quant).__name__}')
     valid = ('w', 'a', 'g', 'include', 'exclude', 'keep_first_float',
              'keep_output_float', 'output_layers', 'layer_overrides',
-             'output_quantizers')
+             'output_quantizers', 'integer_bias')
     unknown = sorted(set(quant) - set(valid))
     if unknown:
         raise ValueError(f'QuantizedModel: unknown quant keys {unknown}; valid '

@@ -263,6 +263,7 @@ def test_refined_weight_grid_keeps_weights_and_puts_bias_on_the_grid():
     import numpy as np
     from onnx import helper, numpy_helper
     from mmcompress.quant.export import _OnnxGraph, _refine_weight_grid
+    from mmcompress.quant.integer_bias import int32_bias, weight_peak
     weight = np.array([[3, -5], [10, 1]], np.int8)
     scale = np.array([0.1, 0.2], np.float32)
     graph = helper.make_graph(
@@ -273,13 +274,24 @@ def test_refined_weight_grid_keeps_weights_and_puts_bias_on_the_grid():
          numpy_helper.from_array(np.zeros(2, np.int8), 'z')])
     g = _OnnxGraph(helper.make_model(graph))
     node = g.graph.node[0]
-    # bias 0.3 and 0.5 accumulator steps: k = 10 (|w| <= 50) and k = 2
-    # (|w| <= 20) put them on the finer grid exactly
-    _refine_weight_grid(g, node, np.array([0.3, 0.5]))
+    # bias 0.3 and 0.5 accumulator steps (input scale 2): k = 10 (|w| <= 50)
+    # and k = 2 (|w| <= 20) put them on the finer grid exactly
+    peak = weight_peak(torch.tensor(weight, dtype=torch.float32), 0)
+    assert peak.tolist() == [5, 10]
+    bias = torch.tensor([0.3 * 2 * 0.1, 0.5 * 2 * 0.2])
+    rounded = int32_bias(bias, 2.0, torch.from_numpy(scale), peak)
+    assert rounded.factor.tolist() == [10, 2]
+    assert rounded.value.tolist() == [3, 1]
+    assert rounded.dequantized().tolist() == pytest.approx(bias.tolist())
+    _refine_weight_grid(g, node, rounded)
     new_weight, new_scale = g.value(node.input[0]), g.value(node.input[1])
     assert new_weight.tolist() == [[30, -50], [20, 2]]
     assert new_scale.tolist() == pytest.approx([0.01, 0.1])
     assert np.allclose(new_weight * new_scale[:, None], weight * scale[:, None])
+    # without a peak (weights not int8) the grid stays s_x * s_w
+    coarse = int32_bias(bias, 2.0, torch.from_numpy(scale))
+    assert coarse.factor.tolist() == [1, 1]
+    assert coarse.value.tolist() == [0, 0]   # round(0.3), round(0.5) (even)
 
 
 def test_bad_output_quantizer_options_are_refused():

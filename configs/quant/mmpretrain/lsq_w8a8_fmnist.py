@@ -1,8 +1,10 @@
 # LSQ W8A8 on Fashion-MNIST: the W4A4 recipe of lsq_w4a4_fmnist.py
 # (same layers, float start, optimizer settings and hooks) with 8-bit
 # quantizers, trained with 8-bit quantizers also on the residual tensors
-# (`output_quantizers`), so the model is the one onnxruntime's integer kernels
-# run after `tools/export_onnx.py --ort-int8` (docs/quant/export.md).
+# (`output_quantizers`) and evaluated with the BN shifts on the int32 grid of
+# the integer convs (`integer_bias`), so the model is the one onnxruntime's
+# integer kernels run after `tools/export_onnx.py --ort-int8`
+# (docs/quant/export.md).
 _base_ = ['./lsq_w4a4_fmnist.py']
 
 model = dict(
@@ -22,4 +24,8 @@ model = dict(
                 'backbone.relu', r're:backbone\.layer\d+\.\d+',
                 r're:backbone\.layer\d+\.\d+\.(bn2|downsample)', 'neck'
             ],
-            readers=[r're:backbone\.layer\d+\.\d+\.(conv1|downsample\.0)'])))
+            readers=[r're:backbone\.layer\d+\.\d+\.(conv1|downsample\.0)']),
+        # In eval mode each BN after a quantized conv adds its shift rounded
+        # onto the int32 bias grid of the folded integer conv (training,
+        # with BNs on batch statistics, is unchanged; no new state).
+        integer_bias=True))
