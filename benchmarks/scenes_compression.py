@@ -24,8 +24,13 @@ Usage (from the repository root, scenes generated first)::
         --out docs/distill/scenes.md
     python benchmarks/scenes_compression.py --group quant --seeds 0 --jobs 2 \\
         --out docs/quant/scenes.md
+
+``--table-only`` trains nothing and tabulates every finished run of the
+group, so tasks run with different seed sets share one table (its
+"Reproduce" line lists one command per seed set).
 """
 import argparse
+import glob
 import json
 import os
 import os.path as osp
@@ -266,6 +271,40 @@ def float_student_records(tasks: Sequence[str]) -> List[dict]:
     return records
 
 
+def finished_records(group: str, tasks: Sequence[str],
+                     work_root: str) -> List[dict]:
+    """Every finished run of ``group`` (its ``benchmark.json``) for
+    ``tasks``, in the table's row order (task, method as listed, seed)."""
+    order = {(task, method): i
+             for task in TASKS
+             for i, (method, _, _) in enumerate(GROUPS[group][task]['runs'])}
+    records = []
+    for path in glob.glob(osp.join(work_root, group, '*', 'benchmark.json')):
+        with open(path) as handle:
+            record = json.load(handle)
+        if record['task'] in tasks and (record['task'],
+                                        record['method']) in order:
+            records.append(record)
+    task_order = list(TASKS)
+    return sorted(records, key=lambda r: (task_order.index(
+        r['task']), order[r['task'], r['method']], r['seed']))
+
+
+def run_commands(group: str, records: List[dict], out: Optional[str]) -> str:
+    """The commands that train ``records``: one per set of seeds."""
+    seeds: Dict[str, set] = {}
+    for record in records:
+        seeds.setdefault(record['task'], set()).add(record['seed'])
+    by_seeds: Dict[tuple, List[str]] = {}
+    for task in TASKS:
+        if task in seeds:
+            by_seeds.setdefault(tuple(sorted(seeds[task])), []).append(task)
+    return '; '.join(
+        f'python benchmarks/scenes_compression.py --group {group} --tasks '
+        f'{" ".join(tasks)} --seeds {" ".join(map(str, s))}' +
+        (f' --out {out}' if out else '') for s, tasks in by_seeds.items())
+
+
 def format_cell(values: List[float]) -> str:
     """``mean ± std (n)`` or the single value."""
     if len(values) == 1:
@@ -312,7 +351,17 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument('--jobs', type=int, default=1)
     parser.add_argument('--work-dir', default='work_dirs/scenes_compression')
     parser.add_argument('--out', help='markdown file for the table')
+    parser.add_argument('--table-only', action='store_true',
+                        help='train nothing: tabulate every finished run of '
+                        'the group for --tasks, whatever its seed')
     args = parser.parse_args(argv)
+    if args.table_only:
+        records = finished_records(args.group, args.tasks, args.work_dir)
+        if args.group == 'quant':
+            records = float_student_records(args.tasks) + records
+        command = run_commands(args.group, records, args.out)
+        _write(markdown(args.group, records, command), args.out)
+        return
 
     plan = [(task, method, config, how, seed)
             for task in args.tasks
@@ -332,10 +381,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         records = float_student_records(args.tasks) + records
     command = ('python benchmarks/scenes_compression.py ' +
                ' '.join(sys.argv[1:] if argv is None else argv))
-    table = markdown(args.group, records, command)
+    _write(markdown(args.group, records, command), args.out)
+
+
+def _write(table: str, out: Optional[str]) -> None:
     print(table)
-    if args.out:
-        with open(args.out, 'w') as handle:
+    if out:
+        with open(out, 'w') as handle:
             handle.write(table + '\n')
 
 
