@@ -58,14 +58,15 @@ mmpretrain ResNet of basic blocks (they hold for mmdet's ResNet too).
 
 Integer bias (``integer_bias=True``, default False): the integer graph folds
 each BatchNorm that follows a quantized conv into it and adds the BN shift
-as an int32 bias on the accumulator grid ``s_x * s_w * |gamma / sigma| / k``,
-while the QAT model adds it in float. With this option the QAT model adds
-the shift rounded onto that grid wherever the BN uses its running
-statistics (eval mode; frozen BNs in training), so the exported integer
-graph computes what the QAT model computes. Forward hooks pair each BN with
-the quantized conv whose output it reads; the state dict is unchanged, and
-training with BNs in training mode is unchanged, so the option can be set
-for evaluating a checkpoint trained without it. See
+as an int32 bias on the accumulator grid ``s_x * s_w * |gamma / sigma| / k``
+(and a quantized layer's own bias on ``s_x * s_w / k``), while the QAT model
+adds them in float. With this option the QAT model adds them rounded onto
+those grids: BN shifts wherever the BN uses its running statistics (eval
+mode; frozen BNs in training), own biases in eval mode, so the exported
+integer graph computes what the QAT model computes. Forward hooks pair each
+BN with the quantized conv whose output it reads; the state dict is
+unchanged, and training with BNs in training mode is unchanged, so the
+option can be set for evaluating a checkpoint trained without it. See
 :mod:`mmcompress.quant.integer_bias` (the grid is defined once there, for the
 export too).
 """
@@ -221,9 +222,9 @@ def quantize_model(model: nn.Module,
             (see the module docstring). ``quantizer`` defaults to ``a``
             without its ``signed`` setting.
         integer_bias (bool): Add the shift of each BatchNorm that follows a
-            quantized conv on the int32 grid of the integer export, where the
-            BN uses running statistics (see the module docstring). Defaults
-            to False.
+            quantized conv (where the BN uses running statistics) and the
+            bias of each quantized layer (in eval mode) on the int32 grid of
+            the integer export (see the module docstring). Defaults to False.
 
     Returns:
         nn.Module: ``model``, with the selected layers swapped.
@@ -231,7 +232,7 @@ def quantize_model(model: nn.Module,
     if w is None and a is None and g is None:
         raise ValueError('quantize_model: give at least one of w (weights), '
                          'a (activations) or g (gradients) quantizer configs')
-    _check_integer_bias(integer_bias, model, w, a, output_quantizers)
+    _check_integer_bias(integer_bias, w, a, output_quantizers)
     layers = eligible_layers(model)
     names = list(layers)
     if not names:
@@ -274,6 +275,15 @@ def quantize_model(model: nn.Module,
             if name in configs:
                 configs[name]['a'] = None
 
+    if integer_bias and not any(
+            isinstance(m, nn.modules.batchnorm._BatchNorm)
+            for m in model.modules()) and not any(
+                layers[n].bias is not None and cfg['w'] is not None
+                for n, cfg in configs.items()):
+        raise ValueError(
+            f'integer_bias=True: {type(model).__name__} has no BatchNorm and '
+            'no quantized layer with a bias, so there is no bias to put on '
+            'an int32 grid')
     types = _eligible_types()
     swapped = []
     for name, cfg in configs.items():
@@ -302,15 +312,16 @@ def quantize_model(model: nn.Module,
             attach_output_quantizer(modules[name], output_cfg['quantizer'], name)
         logger.info(f'quantize_model: output quantizers on {targets}')
     if integer_bias:
+        biased = [n for n in swapped if layers[n].bias is not None]
         count = enable_integer_bias(model)
-        logger.info(f'quantize_model: integer_bias on {count} BatchNorm '
-                    'modules (those reading a quantized conv round their '
-                    'shift onto the int32 grid in eval mode)')
+        logger.info(f'quantize_model: integer_bias: {count} BatchNorm '
+                    f'modules and {len(biased)} quantized layers with a bias '
+                    'are hooked (BN shifts after quantized convs and biases '
+                    'go on the int32 grid in eval mode)')
     return model
 
 
-def _check_integer_bias(integer_bias, model: nn.Module, w: Optional[dict],
-                        a: Optional[dict],
+def _check_integer_bias(integer_bias, w: Optional[dict], a: Optional[dict],
                         output_quantizers: Optional[dict]) -> None:
     """Refuse ``integer_bias`` settings that cannot do anything."""
     if not isinstance(integer_bias, bool):
@@ -324,11 +335,6 @@ def _check_integer_bias(integer_bias, model: nn.Module, w: Optional[dict],
     if a is None and output_quantizers is None:
         raise ValueError('integer_bias=True needs integer conv inputs: an '
                          'activation quantizer config a or output_quantizers')
-    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm)
-               for m in model.modules()):
-        raise ValueError(f'integer_bias=True: {type(model).__name__} has no '
-                         'BatchNorm layer (the option rounds the shift of the '
-                         'BatchNorms that follow quantized convs)')
 
 
 def _output_quantizer_config(options: Optional[dict],
