@@ -5,8 +5,9 @@
     (``quantize_static``, per-channel int8 weights, uint8 activations, calibrated
     on the same batches) and (3) mmcompress's export of the W8A8 LSQ QAT model
     with every Conv2d/Linear quantized, as onnxruntime does, and 8-bit output
-    quantizers on the residual tensors (quantizers initialized on those
-    batches), as exported and after
+    quantizers on the residual tensors and the BN shifts on the int32 grid
+    (``integer_bias``; quantizers initialized on those batches), as exported
+    and after
     :func:`~mmcompress.quant.export.optimize_for_onnxruntime`. Sessions: CPU provider, all graph
     optimizations, 1 thread; median of interleaved runs in one process.
 (b) Agreement: a trained Fashion-MNIST QAT checkpoint exported and run on the
@@ -16,12 +17,17 @@
 Usage:
     OMP_NUM_THREADS=1 python benchmarks/quant_export.py --runs 30 \
         --qat CONFIG CHECKPOINT [--qat CONFIG CHECKPOINT ...] --out docs/quant/export.md
+
+With ``--out`` the latency table replaces the block between
+``<!-- quant_export_latency:begin/end -->`` and, with ``--qat``, the agreement
+table the block ``quant_export_agreement``; the text around them is kept.
 """
 import argparse
 import copy
 import io
 import os.path as osp
 import statistics
+import sys
 import tempfile
 import time
 
@@ -37,6 +43,9 @@ from mmcompress.quant import quantize_model
 from mmcompress.quant.export import (TensorModeWrapper, compare_with_onnxruntime,
                                      export_onnx, onnxruntime_session,
                                      optimize_for_onnxruntime)
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from doc_blocks import write_block  # noqa: E402
 
 FLOAT_MODEL = dict(
     type='ImageClassifier',
@@ -96,7 +105,8 @@ def latency(runs, size, threads):
                                 per_channel=True),
                          a=dict(type='LSQQuantizer', bits=8),
                          keep_first_float=False, keep_output_float=False,
-                         output_quantizers=OUTPUT_QUANTIZERS)
+                         output_quantizers=OUTPUT_QUANTIZERS,
+                         integer_bias=True)
     with torch.no_grad():
         qat(torch.cat(calib), mode='tensor')
     qat.eval()
@@ -166,9 +176,12 @@ def main():
     import onnxruntime
     medians = latency(args.runs, args.size, args.threads)
     ref = medians['ort_static_qdq']
+    command = ('OMP_NUM_THREADS=1 .venv/bin/python benchmarks/quant_export.py '
+               f'--runs {args.runs} --size {args.size} --threads {args.threads}'
+               + ''.join(f' --qat {c} {k}' for c, k in args.qat) +
+               (f' --out {args.out}' if args.out else ''))
     lines = [
-        '# ONNX QDQ export of QAT models', '',
-        f'## Latency: mmpretrain ResNet-18, 1 x 3 x {args.size} x {args.size}', '',
+        f'ResNet-18 (mmpretrain), 1 x 3 x {args.size} x {args.size}; '
         f'onnxruntime {onnxruntime.__version__}, CPU provider, '
         f'{args.threads} thread(s), median of {args.runs} interleaved runs.', '',
         '| model | median latency (ms) | speed vs onnxruntime static QDQ |',
@@ -184,13 +197,13 @@ def main():
         'the QAT model\'s own grids, here all trained `output_quantizers`; '
         'calibrated min/max where no QAT quantizer reads a tensor). The '
         'weights are random (no ImageNet weights offline), so agreement is '
-        'measured on real data below.', '']
+        'measured on real data.', '', f'Reproduce: `{command}`']
+    blocks = dict(quant_export_latency=lines)
     if args.qat:
-        lines += ['## Agreement on real data (Fashion-MNIST test, 10k images)', '',
-                  '| config | checkpoint | top-1 agreement | agreement after '
-                  'optimize_for_onnxruntime | PyTorch top-1 | onnxruntime top-1 | '
-                  'max abs logit diff |',
-                  '|---|---|---|---|---|---|---|']
+        lines = ['| config | checkpoint | top-1 agreement | agreement after '
+                 'optimize_for_onnxruntime | PyTorch top-1 | onnxruntime top-1 '
+                 '| max abs logit diff |',
+                 '|---|---|---|---|---|---|---|']
         for config, checkpoint in args.qat:
             r = agreement_on_fmnist(config, checkpoint)
             lines.append(
@@ -198,15 +211,12 @@ def main():
                 f'{100 * r["top1_agreement"]:.2f}% | '
                 f'{100 * r["ort_int8_agreement"]:.2f}% | {r["pytorch_top1"]:.2f} | '
                 f'{r["onnxruntime_top1"]:.2f} | {r["max_abs_diff"]:.2e} |')
-    qat_args = ' '.join(f'--qat {c} {k}' for c, k in args.qat)
-    lines += ['', 'Reproduce: `OMP_NUM_THREADS=1 .venv/bin/python '
-              f'benchmarks/quant_export.py --runs {args.runs} --size {args.size} '
-              f'--threads {args.threads} {qat_args}`']
-    text = '\n'.join(lines) + '\n'
-    print(text)
-    if args.out:
-        with open(args.out, 'w') as file:
-            file.write(text)
+        lines += ['', f'Reproduce: `{command}`']
+        blocks['quant_export_agreement'] = lines
+    for name, block in blocks.items():
+        print('\n'.join(block))
+        if args.out:
+            write_block(args.out, name, '\n'.join(block))
 
 
 if __name__ == '__main__':
