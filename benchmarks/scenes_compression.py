@@ -291,7 +291,8 @@ def finished_records(group: str, tasks: Sequence[str],
 
 
 def run_commands(group: str, records: List[dict], out: Optional[str]) -> str:
-    """The commands that train ``records``: one per set of seeds."""
+    """The commands that train ``records`` (one per set of seeds) and
+    tabulate them."""
     seeds: Dict[str, set] = {}
     for record in records:
         seeds.setdefault(record['task'], set()).add(record['seed'])
@@ -299,10 +300,11 @@ def run_commands(group: str, records: List[dict], out: Optional[str]) -> str:
     for task in TASKS:
         if task in seeds:
             by_seeds.setdefault(tuple(sorted(seeds[task])), []).append(task)
+    script = 'python benchmarks/scenes_compression.py --group ' + group
     return '; '.join(
-        f'python benchmarks/scenes_compression.py --group {group} --tasks '
-        f'{" ".join(tasks)} --seeds {" ".join(map(str, s))}' +
-        (f' --out {out}' if out else '') for s, tasks in by_seeds.items())
+        [f'{script} --tasks {" ".join(tasks)} --seeds '
+         f'{" ".join(map(str, s))}' for s, tasks in by_seeds.items()] +
+        [f'{script} --table-only' + (f' --out {out}' if out else '')])
 
 
 def format_cell(values: List[float]) -> str:
