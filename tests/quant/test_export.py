@@ -131,18 +131,8 @@ class BNNet(nn.Module):
         return self.head(x.mean(dim=(2, 3)))
 
 
-def _optimized_op_types(blob, tmp_path):
-    """Op types of the graph onnxruntime runs after its own fusions."""
-    import onnx
-    import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.optimized_model_filepath = str(tmp_path / 'optimized.onnx')
-    ort.InferenceSession(blob, options, providers=['CPUExecutionProvider'])
-    return [n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node]
-
-
-def test_optimize_for_onnxruntime_folds_bn_and_quantizes_outputs(tmp_path):
+def test_optimize_for_onnxruntime_folds_bn_and_quantizes_outputs(
+        onnx_op_types):
     import onnx
     from mmcompress.quant.export import optimize_for_onnxruntime
     data = _data()
@@ -171,7 +161,7 @@ def test_optimize_for_onnxruntime_folds_bn_and_quantizes_outputs(tmp_path):
     int32 = [i for i in graph.initializer
              if i.data_type == 6 and i.name.endswith('_int32')]
     assert len(int32) == 2  # the two convs' biases (folded BN)
-    optimized = _optimized_op_types(fast, tmp_path)
+    optimized = onnx_op_types(fast)
     assert 'QLinearAdd' in optimized and 'Add' not in optimized
     result = compare_with_onnxruntime(model, onnxruntime_session(fast), data)
     assert result['top1_agreement'] >= 0.95
@@ -201,7 +191,7 @@ class PoolResNet(nn.Module):
         return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
-def test_optimize_for_onnxruntime_runs_everything_in_int8(tmp_path):
+def test_optimize_for_onnxruntime_runs_everything_in_int8(onnx_op_types):
     import onnx
     from mmcompress.quant.export import optimize_for_onnxruntime
     data = [torch.randn(8, 1, 16, 16, generator=torch.Generator().manual_seed(i))
@@ -215,7 +205,7 @@ def test_optimize_for_onnxruntime_runs_everything_in_int8(tmp_path):
     plain = export_onnx(model, data[0][:1])
     # as exported, onnxruntime runs pooling, the linear layer and the convs
     # feeding residual adds in float
-    plain_ops = _optimized_op_types(plain, tmp_path)
+    plain_ops = onnx_op_types(plain)
     assert {'MaxPool', 'GlobalAveragePool', 'Gemm'} <= set(plain_ops)
     assert plain_ops.count('QLinearConv') < 6
     fast = optimize_for_onnxruntime(plain, data[:2])
@@ -242,7 +232,7 @@ def test_optimize_for_onnxruntime_runs_everything_in_int8(tmp_path):
         if any(n.output[0] == dq.input[1] for n in graph.node) else next(
             i for i in graph.initializer if i.name == dq.input[1]))
     assert float(scale) == pytest.approx(widest)
-    optimized = _optimized_op_types(fast, tmp_path)
+    optimized = onnx_op_types(fast)
     float_ops = {'Conv', 'Add', 'MaxPool', 'GlobalAveragePool', 'Gemm', 'Relu',
                  'DequantizeLinear'}
     assert not float_ops & set(optimized), optimized

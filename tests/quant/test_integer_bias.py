@@ -205,7 +205,7 @@ def test_resnet_backbone_bns_are_paired_and_rounded(build, num_bns):
         assert 0 < max(diffs) < 1, diffs
 
 
-def test_pytorch_eval_matches_onnxruntime_int8_within_one_logit_step():
+def test_pytorch_eval_matches_onnxruntime_int8_within_one_logit_step(qat_steps):
     torch.manual_seed(0)
     quant = copy.deepcopy(Config.fromfile(CONFIG).model.quant.to_dict())
     quant['output_quantizers']['readers'].append('head.fc')
@@ -214,15 +214,7 @@ def test_pytorch_eval_matches_onnxruntime_int8_within_one_logit_step():
                         integer_bias=True)
     generator = torch.Generator().manual_seed(0)
     data = [torch.randn(64, 1, 12, 12, generator=generator) for _ in range(3)]
-    model.train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    labels = torch.arange(64) % 10
-    for batch in data[:2]:   # QAT steps: quantizers and BN statistics
-        loss = nn.functional.cross_entropy(model(batch, mode='tensor'), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.eval()
+    qat_steps(model, data[:2], torch.arange(64) % 10)
     wrapper = TensorModeWrapper(model)
     fast = optimize_for_onnxruntime(export_onnx(wrapper, data[0][:1]), data[:2])
     with torch.no_grad():

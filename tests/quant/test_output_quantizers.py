@@ -202,17 +202,8 @@ def test_state_dict_round_trip_and_float_checkpoint_loading():
     assert 'neck.output_quantizer.step' in result.missing_keys
 
 
-def _optimized_op_types(blob, tmp_path):
-    import onnx
-    import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.optimized_model_filepath = str(tmp_path / 'optimized.onnx')
-    ort.InferenceSession(blob, options, providers=['CPUExecutionProvider'])
-    return [n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node]
-
-
-def test_onnxruntime_int8_graph_agrees_and_is_all_integer(tmp_path):
+def test_onnxruntime_int8_graph_agrees_and_is_all_integer(onnx_op_types,
+                                                          qat_steps):
     import onnx
     torch.manual_seed(0)
     quant = _config_quant()
@@ -224,22 +215,14 @@ def test_onnxruntime_int8_graph_agrees_and_is_all_integer(tmp_path):
     assert model.head.fc.act_quantizer is None   # reads the neck's grid
     generator = torch.Generator().manual_seed(0)
     data = [torch.randn(16, 1, 12, 12, generator=generator) for _ in range(3)]
-    model.train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    labels = torch.arange(16) % 10
-    for batch in data[:2]:   # a few QAT steps: quantizers and BN statistics
-        loss = nn.functional.cross_entropy(model(batch, mode='tensor'), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.eval()
+    qat_steps(model, data[:2], torch.arange(16) % 10)
     wrapper = TensorModeWrapper(model)
     plain = export_onnx(wrapper, data[0][:1])
     exact = compare_with_onnxruntime(wrapper, onnxruntime_session(plain),
                                      data[2:])
     assert exact['top1_agreement'] == 1.0 and exact['max_abs_diff'] < 1e-4
     fast = optimize_for_onnxruntime(plain, data[:2])
-    ops = _optimized_op_types(fast, tmp_path)
+    ops = onnx_op_types(fast)
     assert ops.count('QLinearAdd') == 6 and ops.count('QLinearConv') == 15
     assert 'QLinearGlobalAveragePool' in ops and 'QGemm' in ops
     assert not {'Conv', 'Add', 'Relu', 'GlobalAveragePool', 'Gemm',
