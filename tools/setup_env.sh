@@ -14,6 +14,8 @@ CACHE="${MMCOMPRESS_CACHE:-$HOME/.cache/mmcompress}"
 TORCH_VERSION=2.13.0
 TORCHVISION_VERSION=0.28.0
 MMCV_VERSION=2.1.0
+# pinned: the formatter's output changes between ruff releases (tests/test_style.py)
+RUFF_VERSION=0.17.5
 
 step() { printf '\n[setup] %s\n' "$*"; }
 fail() { printf '\n[setup] FAILED: %s\n' "$*" >&2; exit 1; }
@@ -58,10 +60,10 @@ mmcv==$MMCV_VERSION
 CONS
 PIPC=("${PIP[@]}" -c "$CONSTRAINTS")
 
-step "build tools and pure-Python base (setuptools<82, numpy<2, mmengine 0.10.7)"
+step "build tools and pure-Python base (setuptools<82, numpy<2, mmengine 0.10.7, ruff $RUFF_VERSION)"
 "${PIPC[@]}" "setuptools<82" wheel ninja packaging "numpy<2" "mmengine==0.10.7" \
   addict yapf pyyaml termcolor rich opencv-python-headless pillow matplotlib scipy \
-  pytest pytest-timeout
+  pytest pytest-timeout "ruff==$RUFF_VERSION"
 
 step "mmcv $MMCV_VERSION with compiled ops"
 if "$PY" -c "import mmcv, mmcv.ops, sys; sys.exit(mmcv.__version__ != '$MMCV_VERSION')" >/dev/null 2>&1; then
