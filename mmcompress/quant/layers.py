@@ -71,6 +71,9 @@ class QuantLayerMixin:
     constructor arguments that rebuild a float layer's shape).
     """
 
+    # not in a float checkpoint; initialized from data like the quantizers
+    checkpoint_optional_state = ('output_scale', 'output_scale_initialized')
+
     def __init__(self,
                  *args,
                  weight_quantizer: QuantizerSpec = None,

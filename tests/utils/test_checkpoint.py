@@ -2,6 +2,7 @@
 import os
 import os.path as osp
 import pickle
+import re
 
 import pytest
 import torch
@@ -9,7 +10,9 @@ from mmengine.runner import load_checkpoint
 from mmengine.runner.checkpoint import _load_checkpoint
 
 import mmcompress  # noqa: F401  (installs the policy)
-from mmcompress.utils.checkpoint import (UntrustedCheckpointError, hub_cache_path,
+from mmcompress.utils import checkpoint as policy
+from mmcompress.utils.checkpoint import (CorruptCheckpointError,
+                                         UntrustedCheckpointError, hub_cache_path,
                                          safe_torch_load, trusted_checkpoints)
 
 
@@ -37,7 +40,7 @@ def test_malicious_pickle_is_refused_and_does_not_run(tmp_path):
         load_checkpoint(torch.nn.Linear(2, 2), path)
     assert not osp.exists(marker)
     message = str(err.value)
-    assert '`exec`' in message and 'trusted_checkpoints' in message
+    assert '`builtins.exec`' in message and 'trusted_checkpoints' in message
     assert path in message
 
 
@@ -117,3 +120,159 @@ def test_getattr_is_restricted_to_history_buffer_statistics(tmp_path):
     torch.save({'x': _GetattrPayload()}, bad)
     with pytest.raises(UntrustedCheckpointError):
         safe_torch_load(bad)
+
+
+def test_legacy_format_loads_and_its_malicious_pickle_is_refused(tmp_path):
+    """The pre-zip ``torch.save`` format (old model-zoo files) is scanned too."""
+    good = str(tmp_path / 'legacy.pth')
+    torch.save({'state_dict': {'w': torch.ones(2)}}, good,
+               _use_new_zipfile_serialization=False)
+    assert torch.equal(_load_checkpoint(good)['state_dict']['w'], torch.ones(2))
+    marker = str(tmp_path / 'pwned.txt')
+    evil = str(tmp_path / 'legacy_evil.pth')
+    torch.save({'meta': _Payload(marker)}, evil,
+               _use_new_zipfile_serialization=False)
+    with pytest.raises(UntrustedCheckpointError, match='`builtins.exec`'):
+        _load_checkpoint(evil)
+    assert not osp.exists(marker)
+
+
+def test_untrusted_is_decided_by_torch_scan_not_by_error_text(tmp_path,
+                                                              monkeypatch):
+    """The diagnosis asks torch which globals are unsafe: a refusal whose text
+    does not say so is still untrusted, and a clean scan is not."""
+    path, marker = _malicious_checkpoint(tmp_path)
+    calls = []
+    real = torch.serialization.get_unsafe_globals_in_checkpoint
+
+    def scan(f):
+        calls.append(f)
+        return real(f)
+
+    monkeypatch.setattr(torch.serialization, 'get_unsafe_globals_in_checkpoint',
+                        scan)
+    with pytest.raises(UntrustedCheckpointError, match='`builtins.exec`'):
+        safe_torch_load(path)
+    assert len(calls) == 1 and not osp.exists(marker)
+    monkeypatch.setattr(torch.serialization, 'get_unsafe_globals_in_checkpoint',
+                        lambda f: [])
+    with pytest.raises(CorruptCheckpointError,
+                       match='needs no disallowed object, yet it cannot be read'):
+        safe_torch_load(path)
+    assert not osp.exists(marker)
+
+
+@pytest.mark.parametrize('kind', ['random', 'truncated', 'empty', 'text'])
+def test_unreadable_files_are_corrupt_not_untrusted(tmp_path, kind):
+    path = tmp_path / f'{kind}.pth'
+    good = tmp_path / 'good.pth'
+    torch.save({'state_dict': torch.nn.Linear(8, 8).state_dict()}, str(good))
+    content = {
+        'random': bytes(range(256)) * 8,
+        'truncated': good.read_bytes()[:good.stat().st_size // 2],
+        'empty': b'',
+        'text': b'<html>404 Not Found</html>',
+    }[kind]
+    path.write_bytes(content)
+    expected = {
+        'random': 'neither a zip archive nor a legacy torch.save file',
+        'truncated': 'failed finding central directory',
+        'empty': r'is empty \(0 bytes\)',
+        'text': 'neither a zip archive nor a legacy torch.save file',
+    }[kind]
+    with pytest.raises(CorruptCheckpointError) as err:
+        load_checkpoint(torch.nn.Linear(8, 8), str(path))
+    assert str(path) in str(err.value)
+    assert 'trusted_checkpoints' not in str(err.value)
+    assert re.search(expected, str(err.value))
+
+
+def test_other_errors_of_a_readable_file_keep_torch_message(tmp_path, monkeypatch):
+    """A well-formed file failing for another reason (e.g. CUDA tensors on a
+    CPU machine) is neither corrupt nor untrusted: torch's error, plus the path."""
+    path = str(tmp_path / 'ok.pth')
+    torch.save({'w': torch.ones(2)}, path)
+
+    def cuda_error(*args, **kwargs):
+        raise RuntimeError('Attempting to deserialize object on a CUDA device')
+
+    monkeypatch.setattr(torch, 'load', cuda_error)
+    with pytest.raises(RuntimeError, match='CUDA device') as err:
+        safe_torch_load(path)
+    assert f'(while loading checkpoint {path})' in err.value.__notes__
+
+
+def _http_run(tmp_path, monkeypatch, rank, world_size, cached_exists):
+    """Run the http loader as ``rank`` of ``world_size``; return the events."""
+    monkeypatch.setattr(torch.hub, '_hub_dir', str(tmp_path / 'hub'))
+    url = 'http://127.0.0.1:9/models/w.pth'
+    cached = hub_cache_path(url)
+    events = []
+
+    def download(src, dst, progress=False):
+        events.append('download')
+        torch.save({'state_dict': {'w': torch.ones(1)}}, dst)
+
+    if cached_exists:
+        os.makedirs(osp.dirname(cached), exist_ok=True)
+        torch.save({'state_dict': {'w': torch.ones(1)}}, cached)
+    monkeypatch.setattr(torch.hub, 'download_url_to_file', download)
+    monkeypatch.setattr(policy, 'get_dist_info', lambda: (rank, world_size))
+    monkeypatch.setattr(torch.distributed, 'barrier',
+                        lambda *a, **k: events.append('barrier'))
+    real_load = policy.safe_torch_load
+    monkeypatch.setattr(policy, 'safe_torch_load',
+                        lambda *a, **k: events.append('read') or real_load(*a, **k))
+    _load_checkpoint(url)
+    return events
+
+
+def test_http_rank0_downloads_then_barrier_then_other_ranks_read(tmp_path,
+                                                                monkeypatch):
+    """As mmengine: rank 0 downloads, every rank meets at a barrier, the
+    other ranks then read rank 0's file (no download of their own)."""
+    assert _http_run(tmp_path / 'r0', monkeypatch, 0, 2, False) == [
+        'download', 'barrier', 'read']
+    assert _http_run(tmp_path / 'r1', monkeypatch, 1, 2, True) == [
+        'barrier', 'read']
+    # another node without a shared disk: the file is missing after the barrier
+    assert _http_run(tmp_path / 'r2', monkeypatch, 1, 2, False) == [
+        'barrier', 'download', 'read']
+    assert _http_run(tmp_path / 'single', monkeypatch, 0, 1, False) == [
+        'download', 'read']
+
+
+def test_http_failed_download_on_rank0_still_reaches_the_barrier(tmp_path,
+                                                                 monkeypatch):
+    """Rank 0 reaches the barrier before raising, so other ranks do not hang."""
+    monkeypatch.setattr(torch.hub, '_hub_dir', str(tmp_path / 'hub'))
+    events = []
+
+    def no_network(*args, **kwargs):
+        raise OSError('no network')
+
+    monkeypatch.setattr(torch.hub, 'download_url_to_file', no_network)
+    monkeypatch.setattr(policy, 'get_dist_info', lambda: (0, 2))
+    monkeypatch.setattr(torch.distributed, 'barrier',
+                        lambda *a, **k: events.append('barrier'))
+    with pytest.raises(FileNotFoundError, match='torch hub cache'):
+        _load_checkpoint('http://127.0.0.1:9/models/w.pth')
+    assert events == ['barrier']
+
+
+def test_what_importing_mmcompress_patches():
+    """The list in docs/installation.md ("What importing mmcompress changes")."""
+    import mmengine.infer.infer as mme_infer
+    import mmengine.runner.checkpoint as mme_ckpt
+    import mmengine.runner.runner as mme_runner
+    from mmengine.runner import Runner
+    loaders = mme_ckpt.CheckpointLoader._schemes
+    assert loaders[''] is policy._load_from_local
+    assert loaders['http://'] is policy._load_from_http
+    assert loaders['https://'] is policy._load_from_http
+    assert mme_ckpt.load_from_http is policy._load_from_http
+    for module in (mme_ckpt, mme_runner, mme_infer):
+        assert hasattr(module._load_checkpoint_to_model, '__wrapped__')
+    assert hasattr(Runner.load_checkpoint, '__wrapped__')
+    # torch itself is left alone: its default and its global allowlist
+    assert policy.HistoryBuffer not in torch.serialization.get_safe_globals()
