@@ -1,0 +1,247 @@
+"""Polarized Self-Attention (Liu et al., arXiv 2107.00782), an mmcv-style plugin.
+
+For ``x`` of shape ``C x H x W`` (``C2 = C / 2``; ``Wq``, ``Wv``, ``Wz`` are 1x1 convs)
+the two branches are::
+
+    channel-only:  A_ch = sigmoid(F_ch(Wv(x)[C2 x HW] @ softmax_HW(Wq(x)[1 x HW])^T))
+                   Z_ch = A_ch * x                                    # A_ch: C x 1 x 1
+    spatial-only:  A_sp = sigmoid(G(GAP(Wq'(x))[1 x C2], Wv'(x)[C2 x HW]))
+                   Z_sp = A_sp * x                                    # A_sp: 1 x H x W
+
+and the layouts are ``parallel: Z_ch(x) + Z_sp(x)`` and ``sequential: Z_sp(Z_ch(x))``.
+There is no residual connection inside the block; the insertion point provides it.
+``F_ch`` and ``G`` depend on ``impl``:
+
+=================  ==========================================  =======================
+``impl``            ``F_ch`` (channel branch, C2 -> C)           ``G`` (spatial branch)
+=================  ==========================================  =======================
+``'paper'``         ``LN_C(Wz(.))``                              ``softmax_C2(q) @ v``
+``'official'`` p    ``Wz(.)`` (no LayerNorm, no bias)            ``softmax_HW(q @ v)``
+``'official'`` s    ``Conv(C2->C2/4) LN ReLU Conv(C2/4->C)``     ``q @ softmax_HW(v)``
+=================  ==========================================  =======================
+
+The official rows follow ``PSA_p`` / ``PSA_s`` of DeLightCMU/PSA
+(``semantic-segmentation/network/PSA.py``), whose ``spatial_pool`` is the channel-only
+branch and ``channel_pool`` the spatial-only one. Initialisation follows that file too:
+Kaiming normal (fan-in, ReLU gain) for the query/value convs, PyTorch's default for
+the ``Wz`` path, unit/zero LayerNorms. The q/v convs have no bias.
+
+The bias-free q/v convs are linear, so the block applies them where they are
+cheapest, with equal results up to rounding: ``GAP(Wq'(x)) = Wq'(GAP(x))``,
+``Wv(x) @ q = Wv(x @ q)`` and ``q @ Wv'(x) = (q Wv') @ x``. Only the official
+sequential spatial branch, whose softmax acts on ``Wv'(x)`` itself, runs a
+full-resolution convolution.
+"""
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+from torch import Tensor
+
+from mmcompress.registry import MODELS
+
+MODES = ('parallel', 'sequential')
+IMPLS = ('official', 'paper')
+# the official sequential channel branch narrows C/2 by this ratio
+OFFICIAL_SEQUENTIAL_RATIO = 4
+
+
+def required_divisor(mode: str, impl: str) -> int:
+    """Channel count a PSA block of this layout needs its input divisible by.
+
+    Args:
+        mode (str): ``'parallel'`` or ``'sequential'``.
+        impl (str): ``'official'`` or ``'paper'``.
+
+    Returns:
+        int: 8 for the official sequential block (C/2 narrowed by 4), else 2.
+    """
+    if impl == 'official' and mode == 'sequential':
+        return 2 * OFFICIAL_SEQUENTIAL_RATIO
+    return 2
+
+
+def _conv1x1(in_channels: int, out_channels: int, bias: bool = False) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=bias)
+
+
+@MODELS.register_module()
+class PolarizedSelfAttention(BaseModule):
+    """Polarized Self-Attention block (PSA_p / PSA_s), shape-preserving.
+
+    Usable as an mmcv plugin: ``plugins=[dict(cfg=dict(type='PolarizedSelfAttention',
+    mode='parallel'), position='after_conv1')]`` (``in_channels`` is filled in by
+    ``mmcv.cnn.build_plugin_layer``); the plugin's attribute name is ``psa``.
+
+    Args:
+        in_channels (int): Channels ``C`` of the input (and output).
+        mode (str): ``'parallel'`` (PSA_p) or ``'sequential'`` (PSA_s).
+            Defaults to ``'parallel'``.
+        impl (str): ``'official'`` (the released code, default) or ``'paper'``
+            (the paper's equations); see the module docstring for the differences.
+        init_cfg (dict, optional): mmengine init config. Defaults to None, which
+            keeps the official initialisation.
+    """
+
+    # inserted into pretrained networks: a plain-model checkpoint lacks these
+    # weights on load_from (mmcompress.utils.load_check); they keep their init
+    checkpoint_optional_state = True
+
+    _abbr_ = 'psa'
+
+    def __init__(self,
+                 in_channels: int,
+                 mode: str = 'parallel',
+                 impl: str = 'official',
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg)
+        if mode not in MODES:
+            raise ValueError(
+                f'PolarizedSelfAttention: unknown mode={mode!r}; valid modes are '
+                f'{MODES} (parallel = PSA_p, sequential = PSA_s)')
+        if impl not in IMPLS:
+            raise ValueError(
+                f'PolarizedSelfAttention: unknown impl={impl!r}; valid values are '
+                f'{IMPLS} (official = the released code, paper = the equations)')
+        divisor = required_divisor(mode, impl)
+        if not isinstance(in_channels, int) or in_channels < divisor or \
+                in_channels % divisor:
+            raise ValueError(
+                f'PolarizedSelfAttention(mode={mode!r}, impl={impl!r}) needs '
+                f'in_channels divisible by {divisor}, got {in_channels!r}; insert '
+                f'it where the block has a multiple of {divisor} channels'
+                + (" or use mode='parallel' (needs a multiple of 2)"
+                   if divisor > 2 else ''))
+        self.in_channels = in_channels
+        self.mode = mode
+        self.impl = impl
+        half = in_channels // 2
+        # channel-only branch (official name: spatial_pool / *_right)
+        self.ch_wq = _conv1x1(in_channels, 1)
+        self.ch_wv = _conv1x1(in_channels, half)
+        if impl == 'official' and mode == 'sequential':
+            narrow = half // OFFICIAL_SEQUENTIAL_RATIO
+            self.ch_wz = nn.Sequential(
+                _conv1x1(half, narrow, bias=True),
+                nn.LayerNorm([narrow, 1, 1]), nn.ReLU(inplace=True),
+                _conv1x1(narrow, in_channels, bias=True))
+        else:
+            self.ch_wz = _conv1x1(half, in_channels)
+        self.ch_norm = nn.LayerNorm(in_channels) if impl == 'paper' else None
+        # spatial-only branch (official name: channel_pool / *_left)
+        self.sp_wq = _conv1x1(in_channels, half)
+        self.sp_wv = _conv1x1(in_channels, half)
+        self.reset_parameters()
+
+    def init_weights(self) -> None:
+        """mmengine's hook: the backbone's init, then :meth:`reset_parameters`."""
+        super().init_weights()
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Official initialisation (see the module docstring).
+
+        The PSA backbones call it again after their own initialisers, which
+        would otherwise overwrite these convs with the backbone's scheme.
+        """
+        for conv in (self.ch_wq, self.ch_wv, self.sp_wq, self.sp_wv):
+            nn.init.kaiming_normal_(conv.weight, mode='fan_in',
+                                    nonlinearity='relu')
+        for module in self.ch_wz.modules():
+            if isinstance(module, (nn.Conv2d, nn.LayerNorm)):
+                module.reset_parameters()
+        if self.ch_norm is not None:
+            self.ch_norm.reset_parameters()
+
+    @staticmethod
+    def _matrix(conv: nn.Conv2d) -> Tensor:
+        """A bias-free 1x1 conv's weight as an ``(out, in)`` matrix."""
+        return conv.weight.view(conv.out_channels, conv.in_channels)
+
+    def _channel_from_logits(self, flat: Tensor, logits: Tensor) -> Tensor:
+        """``A_ch`` from the input ``(N, C, HW)`` and ``Wq(x)`` ``(N, 1, HW)``."""
+        query = logits.softmax(dim=2)
+        # Wv(x) @ q == Wv(x @ q): apply Wv to the softmax-pooled C-vector
+        pooled = torch.bmm(flat, query.transpose(1, 2))  # N, C, 1
+        context = torch.matmul(self._matrix(self.ch_wv), pooled)  # N, C/2, 1
+        out = self.ch_wz(context.unsqueeze(-1))  # N, C, 1, 1
+        if self.ch_norm is not None:
+            out = self.ch_norm(out.flatten(1)).view_as(out)
+        return out.sigmoid()
+
+    def _spatial_row(self, flat: Tensor) -> Tensor:
+        """``(N, 1, C)`` row whose product with the input is the spatial logits
+        (all layouts but the official sequential one)."""
+        # GAP(Wq x) == Wq GAP(x): 1x1 conv without bias is linear
+        query = torch.matmul(self._matrix(self.sp_wq),
+                             flat.mean(dim=2, keepdim=True))  # N, C/2, 1
+        query = query.transpose(1, 2)  # N, 1, C/2
+        if self.impl == 'paper':
+            query = query.softmax(dim=2)
+        # q @ Wv(x) == (q Wv) @ x
+        return torch.matmul(query, self._matrix(self.sp_wv))
+
+    def _spatial_from_logits(self, logits: Tensor, x: Tensor) -> Tensor:
+        """``A_sp`` (shaped like ``x`` but one channel) from its logits."""
+        if self.impl == 'official' and self.mode == 'parallel':
+            logits = logits.softmax(dim=2)
+        n, _, h, w = x.shape
+        return logits.view(n, 1, h, w).sigmoid()
+
+    def channel_attention(self, x: Tensor) -> Tensor:
+        """Channel-only attention ``A_ch`` of shape ``(N, C, 1, 1)``."""
+        flat = x.flatten(2)  # N, C, HW
+        return self._channel_from_logits(
+            flat, torch.matmul(self._matrix(self.ch_wq), flat))
+
+    def spatial_attention(self, x: Tensor) -> Tensor:
+        """Spatial-only attention ``A_sp`` of shape ``(N, 1, H, W)``."""
+        flat = x.flatten(2)
+        if self.impl == 'official' and self.mode == 'sequential':
+            query = torch.matmul(self._matrix(self.sp_wq),
+                                 flat.mean(dim=2, keepdim=True))
+            value = self.sp_wv(x).flatten(2).softmax(dim=2)  # N, C/2, HW
+            logits = torch.bmm(query.transpose(1, 2), value)
+        else:
+            logits = torch.bmm(self._spatial_row(flat), flat)
+        return self._spatial_from_logits(logits, x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply PSA; the output has the shape of ``x``."""
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f'PolarizedSelfAttention(in_channels={self.in_channels}) expects '
+                f'an (N, {self.in_channels}, H, W) input, got {tuple(x.shape)}')
+        if self.mode == 'sequential':
+            x = x * self.channel_attention(x)
+            return x * self.spatial_attention(x)
+        # parallel: both branches' logits in one product with the input, and
+        # Z_ch + Z_sp == x * (A_ch + A_sp)
+        flat = x.flatten(2)
+        rows = torch.cat([
+            self._matrix(self.ch_wq).expand(x.shape[0], 1, -1),
+            self._spatial_row(flat)
+        ], dim=1)  # N, 2, C
+        logits = torch.bmm(rows, flat)  # N, 2, HW
+        return x * (self._channel_from_logits(flat, logits[:, :1]) +
+                    self._spatial_from_logits(logits[:, 1:], x))
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata,
+                              strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        """Load, and log the PSA weights a (plain-model) checkpoint lacks."""
+        super()._load_from_state_dict(state_dict, prefix, local_metadata,
+                                      strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+        own = [key for key in self.state_dict(prefix=prefix)
+               if key not in state_dict]
+        if own:
+            print_log(
+                f'PolarizedSelfAttention {prefix.rstrip(".") or "(root)"}: '
+                f'{len(own)} tensors not in the checkpoint keep their new '
+                f'(official) initialisation: '
+                f'{", ".join(key[len(prefix):] for key in own)}',
+                logger='current')
