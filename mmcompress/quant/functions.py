@@ -38,6 +38,10 @@ class LSQFakeQuant(torch.autograd.Function):
       gradient scale ``grad_factor``; summed per channel when ``s`` is a
       per-channel tensor (broadcast against ``x``).
 
+    ``x = +-inf`` (or a finite ``x`` whose ``x / s`` overflows) is a clipped
+    element: output ``qmax * s`` / ``qmin * s``, gradient 0 to ``x`` and
+    ``qmax`` / ``qmin`` to ``s``.
+
     Equivalent to ``round_ste(clamp(x / s', qmin, qmax)) * s'`` where ``s'`` is
     ``s`` with its gradient scaled, with fewer temporaries (this is the
     training hot path).
@@ -59,12 +63,113 @@ class LSQFakeQuant(torch.autograd.Function):
         qmin, qmax = ctx.bounds
         inside = (scaled >= qmin) & (scaled <= qmax)
         grad_x = grad_output * inside
-        grad_step_elem = grad_output * (levels - scaled * inside)
+        # where(), not levels - scaled * inside: scaled may be +-inf (inf * 0)
+        grad_step_elem = grad_output * torch.where(inside, levels - scaled,
+                                                   levels)
         dims = [d for d in range(grad_output.dim()) if step.shape[d] == 1] \
             if step.dim() == grad_output.dim() else list(range(grad_output.dim()))
         grad_step = grad_step_elem.sum(dim=dims, keepdim=step.dim() > 0)
         grad_step = grad_step.reshape(step.shape) * ctx.grad_factor
         return grad_x, grad_step, None, None, None
+
+
+def clamp_far_outside(x: Tensor, low: Tensor, high: Tensor) -> Tensor:
+    """Move values farther than one range width beyond ``[low, high]`` to that
+    distance; values in ``[low - w, high + w]`` (``w = |high - low|``) are
+    returned unchanged, bit for bit.
+
+    For a normalization clipped afterwards, ``clamp((x - low) / (high - low),
+    0, 1)``: elements beyond the range get no gradient either way, but without
+    this step an ``x`` of +-inf (or one large enough to overflow the division)
+    makes the backward of the division compute ``0 * inf = NaN`` for the
+    gradients of ``low`` and ``high``. The output value and every gradient are
+    the same as without it for all other inputs. No gradient flows to ``low``
+    and ``high`` through this function.
+
+    Args:
+        x (Tensor): Input.
+        low (Tensor): Lower end of the range, broadcastable against ``x``.
+        high (Tensor): Upper end of the range, broadcastable against ``x``.
+
+    Returns:
+        Tensor: ``x`` clamped to ``[min(low, high) - w, max(low, high) + w]``.
+    """
+    low, high = low.detach(), high.detach()
+    width = (high - low).abs()
+    return torch.clamp(x,
+                       torch.minimum(low, high) - width,
+                       torch.maximum(low, high) + width)
+
+
+def stat_of_finite(x: Tensor,
+                   fn: str,
+                   dim=None,
+                   keepdim: bool = False,
+                   unbiased: bool = True) -> Tensor:
+    """A statistic over the finite elements of ``x`` (NaN and +-inf left out),
+    free of float overflow.
+
+    Where the reduced slice holds only finite values and the plain torch
+    reduction (``x.amin``, ``x.amax``, ``x.mean``, ``x.abs().mean``, ``x.std``)
+    is finite, the result is that reduction bit for bit. Otherwise it is computed
+    on the finite elements divided by their largest magnitude and scaled back,
+    so values up to the float limit do not overflow the sums (``x.mean()`` of
+    a thousand float32 values of 1e37 is inf); a slice without finite values
+    gives 0.
+    Quantizers whose range comes from the tensor itself use it, so that an inf
+    element saturates to an end level instead of making the range infinite,
+    and a NaN element stays NaN without poisoning its neighbours.
+
+    Args:
+        x (Tensor): Input (not differentiated through: pass a detached tensor).
+        fn (str): ``'min'``, ``'max'``, ``'mean'``, ``'absmean'`` or ``'std'``.
+        dim (int | list[int], optional): Dimension(s) to reduce; None reduces
+            all. Defaults to None.
+        keepdim (bool): Keep the reduced dimensions. Defaults to False.
+        unbiased (bool): For ``'std'``: divide by ``count - 1`` (by 1 when a
+            slice has a single finite element). Defaults to True.
+
+    Returns:
+        Tensor: The statistic.
+    """
+    if fn not in ('min', 'max', 'mean', 'absmean', 'std'):
+        raise ValueError(f'unknown statistic {fn!r}; valid: min, max, mean, '
+                         'absmean, std')
+    dims = list(range(x.dim())) if dim is None else \
+        ([dim] if isinstance(dim, int) else list(dim))
+    keep = dict(dim=dims, keepdim=True)
+    finite = torch.isfinite(x)
+    count = finite.sum(**keep)
+    if fn in ('min', 'max'):
+        fill = float('inf') if fn == 'min' else float('-inf')
+        masked = torch.where(finite, x, fill)
+        value = masked.amin(**keep) if fn == 'min' else masked.amax(**keep)
+        value = torch.where(count > 0, value, torch.zeros_like(value))
+    else:
+        data = x.abs() if fn == 'absmean' else x
+        if dim is None:
+            plain = data.std(unbiased=unbiased) if fn == 'std' else data.mean()
+        else:
+            plain = data.std(dim=dim, unbiased=unbiased, keepdim=keepdim) \
+                if fn == 'std' else data.mean(dim=dim, keepdim=keepdim)
+        plain = plain.reshape(count.shape)
+        kept = torch.where(finite, data, 0)
+        scale = kept.abs().amax(**keep)
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        scaled = kept / scale
+        mean = scaled.sum(**keep) / count.clamp_min(1)
+        if fn == 'std':
+            squares = torch.where(finite, (scaled - mean)**2, 0).sum(**keep)
+            divisor = (count - 1).clamp_min(1) if unbiased \
+                else count.clamp_min(1)
+            safe = (squares / divisor).sqrt() * scale
+        else:
+            safe = mean * scale
+        use_plain = (count == x.numel() // count.numel()) & torch.isfinite(plain)
+        value = torch.where(use_plain, plain, safe)
+    if dim is None:
+        return value.reshape(())
+    return value if keepdim else value.squeeze(tuple(dims))
 
 
 def lsq_fake_quant(x: Tensor, step: Tensor, qmin: int, qmax: int,

@@ -42,7 +42,7 @@ def test_bits_wrong_type(bits):
 def test_bad_method_arguments():
     with pytest.raises(ValueError, match="role must be one of"):
         EWGSQuantizer(4, role='input')
-    with pytest.raises(ValueError, match='delta must be finite'):
+    with pytest.raises(ValueError, match='delta must be >= 0'):
         EWGSQuantizer(4, role='weight', delta=-1.0)
     with pytest.raises(ValueError, match='per_channel=True needs num_channels'):
         LSQQuantizer(4, per_channel=True)
@@ -64,23 +64,82 @@ def test_nan_or_inf_at_initialization_raises(make):
         quantizer(torch.tensor([0.5, float('inf')]))
 
 
-@pytest.mark.parametrize('make', ALL[:5])
-def test_after_init_nan_propagates_and_inf_saturates(make):
+WITH_WEIGHTS = ALL + [
+    lambda b: UniformSTEQuantizer(b, observer='current'),
+    lambda b: EWGSQuantizer(b, role='weight'),
+    lambda b: DAQQuantizer(b, role='weight'),
+    lambda b: LSQQuantizer(b, per_channel=True, num_channels=2),
+]
+
+
+@pytest.mark.parametrize('make', WITH_WEIGHTS)
+def test_after_init_nan_stays_elementwise_and_inf_saturates(make):
     quantizer = make(3)
-    data = torch.rand(64) * 2
+    data = torch.rand(2, 32) * 2 - 0.5
     quantizer(data)
-    out = quantizer(torch.tensor([float('nan'), float('inf'), 1e30, 0.7]))
-    assert math.isnan(out[0].item())
-    assert out[1].item() == out[2].item() and math.isfinite(out[1].item())
-    assert out[1].item() >= quantizer(data).max().item()
+    bad = torch.tensor([[math.nan, math.inf, 1e30, 0.7],
+                        [-math.inf, -1e30, 0.3, 1.1]], requires_grad=True)
+    out = quantizer(bad)
+    assert math.isnan(out[0, 0].item())
+    assert torch.isfinite(out[:, 1:]).all() and torch.isfinite(out[1]).all()
+    # +inf gives the top level, -inf the bottom one (1e30 may set the range
+    # of the quantizers that take it from the tensor itself)
+    assert out[0, 1].item() >= out[0, 2].item() >= out[:, 3].max().item()
+    assert out[1, 0].item() <= out[1, 1].item() <= out[1, 2:].min().item()
 
 
-def test_n2uq_weight_non_finite_poisons_only_its_channel():
-    w = torch.randn(3, 4)
-    w[1, 2] = float('inf')
-    out = N2UQWeightQuantizer(2)(w)
-    assert torch.isfinite(out[[0, 2]]).all()
-    assert not torch.isfinite(out[1]).all()
+@pytest.mark.parametrize('make', WITH_WEIGHTS)
+def test_gradients_stay_finite_after_inf_input(make):
+    quantizer = make(3)
+    quantizer(torch.rand(2, 32) * 2 - 0.5)
+    bad = torch.tensor([[math.inf, 1e38, 0.7, 0.2],
+                        [-math.inf, -1e38, 0.3, 1.1]], requires_grad=True)
+    quantizer(bad).sum().backward()
+    assert torch.isfinite(bad.grad).all()
+    assert bad.grad[:, 0].eq(0).all()  # saturated elements get no gradient
+    for name, param in quantizer.named_parameters():
+        assert param.grad is None or torch.isfinite(param.grad).all(), name
+
+
+@pytest.mark.parametrize('make', [m for m in ALL if m(4).requires_init])
+def test_init_from_values_near_float32_limit(make):
+    quantizer = make(4)
+    # the float32 sum (inside the means) overflows; the statistics do not
+    x = torch.tensor([1e38, 5e37, 8e37, 1e37, 3e37, 6e37, 9e37, 7e37])
+    assert not math.isfinite(x.sum().item())
+    out = quantizer(x)
+    assert quantizer.initialized.item() == 1
+    assert torch.isfinite(out).all()
+    for name, param in quantizer.named_parameters():
+        assert torch.isfinite(param).all(), name
+
+
+def test_tiny_weights_keep_their_relative_precision():
+    torch.manual_seed(0)
+    w = torch.randn(4, 9)
+    n2uq = N2UQWeightQuantizer(2)
+    assert torch.allclose(n2uq(w * 1e-40), n2uq(w) * 1e-40, rtol=1e-3,
+                          atol=1e-44)
+    daq = DAQQuantizer(2, role='weight')
+    assert torch.equal(daq(w * 1e-40), daq(w))
+
+
+def test_ewgs_weight_init_on_constant_and_zero_filters():
+    w = torch.randn(3, 2, 3, 3, requires_grad=True)
+    with torch.no_grad():
+        w[1] = 0.0
+        w[2] = 0.25
+    quantizer = EWGSQuantizer(2, role='weight', per_channel=True,
+                              num_channels=3)
+    out = quantizer(w)
+    assert (quantizer.upper - quantizer.lower).min().item() == \
+        pytest.approx(1e-6)
+    assert torch.isfinite(out).all()
+    assert out[2].eq(1).all()  # a constant positive filter: the top level
+    out.sum().backward()
+    assert torch.isfinite(w.grad).all()
+    assert torch.isfinite(quantizer.lower.grad).all()
+    assert torch.isfinite(quantizer.upper.grad).all()
 
 
 @pytest.mark.parametrize('make', ALL)

@@ -1,12 +1,15 @@
 """Forward levels and gradients of every quantizer against the spec formulas."""
+import copy
 import math
 
 import pytest
 import torch
 
-from mmcompress.quant.functions import (daq_hard_round, daq_round,
-                                        daq_soft_round, ewgs_discretize,
-                                        gste_threshold_quantize)
+from mmcompress.quant.functions import (clamp_far_outside, daq_hard_round,
+                                        daq_round, daq_soft_round,
+                                        ewgs_discretize,
+                                        gste_threshold_quantize,
+                                        stat_of_finite)
 from mmcompress.quant.quantizers import (DAQQuantizer, EWGSQuantizer,
                                          LSQQuantizer, N2UQActQuantizer,
                                          N2UQWeightQuantizer,
@@ -277,3 +280,165 @@ def test_n2uq_weight_levels_and_ste_gradient():
     upstream = torch.randn_like(w)
     out.backward(upstream)
     assert torch.allclose(w.grad, upstream / sf, rtol=1e-5)
+
+
+# ------------------------------------------------ +-inf and extreme inputs
+INF = float('inf')
+
+
+def test_stat_of_finite_is_the_plain_reduction_on_finite_input():
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 5)
+    for fn, plain in (('min', lambda t, **k: t.amin(**k)),
+                      ('max', lambda t, **k: t.amax(**k)),
+                      ('mean', lambda t, **k: t.mean(**k)),
+                      ('absmean', lambda t, **k: t.abs().mean(**k)),
+                      ('std', lambda t, **k: t.std(**k))):
+        assert torch.equal(stat_of_finite(x, fn), plain(x))
+        assert torch.equal(stat_of_finite(x, fn, dim=1), plain(x, dim=1))
+        assert torch.equal(stat_of_finite(x, fn, dim=[0, 2], keepdim=True),
+                           plain(x, dim=[0, 2], keepdim=True))
+
+
+def test_stat_of_finite_leaves_out_non_finite_and_does_not_overflow():
+    rows = torch.tensor([[1.0, -2.0, 4.0, INF],
+                         [3.0, float('nan'), -INF, 5.0],
+                         [INF, -INF, float('nan'), INF]])
+    assert stat_of_finite(rows, 'min', dim=1).tolist() == [-2.0, 3.0, 0.0]
+    assert stat_of_finite(rows, 'max', dim=1).tolist() == [4.0, 5.0, 0.0]
+    assert torch.allclose(stat_of_finite(rows, 'mean', dim=1),
+                          torch.tensor([1.0, 4.0, 0.0]))
+    assert torch.allclose(stat_of_finite(rows, 'absmean', dim=1),
+                          torch.tensor([7 / 3, 4.0, 0.0]))
+    assert torch.allclose(stat_of_finite(rows, 'std', dim=1),
+                          torch.tensor([math.sqrt(9.0), math.sqrt(2.0), 0.0]))
+    # float32 sums of values near the float32 limit overflow; these do not
+    big = torch.full((1000, ), 1e37)
+    assert not math.isfinite(big.mean().item())
+    assert not math.isfinite(big.std().item())
+    assert stat_of_finite(big, 'mean').item() == pytest.approx(1e37, rel=1e-5)
+    assert stat_of_finite(big, 'std').item() == 0.0
+    spread = torch.tensor([1e38, -1e38, 2e38, 3e38, 3e38])
+    assert not math.isfinite(spread.std().item())
+    assert stat_of_finite(spread, 'std').item() == pytest.approx(
+        spread.double().std().item(), rel=1e-5)
+
+
+def test_clamp_far_outside_keeps_values_within_one_width():
+    low, high = torch.tensor(-1.0), torch.tensor(3.0)
+    x = torch.tensor([-INF, -5.0, -4.5, 0.2, 6.9, 7.0, 1e38, INF])
+    out = clamp_far_outside(x, low, high)
+    assert torch.equal(
+        out, torch.tensor([-5.0, -5.0, -4.5, 0.2, 6.9, 7.0, 7.0, 7.0]))
+
+
+def test_lsq_inf_is_a_clipped_element_in_the_step_gradient():
+    # as test_lsq_gradients_match_spec_formula, with +-inf among the inputs
+    x = torch.tensor([-INF, -0.71, 0.12, 0.46, INF, 3.7], requires_grad=True)
+    q = LSQQuantizer(2, signed=True)
+    q.initialized.fill_(1)
+    q.signed.fill_(1)
+    q.step.data.fill_(0.4)
+    upstream = torch.tensor([0.5, -1.0, 2.0, 0.3, -0.7, 1.1])
+    out = q(x)
+    assert out[0].item() == pytest.approx(-0.8) and out[4].item() == \
+        pytest.approx(0.4)
+    out.backward(upstream)
+    s, qmin, qmax = 0.4, -2, 1
+    v = x.detach() / s
+    inside = (v >= qmin) & (v <= qmax)
+    ds_elem = torch.where(v < qmin, torch.full_like(v, qmin),
+                          torch.where(v > qmax, torch.full_like(v, qmax),
+                                      torch.round(v) - v))
+    # x/s = [-inf, -1.775, 0.3, 1.15, inf, 9.25]: clipped ones give qmin / qmax;
+    # 0.5*-2 + -1*(-2+1.775) + 2*(0-0.3) + 0.3*1 + -0.7*1 + 1.1*1, / sqrt(6*1)
+    hand = (-1.0 + 0.225 - 0.6 + 0.3 - 0.7 + 1.1) / math.sqrt(6)
+    expected_ds = (upstream * ds_elem).sum() / math.sqrt(6)
+    assert expected_ds.item() == pytest.approx(hand, abs=1e-6)
+    assert torch.allclose(q.step.grad, expected_ds.reshape(1), atol=1e-6)
+    assert torch.equal(x.grad, upstream * inside)
+
+
+def test_ewgs_activation_inf_gives_the_finite_formula_gradients():
+    # bounds [0.5, 2.5]; +-inf saturate, the rest as the spec's formula
+    q = EWGSQuantizer(2, role='activation', delta=0.2)
+    q.initialized.fill_(1)
+    q.lower.data.fill_(0.5)
+    q.upper.data.fill_(2.5)
+    x = torch.tensor([-INF, 0.9, 1.4, 2.2, INF, 1e38], requires_grad=True)
+    upstream = torch.tensor([0.4, -1.0, 0.8, 2.0, -0.6, 1.0])
+    out = q(x)
+    assert out[[0, 4, 5]].tolist() == [0.0, 1.0, 1.0]
+    out.backward(upstream)
+    x0 = x.detach().clamp(-10, 10)
+    x_n = ((x0 - 0.5) / 2.0).clamp(0, 1)
+    x_q = torch.round(x_n * 3) / 3
+    g_xn = upstream * (1 + 0.2 * torch.sign(upstream) * (x_n - x_q))
+    g_xn = g_xn * ((x_n > 0) & (x_n < 1))
+    assert torch.allclose(x.grad, g_xn / 2.0, atol=1e-6)
+    dl = (g_xn * (x0 - 2.5) / 4.0).sum()
+    du = (g_xn * -(x0 - 0.5) / 4.0).sum()
+    assert torch.allclose(q.lower.grad, dl.reshape(1), atol=1e-6)
+    assert torch.allclose(q.upper.grad, du.reshape(1), atol=1e-6)
+
+
+def _outputs_and_grads(quantizer, x, upstream):
+    quantizer = copy.deepcopy(quantizer)
+    x = x.clone().requires_grad_(True)
+    out = quantizer(x)
+    out.backward(upstream)
+    grads = {n: p.grad.clone() for n, p in quantizer.named_parameters()}
+    return out.detach(), x.grad, grads
+
+
+@pytest.mark.parametrize('make', [
+    lambda: EWGSQuantizer(3, role='activation', delta=0.1),
+    lambda: EWGSQuantizer(3, role='weight', delta=0.1),
+    lambda: DAQQuantizer(3, role='activation'),
+    lambda: N2UQActQuantizer(3),
+    lambda: LSQQuantizer(3),
+    lambda: UniformSTEQuantizer(3),
+])
+def test_inf_input_gives_the_gradients_of_a_finite_clipped_input(make):
+    torch.manual_seed(0)
+    quantizer = _initialized(make(), torch.randn(64).abs())
+    if isinstance(quantizer, UniformSTEQuantizer):
+        quantizer.eval()  # freeze the EMA range (inf batches do not update it)
+    finite = torch.tensor([-30.0, 0.1, 0.5, 0.9, 1.7, 30.0])  # 2 clipped
+    with_inf = finite.clone()
+    with_inf[0], with_inf[-1] = -INF, INF
+    upstream = torch.tensor([0.3, -1.0, 0.5, 2.0, -0.4, 0.8])
+    out_f, grad_f, params_f = _outputs_and_grads(quantizer, finite, upstream)
+    out_i, grad_i, params_i = _outputs_and_grads(quantizer, with_inf,
+                                                 upstream)
+    assert torch.equal(out_i, out_f)
+    assert torch.equal(grad_i, grad_f)
+    for name in params_f:
+        assert torch.allclose(params_i[name], params_f[name], atol=1e-7), name
+        assert params_f[name].abs().sum() > 0, name  # the check is not vacuous
+
+
+@pytest.mark.parametrize('make', [
+    lambda: DAQQuantizer(3, role='weight'),
+    lambda: N2UQWeightQuantizer(3),
+    lambda: UniformSTEQuantizer(3, observer='current'),
+])
+def test_weight_range_from_the_tensor_ignores_inf(make):
+    # the range / statistics come from the finite elements: the finite part
+    # quantizes as if the inf weights were absent; inf gives the end levels
+    torch.manual_seed(0)
+    w = torch.randn(2, 6)
+    with_inf = torch.cat([w, torch.tensor([[INF], [-INF]])], dim=1)
+    quantizer = _initialized(make(), w)
+    upstream = torch.linspace(-1, 2, 14).reshape(2, 7)
+    out_f, grad_f, params_f = _outputs_and_grads(quantizer, w,
+                                                 upstream[:, :6])
+    out_i, grad_i, params_i = _outputs_and_grads(quantizer, with_inf,
+                                                 upstream)
+    assert torch.allclose(out_i[:, :6], out_f, atol=1e-6)
+    assert torch.allclose(grad_i[:, :6], grad_f, atol=1e-6)
+    assert grad_i[:, 6].eq(0).all()
+    assert out_i[0, 6].item() >= out_f[0].max().item()
+    assert out_i[1, 6].item() <= out_f[1].min().item()
+    for name in params_f:
+        assert torch.allclose(params_i[name], params_f[name], atol=1e-6), name

@@ -9,15 +9,22 @@ by ``DistillModel``:
   multiplied by ``loss_weight``; the teacher input is detached;
 * ``preds_S`` / ``preds_T`` may also be equally long lists or tuples of tensors
   (e.g. all FPN levels recorded by one entry); the loss is then the sum of the
-  per-level losses.
+  per-level losses;
+* an empty batch (student and teacher with 0 as first dimension) gives a loss of
+  exactly 0 that is still connected to the student input and to the loss's own
+  parameters (zero gradients, so backward and DDP run as for any batch), with a
+  warning the first time; a student/teacher pair where only one side is empty
+  raises a ``ValueError`` (:meth:`DistillLoss.level_loss`).
 """
+import warnings
 from abc import ABCMeta, abstractmethod
-from numbers import Real
 from typing import Iterable, List, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from mmcompress.utils.checks import check_number
 
 TensorOrSeq = Union[torch.Tensor, Sequence[torch.Tensor]]
 
@@ -41,7 +48,8 @@ def check_choice(arg_name: str, value, choices: Iterable) -> None:
 
 
 def check_positive(arg_name: str, value, allow_zero: bool = False) -> float:
-    """Return ``value`` as float after checking that it is a positive number.
+    """Return ``value`` as float after checking that it is a finite positive
+    number (NaN and inf are refused, see :func:`check_number`).
 
     Args:
         arg_name (str): Name of the argument, used in the message.
@@ -51,13 +59,7 @@ def check_positive(arg_name: str, value, allow_zero: bool = False) -> float:
     Returns:
         float: ``value``.
     """
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f'{arg_name} must be a number, got '
-                        f'{type(value).__name__} {value!r}')
-    if value < 0 or (value == 0 and not allow_zero):
-        bound = '>= 0' if allow_zero else '> 0'
-        raise ValueError(f'{arg_name} must be {bound}, got {value}')
-    return float(value)
+    return check_number(arg_name, value, low=0, low_open=not allow_zero)
 
 
 def check_ndim(loss_name: str, tensor: torch.Tensor, role: str,
@@ -241,10 +243,17 @@ class DistillLoss(nn.Module, metaclass=ABCMeta):
     #: change the loss or its gradient.
     channel_affine_invariant = False
 
+    #: True when the loss compares class distributions of logits (softmax
+    #: over the class dimension): automatic adapters may only resize
+    #: (N, C, H, W) logits, and a class-count or tensor-kind mismatch between
+    #: student and teacher is an error at build time.
+    compares_class_distributions = False
+
     def __init__(self, loss_weight: float = 1.0) -> None:
         super().__init__()
         self.loss_weight = check_positive('loss_weight', loss_weight,
                                           allow_zero=True)
+        self._warned_empty_batch = False
 
     @property
     def loss_name(self) -> str:
@@ -265,9 +274,54 @@ class DistillLoss(nn.Module, metaclass=ABCMeta):
         """
         pairs = pair_levels(self.loss_name, preds_S, preds_T)
         total = sum(
-            self.loss_single(pred_S, pred_T, **kwargs)
+            self.level_loss(pred_S, pred_T, **kwargs)
             for pred_S, pred_T in pairs)
         return self.loss_weight * total
+
+    def level_loss(self, pred_S: torch.Tensor, pred_T: torch.Tensor,
+                   **kwargs) -> torch.Tensor:
+        """:meth:`loss_single`, or the empty-batch zero.
+
+        An empty batch (student and teacher both with first dimension 0, e.g.
+        a batch or an instance set that holds nothing) has no sample to average
+        over: its loss is ``0 * pred_S.sum()`` plus ``0 *`` the sum of the
+        loss's own parameters, i.e. exactly 0 with zero gradients to the
+        student and to those parameters. A warning names the shapes the first
+        time it happens for this loss.
+
+        Args:
+            pred_S (Tensor): Student input of one level.
+            pred_T (Tensor): Teacher input of one level (detached).
+            **kwargs: Extra inputs of :meth:`loss_single`.
+
+        Returns:
+            Tensor: The unweighted loss of this level.
+
+        Raises:
+            ValueError: Only one of student and teacher is empty.
+        """
+        empty_S = pred_S.dim() > 0 and pred_S.shape[0] == 0
+        empty_T = pred_T.dim() > 0 and pred_T.shape[0] == 0
+        if not (empty_S or empty_T):
+            return self.loss_single(pred_S, pred_T, **kwargs)
+        if empty_S != empty_T:
+            raise ValueError(
+                f'{self.loss_name}: the {"student" if empty_S else "teacher"} '
+                f'batch is empty but the other is not (student shape '
+                f'{tuple(pred_S.shape)}, teacher shape {tuple(pred_T.shape)}); '
+                'both must come from the same batch')
+        if not self._warned_empty_batch:
+            self._warned_empty_batch = True
+            warnings.warn(
+                f'{self.loss_name}: empty batch (student shape '
+                f'{tuple(pred_S.shape)}, teacher shape {tuple(pred_T.shape)}): '
+                'the loss is 0 with zero gradients for it. Expected only when '
+                'a batch can hold no sample or instance; otherwise check the '
+                'dataloader and the recorded modules. (Warned once per loss.)')
+        zero = pred_S.sum() * 0
+        for param in self.parameters():
+            zero = zero + param.sum() * 0
+        return zero
 
     @abstractmethod
     def loss_single(self, pred_S: torch.Tensor, pred_T: torch.Tensor,

@@ -8,6 +8,7 @@ normaliser (BCKD: the number of positive anchors in the batch averaged over
 GPUs and clamped to >= 1, computed by the head). Without ``avg_factor`` the
 weighted sum is divided by A.
 """
+import math
 from typing import Optional
 
 import torch
@@ -43,9 +44,10 @@ def weighted_anchor_sum(loss: torch.Tensor, weight: Optional[torch.Tensor],
         loss = loss * weight.detach()
     if avg_factor is None:
         avg_factor = max(loss.numel(), 1)
-    elif float(avg_factor) <= 0:
-        raise ValueError(f'{loss_name}: avg_factor must be > 0, got '
-                         f'{avg_factor}')
+    elif not 0 < float(avg_factor) < math.inf:
+        raise ValueError(f'{loss_name}: avg_factor must be > 0 and finite '
+                         f'(the number of positive anchors, clamped to >= 1 by '
+                         f'the head), got {avg_factor}')
     return loss.sum() / avg_factor
 
 

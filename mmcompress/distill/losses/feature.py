@@ -6,6 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmcompress.registry import MODELS
+from mmcompress.utils.checks import check_number
 from .base import (DistillLoss, TensorOrSeq, check_choice, check_ndim,
                    check_positive, check_same_dims, pair_levels)
 
@@ -233,11 +234,8 @@ class MGDLoss(DistillLoss):
                  alpha_mgd: float = 2e-5,
                  loss_weight: float = 1.0) -> None:
         super().__init__(loss_weight)
-        self.lambda_mgd = check_positive(
-            'lambda_mgd', lambda_mgd, allow_zero=True)
-        if self.lambda_mgd >= 1:
-            raise ValueError(
-                f'lambda_mgd must be in [0, 1), got {lambda_mgd}')
+        self.lambda_mgd = check_number(
+            'lambda_mgd', lambda_mgd, low=0, high=1, high_open=True)
         self.alpha_mgd = check_positive('alpha_mgd', alpha_mgd)
         if isinstance(num_levels, bool) or not isinstance(
                 num_levels, int) or num_levels < 1:
@@ -284,7 +282,7 @@ class MGDLoss(DistillLoss):
                              f'{len(self.generators)} level(s) but got '
                              f'{len(pairs)}; set num_levels accordingly')
         total = sum(
-            self.loss_single(pred_S, pred_T, generator=generator)
+            self.level_loss(pred_S, pred_T, generator=generator)
             for (pred_S, pred_T), generator in zip(pairs, self.generators))
         return self.loss_weight * total
 

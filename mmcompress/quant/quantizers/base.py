@@ -36,8 +36,15 @@ What the base class provides:
   batch), per-channel ones with shape ``(num_channels,)``;
 * input handling shared by all methods: an empty tensor is returned as an empty
   tensor; a non-finite tensor seen at initialization raises ``ValueError`` (the range
-  would be NaN); after initialization NaN propagates as NaN and +-inf saturate to the
-  end levels (every quantizer clamps before rounding);
+  would be NaN); an initialization whose float32 statistics overflow (values near
+  3.4e38) is redone in float64, and raises ``ValueError`` when the range itself does
+  not fit in float32. After initialization (contract of every subclass, tested in
+  ``tests/quant/test_bad_input.py``): +-inf and huge finite values saturate to the
+  end levels with finite gradients (0 to the input, the clipped-element gradient to
+  the range parameters); ranges taken from the tensor itself leave non-finite
+  elements out; a NaN element gives NaN at that element of the output only. NaN is
+  not checked for at every call (that would synchronise the device at every
+  layer): it reaches the loss as in a float model;
 * data-driven initialization synchronised across distributed ranks (parameters and
   floating buffers are averaged, ``signed`` is OR-ed), so DDP replicas start equal;
 * initialization happens in training mode, or in eval mode while ``calibrating``
@@ -59,6 +66,8 @@ import torch
 import torch.nn as nn
 from mmengine import dist
 from torch import Tensor
+
+from ..functions import stat_of_finite
 
 
 @dataclass
@@ -113,7 +122,12 @@ class BaseQuantizer(nn.Module, metaclass=ABCMeta):
     min_bits: ClassVar[int] = 2
     max_bits: ClassVar[int] = 8
     requires_init: ClassVar[bool] = True
+    # a float checkpoint has no quantizer state: it may be missing on load_from
+    # (mmcompress.utils.load_check); the quantizer initializes from data
+    checkpoint_optional_state: ClassVar[bool] = True
     output_in_unit_range: ClassVar[bool] = False
+    #: dtype of the :meth:`channel_stat` statistics (see :meth:`_initialize`)
+    _stat_dtype: ClassVar[torch.dtype] = torch.float32
 
     def __init__(self,
                  bits: int,
@@ -195,15 +209,27 @@ class BaseQuantizer(nn.Module, metaclass=ABCMeta):
         """
         if not self.per_channel:
             return param.reshape([1] * x.dim()) if x.dim() else param.reshape(())
+        axis = self.checked_channel_axis(x)
+        shape = [1] * x.dim()
+        shape[axis] = self.num_channels
+        return param.reshape(shape)
+
+    def checked_channel_axis(self, x: Tensor) -> int:
+        """The non-negative channel axis of ``x``, checked to hold ``num_channels``.
+
+        Args:
+            x (Tensor): The tensor being quantized (``per_channel`` only).
+
+        Returns:
+            int: ``channel_axis`` modulo ``x.dim()``.
+        """
         axis = self.channel_axis % x.dim()
         if x.shape[axis] != self.num_channels:
             raise ValueError(
                 f'{type(self).__name__}: expected {self.num_channels} channels '
                 f'along axis {self.channel_axis}, got a tensor of shape '
                 f'{tuple(x.shape)}')
-        shape = [1] * x.dim()
-        shape[axis] = self.num_channels
-        return param.reshape(shape)
+        return axis
 
     def reduce_dims(self, x: Tensor) -> list:
         """Dimensions to reduce over for a per-tensor / per-channel statistic.
@@ -219,23 +245,32 @@ class BaseQuantizer(nn.Module, metaclass=ABCMeta):
         axis = self.channel_axis % x.dim()
         return [d for d in range(x.dim()) if d != axis]
 
-    def channel_stat(self, x: Tensor, fn: str) -> Tensor:
+    def channel_stat(self, x: Tensor, fn: str,
+                     finite_only: bool = False) -> Tensor:
         """A per-tensor or per-channel statistic of ``x`` as a ``(C,)`` tensor.
+
+        Computed in float32 (float64 while :meth:`_initialize` redoes an
+        initialization whose float32 statistics overflowed).
 
         Args:
             x (Tensor): The tensor.
             fn (str): One of ``'min'``, ``'max'``, ``'absmax'``, ``'absmean'``,
-                ``'mean'``, ``'std'``.
+                ``'mean'``, ``'std'`` (``'absmax'`` not with ``finite_only``).
+            finite_only (bool): Leave NaN and +-inf elements out (see
+                :func:`~mmcompress.quant.functions.stat_of_finite`); for ranges
+                taken from the tensor being quantized. Defaults to False.
 
         Returns:
             Tensor: Shape ``param_shape``.
         """
         if self.per_channel:
-            axis = self.channel_axis % x.dim()
+            axis = self.checked_channel_axis(x)
             flat = x.detach().transpose(0, axis).reshape(x.shape[axis], -1)
         else:
             flat = x.detach().reshape(1, -1)
-        flat = flat.float()
+        flat = flat.to(self._stat_dtype)
+        if finite_only:
+            return stat_of_finite(flat, fn, dim=1, unbiased=flat.shape[1] > 1)
         if fn == 'min':
             return flat.amin(dim=1)
         if fn == 'max':
@@ -307,6 +342,21 @@ class BaseQuantizer(nn.Module, metaclass=ABCMeta):
                 dist.all_reduce(is_negative, op='max')
             self.signed.fill_(int(is_negative.item() > 0))
         self.init_from_data(x)
+        if not self._state_is_finite():
+            # float32 statistics of values near the float32 limit overflow
+            # (e.g. the sum inside a mean): redo them in float64
+            self._stat_dtype = torch.float64
+            try:
+                self.init_from_data(x)
+            finally:
+                del self._stat_dtype
+            if not self._state_is_finite():
+                raise ValueError(
+                    f'{type(self).__name__}: the range initialized from this '
+                    f'tensor (shape {tuple(x.shape)}, largest |x| = '
+                    f'{x.detach().abs().max().item():.3g}) does not fit in '
+                    'float32; rescale the input of this layer or keep the '
+                    'layer float.')
         if dist.get_world_size() > 1:
             tensors = [p.data for p in self.parameters(recurse=False)]
             tensors += [
@@ -316,6 +366,13 @@ class BaseQuantizer(nn.Module, metaclass=ABCMeta):
             if tensors:
                 dist.all_reduce_params(tensors, op='mean')
         self.initialized.fill_(1)
+
+    def _state_is_finite(self) -> bool:
+        """Whether this quantizer's own parameters and float buffers are finite."""
+        tensors = list(self.parameters(recurse=False)) + [
+            b for b in self.buffers(recurse=False) if b.is_floating_point()
+        ]
+        return all(bool(torch.isfinite(t).all()) for t in tensors)
 
     def forward(self, x: Tensor) -> Tensor:
         """Initialize on the first call if needed, then fake-quantize.

@@ -6,7 +6,9 @@ import torch.nn as nn
 from torch import Tensor
 
 from mmcompress.registry import MODELS
-from ..functions import daq_hard_round, daq_round
+from mmcompress.utils.checks import check_number
+from ..functions import (clamp_far_outside, daq_hard_round, daq_round,
+                         stat_of_finite)
 from .base import AffineQParams, BaseQuantizer
 
 ROLES = ('weight', 'activation')
@@ -17,7 +19,8 @@ class DAQQuantizer(BaseQuantizer):
     """DAQ quantizer: distance-aware soft rounding with the temperature controller.
 
     Weights are standardized with detached statistics
-    ``w = (W - mean(W)) / std(W)`` and quantized between learnable bounds
+    ``w = (W - mean(W)) / std(W)`` (over the finite elements; a constant weight
+    is only centred) and quantized between learnable bounds
     ``lower``/``upper`` (initialized to -3 / +3); activations between a fixed 0 and
     a learnable ``upper`` (initialized to ``3 std(x)`` on the first batch)::
 
@@ -26,6 +29,9 @@ class DAQQuantizer(BaseQuantizer):
         k = DAQ-round(t)                                 # training: soft path
         out = (2k - (L - 1)) / (L - 1)   (weight, in [-1, 1])
         out = k / (L - 1)                (activation, in [0, 1])
+
+    Inputs beyond the range, +-inf included, saturate with zero gradient
+    (:func:`~mmcompress.quant.functions.clamp_far_outside`).
 
     In training the rounding is :func:`~mmcompress.quant.functions.daq_round`
     (value equal to hard rounding, DAQ gradient); in eval it is the hard path.
@@ -54,12 +60,11 @@ class DAQQuantizer(BaseQuantizer):
         if role not in ROLES:
             raise ValueError(f'DAQQuantizer: role must be one of {ROLES}, '
                              f'got {role!r}')
-        if temperature <= 0:
-            raise ValueError(f'DAQQuantizer: temperature must be > 0, got '
-                             f'{temperature!r}')
+        temperature = check_number('temperature', temperature, low=0,
+                                   low_open=True, owner='DAQQuantizer')
         sigma = (1.0 if role == 'weight' else 2.0) if sigma is None else sigma
-        if sigma <= 0:
-            raise ValueError(f'DAQQuantizer: sigma must be > 0, got {sigma!r}')
+        sigma = check_number('sigma', sigma, low=0, low_open=True,
+                             owner='DAQQuantizer')
         kwargs['signed'] = role == 'weight'
         super().__init__(bits, **kwargs)
         self.role = role
@@ -83,15 +88,19 @@ class DAQQuantizer(BaseQuantizer):
         if self.role != 'weight':
             return x
         data = x.detach()
-        std = data.std() if data.numel() > 1 else data.new_ones(())
-        return (x - data.mean()) / std.clamp_min(1e-12)
+        std = stat_of_finite(data, 'std') if data.numel() > 1 \
+            else data.new_ones(())
+        # a constant weight has std 0 (its centred values are 0 anyway)
+        std = torch.where(std > 0, std, torch.ones_like(std))
+        return (x - stat_of_finite(data, 'mean')) / std
 
     def quantize(self, x: Tensor) -> Tensor:
         levels = self.num_levels - 1
         lower = self.broadcast(self.lower.to(x.dtype), x)
         upper = self.broadcast(self.upper.to(x.dtype), x)
         step = (upper - lower) / levels
-        t = torch.clamp((self._standardize(x) - lower) / step, 0, levels)
+        x = clamp_far_outside(self._standardize(x), lower, upper)
+        t = torch.clamp((x - lower) / step, 0, levels)
         if self.training:
             k = daq_round(t, self.temperature, self.sigma)
         else:

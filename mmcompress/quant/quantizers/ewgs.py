@@ -7,7 +7,8 @@ import torch.nn as nn
 from torch import Tensor
 
 from mmcompress.registry import MODELS
-from ..functions import ewgs_discretize
+from mmcompress.utils.checks import check_number
+from ..functions import clamp_far_outside, ewgs_discretize
 from .base import AffineQParams, BaseQuantizer
 
 ROLES = ('weight', 'activation')
@@ -33,7 +34,10 @@ class EWGSQuantizer(BaseQuantizer):
 
     Initialization on the first batch (official code): weights
     ``lower = -3 std(W)``, ``upper = 3 std(W)``; activations ``lower = min(x)``,
-    ``upper = 3 std(x) / sqrt(1 - 2/pi)``.
+    ``upper = 3 std(x) / sqrt(1 - 2/pi)``. Both keep ``upper - lower >= 1e-6``
+    (a constant or all-zero filter / batch would give ``lower == upper``).
+    Inputs beyond the range, +-inf included, saturate with zero gradient
+    (:func:`~mmcompress.quant.functions.clamp_far_outside`).
 
     Args:
         bits (int): Bit-width, 1..8.
@@ -46,15 +50,15 @@ class EWGSQuantizer(BaseQuantizer):
     min_bits = 1
     max_bits = 8
     output_in_unit_range = True
+    #: smallest ``upper - lower`` set by the initialization
+    min_range = 1e-6
 
     def __init__(self, bits: int, role: str, delta: float = 0.0,
                  **kwargs) -> None:
         if role not in ROLES:
             raise ValueError(f'EWGSQuantizer: role must be one of {ROLES}, '
                              f'got {role!r}')
-        if delta < 0 or not math.isfinite(delta):
-            raise ValueError(f'EWGSQuantizer: delta must be finite and >= 0, '
-                             f'got {delta!r}')
+        delta = check_number('delta', delta, low=0, owner='EWGSQuantizer')
         kwargs['signed'] = role == 'weight'
         super().__init__(bits, **kwargs)
         self.role = role
@@ -66,17 +70,20 @@ class EWGSQuantizer(BaseQuantizer):
 
     def init_from_data(self, x: Tensor) -> None:
         if self.role == 'weight':
-            std = self.channel_stat(x, 'std')
-            self.lower.data.copy_(-3 * std)
-            self.upper.data.copy_(3 * std)
+            # a constant (e.g. all-zero) filter has std 0: keep lower < upper
+            half = (3 * self.channel_stat(x, 'std')).clamp_min(self.min_range / 2)
+            self.lower.data.copy_(-half)
+            self.upper.data.copy_(half)
         else:
             self.lower.data.copy_(self.channel_stat(x, 'min'))
             upper = 3 * self.channel_stat(x, 'std') / math.sqrt(1 - 2 / math.pi)
-            self.upper.data.copy_(torch.maximum(upper, self.lower.data + 1e-6))
+            self.upper.data.copy_(
+                torch.maximum(upper, self.lower.data + self.min_range))
 
     def quantize(self, x: Tensor) -> Tensor:
         lower = self.broadcast(self.lower.to(x.dtype), x)
         upper = self.broadcast(self.upper.to(x.dtype), x)
+        x = clamp_far_outside(x, lower, upper)
         x_n = torch.clamp((x - lower) / (upper - lower), 0, 1)
         x_q = ewgs_discretize(x_n, self.num_levels, self.delta.to(x.dtype))
         if self.record_output:

@@ -6,7 +6,9 @@ import torch.nn as nn
 from torch import Tensor
 
 from mmcompress.registry import MODELS
-from ..functions import gste_threshold_quantize
+from mmcompress.utils.checks import check_number
+from ..functions import (clamp_far_outside, gste_threshold_quantize,
+                         stat_of_finite)
 from .base import AffineQParams, BaseQuantizer
 
 
@@ -56,7 +58,8 @@ class N2UQActQuantizer(BaseQuantizer):
         if init == 'official':
             self.initialized.fill_(1)
         self.init = init
-        self.eps = eps
+        self.eps = check_number('eps', eps, low=0, low_open=True,
+                                owner='N2UQActQuantizer')
         n = self.num_levels - 1
         self.interval = 2.0 / n
         self.start = nn.Parameter(torch.zeros(()))
@@ -65,7 +68,7 @@ class N2UQActQuantizer(BaseQuantizer):
         self.scale2 = nn.Parameter(torch.ones(()))
 
     def init_from_data(self, x: Tensor) -> None:
-        data = x.detach().float()
+        data = x.detach().to(self._stat_dtype)
         spread = data.mean() + 3 * data.std() if data.numel() > 1 else data.max()
         extent = torch.minimum(spread, data.max()).clamp_min(1e-6)
         self.scale1.data.fill_(2.0 / extent.item())
@@ -73,9 +76,13 @@ class N2UQActQuantizer(BaseQuantizer):
 
     def quantize(self, x: Tensor) -> Tensor:
         widths = self.a.clamp_min(self.eps).to(x.dtype)
-        out = gste_threshold_quantize(x * self.scale1.to(x.dtype),
-                                      self.start.to(x.dtype), widths,
-                                      self.interval)
+        start = self.start.to(x.dtype)
+        scale1 = self.scale1.to(x.dtype)
+        # the segments cover [start, start + sum(widths)] after scaling by
+        # scale1; inputs far beyond (+-inf) must not reach x * scale1
+        x = clamp_far_outside(x, start / scale1,
+                              (start + widths.sum()) / scale1)
+        out = gste_threshold_quantize(x * scale1, start, widths, self.interval)
         return out * self.scale2.to(x.dtype)
 
     def extra_repr(self) -> str:
@@ -92,8 +99,9 @@ class N2UQWeightQuantizer(BaseQuantizer):
     rounded to the ``2^b`` symmetric levels ``sf * (j/m - 1)``, ``m = (2^b-1)/2``,
     ``j = 0..2^b-1`` (2 bits: ``{-1, -1/3, 1/3, 1} * sf``). Backward is the STE to
     ``W / sf`` without a clipping mask (``dL/dW = g / sf``), as the official code.
-    The scale comes from the weight itself, so a non-finite weight makes its own
-    output channel non-finite (other channels are unaffected).
+    ``mean|W|`` is taken over the finite elements, so a +-inf weight saturates
+    to ``+-sf`` and a NaN weight stays NaN, its channel's other weights being
+    unaffected. A channel whose ``mean|W|`` is 0 uses ``sf = 1e-12``.
 
     Args:
         bits (int): Bit-width, 1..8.
@@ -114,9 +122,10 @@ class N2UQWeightQuantizer(BaseQuantizer):
     def _channel_scale(self, x: Tensor) -> Tensor:
         axis = self.channel_axis % x.dim() if x.dim() else 0
         dims = [d for d in range(x.dim()) if d != axis]
-        absmean = x.detach().abs().mean(dim=dims, keepdim=True) if dims \
-            else x.detach().abs()
-        return (self.gamma * absmean).clamp_min(1e-12)
+        absmean = stat_of_finite(x.detach(), 'absmean', dim=dims,
+                                 keepdim=True) if dims else x.detach().abs()
+        scale = self.gamma * absmean
+        return torch.where(scale > 0, scale, torch.full_like(scale, 1e-12))
 
     def quantize(self, x: Tensor) -> Tensor:
         sf = self._channel_scale(x)
@@ -124,7 +133,9 @@ class N2UQWeightQuantizer(BaseQuantizer):
         clipped = scaled.detach().clamp(-1, 1)
         m = self.half_levels
         q = sf * (torch.round((clipped + 1) * m) / m - 1)
-        return q + (scaled - scaled.detach())
+        # STE path; an inf weight (saturated above) would give inf - inf = NaN
+        ste = torch.where(torch.isinf(x), 0, scaled)
+        return q + (ste - ste.detach())
 
     def export_qparams(self, x: Optional[Tensor] = None) -> AffineQParams:
         if x is None:

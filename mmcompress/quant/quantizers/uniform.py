@@ -5,6 +5,7 @@ import torch
 from torch import Tensor
 
 from mmcompress.registry import MODELS
+from mmcompress.utils.checks import check_number
 from ..functions import round_ste
 from .base import AffineQParams, BaseQuantizer
 
@@ -16,11 +17,13 @@ class UniformSTEQuantizer(BaseQuantizer):
     The integer grid is ``[qmin, qmax]``; signed grids are symmetric around 0
     (``scale = absmax / qmax``), unsigned grids are affine
     (``scale = (max - min) / (qmax - qmin)``, integer zero point). The range is
-    not learned: with ``observer='current'`` it is the min/max of the tensor being
-    quantized (suited to weights); with ``observer='ema'`` it is an exponential
+    not learned: with ``observer='current'`` it is the min/max of the finite
+    elements of the tensor being quantized (suited to weights; +-inf elements
+    saturate); with ``observer='ema'`` it is an exponential
     moving average of batch min/max, updated in training and frozen in eval
     (suited to activations; like torch.ao's ``FakeQuantize`` with a moving-average
-    observer); a batch whose min or max is not finite leaves the average as is. Backward: gradient 1 inside the range, 0 for clipped elements.
+    observer); a batch whose min or max is not finite leaves the average as is.
+    Backward: gradient 1 inside the range, 0 for clipped elements.
 
     Args:
         bits (int): Bit-width, 2..8.
@@ -43,11 +46,9 @@ class UniformSTEQuantizer(BaseQuantizer):
         if observer not in ('current', 'ema'):
             raise ValueError(f"UniformSTEQuantizer: observer must be 'current' or "
                              f"'ema', got {observer!r}")
-        if not 0 < momentum <= 1:
-            raise ValueError('UniformSTEQuantizer: momentum must be in (0, 1], '
-                             f'got {momentum!r}')
         self.observer = observer
-        self.momentum = momentum
+        self.momentum = check_number('momentum', momentum, low=0, high=1,
+                                     low_open=True, owner='UniformSTEQuantizer')
         self.register_buffer('running_min', torch.zeros(self.param_shape))
         self.register_buffer('running_max', torch.zeros(self.param_shape))
 
@@ -57,7 +58,8 @@ class UniformSTEQuantizer(BaseQuantizer):
 
     def _range(self, x: Tensor):
         if self.observer == 'current':
-            return self.channel_stat(x, 'min'), self.channel_stat(x, 'max')
+            return (self.channel_stat(x, 'min', finite_only=True),
+                    self.channel_stat(x, 'max', finite_only=True))
         if self.training:
             with torch.no_grad():
                 low, high = self.channel_stat(x, 'min'), self.channel_stat(x, 'max')
@@ -99,7 +101,7 @@ class UniformSTEQuantizer(BaseQuantizer):
                 raise ValueError(
                     "UniformSTEQuantizer(observer='current') takes its range from "
                     'the tensor; pass it to export_qparams(x)')
-            low, high = self.channel_stat(x, 'min'), self.channel_stat(x, 'max')
+            low, high = self._range(x)
         else:
             low, high = self.running_min, self.running_max
         scale, zero_point = self._scale_zero_point(low, high)
