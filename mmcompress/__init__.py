@@ -15,6 +15,10 @@ from .utils.checkpoint import install_checkpoint_policy  # noqa: E402
 
 install_checkpoint_policy()
 
+from .utils.runner import install_runner_integration  # noqa: E402
+
+install_runner_integration()
+
 from . import registry  # noqa: E402,F401
 from . import calibrate, datasets, distill, models, quant  # noqa: E402,F401
 

@@ -28,6 +28,7 @@ for the specs whose tensors were modified during a dry run, and fetching a
 tensor that was modified anyway raises an error instead of returning a wrong
 value.
 """
+
 import difflib
 from typing import Any, Dict, List, Optional, Sequence, Union
 
@@ -62,35 +63,43 @@ class RecordSpec:
             when the model modifies them in place later). Defaults to False.
     """
 
-    def __init__(self,
-                 module: Optional[str] = None,
-                 method: Optional[str] = None,
-                 io: str = 'output',
-                 index: Union[int, Sequence[int], None] = None,
-                 call: Union[int, str] = 0,
-                 clone: bool = False) -> None:
+    def __init__(
+        self,
+        module: Optional[str] = None,
+        method: Optional[str] = None,
+        io: str = 'output',
+        index: Union[int, Sequence[int], None] = None,
+        call: Union[int, str] = 0,
+        clone: bool = False,
+    ) -> None:
         if (module is None) == (method is None):
-            raise ValueError('A record spec needs exactly one of `module` and '
-                             f'`method`, got module={module!r}, '
-                             f'method={method!r}.')
+            raise ValueError(
+                'A record spec needs exactly one of `module` and '
+                f'`method`, got module={module!r}, '
+                f'method={method!r}.'
+            )
         if io not in _IO_KINDS:
-            raise ValueError(f'Record spec io={io!r} is invalid; valid: '
-                             f'{_IO_KINDS}.')
+            raise ValueError(f'Record spec io={io!r} is invalid; valid: {_IO_KINDS}.')
         if method is not None and io != 'output':
-            raise ValueError(f'Method spec {method!r} records return values '
-                             f'only; got io={io!r}.')
+            raise ValueError(
+                f'Method spec {method!r} records return values only; got io={io!r}.'
+            )
         if method is not None and '.' not in method:
             raise ValueError(
                 f'Method spec {method!r} must be "<submodule>.<method>", e.g. '
-                '"head.pre_logits" (use "<module>" for a forward output).')
+                '"head.pre_logits" (use "<module>" for a forward output).'
+            )
         if not (call == 'all' or isinstance(call, int)):
-            raise ValueError(f'Record spec call={call!r} is invalid; use an '
-                             "int (negative from the end) or 'all'.")
+            raise ValueError(
+                f'Record spec call={call!r} is invalid; use an '
+                "int (negative from the end) or 'all'."
+            )
         if index is not None and not isinstance(index, int):
             index = list(index)
             if not all(isinstance(i, int) for i in index):
-                raise ValueError(f'Record spec index={index!r} must be an int '
-                                 'or a list of ints.')
+                raise ValueError(
+                    f'Record spec index={index!r} must be an int or a list of ints.'
+                )
         self.module = module
         self.method = method
         self.io = io
@@ -109,11 +118,14 @@ class RecordSpec:
             except TypeError as err:
                 raise TypeError(
                     f'Invalid record spec {cfg!r}: {err}. Valid keys: module, '
-                    'method, io, index, call, clone.') from None
+                    'method, io, index, call, clone.'
+                ) from None
         if isinstance(cfg, (list, tuple)) and len(cfg) > 0:
             return [spec for item in cfg for spec in cls.parse(item)]
-        raise TypeError(f'A record spec must be a str, a dict or a non-empty '
-                        f'list of them, got {cfg!r}.')
+        raise TypeError(
+            f'A record spec must be a str, a dict or a non-empty '
+            f'list of them, got {cfg!r}.'
+        )
 
     @property
     def path(self) -> str:
@@ -127,8 +139,9 @@ class RecordSpec:
 
     def describe(self) -> str:
         """A short human-readable description, used in error messages."""
-        what = f'method {self.method}()' if self.method else \
-            f'{self.io} of {self.module}'
+        what = (
+            f'method {self.method}()' if self.method else f'{self.io} of {self.module}'
+        )
         extra = ''
         if self.index is not None:
             extra += f'[{self.index}]'
@@ -143,8 +156,11 @@ def closest_module_names(model: nn.Module, name: str, n: int = 5) -> str:
     close = difflib.get_close_matches(name, names, n=n, cutoff=0.4)
     if not close:
         prefix = name.rsplit('.', 1)[0] if '.' in name else ''
-        close = [k for k in names if k.startswith(prefix)][:n] if prefix \
+        close = (
+            [k for k in names if k.startswith(prefix)][:n]
+            if prefix
             else [k for k in names if '.' not in k][:n]
+        )
     return ', '.join(repr(c) for c in close)
 
 
@@ -165,7 +181,8 @@ def get_submodule(model: nn.Module, path: str, role: str = 'model') -> nn.Module
     if path not in modules:
         raise KeyError(
             f'{role} ({type(model).__name__}) has no submodule {path!r}. '
-            f'Closest valid names: {closest_module_names(model, path)}.')
+            f'Closest valid names: {closest_module_names(model, path)}.'
+        )
     return modules[path]
 
 
@@ -208,7 +225,8 @@ class _Capture:
     def modified_inplace(self) -> bool:
         return any(
             [t._version for t in _tensors(self.values[c])] != self.versions[c]
-            for c in self.values)
+            for c in self.values
+        )
 
 
 class FeatureRecorder:
@@ -228,11 +246,13 @@ class FeatureRecorder:
             spec is complete.
     """
 
-    def __init__(self,
-                 model: nn.Module,
-                 specs: Dict[str, List[RecordSpec]],
-                 role: str = 'model',
-                 stop_after: Optional[Dict[int, int]] = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        specs: Dict[str, List[RecordSpec]],
+        role: str = 'model',
+        stop_after: Optional[Dict[int, int]] = None,
+    ) -> None:
         self.model = model
         self.specs = specs
         self.role = role
@@ -244,15 +264,15 @@ class FeatureRecorder:
         self._targets: Dict[int, nn.Module] = {}
         for spec in self._flat:
             if spec.module is not None:
-                self._targets[id(spec)] = get_submodule(
-                    model, spec.module, role)
+                self._targets[id(spec)] = get_submodule(model, spec.module, role)
             else:
                 owner, name = spec.method.rsplit('.', 1)
                 target = get_submodule(model, owner, role)
                 self._targets[id(spec)] = target
                 if not callable(getattr(target, name, None)):
                     methods = [
-                        m for m in dir(type(target))
+                        m
+                        for m in dir(type(target))
                         if not m.startswith('_')
                         and callable(getattr(type(target), m, None))
                     ]
@@ -260,15 +280,16 @@ class FeatureRecorder:
                     raise KeyError(
                         f'{role} submodule {owner!r} '
                         f'({type(target).__name__}) has no method {name!r}. '
-                        f'Closest: {close or methods[:8]}.')
+                        f'Closest: {close or methods[:8]}.'
+                    )
 
     # ------------------------------------------------------------ recording
     def _on_value(self, spec: RecordSpec, value: Any) -> None:
         capture = self._captures[id(spec)]
         capture.add(value)
         if self.stop_after is not None and all(
-                self._captures[id(s)].calls >= self.stop_after[id(s)]
-                for s in self._flat):
+            self._captures[id(s)].calls >= self.stop_after[id(s)] for s in self._flat
+        ):
             raise StopForward
 
     def __enter__(self) -> 'FeatureRecorder':
@@ -278,8 +299,9 @@ class FeatureRecorder:
             # Module values are recorded by wrapping the instance's
             # ``forward`` rather than with forward hooks: heads are often run
             # as ``self.head.forward(x)`` (mmdet, mmpose), which skips hooks.
-            name = 'forward' if spec.module is not None else \
-                spec.method.rsplit('.', 1)[1]
+            name = (
+                'forward' if spec.module is not None else spec.method.rsplit('.', 1)[1]
+            )
             # An instance attribute shadows the class method for this
             # instance only; the previous state is restored on exit.
             previous = owner.__dict__.get(name, _MISSING)
@@ -330,8 +352,12 @@ class FeatureRecorder:
         switched = []
         for spec in self._flat:
             capture = self._captures.get(id(spec))
-            if capture is not None and capture.values and \
-                    capture.modified_inplace() and not spec.clone:
+            if (
+                capture is not None
+                and capture.values
+                and capture.modified_inplace()
+                and not spec.clone
+            ):
                 spec.clone = True
                 switched.append(spec.describe())
         return switched
@@ -343,7 +369,8 @@ class FeatureRecorder:
                 f'{self.role}: {spec.describe()} was never called in this '
                 'forward pass, so nothing was recorded. Record a module that '
                 'runs in this forward (for a teacher: in its inference '
-                "forward, mode='tensor').")
+                "forward, mode='tensor')."
+            )
         if spec.call == 'all':
             calls = sorted(capture.values)
         else:
@@ -353,13 +380,15 @@ class FeatureRecorder:
                     f'{self.role}: {spec.describe()} asks for call '
                     f'{spec.call}, but the module ran {capture.calls} '
                     f'time(s); valid calls: 0..{capture.calls - 1} or '
-                    f'-{capture.calls}..-1.')
+                    f'-{capture.calls}..-1.'
+                )
             calls = [call]
         if capture.modified_inplace():
             raise RuntimeError(
                 f'{self.role}: {spec.describe()} was modified in place after '
                 'it was recorded (e.g. by an in-place ReLU or `+=`). Set '
-                'clone=True in its record spec.')
+                'clone=True in its record spec.'
+            )
         out = []
         for call in calls:
             out.extend(self._select(spec, capture.values[call]))
@@ -370,15 +399,16 @@ class FeatureRecorder:
             if not isinstance(value, (tuple, list)):
                 raise TypeError(
                     f'{self.role}: {spec.describe()} has index {spec.index} '
-                    f'but the value is a {type(value).__name__}, not a tuple.')
-            indices = [spec.index] if isinstance(spec.index, int) \
-                else spec.index
+                    f'but the value is a {type(value).__name__}, not a tuple.'
+                )
+            indices = [spec.index] if isinstance(spec.index, int) else spec.index
             try:
                 value = [value[i] for i in indices]
             except IndexError:
                 raise IndexError(
                     f'{self.role}: {spec.describe()}: index out of range for '
-                    f'a tuple of length {len(value)}.') from None
+                    f'a tuple of length {len(value)}.'
+                ) from None
         elif isinstance(value, torch.Tensor):
             value = [value]
         tensors = _tensors(value)
@@ -386,7 +416,8 @@ class FeatureRecorder:
             raise TypeError(
                 f'{self.role}: {spec.describe()} recorded a '
                 f'{type(value).__name__} that is not a tensor or a flat '
-                'tuple/list of tensors; use `index` to pick tensors.')
+                'tuple/list of tensors; use `index` to pick tensors.'
+            )
         return tensors
 
     def get(self, name: str) -> List[torch.Tensor]:

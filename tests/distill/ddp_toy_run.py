@@ -4,6 +4,7 @@
 Writes ``rank{r}.pt`` with a the trained parameters and the teacher state
 so the test can check that ranks agree and the teacher did not change.
 """
+
 import sys
 from pathlib import Path
 
@@ -26,24 +27,26 @@ def main(work_dir: str, teacher_path: str) -> None:
             sampler=dict(type='DefaultSampler', shuffle=True),
             collate_fn=dict(type='pseudo_collate'),
             batch_size=2,
-            num_workers=0),
+            num_workers=0,
+        ),
         train_cfg=dict(by_epoch=True, max_epochs=2),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.05)),
-        default_hooks=dict(checkpoint=dict(type='CheckpointHook',
-                                           interval=1)),
+        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1)),
         launcher='pytorch',
         env_cfg=dict(dist_cfg=dict(backend='gloo')),
         cfg=dict(find_unused_parameters=False),
-        default_scope='mmengine')
+        default_scope='mmengine',
+    )
     model = runner.train()
     module = model.module
     torch.save(
         dict(
             wrapper=type(model).__name__,
-            params={k: v.detach().clone()
-                    for k, v in module.named_parameters()},
-            teacher=module.teachers['teacher'].state_dict()),
-        f'{work_dir}/rank{dist.get_rank()}.pt')
+            params={k: v.detach().clone() for k, v in module.named_parameters()},
+            teacher=module.teachers['teacher'].state_dict(),
+        ),
+        f'{work_dir}/rank{dist.get_rank()}.pt',
+    )
 
 
 if __name__ == '__main__':

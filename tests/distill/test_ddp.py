@@ -1,4 +1,5 @@
 """2-process DDP (gloo, CPU) without find_unused_parameters."""
+
 import os
 import subprocess
 import sys
@@ -19,24 +20,31 @@ def test_two_process_gloo_ddp(tmp_path):
     teacher = ToyClassifier(widths=(16, 32))
     teacher_path = tmp_path / 'teacher.pth'
     torch.save({'state_dict': teacher.state_dict()}, teacher_path)
-    env = dict(os.environ, OMP_NUM_THREADS='1',
-               PYTHONPATH=f'{ROOT}{os.pathsep}' +
-               os.environ.get('PYTHONPATH', ''))
-    proc = subprocess.run([
-        sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node',
-        '2', '--master_port', '29531',
-        str(Path(__file__).parent / 'ddp_toy_run.py'),
-        str(tmp_path), str(teacher_path)
-    ],
-                          env=env,
-                          capture_output=True,
-                          text=True,
-                          timeout=300)
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS='1',
+        PYTHONPATH=f'{ROOT}{os.pathsep}' + os.environ.get('PYTHONPATH', ''),
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            '-m',
+            'torch.distributed.run',
+            '--nproc_per_node',
+            '2',
+            '--master_port',
+            '29531',
+            str(Path(__file__).parent / 'ddp_toy_run.py'),
+            str(tmp_path),
+            str(teacher_path),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    ranks = [
-        torch.load(tmp_path / f'rank{r}.pt', weights_only=False)
-        for r in (0, 1)
-    ]
+    ranks = [torch.load(tmp_path / f'rank{r}.pt', weights_only=False) for r in (0, 1)]
     assert ranks[0]['wrapper'] == 'MMDistributedDataParallel'
     # gradients were synchronised: both ranks hold the same parameters
     # (student and adapters; BN buffers are per rank without SyncBN)

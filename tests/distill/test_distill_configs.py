@@ -1,4 +1,5 @@
 """The shipped distillation configs build, with the documented structure."""
+
 import glob
 import os.path as osp
 
@@ -13,7 +14,8 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = sorted(
     osp.relpath(p, REPO)
     for p in glob.glob(osp.join(REPO, 'configs', 'distill', '*', '*.py'))
-    if Config.fromfile(p).model.type == 'DistillModel')
+    if Config.fromfile(p).model.type == 'DistillModel'
+)
 
 # entry name -> automatic adapter types (one per recorded tensor)
 EXPECTED_ADAPTERS = {
@@ -43,14 +45,14 @@ def _without_pretrained_backbone(config):
     removed (building a teacher without checkpoint runs its init_cfg, which
     would download ImageNet weights)."""
     from mmcompress.distill.teacher import load_model_config
+
     model_cfg, _ = load_model_config(config, 'teacher')
     model_cfg.backbone.pop('init_cfg', None)
     return model_cfg
 
 
 def test_every_distill_config_is_listed():
-    assert sorted(osp.basename(c) for c in CONFIGS) == sorted(
-        EXPECTED_ADAPTERS)
+    assert sorted(osp.basename(c) for c in CONFIGS) == sorted(EXPECTED_ADAPTERS)
 
 
 @pytest.mark.parametrize('config', CONFIGS)
@@ -62,7 +64,8 @@ def test_distill_config_builds(config):
     if cfg.train_dataloader.dataset.type == 'CocoDataset':
         # GPU-cluster recipe: pretrained backbones cannot be fetched here
         model_cfg.teacher.config = _without_pretrained_backbone(
-            model_cfg.teacher.config)
+            model_cfg.teacher.config
+        )
     if cfg.get('data_preprocessor') is not None:
         model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
     with DefaultScope.overwrite_default_scope(cfg.default_scope):

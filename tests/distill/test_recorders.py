@@ -1,4 +1,5 @@
 """Recording values by module path (mmcompress.distill.recorders)."""
+
 import sys
 from pathlib import Path
 
@@ -9,14 +10,17 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).parent))
 from toy_models import ToyClassifier, toy_batch  # noqa: E402
 
-from mmcompress.distill.recorders import (FeatureRecorder, RecordSpec,  # noqa: E402
-                                          StopForward)
+from mmcompress.distill.recorders import (
+    FeatureRecorder,
+    RecordSpec,  # noqa: E402
+    StopForward,
+)
 
 
 def _recorder(model, **entries):
     return FeatureRecorder(
-        model, {k: RecordSpec.parse(v)
-                for k, v in entries.items()}, 'student')
+        model, {k: RecordSpec.parse(v) for k, v in entries.items()}, 'student'
+    )
 
 
 def _model():
@@ -31,7 +35,8 @@ def test_module_outputs_tuple_index_and_list_spec():
         model,
         all_levels='backbone',
         second=dict(module='backbone', index=1),
-        both=['backbone.stage1', dict(module='backbone.stage2')])
+        both=['backbone.stage1', dict(module='backbone.stage2')],
+    )
     with torch.no_grad(), rec:
         model(x)
         x1, x2 = model.backbone(x)
@@ -47,7 +52,8 @@ def test_inputs_and_method_return_values():
     rec = _recorder(
         model,
         fc_in=dict(module='head.fc', io='input'),
-        pooled=dict(method='head.pre_logits'))
+        pooled=dict(method='head.pre_logits'),
+    )
     with torch.no_grad(), rec:
         model(x)
     expected = model.backbone(x)[1].mean((2, 3))
@@ -62,8 +68,7 @@ def test_direct_forward_calls_are_recorded():
     """``module.forward(x)`` (as mmdet/mmpose call heads) is recorded too."""
     model = _model()
     x, _ = toy_batch()
-    rec = _recorder(model, logits='head', feats=dict(module='head',
-                                                     io='input'))
+    rec = _recorder(model, logits='head', feats=dict(module='head', io='input'))
     with torch.no_grad(), rec:
         feats = model.backbone(x)
         logits = model.head.forward(feats)
@@ -93,7 +98,8 @@ def test_call_index_for_modules_called_several_times():
         first=dict(module='layer'),
         second=dict(module='layer', call=1),
         last=dict(module='layer', call=-1),
-        every=dict(module='layer', call='all'))
+        every=dict(module='layer', call='all'),
+    )
     with torch.no_grad(), rec:
         out = model(x)
     y1 = model.layer(x)
@@ -111,7 +117,7 @@ def test_call_index_for_modules_called_several_times():
 
 def test_wrong_names_list_closest_valid_names():
     model = _model()
-    with pytest.raises(KeyError, match="backbone.stage2"):
+    with pytest.raises(KeyError, match='backbone.stage2'):
         _recorder(model, x='backbone.stage_2')
     with pytest.raises(KeyError, match='pre_logits'):
         _recorder(model, x=dict(method='head.pre_logit'))
