@@ -30,6 +30,8 @@ class VanillaKDLoss(DistillLoss):
         loss_weight (float): Multiplier of the loss. Defaults to 1.0.
     """
 
+    compares_class_distributions = True
+
     def __init__(self,
                  tau: float = 1.0,
                  reduction: str = 'batchmean',
@@ -89,6 +91,8 @@ class DecoupledKDLoss(DistillLoss):
             Defaults to ``'batchmean'``.
         loss_weight (float): Multiplier of the loss. Defaults to 1.0.
     """
+
+    compares_class_distributions = True
 
     def __init__(self,
                  alpha: float = 1.0,
@@ -196,6 +200,8 @@ class DISTLoss(DistillLoss):
         tau (float): Temperature. Defaults to 1.0.
         loss_weight (float): Multiplier of the loss. Defaults to 1.0.
     """
+
+    compares_class_distributions = True
 
     eps = 1e-8
 
