@@ -11,10 +11,13 @@ is ``sum_b (n_b / n) * |acc_b - conf_b|`` with ``n`` the number of samples.
   arange(n), sort(conf))``. The lowest edge equals the smallest confidence, so that
   sample (and any tie with it) falls outside every bin, as in the official code.
 - Over-confidence error: ``sum_b (n_b / n) * conf_b * max(conf_b - acc_b, 0)``;
-  under-confidence error: ``sum_b (n_b / n) * (1 - conf_b) * max(acc_b - conf_b, 0)``.
+  under-confidence error: ``sum_b (n_b / n) * w_b * max(acc_b - conf_b, 0)`` with
+  ``w_b = conf_b`` (``ue_weight='confidence'``, the default: the RankMixup/MbLS
+  evaluation code) or ``w_b = 1 - conf_b`` (``ue_weight='one_minus_confidence'``).
 - Classwise ECE: for each class ``k`` the probabilities ``p_k`` are binned against
   the indicator ``y == k``; the result is the mean over classes.
 """
+
 from typing import Dict, NamedTuple
 
 import numpy as np
@@ -22,6 +25,17 @@ import torch
 
 #: Smallest probability used inside ``log`` so a zero probability gives a finite NLL.
 MIN_PROBABILITY = 1e-12
+
+#: Largest accepted ``|sum_k p_k - 1|`` per row (loose enough for a half-precision
+#: softmax, far tighter than any logits or sigmoid scores).
+PROBABILITY_SUM_TOLERANCE = 1e-2
+
+#: Weights of the under-confidence error per bin: ``conf_b`` (the RankMixup/MbLS
+#: evaluation code, default) or ``1 - conf_b``.
+UE_WEIGHTS = ('confidence', 'one_minus_confidence')
+
+#: Fix suggested when scores are not probabilities.
+SOFTMAX_FIX = 'apply softmax first (probs = logits.softmax(dim=1))'
 
 
 class BinStatistics(NamedTuple):
@@ -34,16 +48,19 @@ class BinStatistics(NamedTuple):
         total (int): Number of samples the proportions are taken over
             (including samples outside every bin).
     """
+
     counts: torch.Tensor
     confidence_sums: torch.Tensor
     accuracy_sums: torch.Tensor
     total: int
 
     def __add__(self, other: 'BinStatistics') -> 'BinStatistics':
-        return BinStatistics(self.counts + other.counts,
-                             self.confidence_sums + other.confidence_sums,
-                             self.accuracy_sums + other.accuracy_sums,
-                             self.total + other.total)
+        return BinStatistics(
+            self.counts + other.counts,
+            self.confidence_sums + other.confidence_sums,
+            self.accuracy_sums + other.accuracy_sums,
+            self.total + other.total,
+        )
 
     @property
     def bin_accuracy(self) -> torch.Tensor:
@@ -56,40 +73,68 @@ class BinStatistics(NamedTuple):
         return self.confidence_sums / self.counts.clamp_min(1)
 
 
-def check_probabilities(probs: torch.Tensor, labels: torch.Tensor,
-                        what: str = 'probabilities') -> None:
+def check_probabilities(
+    probs: torch.Tensor,
+    labels: torch.Tensor,
+    what: str = 'probabilities',
+    fix: str = SOFTMAX_FIX,
+) -> None:
     """Validate a ``(N, K)`` probability matrix and its ``(N,)`` labels.
 
     Args:
         probs (torch.Tensor): Class probabilities, shape ``(N, K)``.
         labels (torch.Tensor): Integer labels in ``[0, K)``, shape ``(N,)``.
         what (str): Name used in error messages.
+        fix (str): Likely fix named when the rows are not probabilities.
 
     Raises:
-        ValueError: On an empty input, wrong shapes, NaN/inf values or labels
-            outside ``[0, K)``.
+        ValueError: On an empty input, wrong shapes, NaN/inf values, rows that
+            are not probabilities (a value outside ``[0, 1]`` or a sum off 1 by
+            more than :data:`PROBABILITY_SUM_TOLERANCE`) or labels outside
+            ``[0, K)``.
     """
     if probs.dim() != 2:
-        raise ValueError(f'{what} must have shape (N, num_classes), got '
-                         f'{tuple(probs.shape)}')
+        raise ValueError(
+            f'{what} must have shape (N, num_classes), got {tuple(probs.shape)}'
+        )
     if probs.shape[0] == 0:
-        raise ValueError(f'{what} are empty (0 samples): calibration metrics '
-                         'need at least one prediction')
-    if labels.shape != (probs.shape[0], ):
-        raise ValueError(f'labels must have shape ({probs.shape[0]},) to match '
-                         f'{what}, got {tuple(labels.shape)}')
+        raise ValueError(
+            f'{what} are empty (0 samples): calibration metrics '
+            'need at least one prediction'
+        )
+    if labels.shape != (probs.shape[0],):
+        raise ValueError(
+            f'labels must have shape ({probs.shape[0]},) to match '
+            f'{what}, got {tuple(labels.shape)}'
+        )
     finite = torch.isfinite(probs).all(dim=1)
     if not bool(finite.all()):
         raise ValueError(
             f'{what} contain NaN or inf for {int((~finite).sum())} of '
             f'{probs.shape[0]} samples (first at index '
-            f'{int((~finite).nonzero()[0])}); check the model outputs')
-    if labels.numel() and (labels.min() < 0
-                           or labels.max() >= probs.shape[1]):
+            f'{int((~finite).nonzero()[0])}); check the model outputs'
+        )
+    sums = probs.double().sum(dim=1)
+    bad = (
+        (probs < 0).any(dim=1)
+        | (probs > 1 + PROBABILITY_SUM_TOLERANCE).any(dim=1)
+        | ((sums - 1).abs() > PROBABILITY_SUM_TOLERANCE)
+    )
+    if bool(bad.any()):
+        raise ValueError(
+            f'{what} must be probabilities (each row in [0, 1] summing to 1 '
+            f'within {PROBABILITY_SUM_TOLERANCE}), got {int(bad.sum())} of '
+            f'{probs.shape[0]} rows that are not (values in '
+            f'[{float(probs.min()):.4g}, {float(probs.max()):.4g}], row sums in '
+            f'[{float(sums.min()):.4g}, {float(sums.max()):.4g}]); these look '
+            f'like logits or unnormalised scores: {fix}'
+        )
+    if labels.numel() and (labels.min() < 0 or labels.max() >= probs.shape[1]):
         raise ValueError(
             f'labels must lie in [0, {probs.shape[1]}) for {probs.shape[1]} '
             f'classes, got values in [{int(labels.min())}, '
-            f'{int(labels.max())}]')
+            f'{int(labels.max())}]'
+        )
 
 
 def equal_width_edges(num_bins: int) -> torch.Tensor:
@@ -119,13 +164,13 @@ def equal_mass_edges(confidences: torch.Tensor, num_bins: int) -> torch.Tensor:
     equal_width_edges(num_bins)  # validates num_bins
     sorted_conf = np.sort(confidences.detach().cpu().double().numpy())
     n = sorted_conf.shape[0]
-    edges = np.interp(np.linspace(0, n, num_bins + 1), np.arange(n),
-                      sorted_conf)
+    edges = np.interp(np.linspace(0, n, num_bins + 1), np.arange(n), sorted_conf)
     return torch.from_numpy(edges).float()
 
 
-def bin_statistics(confidences: torch.Tensor, correct: torch.Tensor,
-                   edges: torch.Tensor) -> BinStatistics:
+def bin_statistics(
+    confidences: torch.Tensor, correct: torch.Tensor, edges: torch.Tensor
+) -> BinStatistics:
     """Bin confidences with the ``lower < c <= upper`` rule and sum per bin.
 
     Args:
@@ -145,14 +190,15 @@ def bin_statistics(confidences: torch.Tensor, correct: torch.Tensor,
     index = index[inside]
     counts = torch.bincount(index, minlength=num_bins).double()
     conf_sums = torch.bincount(
-        index, weights=confidences[inside].double(), minlength=num_bins)
-    acc_sums = torch.bincount(
-        index, weights=correct[inside], minlength=num_bins)
+        index, weights=confidences[inside].double(), minlength=num_bins
+    )
+    acc_sums = torch.bincount(index, weights=correct[inside], minlength=num_bins)
     return BinStatistics(counts, conf_sums, acc_sums, int(confidences.numel()))
 
 
-def classwise_bin_statistics(probs: torch.Tensor, labels: torch.Tensor,
-                             edges: torch.Tensor) -> BinStatistics:
+def classwise_bin_statistics(
+    probs: torch.Tensor, labels: torch.Tensor, edges: torch.Tensor
+) -> BinStatistics:
     """Per-class binning of ``p_k`` against the indicator ``y == k``.
 
     Args:
@@ -174,34 +220,53 @@ def classwise_bin_statistics(probs: torch.Tensor, labels: torch.Tensor,
     is_class = (labels[:, None] == class_ids).double()[inside]
     size = num_classes * num_bins
     counts = torch.bincount(flat, minlength=size).double()
-    conf_sums = torch.bincount(
-        flat, weights=probs.double()[inside], minlength=size)
+    conf_sums = torch.bincount(flat, weights=probs.double()[inside], minlength=size)
     hit_sums = torch.bincount(flat, weights=is_class, minlength=size)
     shape = (num_classes, num_bins)
     return BinStatistics(
-        counts.view(shape), conf_sums.view(shape), hit_sums.view(shape),
-        num_samples)
+        counts.view(shape), conf_sums.view(shape), hit_sums.view(shape), num_samples
+    )
 
 
-def binned_errors(stats: BinStatistics) -> Dict[str, float]:
+def check_ue_weight(ue_weight: str) -> str:
+    """Validate the under-confidence weight name (see :data:`UE_WEIGHTS`)."""
+    if ue_weight not in UE_WEIGHTS:
+        raise ValueError(
+            f'ue_weight must be one of {UE_WEIGHTS}, got '
+            f"{ue_weight!r} ('confidence' is the RankMixup/MbLS "
+            'evaluation code)'
+        )
+    return ue_weight
+
+
+def binned_errors(
+    stats: BinStatistics, ue_weight: str = 'confidence'
+) -> Dict[str, float]:
     """Expected, over- and under-confidence errors from bin sums.
 
     Args:
         stats (BinStatistics): 1-D bin sums.
+        ue_weight (str): Per-bin weight of the under-confidence error:
+            ``'confidence'`` (``conf_b``, the RankMixup/MbLS evaluation code)
+            or ``'one_minus_confidence'`` (``1 - conf_b``). Defaults to
+            ``'confidence'``.
 
     Returns:
         dict: ``ece``, ``oe``, ``ue`` as fractions (not percent).
     """
+    check_ue_weight(ue_weight)
     if stats.total <= 0:
         raise ValueError('cannot compute a calibration error over 0 samples')
     proportion = stats.counts / stats.total
     acc = stats.bin_accuracy
     conf = stats.bin_confidence
     gap = conf - acc
+    weight = conf if ue_weight == 'confidence' else 1 - conf
     return dict(
         ece=float((proportion * gap.abs()).sum()),
         oe=float((proportion * conf * gap.clamp_min(0)).sum()),
-        ue=float((proportion * (1 - conf) * (-gap).clamp_min(0)).sum()))
+        ue=float((proportion * weight * (-gap).clamp_min(0)).sum()),
+    )
 
 
 def classwise_error(stats: BinStatistics) -> float:
@@ -228,37 +293,51 @@ def top_label(probs: torch.Tensor, labels: torch.Tensor):
     return confidences, predictions == labels.to(predictions.device)
 
 
-def negative_log_likelihood_sum(probs: torch.Tensor,
-                                labels: torch.Tensor) -> float:
+def negative_log_likelihood_sum(probs: torch.Tensor, labels: torch.Tensor) -> float:
     """Sum over samples of ``-log max(p_y, MIN_PROBABILITY)`` in float64."""
     picked = probs.double().gather(1, labels.long().view(-1, 1)).squeeze(1)
     return float(-picked.clamp_min(MIN_PROBABILITY).log().sum())
 
 
-def calibration_report(probs: torch.Tensor,
-                       labels: torch.Tensor,
-                       num_bins: int = 15) -> Dict[str, float]:
+def calibration_report(
+    probs: torch.Tensor,
+    labels: torch.Tensor,
+    num_bins: int = 15,
+    from_logits: bool = False,
+    ue_weight: str = 'confidence',
+) -> Dict[str, float]:
     """Every calibration number for a set of predictions.
 
     Args:
-        probs (torch.Tensor): Probabilities, shape ``(N, K)``.
+        probs (torch.Tensor): Probabilities, shape ``(N, K)``: each row in
+            ``[0, 1]`` summing to 1 (logits raise a ``ValueError`` unless
+            ``from_logits=True``).
         labels (torch.Tensor): Labels, shape ``(N,)``.
         num_bins (int): Number of bins for all binned errors. Defaults to 15.
+        from_logits (bool): ``probs`` are logits; their softmax is used.
+            Defaults to False.
+        ue_weight (str): Under-confidence weight, see :func:`binned_errors`.
+            Defaults to ``'confidence'``.
 
     Returns:
         dict: ``accuracy``, ``ece``, ``aece``, ``cece``, ``oe``, ``ue`` as
         fractions and ``nll`` (mean negative log-likelihood).
     """
-    check_probabilities(probs, labels)
+    if from_logits and probs.dim() == 2:
+        probs = probs.float().softmax(dim=1)
+    check_probabilities(
+        probs,
+        labels,
+        fix=f'pass from_logits=True to calibration_report, or {SOFTMAX_FIX}',
+    )
     labels = labels.long()
     edges = equal_width_edges(num_bins)
     confidences, correct = top_label(probs, labels)
-    report = binned_errors(bin_statistics(confidences, correct, edges))
+    report = binned_errors(bin_statistics(confidences, correct, edges), ue_weight)
     report['aece'] = binned_errors(
-        bin_statistics(confidences, correct,
-                       equal_mass_edges(confidences, num_bins)))['ece']
-    report['cece'] = classwise_error(
-        classwise_bin_statistics(probs, labels, edges))
+        bin_statistics(confidences, correct, equal_mass_edges(confidences, num_bins))
+    )['ece']
+    report['cece'] = classwise_error(classwise_bin_statistics(probs, labels, edges))
     report['nll'] = negative_log_likelihood_sum(probs, labels) / len(labels)
     report['accuracy'] = float(correct.double().mean())
     return report

@@ -4,23 +4,34 @@
 ``gt_label``); ``SegCalibrationMetric`` reads mmseg data samples
 (``seg_logits``, ``gt_sem_seg``) pixel-wise. Both report, in percent, ``ece``
 (equal-width bins), ``aece`` (equal-mass bins), ``cece`` (classwise), ``oe``,
-``ue`` and ``accuracy``, plus the mean ``nll``; and, unless disabled, publish a
-reliability diagram at each evaluation (see
-:func:`~mmcompress.calibrate.reliability_diagram.publish_reliability_diagram`).
-The binning rules are in :mod:`mmcompress.calibrate.functional`.
+``ue`` and ``accuracy``, plus the mean ``nll``. They draw nothing: each keeps
+the equal-width bin sums of its latest evaluation, which
+:class:`~mmcompress.calibrate.reliability_diagram.ReliabilityDiagramHook`
+turns into a reliability diagram. The binning rules are in
+:mod:`mmcompress.calibrate.functional`.
 """
-from typing import Dict, List, Optional, Sequence
+
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.evaluator import BaseMetric
 
 from mmcompress.registry import METRICS
-from .functional import (BinStatistics, binned_errors, bin_statistics,
-                         calibration_report, check_probabilities,
-                         classwise_bin_statistics, classwise_error,
-                         equal_mass_edges, equal_width_edges,
-                         negative_log_likelihood_sum, top_label)
-from .reliability_diagram import publish_reliability_diagram
+
+from .functional import (
+    BinStatistics,
+    bin_statistics,
+    binned_errors,
+    calibration_report,
+    check_probabilities,
+    check_ue_weight,
+    classwise_bin_statistics,
+    classwise_error,
+    equal_mass_edges,
+    equal_width_edges,
+    negative_log_likelihood_sum,
+    top_label,
+)
 
 PERCENT_KEYS = ('accuracy', 'ece', 'aece', 'cece', 'oe', 'ue')
 
@@ -32,42 +43,53 @@ def _to_percent(report: Dict[str, float]) -> Dict[str, float]:
     }
 
 
-class _CalibrationMetricBase(BaseMetric):
+class CalibrationMetricBase(BaseMetric):
     """Options shared by the calibration metrics.
 
     Args:
         num_bins (int): Bins of every binned error. Defaults to 15.
-        save_diagram (bool): Publish a reliability diagram at each
-            evaluation. Defaults to True.
-        diagram_dir (str, optional): Extra folder where the diagram PNG is
-            written (besides the visualizer backends). Defaults to None.
+        ue_weight (str): Per-bin weight of the under-confidence error ``ue``:
+            ``'confidence'`` (``conf_b``, as the RankMixup/MbLS evaluation
+            code) or ``'one_minus_confidence'`` (``1 - conf_b``). Defaults to
+            ``'confidence'``.
         collect_device (str): See ``BaseMetric``. Defaults to 'cpu'.
         prefix (str, optional): Metric name prefix. Defaults to
             ``'calibration'``.
     """
+
     default_prefix = 'calibration'
 
-    def __init__(self,
-                 num_bins: int = 15,
-                 save_diagram: bool = True,
-                 diagram_dir: Optional[str] = None,
-                 collect_device: str = 'cpu',
-                 prefix: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        num_bins: int = 15,
+        ue_weight: str = 'confidence',
+        collect_device: str = 'cpu',
+        prefix: Optional[str] = None,
+    ) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.edges = equal_width_edges(num_bins)
         self.num_bins = num_bins
-        self.save_diagram = save_diagram
-        self.diagram_dir = diagram_dir
+        self.ue_weight = check_ue_weight(ue_weight)
+        self._reliability: Optional[Tuple[BinStatistics, float]] = None
 
-    def _publish(self, stats: BinStatistics, ece: float) -> None:
-        if self.save_diagram:
-            publish_reliability_diagram(
-                stats, ece, name=f'{self.prefix}_reliability',
-                out_dir=self.diagram_dir)
+    def _keep_reliability(self, stats: BinStatistics, ece: float) -> None:
+        self._reliability = (stats, ece)
+
+    def pop_reliability(self) -> Optional[Tuple[BinStatistics, float]]:
+        """Take the bin sums and ECE of the latest evaluation.
+
+        Returns:
+            tuple[BinStatistics, float], optional: Equal-width top-label bin
+            sums and the ECE (fraction), or None when nothing was evaluated
+            since the last call (or on a non-main process, which does not
+            compute metrics).
+        """
+        reliability, self._reliability = self._reliability, None
+        return reliability
 
 
 @METRICS.register_module()
-class ClsCalibrationMetric(_CalibrationMetricBase):
+class ClsCalibrationMetric(CalibrationMetricBase):
     """ECE, adaptive ECE, classwise ECE, NLL, OE and UE for classification.
 
     Use next to mmpretrain's ``Accuracy``::
@@ -79,7 +101,7 @@ class ClsCalibrationMetric(_CalibrationMetricBase):
     head); NLL uses ``-log max(p_y, 1e-12)``.
 
     Args:
-        See :class:`_CalibrationMetricBase`.
+        See :class:`CalibrationMetricBase`.
     """
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
@@ -89,30 +111,45 @@ class ClsCalibrationMetric(_CalibrationMetricBase):
                 raise KeyError(
                     'ClsCalibrationMetric needs `pred_score` in the data '
                     f'samples (mmpretrain DataSample); got keys '
-                    f'{sorted(sample.keys())}')
+                    f'{sorted(sample.keys())}'
+                )
             score = sample['pred_score'].detach().float().cpu().reshape(-1)
             label = sample['gt_label'].detach().long().cpu().reshape(-1)
             if label.numel() != 1:
-                raise ValueError('ClsCalibrationMetric needs one gt_label per '
-                                 f'sample, got {label.tolist()}')
+                raise ValueError(
+                    'ClsCalibrationMetric needs one gt_label per '
+                    f'sample, got {label.tolist()}'
+                )
             self.results.append((score, label))
 
     def compute_metrics(self, results: List) -> Dict[str, float]:
         """Compute every number over the collected predictions."""
         if not results:
-            raise ValueError('ClsCalibrationMetric received no predictions: '
-                             'the evaluation dataloader produced 0 samples')
+            raise ValueError(
+                'ClsCalibrationMetric received no predictions: '
+                'the evaluation dataloader produced 0 samples'
+            )
         probs = torch.stack([score for score, _ in results])
         labels = torch.cat([label for _, label in results])
-        report = calibration_report(probs, labels, self.num_bins)
+        check_probabilities(
+            probs,
+            labels,
+            what='pred_score',
+            fix='the head must write softmax probabilities to pred_score '
+            '(as mmpretrain heads do), not raw logits',
+        )
+        report = calibration_report(
+            probs, labels, self.num_bins, ue_weight=self.ue_weight
+        )
         confidences, correct = top_label(probs, labels)
-        self._publish(bin_statistics(confidences, correct, self.edges),
-                      report['ece'])
+        self._keep_reliability(
+            bin_statistics(confidences, correct, self.edges), report['ece']
+        )
         return _to_percent(report)
 
 
 @METRICS.register_module()
-class SegCalibrationMetric(_CalibrationMetricBase):
+class SegCalibrationMetric(CalibrationMetricBase):
     """Pixel-wise calibration metrics for semantic segmentation.
 
     Probabilities are ``softmax(seg_logits)`` (``sigmoid`` with a
@@ -128,18 +165,21 @@ class SegCalibrationMetric(_CalibrationMetricBase):
         aece_pixels_per_image (int): Pixels sampled per image for the
             adaptive ECE. Defaults to 4096.
         seed (int): Seed of the pixel sampling. Defaults to 0.
-        **kwargs: See :class:`_CalibrationMetricBase`.
+        **kwargs: See :class:`CalibrationMetricBase`.
     """
 
-    def __init__(self,
-                 ignore_index: int = 255,
-                 aece_pixels_per_image: int = 4096,
-                 seed: int = 0,
-                 **kwargs) -> None:
+    def __init__(
+        self,
+        ignore_index: int = 255,
+        aece_pixels_per_image: int = 4096,
+        seed: int = 0,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         if aece_pixels_per_image < 1:
-            raise ValueError('aece_pixels_per_image must be >= 1, got '
-                             f'{aece_pixels_per_image}')
+            raise ValueError(
+                f'aece_pixels_per_image must be >= 1, got {aece_pixels_per_image}'
+            )
         self.ignore_index = ignore_index
         self.aece_pixels_per_image = aece_pixels_per_image
         self.generator = torch.Generator().manual_seed(seed)
@@ -148,8 +188,9 @@ class SegCalibrationMetric(_CalibrationMetricBase):
         """``(C, H, W)`` logits to ``(H * W, K)`` probabilities."""
         logits = logits.detach().float().cpu()
         if logits.dim() != 3:
-            raise ValueError('seg_logits must have shape (C, H, W), got '
-                             f'{tuple(logits.shape)}')
+            raise ValueError(
+                f'seg_logits must have shape (C, H, W), got {tuple(logits.shape)}'
+            )
         flat = logits.flatten(1).t()
         if flat.shape[1] == 1:
             foreground = flat.sigmoid()
@@ -162,34 +203,38 @@ class SegCalibrationMetric(_CalibrationMetricBase):
             if 'seg_logits' not in sample or 'gt_sem_seg' not in sample:
                 raise KeyError(
                     'SegCalibrationMetric needs `seg_logits` and `gt_sem_seg` '
-                    f'in the data samples; got keys {sorted(sample.keys())}')
+                    f'in the data samples; got keys {sorted(sample.keys())}'
+                )
             probs = self._pixel_probabilities(sample['seg_logits']['data'])
             labels = sample['gt_sem_seg']['data'].detach().long().cpu()
             labels = labels.reshape(-1)
             if labels.numel() != probs.shape[0]:
                 raise ValueError(
                     f'gt_sem_seg has {labels.numel()} pixels but seg_logits '
-                    f'has {probs.shape[0]}')
+                    f'has {probs.shape[0]}'
+                )
             valid = labels != self.ignore_index
             probs, labels = probs[valid], labels[valid]
             if labels.numel() == 0:
                 continue
             check_probabilities(probs, labels, what='pixel probabilities')
             confidences, correct = top_label(probs, labels)
-            keep = torch.randperm(
-                labels.numel(),
-                generator=self.generator)[:self.aece_pixels_per_image]
+            keep = torch.randperm(labels.numel(), generator=self.generator)[
+                : self.aece_pixels_per_image
+            ]
             self.results.append(
                 dict(
                     # plain dicts: mmengine's result collection rebuilds
                     # tuples as plain tuples
-                    top=bin_statistics(confidences, correct,
-                                       self.edges)._asdict(),
+                    top=bin_statistics(confidences, correct, self.edges)._asdict(),
                     classwise=classwise_bin_statistics(
-                        probs, labels, self.edges)._asdict(),
+                        probs, labels, self.edges
+                    )._asdict(),
                     nll_sum=negative_log_likelihood_sum(probs, labels),
                     sample_conf=confidences[keep],
-                    sample_correct=correct[keep]))
+                    sample_correct=correct[keep],
+                )
+            )
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
         """Sum the per-image statistics and compute every number."""
@@ -197,26 +242,31 @@ class SegCalibrationMetric(_CalibrationMetricBase):
             raise ValueError(
                 'SegCalibrationMetric received no valid pixels: no image was '
                 'evaluated or every pixel equals ignore_index '
-                f'{self.ignore_index}')
+                f'{self.ignore_index}'
+            )
         top = BinStatistics(**results[0]['top'])
         classwise = BinStatistics(**results[0]['classwise'])
         for result in results[1:]:
             top = top + BinStatistics(**result['top'])
             image_classwise = BinStatistics(**result['classwise'])
             if image_classwise.counts.shape != classwise.counts.shape:
-                raise ValueError('seg_logits changed their number of classes '
-                                 'between images')
+                raise ValueError(
+                    'seg_logits changed their number of classes between images'
+                )
             classwise = classwise + image_classwise
-        report = binned_errors(top)
+        report = binned_errors(top, self.ue_weight)
         sample_conf = torch.cat([r['sample_conf'] for r in results])
         sample_correct = torch.cat([r['sample_correct'] for r in results])
         report['aece'] = binned_errors(
-            bin_statistics(sample_conf, sample_correct,
-                           equal_mass_edges(sample_conf,
-                                            self.num_bins)))['ece']
+            bin_statistics(
+                sample_conf,
+                sample_correct,
+                equal_mass_edges(sample_conf, self.num_bins),
+            )
+        )['ece']
         report['cece'] = classwise_error(classwise)
         report['nll'] = sum(r['nll_sum'] for r in results) / top.total
         # every valid pixel is in some equal-width bin (confidence > 0)
         report['accuracy'] = float(top.accuracy_sums.sum()) / top.total
-        self._publish(top, report['ece'])
+        self._keep_reliability(top, report['ece'])
         return _to_percent(report)

@@ -1,15 +1,24 @@
 """Temperature fitting, the test-time hook and the diagram publishing."""
+
 import os.path as osp
 from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.structures import BaseDataElement
 from mmengine.visualization import Visualizer
 
-from mmcompress.calibrate import (TemperatureScalingHook, bin_statistics,
-                                  equal_width_edges, fit_temperature,
-                                  publish_reliability_diagram)
+from mmcompress.calibrate import (
+    TemperatureScalingHook,
+    bin_statistics,
+    collect_logits,
+    equal_width_edges,
+    find_logits_module,
+    fit_temperature,
+    publish_reliability_diagram,
+)
 
 
 def synthetic_logits(true_temperature, num_samples=20000, seed=0):
@@ -17,8 +26,9 @@ def synthetic_logits(true_temperature, num_samples=20000, seed=0):
     temperature should be T)."""
     generator = torch.Generator().manual_seed(seed)
     calibrated = 2 * torch.randn(num_samples, 5, generator=generator)
-    labels = torch.multinomial(calibrated.softmax(dim=1), 1,
-                               generator=generator).squeeze(1)
+    labels = torch.multinomial(
+        calibrated.softmax(dim=1), 1, generator=generator
+    ).squeeze(1)
     return calibrated * true_temperature, labels
 
 
@@ -39,7 +49,6 @@ def test_fit_temperature_bad_inputs():
 
 
 class TinyClassifier(nn.Module):
-
     def __init__(self):
         super().__init__()
         self.backbone = nn.Linear(3, 3)
@@ -59,7 +68,7 @@ def test_hook_scales_only_during_evaluation():
     assert torch.allclose(model(x), plain / 2)
     hook.after_val_epoch(runner)
     assert torch.allclose(model(x), plain)
-    val_only = TemperatureScalingHook(temperature=2.0, phases=('val', ))
+    val_only = TemperatureScalingHook(temperature=2.0, phases=('val',))
     val_only.before_test_epoch(runner)
     assert torch.allclose(model(x), plain)
 
@@ -68,7 +77,7 @@ def test_hook_bad_configuration():
     with pytest.raises(ValueError, match='temperature must be > 0'):
         TemperatureScalingHook(temperature=0)
     with pytest.raises(ValueError, match='phases'):
-        TemperatureScalingHook(temperature=1.0, phases=('train', ))
+        TemperatureScalingHook(temperature=1.0, phases=('train',))
     hook = TemperatureScalingHook(temperature=1.5, module='decode_head')
     with pytest.raises(ValueError, match="no sub-module 'decode_head'.*head"):
         hook.before_test_epoch(SimpleNamespace(model=TinyClassifier()))
@@ -77,14 +86,91 @@ def test_hook_bad_configuration():
 def test_diagram_goes_to_visualizer_backends_and_out_dir(tmp_path):
     probs = torch.rand(50)
     stats = bin_statistics(probs, probs > 0.5, equal_width_edges(15))
-    Visualizer.get_instance(
+    visualizer = Visualizer.get_instance(
         'calibration_test_visualizer',
         vis_backends=[dict(type='LocalVisBackend')],
-        save_dir=str(tmp_path / 'run'))
-    written = publish_reliability_diagram(stats, 0.1, 'val_reliability',
-                                          out_dir=str(tmp_path / 'extra'))
+        save_dir=str(tmp_path / 'run'),
+    )
+    written = publish_reliability_diagram(
+        stats,
+        0.1,
+        'val_reliability',
+        7,
+        visualizer=visualizer,
+        out_dir=str(tmp_path / 'extra'),
+    )
+    assert osp.basename(written) == 'val_reliability_7.png'
     assert osp.isfile(written)
     image_dir = tmp_path / 'run' / 'vis_data' / 'vis_image'
-    assert [p.name for p in image_dir.glob('*.png')] == [
-        osp.basename(written)
-    ]
+    assert [p.name for p in image_dir.glob('*.png')] == [osp.basename(written)]
+
+
+def test_fit_keeps_an_in_range_optimum_and_lowers_the_nll():
+    logits, labels = synthetic_logits(2.5, num_samples=2000)
+    fitted = fit_temperature(logits, labels)
+    nll = [F.cross_entropy(logits.double() / t, labels) for t in (1.0, fitted)]
+    assert nll[1] < nll[0]
+    # the optimum: the NLL rises on both sides
+    for t in (0.98 * fitted, 1.02 * fitted):
+        assert F.cross_entropy(logits.double() / t, labels) > nll[1]
+
+
+def test_fit_clamps_to_the_bounds():
+    logits, labels = synthetic_logits(2.5, num_samples=2000)
+    with pytest.warns(
+        UserWarning,
+        match=r'2000 samples, \d+ classified '
+        r'correctly\) is lowest at T = 2\.\d+, outside the bounds '
+        r'\(0\.5, 2\.0\); T is clamped to 2\.0',
+    ):
+        assert fit_temperature(logits, labels, bounds=(0.5, 2.0)) == 2.0
+    logits, labels = synthetic_logits(0.6, num_samples=2000)
+    with pytest.warns(UserWarning, match='clamped to 0.8'):
+        assert fit_temperature(logits, labels, bounds=(0.8, 2.0)) == 0.8
+    with pytest.raises(ValueError, match='0 < low <= 1 <= high'):
+        fit_temperature(logits, labels, bounds=(2.0, 3.0))
+
+
+class HeadModel(nn.Module):
+    """A classifier whose ``test_step`` returns mmpretrain-like samples."""
+
+    def __init__(self, num_classes=3):
+        super().__init__()
+        self.neck = nn.Identity()
+        self.head = nn.Linear(4, num_classes)
+
+    def test_step(self, data):
+        inputs, labels = data
+        scores = self.head(self.neck(inputs)).softmax(dim=1)
+        return [
+            BaseDataElement(gt_label=torch.tensor([int(y)]), pred_score=p)
+            for p, y in zip(scores, labels)
+        ]
+
+
+class DistillLike(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.student = HeadModel()
+        self.teacher_adapter = nn.Linear(2, 2)
+
+    def test_step(self, data):
+        return self.student.test_step(data)
+
+
+def test_find_logits_module_looks_into_the_student():
+    model = DistillLike()
+    path, module = find_logits_module(model, 'head')
+    assert path == 'student.head' and module is model.student.head
+    assert find_logits_module(model, 'student.head')[0] == 'student.head'
+    assert find_logits_module(HeadModel(), 'head')[0] == 'head'
+
+
+def test_collect_logits_of_a_distill_model_student():
+    model = DistillLike()
+    batches = [(torch.randn(5, 4), torch.arange(5) % 3) for _ in range(2)]
+    logits, labels = collect_logits(model, batches, 'head')
+    assert logits.shape == (10, 3)
+    assert labels.tolist() == (torch.arange(5) % 3).tolist() * 2
+    inputs = torch.cat([b[0] for b in batches])
+    assert torch.allclose(logits, model.student.head(inputs), atol=1e-6)

@@ -9,13 +9,17 @@ _base_ = ['../../distill/mmpretrain/kd_fmnist.py']
 
 model = dict(
     student=dict(
-        _delete_=True,
-        config='{{ fileDirname }}/rankmixup-mrl_resnet18-w8_fmnist.py'))
+        _delete_=True, config='{{ fileDirname }}/rankmixup-mrl_resnet18-w8_fmnist.py'
+    )
+)
 
 optim_wrapper = dict(clip_grad=dict(max_norm=2.0))
 
 val_evaluator = [
-    dict(type='Accuracy', topk=(1, )),
+    dict(type='Accuracy', topk=(1,)),
     dict(type='ClsCalibrationMetric', num_bins=15),
 ]
 test_evaluator = val_evaluator
+# reliability diagram of every evaluation, to the visualizer backends
+# (vis_data/vis_image/calibration_reliability_{val,test}_<step>.png)
+custom_hooks = [dict(type='ReliabilityDiagramHook')]

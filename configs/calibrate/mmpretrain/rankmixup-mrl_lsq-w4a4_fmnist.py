@@ -13,14 +13,20 @@ model = dict(
             type='MixupMarginRankingLoss',
             margin=2.0,
             loss_weight=0.1,
-            faithful_broadcast=True),
+            faithful_broadcast=True,
+        ),
         num_mixup=1,
-        mixup_alpha=2.0))
+        mixup_alpha=2.0,
+    )
+)
 
 optim_wrapper = dict(clip_grad=dict(max_norm=2.0))
 
 val_evaluator = [
-    dict(type='Accuracy', topk=(1, )),
+    dict(type='Accuracy', topk=(1,)),
     dict(type='ClsCalibrationMetric', num_bins=15),
 ]
 test_evaluator = val_evaluator
+# reliability diagram of every evaluation, to the visualizer backends
+# (vis_data/vis_image/calibration_reliability_{val,test}_<step>.png)
+custom_hooks = [dict(type='ReliabilityDiagramHook')]
