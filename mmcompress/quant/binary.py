@@ -18,6 +18,7 @@ blocks) as described in ``specs/quantization_calibration_nas.md`` §5:
 Like the official code, ``sign`` is ``torch.sign``, so an input of exactly ``0`` maps
 to ``0`` (a measure-zero event for real-valued inputs).
 """
+
 from typing import Optional
 
 import torch
@@ -25,6 +26,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from mmcompress.registry import MODELS
+
 from .quantizers.base import BaseQuantizer
 
 
@@ -44,7 +46,7 @@ class ApproxSign(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output: Tensor) -> Tensor:
-        x, = ctx.saved_tensors
+        (x,) = ctx.saved_tensors
         return grad_output * (2 - 2 * x.abs()).clamp_(min=0)
 
 
@@ -63,7 +65,7 @@ class ScaledSignClipSTE(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output: Tensor):
-        inside, = ctx.saved_tensors
+        (inside,) = ctx.saved_tensors
         return grad_output * inside, None
 
 
@@ -101,7 +103,8 @@ class LearnableBias(nn.Module):
         if x.dim() != 4 or x.shape[1] != self.bias.shape[1]:
             raise ValueError(
                 f'{type(self).__name__} expects an (N, {self.bias.shape[1]}, H, W) '
-                f'input, got shape {tuple(x.shape)}')
+                f'input, got shape {tuple(x.shape)}'
+            )
         return x + self.bias
 
     def extra_repr(self) -> str:
@@ -156,15 +159,21 @@ class RSignQuantizer(BaseQuantizer):
     max_bits = 1
     requires_init = False
 
-    def __init__(self,
-                 bits: int = 1,
-                 per_channel: bool = True,
-                 channel_axis: int = 1,
-                 num_channels: Optional[int] = None,
-                 **kwargs) -> None:
-        super().__init__(bits, per_channel=per_channel,
-                         channel_axis=channel_axis, num_channels=num_channels,
-                         **kwargs)
+    def __init__(
+        self,
+        bits: int = 1,
+        per_channel: bool = True,
+        channel_axis: int = 1,
+        num_channels: Optional[int] = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(
+            bits,
+            per_channel=per_channel,
+            channel_axis=channel_axis,
+            num_channels=num_channels,
+            **kwargs,
+        )
         self.shift = nn.Parameter(torch.zeros(self.param_shape))
 
     def quantize(self, x: Tensor) -> Tensor:
@@ -172,8 +181,10 @@ class RSignQuantizer(BaseQuantizer):
         return approx_sign(x + self.broadcast(self.shift, x).to(x.dtype))
 
     def extra_repr(self) -> str:
-        return (f'num_channels={self.num_channels}, '
-                f'channel_axis={self.channel_axis}, enabled={self.enabled}')
+        return (
+            f'num_channels={self.num_channels}, '
+            f'channel_axis={self.channel_axis}, enabled={self.enabled}'
+        )
 
 
 @MODELS.register_module()
@@ -199,15 +210,21 @@ class ScaledBinaryWeightQuantizer(BaseQuantizer):
     max_bits = 1
     requires_init = False
 
-    def __init__(self,
-                 bits: int = 1,
-                 per_channel: bool = True,
-                 channel_axis: int = 0,
-                 num_channels: Optional[int] = None,
-                 **kwargs) -> None:
-        super().__init__(bits, per_channel=per_channel,
-                         channel_axis=channel_axis, num_channels=num_channels,
-                         **kwargs)
+    def __init__(
+        self,
+        bits: int = 1,
+        per_channel: bool = True,
+        channel_axis: int = 0,
+        num_channels: Optional[int] = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(
+            bits,
+            per_channel=per_channel,
+            channel_axis=channel_axis,
+            num_channels=num_channels,
+            **kwargs,
+        )
 
     def quantize(self, x: Tensor) -> Tensor:
         """Return ``sign(x) * scale`` with the clipped straight-through gradient."""

@@ -13,6 +13,7 @@ averaged over ``num_batches`` training batches (and over ranks in distributed
 training) and clipped at 0. The values are
 written into the quantizers' ``delta`` buffers, so checkpoints carry them.
 """
+
 from typing import Callable, List, Optional, Sequence
 
 import torch
@@ -22,14 +23,17 @@ from mmengine.model import is_model_wrapper
 from torch import Tensor
 
 from mmcompress.registry import HOOKS
+
 from .quantizers.ewgs import EWGSQuantizer
 
 
-def hutchinson_trace(grad: Tensor,
-                     point: Tensor,
-                     max_iter: int = 50,
-                     tol: float = 1e-3,
-                     generator: Optional[torch.Generator] = None) -> float:
+def hutchinson_trace(
+    grad: Tensor,
+    point: Tensor,
+    max_iter: int = 50,
+    tol: float = 1e-3,
+    generator: Optional[torch.Generator] = None,
+) -> float:
     """Hutchinson estimate of the trace of the Hessian ``d grad / d point``.
 
     Args:
@@ -46,11 +50,11 @@ def hutchinson_trace(grad: Tensor,
     estimates = []
     previous = 0.0
     for _ in range(max_iter):
-        probe = torch.randint(0, 2, point.shape, generator=generator,
-                              device='cpu').to(point.device, point.dtype)
+        probe = torch.randint(0, 2, point.shape, generator=generator, device='cpu').to(
+            point.device, point.dtype
+        )
         probe = probe * 2 - 1
-        hvp, = torch.autograd.grad(
-            grad, point, grad_outputs=probe, retain_graph=True)
+        (hvp,) = torch.autograd.grad(grad, point, grad_outputs=probe, retain_graph=True)
         estimates.append(float((hvp * probe).sum()))
         mean = sum(estimates) / len(estimates)
         if abs(mean - previous) / (abs(previous) + 1e-6) < tol:
@@ -59,12 +63,13 @@ def hutchinson_trace(grad: Tensor,
     return sum(estimates) / len(estimates)
 
 
-def estimate_ewgs_deltas(loss_fn: Callable[[], Tensor],
-                         quantizers: Sequence[EWGSQuantizer],
-                         max_iter: int = 50,
-                         tol: float = 1e-3,
-                         generator: Optional[torch.Generator] = None
-                         ) -> List[float]:
+def estimate_ewgs_deltas(
+    loss_fn: Callable[[], Tensor],
+    quantizers: Sequence[EWGSQuantizer],
+    max_iter: int = 50,
+    tol: float = 1e-3,
+    generator: Optional[torch.Generator] = None,
+) -> List[float]:
     """EWGS deltas from one loss evaluation.
 
     Args:
@@ -89,14 +94,16 @@ def estimate_ewgs_deltas(loss_fn: Callable[[], Tensor],
             raise RuntimeError(
                 f'{len(missing)} EWGS quantizers were not run by the loss '
                 'function; the Hessian delta needs every quantizer in the '
-                'forward pass')
+                'forward pass'
+            )
         grads = torch.autograd.grad(loss, points, create_graph=True)
         deltas = []
         for point, grad in zip(points, grads):
             trace = hutchinson_trace(grad, point, max_iter, tol, generator)
             grad_std = float(grad.detach().std())
-            deltas.append(trace / point.numel() / (3 * grad_std)
-                          if grad_std > 0 else 0.0)
+            deltas.append(
+                trace / point.numel() / (3 * grad_std) if grad_std > 0 else 0.0
+            )
         return deltas
     finally:
         for quantizer in quantizers:
@@ -125,17 +132,23 @@ class EWGSHessianDeltaHook(Hook):
 
     priority = 'NORMAL'
 
-    def __init__(self,
-                 interval: int = 10,
-                 num_batches: int = 3,
-                 max_iter: int = 50,
-                 tol: float = 1e-3,
-                 seed: int = 0) -> None:
-        for name, value in (('interval', interval), ('num_batches', num_batches),
-                            ('max_iter', max_iter)):
+    def __init__(
+        self,
+        interval: int = 10,
+        num_batches: int = 3,
+        max_iter: int = 50,
+        tol: float = 1e-3,
+        seed: int = 0,
+    ) -> None:
+        for name, value in (
+            ('interval', interval),
+            ('num_batches', num_batches),
+            ('max_iter', max_iter),
+        ):
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f'EWGSHessianDeltaHook: {name} must be an int '
-                                 f'>= 1, got {value!r}')
+                raise ValueError(
+                    f'EWGSHessianDeltaHook: {name} must be an int >= 1, got {value!r}'
+                )
         self.interval = interval
         self.num_batches = num_batches
         self.max_iter = max_iter
@@ -146,12 +159,13 @@ class EWGSHessianDeltaHook(Hook):
         epoch = runner.epoch
         if epoch == 0 or epoch % self.interval:
             return
-        model = runner.model.module if is_model_wrapper(runner.model) \
-            else runner.model
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         quantizers = [m for m in model.modules() if isinstance(m, EWGSQuantizer)]
         if not quantizers:
-            runner.logger.warning('EWGSHessianDeltaHook: the model has no '
-                                  'EWGSQuantizer; nothing to update')
+            runner.logger.warning(
+                'EWGSHessianDeltaHook: the model has no '
+                'EWGSQuantizer; nothing to update'
+            )
             return
         generator = torch.Generator().manual_seed(self.seed + epoch)
         totals = [0.0] * len(quantizers)
@@ -166,8 +180,9 @@ class EWGSHessianDeltaHook(Hook):
                 loss, _ = model.parse_losses(losses)
                 return loss
 
-            deltas = estimate_ewgs_deltas(loss_fn, quantizers, self.max_iter,
-                                          self.tol, generator)
+            deltas = estimate_ewgs_deltas(
+                loss_fn, quantizers, self.max_iter, self.tol, generator
+            )
             totals = [t + d for t, d in zip(totals, deltas)]
             batches += 1
         model.zero_grad(set_to_none=True)
@@ -177,5 +192,7 @@ class EWGSHessianDeltaHook(Hook):
         for quantizer, mean in zip(quantizers, means.tolist()):
             quantizer.delta.fill_(max(mean, 0.0))
         values = [round(float(q.delta), 6) for q in quantizers]
-        runner.logger.info(f'EWGSHessianDeltaHook (epoch {epoch}): deltas '
-                           f'updated from {batches} batches: {values}')
+        runner.logger.info(
+            f'EWGSHessianDeltaHook (epoch {epoch}): deltas '
+            f'updated from {batches} batches: {values}'
+        )

@@ -1,5 +1,10 @@
 """Quantized Conv2d / ConvTranspose2d / Linear that keep the float layers'
-parameter names.
+parameter names, and their shared base :class:`QuantLayerMixin`.
+
+Each layer type is registered with its export form in
+:mod:`mmcompress.quant.handlers` (these three by
+:mod:`mmcompress.quant.layer_types.builtin`; other types, e.g. ``Conv1d``,
+live in their own module of :mod:`mmcompress.quant.layer_types`).
 
 :class:`QuantConv2d`, :class:`QuantConvTranspose2d` and :class:`QuantLinear`
 subclass ``nn.Conv2d`` / ``nn.ConvTranspose2d`` / ``nn.Linear`` and keep
@@ -28,6 +33,7 @@ weights ``(in, out / groups, kh, kw)``, whose ``out / groups`` channels a groupe
 deconv shares between groups), input channels of the activation (axis 1 for
 convs, -1 for linear).
 """
+
 import copy
 from typing import Optional, Tuple, Union
 
@@ -55,9 +61,11 @@ def build_quantizer(spec: QuantizerSpec, **default_args) -> Optional[nn.Module]:
     if spec is None or isinstance(spec, nn.Module):
         return spec
     if not isinstance(spec, dict) or 'type' not in spec:
-        raise TypeError('a quantizer must be given as a config dict with a '
-                        f"'type' key (e.g. dict(type='LSQQuantizer', bits=4)), "
-                        f'an nn.Module or None; got {spec!r}')
+        raise TypeError(
+            'a quantizer must be given as a config dict with a '
+            f"'type' key (e.g. dict(type='LSQQuantizer', bits=4)), "
+            f'an nn.Module or None; got {spec!r}'
+        )
     return MODELS.build(copy.deepcopy(dict(spec)), default_args=default_args)
 
 
@@ -74,26 +82,31 @@ class QuantLayerMixin:
     # not in a float checkpoint; initialized from data like the quantizers
     checkpoint_optional_state = ('output_scale', 'output_scale_initialized')
 
-    def __init__(self,
-                 *args,
-                 weight_quantizer: QuantizerSpec = None,
-                 act_quantizer: QuantizerSpec = None,
-                 grad_quantizer: QuantizerSpec = None,
-                 **kwargs) -> None:
+    def __init__(
+        self,
+        *args,
+        weight_quantizer: QuantizerSpec = None,
+        act_quantizer: QuantizerSpec = None,
+        grad_quantizer: QuantizerSpec = None,
+        **kwargs,
+    ) -> None:
         super().__init__(*args, **kwargs)
         out_channels, in_channels = self._quantized_channels()
-        self._setup_quantizers(weight_quantizer, act_quantizer, grad_quantizer,
-                               out_channels, in_channels)
+        self._setup_quantizers(
+            weight_quantizer, act_quantizer, grad_quantizer, out_channels, in_channels
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.quant_forward(x)
 
     @classmethod
-    def from_float(cls,
-                   module: nn.Module,
-                   weight_quantizer: QuantizerSpec = None,
-                   act_quantizer: QuantizerSpec = None,
-                   grad_quantizer: QuantizerSpec = None):
+    def from_float(
+        cls,
+        module: nn.Module,
+        weight_quantizer: QuantizerSpec = None,
+        act_quantizer: QuantizerSpec = None,
+        grad_quantizer: QuantizerSpec = None,
+    ):
         """Make a quantized copy sharing ``module``'s ``weight``/``bias``.
 
         Args:
@@ -108,42 +121,56 @@ class QuantLayerMixin:
             nn.Module: The quantized layer.
         """
         args, kwargs = cls._float_layer_args(module)
-        new = cls(*args, **kwargs, bias=module.bias is not None, device='meta',
-                  weight_quantizer=weight_quantizer,
-                  act_quantizer=act_quantizer, grad_quantizer=grad_quantizer)
+        new = cls(
+            *args,
+            **kwargs,
+            bias=module.bias is not None,
+            device='meta',
+            weight_quantizer=weight_quantizer,
+            act_quantizer=act_quantizer,
+            grad_quantizer=grad_quantizer,
+        )
         new._adopt(module)
         return new
 
     act_channel_axis = 1
     weight_channel_axis = 0
 
-    def _setup_quantizers(self, weight_quantizer: QuantizerSpec,
-                          act_quantizer: QuantizerSpec,
-                          grad_quantizer: QuantizerSpec, out_channels: int,
-                          in_channels: int) -> None:
+    def _setup_quantizers(
+        self,
+        weight_quantizer: QuantizerSpec,
+        act_quantizer: QuantizerSpec,
+        grad_quantizer: QuantizerSpec,
+        out_channels: int,
+        in_channels: int,
+    ) -> None:
         self.weight_quantizer = build_quantizer(
-            weight_quantizer, num_channels=out_channels,
-            channel_axis=self.weight_channel_axis)
+            weight_quantizer,
+            num_channels=out_channels,
+            channel_axis=self.weight_channel_axis,
+        )
         self.act_quantizer = build_quantizer(
-            act_quantizer,
-            num_channels=in_channels,
-            channel_axis=self.act_channel_axis)
+            act_quantizer, num_channels=in_channels, channel_axis=self.act_channel_axis
+        )
         self.grad_quantizer = build_quantizer(grad_quantizer)
         needs_scale = any(
             getattr(q, 'output_in_unit_range', False)
-            for q in (self.weight_quantizer, self.act_quantizer))
+            for q in (self.weight_quantizer, self.act_quantizer)
+        )
         if needs_scale:
             self.output_scale = nn.Parameter(torch.ones(1))
-            self.register_buffer('output_scale_initialized',
-                                 torch.tensor(0, dtype=torch.uint8))
+            self.register_buffer(
+                'output_scale_initialized', torch.tensor(0, dtype=torch.uint8)
+            )
         else:
             self.output_scale = None
 
     def _bias_view(self, out: Tensor) -> Tensor:
         return self.bias.view([1, -1] + [1] * (out.dim() - 2))
 
-    def _init_output_scale(self, x: Tensor, x_q: Tensor, w_q: Tensor,
-                           **op_kwargs) -> None:
+    def _init_output_scale(
+        self, x: Tensor, x_q: Tensor, w_q: Tensor, **op_kwargs
+    ) -> None:
         with torch.no_grad():
             ref = self._linear_op(x, self.weight, None, **op_kwargs).abs().mean()
             quant = self._linear_op(x_q, w_q, None, **op_kwargs).abs().mean()
@@ -161,15 +188,18 @@ class QuantLayerMixin:
             bool: False while an eval-mode forward would run the float layer.
         """
         for quantizer in (self.weight_quantizer, self.act_quantizer):
-            if quantizer is not None and hasattr(quantizer, 'initialized') and \
-                    not quantizer.initialized.item() and \
-                    not getattr(quantizer, 'calibrating', False):
+            if (
+                quantizer is not None
+                and hasattr(quantizer, 'initialized')
+                and not quantizer.initialized.item()
+                and not getattr(quantizer, 'calibrating', False)
+            ):
                 return False
-        if self.output_scale is not None and \
-                not self.output_scale_initialized.item():
+        if self.output_scale is not None and not self.output_scale_initialized.item():
             return any(
                 getattr(q, 'calibrating', False)
-                for q in (self.weight_quantizer, self.act_quantizer))
+                for q in (self.weight_quantizer, self.act_quantizer)
+            )
         return True
 
     def quant_forward(self, x: Tensor, **op_kwargs) -> Tensor:
@@ -186,16 +216,21 @@ class QuantLayerMixin:
         if not self.training and not self.quantizers_ready():
             return self._linear_op(x, self.weight, self.bias, **op_kwargs)
         x_q = x if self.act_quantizer is None else self.act_quantizer(x)
-        w_q = self.weight if self.weight_quantizer is None else \
-            self.weight_quantizer(self.weight)
+        w_q = (
+            self.weight
+            if self.weight_quantizer is None
+            else self.weight_quantizer(self.weight)
+        )
         if self.output_scale is None:
             out = self._linear_op(x_q, w_q, self.bias, **op_kwargs)
         else:
-            if not self.output_scale_initialized.item() and x.numel() > 0 \
-                    and (self.training or self.quantizers_ready()):
+            if (
+                not self.output_scale_initialized.item()
+                and x.numel() > 0
+                and (self.training or self.quantizers_ready())
+            ):
                 self._init_output_scale(x, x_q, w_q, **op_kwargs)
-            out = self._linear_op(x_q, w_q, None, **op_kwargs) * \
-                self.output_scale.abs()
+            out = self._linear_op(x_q, w_q, None, **op_kwargs) * self.output_scale.abs()
             if self.bias is not None:
                 out = out + self._bias_view(out)
         if self.grad_quantizer is not None:
@@ -214,8 +249,9 @@ class QuantLayerMixin:
                 child.to(device)
         if self.output_scale is not None:
             self.output_scale.data = self.output_scale.data.to(device)
-            self.output_scale_initialized.data = \
-                self.output_scale_initialized.data.to(device)
+            self.output_scale_initialized.data = self.output_scale_initialized.data.to(
+                device
+            )
 
 
 class QuantConv2d(QuantLayerMixin, nn.Conv2d):
@@ -234,16 +270,18 @@ class QuantConv2d(QuantLayerMixin, nn.Conv2d):
     def _quantized_channels(self) -> Tuple[int, int]:
         return self.out_channels, self.in_channels
 
-    def _linear_op(self, x: Tensor, weight: Tensor,
-                   bias: Optional[Tensor]) -> Tensor:
+    def _linear_op(self, x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
         return self._conv_forward(x, weight, bias)
 
     @staticmethod
     def _float_layer_args(module: nn.Conv2d):
         return (module.in_channels, module.out_channels, module.kernel_size), dict(
-            stride=module.stride, padding=module.padding,
-            dilation=module.dilation, groups=module.groups,
-            padding_mode=module.padding_mode)
+            stride=module.stride,
+            padding=module.padding,
+            dilation=module.dilation,
+            groups=module.groups,
+            padding_mode=module.padding_mode,
+        )
 
 
 class QuantConvTranspose2d(QuantLayerMixin, nn.ConvTranspose2d):
@@ -279,23 +317,42 @@ class QuantConvTranspose2d(QuantLayerMixin, nn.ConvTranspose2d):
         """
         num_spatial_dims = 2
         output_padding = self._output_padding(
-            x, output_size, self.stride, self.padding, self.kernel_size,
-            num_spatial_dims, self.dilation)
+            x,
+            output_size,
+            self.stride,
+            self.padding,
+            self.kernel_size,
+            num_spatial_dims,
+            self.dilation,
+        )
         return self.quant_forward(x, output_padding=output_padding)
 
-    def _linear_op(self, x: Tensor, weight: Tensor, bias: Optional[Tensor],
-                   output_padding=None) -> Tensor:
+    def _linear_op(
+        self, x: Tensor, weight: Tensor, bias: Optional[Tensor], output_padding=None
+    ) -> Tensor:
         if output_padding is None:
             output_padding = self.output_padding
-        return F.conv_transpose2d(x, weight, bias, self.stride, self.padding,
-                                  output_padding, self.groups, self.dilation)
+        return F.conv_transpose2d(
+            x,
+            weight,
+            bias,
+            self.stride,
+            self.padding,
+            output_padding,
+            self.groups,
+            self.dilation,
+        )
 
     @staticmethod
     def _float_layer_args(module: nn.ConvTranspose2d):
         return (module.in_channels, module.out_channels, module.kernel_size), dict(
-            stride=module.stride, padding=module.padding,
-            output_padding=module.output_padding, groups=module.groups,
-            dilation=module.dilation, padding_mode=module.padding_mode)
+            stride=module.stride,
+            padding=module.padding,
+            output_padding=module.output_padding,
+            groups=module.groups,
+            dilation=module.dilation,
+            padding_mode=module.padding_mode,
+        )
 
 
 class QuantLinear(QuantLayerMixin, nn.Linear):
@@ -315,8 +372,7 @@ class QuantLinear(QuantLayerMixin, nn.Linear):
     def _quantized_channels(self) -> Tuple[int, int]:
         return self.out_features, self.in_features
 
-    def _linear_op(self, x: Tensor, weight: Tensor,
-                   bias: Optional[Tensor]) -> Tensor:
+    def _linear_op(self, x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
         return F.linear(x, weight, bias)
 
     def _bias_view(self, out: Tensor) -> Tensor:
@@ -325,72 +381,3 @@ class QuantLinear(QuantLayerMixin, nn.Linear):
     @staticmethod
     def _float_layer_args(module: nn.Linear):
         return (module.in_features, module.out_features), {}
-
-
-def _quantize_output(module: nn.Module, inputs: tuple, output):
-    """Forward hook of :func:`attach_output_quantizer`: fake-quantize
-    ``output`` with ``module.output_quantizer`` (a module-level function, so
-    ``copy.deepcopy`` and pickling of the model keep working)."""
-    quantizer = module.output_quantizer
-    if isinstance(output, Tensor):
-        return quantizer(output)
-    if isinstance(output, (tuple, list)) and len(output) == 1 and \
-            isinstance(output[0], Tensor):
-        return type(output)([quantizer(output[0])])
-    raise TypeError(
-        f'{type(module).__name__} with an output_quantizer returned '
-        f'{type(output).__name__}'
-        f'{f" of {len(output)} items" if isinstance(output, (tuple, list)) else ""}'
-        '; an output quantizer needs a tensor or a tuple / list holding one '
-        'tensor')
-
-
-def attach_output_quantizer(module: nn.Module, quantizer: QuantizerSpec,
-                            what: str = '') -> nn.Module:
-    """Fake-quantize a module's output: register ``quantizer`` as the child
-    ``output_quantizer`` of ``module`` and a forward hook that applies it.
-
-    The module keeps its class, parameter names and forward code; the
-    quantizer's state (``output_quantizer.step``, ``.initialized``, ...) joins
-    the state dict, so QAT checkpoints carry it and a float checkpoint, which
-    lacks it, leaves it to the data-driven initialization on the first
-    training batch. The quantizer is per tensor: it is the grid one 8-bit
-    integer tensor of the exported graph uses (see
-    :func:`~mmcompress.quant.export.optimize_for_onnxruntime`).
-
-    Args:
-        module (nn.Module): The module whose output is quantized. It must be
-            called once per forward pass and return a tensor (or a tuple /
-            list holding one tensor, as OpenMMLab necks do).
-        quantizer (dict | nn.Module): The quantizer (a config dict is built
-            from the registry, e.g. ``dict(type='LSQQuantizer', bits=8)``).
-        what (str): The module's name, for error messages.
-
-    Returns:
-        nn.Module: The built quantizer.
-    """
-    what = what or type(module).__name__
-    if hasattr(module, 'output_quantizer'):
-        raise ValueError(f'{what} already has an output_quantizer')
-    built = build_quantizer(quantizer)
-    if not isinstance(built, nn.Module):
-        raise TypeError(f'{what}: the output quantizer must be a quantizer '
-                        f'config dict or module, got {quantizer!r}')
-    if getattr(built, 'per_channel', False):
-        raise ValueError(
-            f'{what}: output quantizers are per tensor (one integer grid per '
-            f'tensor, as onnxruntime QLinearAdd / QLinearConv outputs need); '
-            f'got per_channel=True in {quantizer!r}')
-    if getattr(built, 'output_in_unit_range', False):
-        raise ValueError(
-            f'{what}: {type(built).__name__} emits values in a unit range (the '
-            "quantized layer's output_scale undoes it), so it cannot quantize a "
-            'module output; use a quantizer working in the input units (LSQ, '
-            'UniformSTE)')
-    param = next(iter(module.parameters()), None)
-    if param is not None:
-        built.to(param.device)
-    built.train(module.training)
-    module.add_module('output_quantizer', built)
-    module.register_forward_hook(_quantize_output)
-    return built

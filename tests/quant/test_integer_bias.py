@@ -1,18 +1,23 @@
 """``integer_bias``: the QAT model adds each BN shift on the int32 grid that
-the integer export uses (mmcompress/quant/integer_bias.py)."""
+the integer export uses (mmcompress/quant/export/integer_bias.py)."""
+
 import copy
 
 import pytest
 import torch
 import torch.nn as nn
 from mmengine.config import Config
-from mmengine.registry import DefaultScope, MODELS
+from mmengine.registry import MODELS, DefaultScope
 
 import mmcompress  # noqa: F401
 from mmcompress.quant import quantize_model
-from mmcompress.quant.export import (TensorModeWrapper, convert_for_export,
-                                     export_onnx, onnxruntime_session,
-                                     optimize_for_onnxruntime)
+from mmcompress.quant.export import (
+    TensorModeWrapper,
+    convert_for_export,
+    export_onnx,
+    onnxruntime_session,
+    optimize_for_onnxruntime,
+)
 
 CONFIG = 'configs/quant/mmpretrain/lsq_w8a8_fmnist.py'
 LSQ8 = dict(type='LSQQuantizer', bits=8)
@@ -22,10 +27,14 @@ LSQ8_W = dict(type='LSQQuantizer', bits=8, signed=True, per_channel=True)
 def _conv_bn(integer_bias):
     model = quantize_model(
         nn.Sequential(nn.Conv2d(2, 2, 1, bias=False), nn.BatchNorm2d(2)),
-        w=LSQ8_W, a=LSQ8, keep_first_float=False, keep_output_float=False,
-        integer_bias=integer_bias)
+        w=LSQ8_W,
+        a=LSQ8,
+        keep_first_float=False,
+        keep_output_float=False,
+        integer_bias=integer_bias,
+    )
     model.train()
-    model(torch.rand(2, 2, 3, 3))   # initializes the quantizers
+    model(torch.rand(2, 2, 3, 3))  # initializes the quantizers
     conv, bn = model
     with torch.no_grad():
         conv.act_quantizer.step.fill_(0.5)
@@ -57,8 +66,9 @@ def test_emulated_bias_equals_the_hand_computed_rounding():
     with torch.no_grad():
         assert torch.allclose(model(x), hand, atol=1e-6)
         assert not torch.allclose(model(x), float_shift, atol=1e-5)
-        assert torch.allclose(_conv_bn(integer_bias=False).eval()(x),
-                              float_shift, atol=1e-6)
+        assert torch.allclose(
+            _conv_bn(integer_bias=False).eval()(x), float_shift, atol=1e-6
+        )
     # the export writes the rounded shift into the BN: the same outputs
     converted = convert_for_export(model)
     assert torch.allclose(converted(x), hand, atol=1e-6)
@@ -74,9 +84,14 @@ def test_training_batchnorm_is_unchanged():
 
 
 def test_own_bias_of_a_quantized_linear_is_rounded_in_eval():
-    model = quantize_model(nn.Sequential(nn.Linear(2, 2)), w=LSQ8_W, a=LSQ8,
-                           keep_first_float=False, keep_output_float=False,
-                           integer_bias=True)
+    model = quantize_model(
+        nn.Sequential(nn.Linear(2, 2)),
+        w=LSQ8_W,
+        a=LSQ8,
+        keep_first_float=False,
+        keep_output_float=False,
+        integer_bias=True,
+    )
     model.train()
     model(torch.rand(4, 2))
     linear = model[0]
@@ -93,11 +108,9 @@ def test_own_bias_of_a_quantized_linear_is_rounded_in_eval():
     with torch.no_grad():
         assert torch.allclose(model.eval()(x), rounded, atol=1e-6)
         # training, and a 3-d input (exported as MatMul + Add, float bias)
-        assert torch.allclose(model.train()(x), matmul + linear.bias,
-                              atol=1e-6)
+        assert torch.allclose(model.train()(x), matmul + linear.bias, atol=1e-6)
         model.eval()
-        assert torch.allclose(model(x[None])[0], matmul + linear.bias,
-                              atol=1e-6)
+        assert torch.allclose(model(x[None])[0], matmul + linear.bias, atol=1e-6)
         model(x)
     converted = convert_for_export(model)
     assert converted[0].bias.tolist() == pytest.approx([0.062, 0.05])
@@ -116,9 +129,13 @@ def test_state_dict_and_float_checkpoint_are_unchanged():
     assert list(hooked.state_dict()) == list(plain.state_dict())
     fresh = quantize_model(
         nn.Sequential(nn.Conv2d(2, 2, 1, bias=False), nn.BatchNorm2d(2)),
-        w=LSQ8_W, a=LSQ8, keep_first_float=False, keep_output_float=False,
-        integer_bias=True)
-    fresh.load_state_dict(plain.state_dict())   # strict
+        w=LSQ8_W,
+        a=LSQ8,
+        keep_first_float=False,
+        keep_output_float=False,
+        integer_bias=True,
+    )
+    fresh.load_state_dict(plain.state_dict())  # strict
     # deepcopy keeps the pairing and the hooks
     x = torch.rand(1, 2, 3, 3) * 5
     fresh.eval()
@@ -139,13 +156,13 @@ def test_mmpretrain_resnet_pairs_every_bn_with_its_conv():
     model.train()
     model(torch.randn(2, 1, 28, 28), mode='tensor')
     backbone = model.backbone
-    assert backbone.norm1._integer_bias_source == ()   # the stem conv is float
+    assert backbone.norm1._integer_bias_source == ()  # the stem conv is float
     block = backbone.layer2[0]
     for bn, conv, quantizer in (
-            (block.bn1, block.conv1, backbone.layer1[1].output_quantizer),
-            (block.bn2, block.conv2, block.conv2.act_quantizer),
-            (block.downsample[1], block.downsample[0],
-             backbone.layer1[1].output_quantizer)):
+        (block.bn1, block.conv1, backbone.layer1[1].output_quantizer),
+        (block.bn2, block.conv2, block.conv2.act_quantizer),
+        (block.downsample[1], block.downsample[0], backbone.layer1[1].output_quantizer),
+    ):
         # readers (conv1, downsample conv) take the block input's grid
         assert bn._integer_bias_source[0] is conv
         assert bn._integer_bias_source[1] is quantizer
@@ -153,22 +170,25 @@ def test_mmpretrain_resnet_pairs_every_bn_with_its_conv():
 
 def _mmdet_resnet18():
     from mmdet.models.backbones import ResNet
+
     return ResNet(depth=18, base_channels=8, out_indices=(0, 1, 2, 3))
 
 
 def _mmpretrain_resnet50():
     from mmpretrain.models.backbones import ResNet
-    return ResNet(depth=50, stem_channels=8, base_channels=8,
-                  out_indices=(0, 1, 2, 3))
+
+    return ResNet(depth=50, stem_channels=8, base_channels=8, out_indices=(0, 1, 2, 3))
 
 
-@pytest.mark.parametrize('build, num_bns', [(_mmdet_resnet18, 20),
-                                            (_mmpretrain_resnet50, 53)])
+@pytest.mark.parametrize(
+    'build, num_bns', [(_mmdet_resnet18, 20), (_mmpretrain_resnet50, 53)]
+)
 def test_resnet_backbone_bns_are_paired_and_rounded(build, num_bns):
     torch.manual_seed(0)
-    backbone = quantize_model(build(), w=dict(LSQ8_W), a=LSQ8,
-                              keep_output_float=False, integer_bias=True)
-    with torch.no_grad():   # BN statistics of a trained model
+    backbone = quantize_model(
+        build(), w=dict(LSQ8_W), a=LSQ8, keep_output_float=False, integer_bias=True
+    )
+    with torch.no_grad():  # BN statistics of a trained model
         for module in backbone.modules():
             if isinstance(module, nn.BatchNorm2d):
                 module.running_mean.normal_(0, 0.3)
@@ -178,13 +198,18 @@ def test_resnet_backbone_bns_are_paired_and_rounded(build, num_bns):
     backbone.train()
     x = torch.randn(2, 3, 32, 32)
     backbone(x)
-    paired = [n for n, m in backbone.named_modules()
-              if getattr(m, '_integer_bias_source', None)]
+    paired = [
+        n
+        for n, m in backbone.named_modules()
+        if getattr(m, '_integer_bias_source', None)
+    ]
     # all but the stem BN (its conv stays float)
     assert len(paired) == num_bns - 1
     assert 'layer3.0.downsample.1' in paired and 'bn1' not in paired
-    assert backbone.layer2[0].conv1.act_quantizer is \
-        backbone.layer2[0].bn1._integer_bias_source[1]
+    assert (
+        backbone.layer2[0].conv1.act_quantizer
+        is backbone.layer2[0].bn1._integer_bias_source[1]
+    )
     plain = copy.deepcopy(backbone)
     for module in plain.modules():
         module._forward_hooks.clear()
@@ -195,8 +220,7 @@ def test_resnet_backbone_bns_are_paired_and_rounded(build, num_bns):
     for mode in (True, False):
         backbone.train(mode)
         plain.train(mode)
-        diffs = [float((a - b).abs().max())
-                 for a, b in zip(backbone(x), plain(x))]
+        diffs = [float((a - b).abs().max()) for a, b in zip(backbone(x), plain(x))]
         if mode and not frozen:
             assert max(diffs) == 0
             continue
@@ -209,9 +233,12 @@ def test_pytorch_eval_matches_onnxruntime_int8_within_one_logit_step(qat_steps):
     torch.manual_seed(0)
     quant = copy.deepcopy(Config.fromfile(CONFIG).model.quant.to_dict())
     quant['output_quantizers']['readers'].append('head.fc')
-    model = _classifier(keep_first_float=False, keep_output_float=False,
-                        output_quantizers=quant['output_quantizers'],
-                        integer_bias=True)
+    model = _classifier(
+        keep_first_float=False,
+        keep_output_float=False,
+        output_quantizers=quant['output_quantizers'],
+        integer_bias=True,
+    )
     generator = torch.Generator().manual_seed(0)
     data = [torch.randn(64, 1, 12, 12, generator=generator) for _ in range(3)]
     qat_steps(model, data[:2], torch.arange(64) % 10)
@@ -220,31 +247,42 @@ def test_pytorch_eval_matches_onnxruntime_int8_within_one_logit_step(qat_steps):
     with torch.no_grad():
         reference = wrapper(data[2])
         # one step of the logits: the fc's input grid times its weight grid
-        step = model.neck.output_quantizer.step * \
-            model.head.fc.weight_quantizer.step.view(1, -1)
-    logits = torch.from_numpy(onnxruntime_session(fast).run(
-        None, {'input': data[2].numpy()})[0])
+        step = (
+            model.neck.output_quantizer.step
+            * model.head.fc.weight_quantizer.step.view(1, -1)
+        )
+    logits = torch.from_numpy(
+        onnxruntime_session(fast).run(None, {'input': data[2].numpy()})[0]
+    )
     assert torch.equal(logits.argmax(1), reference.argmax(1))
     # every rounding agrees, the fc's own int32 bias included
     assert float(((logits - reference).abs() / step).max()) < 0.01
     # without the option the float BN shifts flip roundings that cascade
     torch.manual_seed(0)
-    unrounded = _classifier(keep_first_float=False, keep_output_float=False,
-                            output_quantizers=quant['output_quantizers'],
-                            integer_bias=False)
+    unrounded = _classifier(
+        keep_first_float=False,
+        keep_output_float=False,
+        output_quantizers=quant['output_quantizers'],
+        integer_bias=False,
+    )
     unrounded.load_state_dict(model.state_dict())
     unrounded.eval()
     with torch.no_grad():
-        assert float(((logits - unrounded(data[2], mode='tensor')).abs() /
-                      step).max()) > 1
+        assert (
+            float(((logits - unrounded(data[2], mode='tensor')).abs() / step).max()) > 1
+        )
 
 
 def test_export_needs_a_forward_pass_to_pair():
     trained = _conv_bn(integer_bias=True)
     model = quantize_model(
         nn.Sequential(nn.Conv2d(2, 2, 1, bias=False), nn.BatchNorm2d(2)),
-        w=LSQ8_W, a=LSQ8, keep_first_float=False, keep_output_float=False,
-        integer_bias=True)
+        w=LSQ8_W,
+        a=LSQ8,
+        keep_first_float=False,
+        keep_output_float=False,
+        integer_bias=True,
+    )
     model.load_state_dict(trained.state_dict())
     with pytest.raises(ValueError, match='ran none since it was built'):
         convert_for_export(model)
@@ -258,21 +296,32 @@ def test_bad_integer_bias_settings_are_refused():
     def build(net=None, **options):
         return quantize_model(
             net or nn.Sequential(nn.Conv2d(1, 1, 1), nn.BatchNorm2d(1)),
-            keep_first_float=False, keep_output_float=False, **options)
+            keep_first_float=False,
+            keep_output_float=False,
+            **options,
+        )
 
-    with pytest.raises(TypeError, match="integer_bias must be True or False, "
-                       "got 'yes'"):
+    with pytest.raises(
+        TypeError, match="integer_bias must be True or False, got 'yes'"
+    ):
         build(w=LSQ8_W, a=LSQ8, integer_bias='yes')
     with pytest.raises(ValueError, match='needs a weight quantizer config w'):
         build(a=LSQ8, integer_bias=True)
     with pytest.raises(ValueError, match='needs integer conv inputs'):
         build(w=LSQ8_W, integer_bias=True)
-    with pytest.raises(ValueError, match='Sequential has no BatchNorm and '
-                       'no quantized layer with a bias'):
-        build(nn.Sequential(nn.Conv2d(1, 1, 1, bias=False)), w=LSQ8_W,
-              a=LSQ8, integer_bias=True)
+    with pytest.raises(
+        ValueError,
+        match='Sequential has no BatchNorm and no quantized layer with a bias',
+    ):
+        build(
+            nn.Sequential(nn.Conv2d(1, 1, 1, bias=False)),
+            w=LSQ8_W,
+            a=LSQ8,
+            integer_bias=True,
+        )
     model = build(w=LSQ8_W, a=LSQ8, integer_bias=True)
-    from mmcompress.quant.integer_bias import enable_integer_bias
+    from mmcompress.quant.export import enable_integer_bias
+
     with pytest.raises(ValueError, match='already enabled'):
         enable_integer_bias(model)
     with pytest.raises(ValueError, match="unknown quant keys \\['integer_bais'"):

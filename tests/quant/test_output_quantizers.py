@@ -1,19 +1,24 @@
 """``output_quantizers``: quantizers on module outputs (residual tensors) for
 QAT that matches onnxruntime's integer graph."""
+
 import copy
 
 import pytest
 import torch
 import torch.nn as nn
 from mmengine.config import Config
-from mmengine.registry import DefaultScope, MODELS
+from mmengine.registry import MODELS, DefaultScope
 
 import mmcompress  # noqa: F401
 from mmcompress.quant import quantize_model
-from mmcompress.quant.export import (TensorModeWrapper, compare_with_onnxruntime,
-                                     convert_for_export, export_onnx,
-                                     onnxruntime_session,
-                                     optimize_for_onnxruntime)
+from mmcompress.quant.export import (
+    TensorModeWrapper,
+    compare_with_onnxruntime,
+    convert_for_export,
+    export_onnx,
+    onnxruntime_session,
+    optimize_for_onnxruntime,
+)
 
 CONFIG = 'configs/quant/mmpretrain/lsq_w8a8_fmnist.py'
 LSQ8 = dict(type='LSQQuantizer', bits=8)
@@ -39,8 +44,12 @@ def test_config_places_quantizers_on_residual_tensors():
     torch.manual_seed(0)
     model = _classifier()
     blocks = [f'backbone.layer{i}.{j}' for i in (1, 2, 3) for j in (0, 1)]
-    expected = ['backbone.relu', 'neck'] + blocks + [b + '.bn2' for b in blocks] + \
-        ['backbone.layer2.0.downsample', 'backbone.layer3.0.downsample']
+    expected = (
+        ['backbone.relu', 'neck']
+        + blocks
+        + [b + '.bn2' for b in blocks]
+        + ['backbone.layer2.0.downsample', 'backbone.layer3.0.downsample']
+    )
     assert sorted(_with_output_quantizer(model)) == sorted(expected)
     for block in blocks:
         module = model.get_submodule(block)
@@ -52,13 +61,14 @@ def test_config_places_quantizers_on_residual_tensors():
             assert module.downsample[0].act_quantizer is None
     # float parameter names are unchanged; the new state is extra keys
     with DefaultScope.overwrite_default_scope('mmpretrain'):
-        float_keys = set(MODELS.build(
-            Config.fromfile(CONFIG).model.model.to_dict()).state_dict())
+        float_keys = set(
+            MODELS.build(Config.fromfile(CONFIG).model.model.to_dict()).state_dict()
+        )
     keys = set(model.state_dict())
     assert float_keys <= keys
-    assert {k.rsplit('.', 1)[0] for k in keys - float_keys
-            if 'output_quantizer' in k} == {n + '.output_quantizer'
-                                            for n in expected}
+    assert {
+        k.rsplit('.', 1)[0] for k in keys - float_keys if 'output_quantizer' in k
+    } == {n + '.output_quantizer' for n in expected}
     # the sign comes from data: post-ReLU tensors unsigned, BN outputs signed
     model.train()
     model(torch.randn(4, 1, 28, 28), mode='tensor')
@@ -70,15 +80,22 @@ def test_config_places_quantizers_on_residual_tensors():
 
 def test_mmdet_resnet_backbone_outputs_are_on_the_block_grids():
     from mmdet.models.backbones import ResNet
+
     torch.manual_seed(0)
     backbone = quantize_model(
         ResNet(depth=18, base_channels=8, out_indices=(0, 1, 2, 3)),
-        w=dict(type='LSQQuantizer', bits=8, signed=True), a=LSQ8,
+        w=dict(type='LSQQuantizer', bits=8, signed=True),
+        a=LSQ8,
         keep_output_float=False,
         output_quantizers=dict(
-            modules=['maxpool', r're:layer\d+\.\d+',
-                     r're:layer\d+\.\d+\.(bn2|downsample)'],
-            readers=[r're:layer\d+\.\d+\.(conv1|downsample\.0)']))
+            modules=[
+                'maxpool',
+                r're:layer\d+\.\d+',
+                r're:layer\d+\.\d+\.(bn2|downsample)',
+            ],
+            readers=[r're:layer\d+\.\d+\.(conv1|downsample\.0)'],
+        ),
+    )
     assert 'layer4.1.bn2' in _with_output_quantizer(backbone)
     assert backbone.layer3[0].downsample[0].act_quantizer is None
     backbone.train()
@@ -93,7 +110,6 @@ def test_mmdet_resnet_backbone_outputs_are_on_the_block_grids():
 
 
 class _Block(nn.Module):
-
     def __init__(self):
         super().__init__()
         self.conv = nn.Conv2d(1, 1, 1, bias=False)
@@ -104,7 +120,6 @@ class _Block(nn.Module):
 
 
 class _Net(nn.Module):
-
     def __init__(self):
         super().__init__()
         self.act = nn.ReLU()
@@ -116,10 +131,15 @@ class _Net(nn.Module):
 
 def _tiny_quantized():
     model = quantize_model(
-        _Net(), w=dict(type='LSQQuantizer', bits=8, signed=True), a=LSQ8,
-        keep_first_float=False, keep_output_float=False,
-        output_quantizers=dict(modules=['act', 'block', 'block.bn'],
-                               readers=['block.conv']))
+        _Net(),
+        w=dict(type='LSQQuantizer', bits=8, signed=True),
+        a=LSQ8,
+        keep_first_float=False,
+        keep_output_float=False,
+        output_quantizers=dict(
+            modules=['act', 'block', 'block.bn'], readers=['block.conv']
+        ),
+    )
     model.train()
     model(torch.tensor([-1.0, 0.5, 2.0, -0.3]).view(1, 1, 2, 2))
     model.eval()
@@ -148,8 +168,8 @@ def test_outputs_equal_a_hand_computation():
 
     expected = []
     for value in x:
-        a = grid(max(value, 0.0), 0.5, 0, 255)       # stem ReLU output
-        b = grid(-1.5 * a + 0.1, 0.25, -128, 127)    # conv (w=1.5) + BN
+        a = grid(max(value, 0.0), 0.5, 0, 255)  # stem ReLU output
+        b = grid(-1.5 * a + 0.1, 0.25, -128, 127)  # conv (w=1.5) + BN
         expected.append(grid(max(a + b, 0.0), 0.5, 0, 255))  # block output
     # 20.0 -> a=20, b=-29.9 -> -30 -> relu(-10) = 0; 200 -> a=127.5
     # (clipped), b=-191.15 -> -32 (clipped), out = 95.5
@@ -157,8 +177,9 @@ def test_outputs_equal_a_hand_computation():
     out = model(torch.tensor(x).view(1, 1, 1, 5))
     assert out.flatten().tolist() == pytest.approx(expected)
     converted = convert_for_export(model)
-    assert converted(torch.tensor(x).view(1, 1, 1, 5)).flatten().tolist() == \
-        pytest.approx(expected)
+    assert converted(
+        torch.tensor(x).view(1, 1, 1, 5)
+    ).flatten().tolist() == pytest.approx(expected)
     # the signed BN grid is written as uint8 with zero point 128 (QLinearAdd
     # needs both operands in one integer type)
     exported = converted.block.bn.output_quantizer
@@ -167,9 +188,13 @@ def test_outputs_equal_a_hand_computation():
 
 def test_output_quantizer_of_a_quantized_layer_survives_export_conversion():
     model = quantize_model(
-        _Net(), w=dict(type='LSQQuantizer', bits=8, signed=True), a=LSQ8,
-        keep_first_float=False, keep_output_float=False,
-        output_quantizers=dict(modules=['block.conv']))
+        _Net(),
+        w=dict(type='LSQQuantizer', bits=8, signed=True),
+        a=LSQ8,
+        keep_first_float=False,
+        keep_output_float=False,
+        output_quantizers=dict(modules=['block.conv']),
+    )
     x = torch.randn(2, 1, 4, 4)
     model.train()
     model(x)
@@ -191,7 +216,7 @@ def test_state_dict_round_trip_and_float_checkpoint_loading():
     state = model.state_dict()
     assert state['backbone.layer1.0.output_quantizer.initialized'].item() == 1
     fresh = _classifier()
-    fresh.load_state_dict(state)   # strict: same keys
+    fresh.load_state_dict(state)  # strict: same keys
     fresh.eval()
     x = torch.randn(3, 1, 28, 28)
     assert torch.equal(fresh(x, mode='tensor'), model(x, mode='tensor'))
@@ -202,41 +227,49 @@ def test_state_dict_round_trip_and_float_checkpoint_loading():
     assert 'neck.output_quantizer.step' in result.missing_keys
 
 
-def test_onnxruntime_int8_graph_agrees_and_is_all_integer(onnx_op_types,
-                                                          qat_steps):
+def test_onnxruntime_int8_graph_agrees_and_is_all_integer(onnx_op_types, qat_steps):
     import onnx
+
     torch.manual_seed(0)
     quant = _config_quant()
     quant['output_quantizers']['readers'].append('head.fc')
     # float BN shifts (integer_bias off): what output quantizers alone give
-    model = _classifier(keep_first_float=False, keep_output_float=False,
-                        output_quantizers=quant['output_quantizers'],
-                        integer_bias=False)
-    assert model.head.fc.act_quantizer is None   # reads the neck's grid
+    model = _classifier(
+        keep_first_float=False,
+        keep_output_float=False,
+        output_quantizers=quant['output_quantizers'],
+        integer_bias=False,
+    )
+    assert model.head.fc.act_quantizer is None  # reads the neck's grid
     generator = torch.Generator().manual_seed(0)
     data = [torch.randn(16, 1, 12, 12, generator=generator) for _ in range(3)]
     qat_steps(model, data[:2], torch.arange(16) % 10)
     wrapper = TensorModeWrapper(model)
     plain = export_onnx(wrapper, data[0][:1])
-    exact = compare_with_onnxruntime(wrapper, onnxruntime_session(plain),
-                                     data[2:])
+    exact = compare_with_onnxruntime(wrapper, onnxruntime_session(plain), data[2:])
     assert exact['top1_agreement'] == 1.0 and exact['max_abs_diff'] < 1e-4
     fast = optimize_for_onnxruntime(plain, data[:2])
     ops = onnx_op_types(fast)
     assert ops.count('QLinearAdd') == 6 and ops.count('QLinearConv') == 15
     assert 'QLinearGlobalAveragePool' in ops and 'QGemm' in ops
-    assert not {'Conv', 'Add', 'Relu', 'GlobalAveragePool', 'Gemm',
-                'DequantizeLinear'} & set(ops), ops
+    assert not {
+        'Conv',
+        'Add',
+        'Relu',
+        'GlobalAveragePool',
+        'Gemm',
+        'DequantizeLinear',
+    } & set(ops), ops
     # no calibrated grid: every QuantizeLinear uses a trained scale
     graph = onnx.load_from_string(fast).graph
     assert not [i.name for i in graph.initializer if i.name.endswith('_out_scale')]
-    result = compare_with_onnxruntime(wrapper, onnxruntime_session(fast),
-                                      data[2:])
+    result = compare_with_onnxruntime(wrapper, onnxruntime_session(fast), data[2:])
     assert result['top1_agreement'] == 1.0
     with torch.no_grad():
         reference = wrapper(data[2])
-    logits = torch.from_numpy(onnxruntime_session(fast).run(
-        None, {'input': data[2].numpy()})[0])
+    logits = torch.from_numpy(
+        onnxruntime_session(fast).run(None, {'input': data[2].numpy()})[0]
+    )
     spread = float(reference.max() - reference.min())
     # the int32 bias rounding is the only difference left (integer_bias
     # removes it, test_integer_bias.py); an occasional 1-step flip it causes
@@ -248,17 +281,25 @@ def test_onnxruntime_int8_graph_agrees_and_is_all_integer(onnx_op_types,
 def test_refined_weight_grid_keeps_weights_and_puts_bias_on_the_grid():
     import numpy as np
     from onnx import helper, numpy_helper
-    from mmcompress.quant.export import _OnnxGraph, _refine_weight_grid
-    from mmcompress.quant.integer_bias import int32_bias, weight_peak
+
+    from mmcompress.quant.export import int32_bias, weight_peak
+    from mmcompress.quant.export.int8 import _refine_weight_grid
+    from mmcompress.quant.export.onnx_graph import OnnxGraph
+
     weight = np.array([[3, -5], [10, 1]], np.int8)
     scale = np.array([0.1, 0.2], np.float32)
     graph = helper.make_graph(
         [helper.make_node('DequantizeLinear', ['w', 's', 'z'], ['wf'], axis=0)],
-        'g', [], [helper.make_tensor_value_info('wf', 1, [2, 2])],
-        [numpy_helper.from_array(weight, 'w'),
-         numpy_helper.from_array(scale, 's'),
-         numpy_helper.from_array(np.zeros(2, np.int8), 'z')])
-    g = _OnnxGraph(helper.make_model(graph))
+        'g',
+        [],
+        [helper.make_tensor_value_info('wf', 1, [2, 2])],
+        [
+            numpy_helper.from_array(weight, 'w'),
+            numpy_helper.from_array(scale, 's'),
+            numpy_helper.from_array(np.zeros(2, np.int8), 'z'),
+        ],
+    )
+    g = OnnxGraph(helper.make_model(graph))
     node = g.graph.node[0]
     # bias 0.3 and 0.5 accumulator steps (input scale 2): k = 10 (|w| <= 50)
     # and k = 2 (|w| <= 20) put them on the finer grid exactly
@@ -277,40 +318,55 @@ def test_refined_weight_grid_keeps_weights_and_puts_bias_on_the_grid():
     # without a peak (weights not int8) the grid stays s_x * s_w
     coarse = int32_bias(bias, 2.0, torch.from_numpy(scale))
     assert coarse.factor.tolist() == [1, 1]
-    assert coarse.value.tolist() == [0, 0]   # round(0.3), round(0.5) (even)
+    assert coarse.value.tolist() == [0, 0]  # round(0.3), round(0.5) (even)
 
 
 def test_bad_output_quantizer_options_are_refused():
     def build(**options):
-        return quantize_model(_Net(), a=LSQ8, keep_first_float=False,
-                              keep_output_float=False,
-                              output_quantizers=options)
+        return quantize_model(
+            _Net(),
+            a=LSQ8,
+            keep_first_float=False,
+            keep_output_float=False,
+            output_quantizers=options,
+        )
 
-    with pytest.raises(ValueError, match=r"modules pattern 'blok' matches no "
-                       r"module. Close names: \['block'"):
+    with pytest.raises(
+        ValueError,
+        match=r"modules pattern 'blok' matches no "
+        r"module. Close names: \['block'",
+    ):
         build(modules=['blok'])
     with pytest.raises(ValueError, match="readers pattern 'block.conf'"):
         build(modules=['act'], readers=['block.conf'])
     with pytest.raises(ValueError, match='valid keys'):
         build(modules=['act'], reader=['block.conv'])
     with pytest.raises(ValueError, match='per tensor'):
-        build(modules=['act'], quantizer=dict(LSQ8, per_channel=True,
-                                              num_channels=1))
+        build(modules=['act'], quantizer=dict(LSQ8, per_channel=True, num_channels=1))
     with pytest.raises(ValueError, match='unit range'):
-        build(modules=['act'],
-              quantizer=dict(type='EWGSQuantizer', bits=8, role='activation'))
+        build(
+            modules=['act'],
+            quantizer=dict(type='EWGSQuantizer', bits=8, role='activation'),
+        )
     with pytest.raises(ValueError, match='no activation quantizer config'):
-        quantize_model(_Net(), w=LSQ8, keep_first_float=False,
-                       output_quantizers=dict(modules=['act']))
+        quantize_model(
+            _Net(),
+            w=LSQ8,
+            keep_first_float=False,
+            output_quantizers=dict(modules=['act']),
+        )
 
     class TwoOutputs(nn.Module):
-
         def forward(self, x):
             return x, x
 
     net = nn.Sequential(TwoOutputs())
-    quantize_model(nn.Sequential(net, nn.Conv2d(1, 1, 1)), a=LSQ8,
-                   keep_first_float=False, keep_output_float=False,
-                   output_quantizers=dict(modules=['0.0']))
+    quantize_model(
+        nn.Sequential(net, nn.Conv2d(1, 1, 1)),
+        a=LSQ8,
+        keep_first_float=False,
+        keep_output_float=False,
+        output_quantizers=dict(modules=['0.0']),
+    )
     with pytest.raises(TypeError, match='returned tuple of 2 items'):
         net(torch.ones(1, 1, 2, 2))

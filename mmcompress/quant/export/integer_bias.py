@@ -1,5 +1,8 @@
-"""The int32 bias of an integer conv, defined once for the ONNX export and the
-QAT model.
+"""``integer_bias``: the QAT model adds its biases on the int32 grids of the
+integer export.
+
+This is part of the export package because it emulates the exported graph:
+the grids are those of :mod:`.storage`, shared with the export.
 
 An integer inference engine (onnxruntime's ``QLinearConv``, after
 :func:`~mmcompress.quant.export.optimize_for_onnxruntime`) folds a
@@ -8,19 +11,21 @@ BatchNorm that follows a quantized conv into the conv: the BN factor
 ``b = (conv_bias - mean) * a + beta`` becomes an int32 bias on the
 accumulator grid ``g = s_x * s_w * |a| / k`` (``s_x`` the input scale,
 ``s_w`` the weight scale, ``k`` an integer that spreads the channel's int8
-weights, see :func:`int32_bias`). The QAT model adds ``b`` in float. The
+weights, see :func:`~.storage.int32_bias`). The QAT model adds ``b`` in float. The
 difference, under half a grid step, flips output roundings of a fully 8-bit
 network that then cascade through the next layers.
 
-:func:`int32_bias` is the one definition of ``k``, the grid and the rounded
-bias; the export calls it to write the int32 bias, and
+:func:`~.storage.int32_bias` is the one definition of ``k``, the grid and
+the rounded bias; the export calls it to write the int32 bias, and
 :func:`enable_integer_bias` (``QuantizedModel``'s ``quant.integer_bias``)
 makes the QAT model add ``round(b / g) * g`` instead of ``b`` wherever the
 export will write an int32 bias:
 
 * BN shifts. Pairing (forward hooks, no tracing): a BatchNorm whose input is
-  the output tensor of a :class:`~mmcompress.quant.layers.QuantConv2d` with
-  a weight quantizer, on the same forward pass. The conv's input scale is
+  the output tensor of a quantized layer whose handler folds a following
+  BatchNorm (``folds_batchnorm``: :class:`~mmcompress.quant.layers.QuantConv2d`,
+  ``QuantConv1d``, see :mod:`mmcompress.quant.handlers`) with a weight
+  quantizer, on the same forward pass. The conv's input scale is
   its own per-tensor input quantizer or, for a conv without one (a
   ``reader`` of ``output_quantizers``), the output quantizer that produced
   its input; a conv reading a float tensor is not an integer conv and is
@@ -44,8 +49,8 @@ the export; its BN shift stays float there, and the QAT model, which pairs
 the BN all the same, rounds it: avoid such graphs (none in OpenMMLab
 backbones) or leave the option off.
 """
-from dataclasses import dataclass
-from typing import Optional, Tuple
+
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -53,166 +58,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.weak import WeakIdKeyDictionary
 
-from .layers import (QuantConv2d, QuantConvTranspose2d, QuantLayerMixin,
-                     QuantLinear)
-from .quantizers.base import BaseQuantizer
-
-INT8 = (-128, 127)
-UINT8 = (0, 255)
-
-
-def storage_range(qmin: int, qmax: int, what: str) -> Tuple[int, int]:
-    """The 8-bit ONNX integer type that holds a grid ``[qmin, qmax]``.
-
-    Args:
-        qmin (int): Smallest integer level.
-        qmax (int): Largest integer level.
-        what (str): Name for the error message.
-
-    Returns:
-        tuple[int, int]: :data:`UINT8` or :data:`INT8`.
-    """
-    if qmin >= 0 and qmax <= 255:
-        return UINT8
-    if qmin >= -128 and qmax <= 127:
-        return INT8
-    raise ValueError(
-        f'{what}: integer grid [{qmin}, {qmax}] does not fit in 8 bits, so it '
-        'cannot be written as ONNX QuantizeLinear/DequantizeLinear (use at most '
-        '7 bits for EWGS/DAQ/N2UQ weights, whose b-bit grid has 2^(b+1)-1 '
-        'integer positions)')
-
-
-def channel_view(scale: Tensor, dim: int, axis: Optional[int]) -> Tensor:
-    """``scale`` shaped to broadcast along ``axis`` of a ``dim``-d tensor."""
-    shape = [1] * dim
-    if axis is not None:
-        shape[axis] = -1
-    return scale.reshape(shape)
-
-
-def integer_weight(layer: QuantLayerMixin,
-                   what: str) -> Tuple[Tensor, Tensor, Tuple[int, int], int]:
-    """The integer weight of a quantized layer as the export writes it.
-
-    Args:
-        layer (QuantLayerMixin): A quantized layer with a weight quantizer.
-        what (str): Its name, for error messages.
-
-    Returns:
-        tuple: Integer-valued float weight, per-channel (or per-tensor) scale
-        (the layer's ``output_scale`` folded in), storage range
-        (:data:`INT8` / :data:`UINT8`) and channel axis (None per tensor).
-    """
-    weight = layer.weight.detach()
-    quantizer = layer.weight_quantizer
-    with torch.no_grad():
-        fake = quantizer(weight) if quantizer is not None else weight
-    params = quantizer.export_qparams(weight)
-    storage = storage_range(params.qmin, params.qmax, what)
-    scale = params.scale.detach().float().reshape(-1)
-    if layer.output_scale is not None:
-        factor = layer.output_scale.detach().abs().float()
-        fake = fake * factor
-        scale = scale * factor
-    axis = layer.weight_channel_axis if scale.numel() > 1 else None
-    view = channel_view(scale, weight.dim(), axis)
-    integer = torch.round(fake / view)
-    error = (integer * view - fake).abs().max()
-    if error > 1e-3 * float(scale.min()) + 1e-7:
-        raise ValueError(f'{what}: the fake-quantized weight is not on the '
-                         f'exported grid (max error {float(error):.3g})')
-    if integer.min() < params.qmin or integer.max() > params.qmax:
-        raise ValueError(f'{what}: integer weights leave [{params.qmin}, '
-                         f'{params.qmax}]')
-    return integer, scale, storage, axis
-
-
-def weight_peak(integer: Tensor, axis: Optional[int]) -> Tensor:
-    """Largest ``|w|`` of integer weights per channel along ``axis`` (one
-    value for the whole tensor when ``axis`` is None)."""
-    magnitude = integer.detach().abs()
-    if axis is None:
-        return magnitude.max().reshape(1)
-    axis %= integer.dim()
-    return magnitude.transpose(0, axis).reshape(integer.shape[axis], -1).amax(1)
-
-
-@dataclass
-class IntegerBias:
-    """The int32 bias of an integer layer (see :func:`int32_bias`).
-
-    Args:
-        factor (Tensor): Integer ``k`` per weight-scale entry (int64).
-        weight_scale (Tensor): The refined weight scale ``s_w / k`` (float32,
-            shape of the given weight scale).
-        scale (Tensor): The bias grid ``s_x * s_w / k`` per output channel
-            (float32).
-        value (Tensor): The int32 bias (in units of ``scale``).
-    """
-
-    factor: Tensor
-    weight_scale: Tensor
-    scale: Tensor
-    value: Tensor
-
-    def dequantized(self) -> Tensor:
-        """Tensor: The bias the integer layer adds, ``value * scale``."""
-        return self.value.float() * self.scale
-
-
-def int32_bias(bias: Tensor,
-               input_scale: float,
-               weight_scale: Tensor,
-               peak: Optional[Tensor] = None) -> IntegerBias:
-    """The int32 bias of an integer conv / linear and its weight-grid factor.
-
-    The bias is stored on the accumulator grid ``s_x * s_w``. Multiplying a
-    channel's int8 weights by an integer ``k`` with ``|k w| <= 127`` (and
-    dividing its scale by ``k``) keeps the weight values and makes that grid
-    ``k`` times finer. Of the allowed ``k`` (``1 .. floor(127 / peak)``, 1
-    where ``peak`` is None) the one putting the bias closest to its grid is
-    taken: error ``|round(k u) - k u| / k``, ``u`` the bias in units of the
-    unrefined grid, the first ``k`` on ties; with a per-tensor weight scale
-    one ``k`` minimizes the mean error over the channels. LSQ 8-bit weights
-    use about a sixth of the int8 range, so ``k`` goes up to about 6.
-    Exact ``u8 x s8`` dot products over the full int8 range need VNNI on x86
-    (or ARM), as for onnxruntime's own static quantization.
-
-    Args:
-        bias (Tensor): The float bias, one value per output channel (with a
-            folded BN: ``(conv_bias - mean) * a + beta``).
-        input_scale (float): The per-tensor input scale ``s_x``.
-        weight_scale (Tensor): The weight scale ``s_w``, ``(C,)`` or ``(1,)``
-            (with a folded BN: ``s_w * |a|``).
-        peak (Tensor, optional): Largest ``|w|`` of the int8 weights per
-            entry of ``weight_scale`` (:func:`weight_peak`); None: no
-            refinement (``k = 1``, e.g. weights not stored as int8).
-
-    Returns:
-        IntegerBias: ``k``, the refined weight scale, the bias grid and the
-        int32 bias.
-    """
-    bias = bias.detach().float().reshape(-1)
-    weight_scale = weight_scale.detach().float().reshape(-1)
-    factor = torch.ones_like(weight_scale, dtype=torch.int64)
-    if peak is not None:
-        units = (bias / (input_scale * weight_scale)).double()
-        limit = torch.floor(127 / peak.double().reshape(-1).clamp_min(1)) \
-            .clamp_min(1).to(torch.int64)
-        candidates = torch.arange(1, int(limit.max()) + 1,
-                                  dtype=torch.float64).reshape(-1, 1)
-        error = (torch.round(candidates * units) - candidates * units).abs() \
-            / candidates
-        if weight_scale.numel() == 1:
-            error = error.mean(dim=1, keepdim=True)
-        error = error.masked_fill(candidates > limit.reshape(1, -1), float('inf'))
-        factor = error.argmin(dim=0).to(torch.int64) + 1
-    refined = (weight_scale / factor).float()
-    scale = (input_scale * refined.expand(bias.shape)).float()
-    value = torch.round(bias / scale).to(torch.int32)
-    return IntegerBias(factor, refined, scale, value)
-
+from ..handlers import handler_of, quant_layer_types
+from ..layers import QuantLayerMixin
+from ..quantizers.base import BaseQuantizer
+from .storage import INT8, int32_bias, integer_weight, weight_peak
 
 # The module (quantized layer, or output quantizer) that produced a tensor on
 # the current forward pass, with the layer's input quantizer:
@@ -220,8 +69,7 @@ def int32_bias(bias: Tensor,
 _PRODUCERS = WeakIdKeyDictionary()
 
 
-def _record_quantizer_output(quantizer: nn.Module, inputs: tuple,
-                             output) -> None:
+def _record_quantizer_output(quantizer: nn.Module, inputs: tuple, output) -> None:
     if isinstance(output, Tensor):
         _PRODUCERS[output] = (quantizer, None)
 
@@ -231,19 +79,26 @@ def _input_quantizer(layer: QuantLayerMixin, inputs: tuple):
     its input on this forward pass (a ``reader``), else None."""
     if layer.act_quantizer is not None:
         return layer.act_quantizer
-    source = _PRODUCERS.get(inputs[0]) if inputs and \
-        isinstance(inputs[0], Tensor) else None
+    source = (
+        _PRODUCERS.get(inputs[0]) if inputs and isinstance(inputs[0], Tensor) else None
+    )
     if source is not None and isinstance(source[0], BaseQuantizer):
         return source[0]
     return None
 
 
 def _has_integer_op(layer: QuantLayerMixin, inputs: tuple) -> bool:
-    """Whether the export rewrites the layer's op with an int32 bias: a
-    linear layer only on 2-d input (exported as ``Gemm``)."""
-    return not isinstance(layer, QuantLinear) or \
-        (bool(inputs) and isinstance(inputs[0], Tensor)
-         and inputs[0].dim() == 2)
+    """Whether the export rewrites the layer's op with an int32 bias (the
+    handler's ``integer_input_dims``: a linear layer only on 2-d input,
+    exported as ``Gemm``)."""
+    handler = handler_of(layer)
+    if handler.integer_input_dims is None:
+        return True
+    return (
+        bool(inputs)
+        and isinstance(inputs[0], Tensor)
+        and handler.integer_op(inputs[0].dim())
+    )
 
 
 def _record_layer_output(layer: nn.Module, inputs: tuple, output):
@@ -259,9 +114,9 @@ def _record_layer_output(layer: nn.Module, inputs: tuple, output):
         correction = own_bias_correction(layer, input_quantizer)
         if correction is not None:
             result = output + correction.to(output.dtype).reshape(
-                [1, -1] + [1] * (output.dim() - 2) if output.dim() > 1 else -1)
-    _PRODUCERS[output if result is None else result] = (layer,
-                                                        input_quantizer)
+                [1, -1] + [1] * (output.dim() - 2) if output.dim() > 1 else -1
+            )
+    _PRODUCERS[output if result is None else result] = (layer, input_quantizer)
     # a tuple, so the quantizer does not become a submodule of the layer
     layer._integer_bias_input = (input_quantizer, integer_op)
     return result
@@ -269,9 +124,14 @@ def _record_layer_output(layer: nn.Module, inputs: tuple, output):
 
 def _input_scale(quantizer: Optional[nn.Module]) -> Optional[float]:
     """The per-tensor scale of an initialized, enabled quantizer, else None."""
-    if quantizer is None or not getattr(quantizer, 'enabled', True) or \
-            (getattr(quantizer, 'requires_init', False)
-             and not quantizer.initialized.item()):
+    if (
+        quantizer is None
+        or not getattr(quantizer, 'enabled', True)
+        or (
+            getattr(quantizer, 'requires_init', False)
+            and not quantizer.initialized.item()
+        )
+    ):
         return None
     scale = quantizer.export_qparams().scale
     return float(scale) if scale.numel() == 1 else None
@@ -281,16 +141,19 @@ def _integer_layer(layer: QuantLayerMixin, input_quantizer, what: str):
     """``(s_x, integer weight, scale, storage, axis)`` of a layer the export
     runs as an integer op, else None."""
     input_scale = _input_scale(input_quantizer)
-    if input_scale is None or layer.weight_quantizer is None or \
-            not getattr(layer.weight_quantizer, 'enabled', True) or \
-            not layer.quantizers_ready():
+    if (
+        input_scale is None
+        or layer.weight_quantizer is None
+        or not getattr(layer.weight_quantizer, 'enabled', True)
+        or not layer.quantizers_ready()
+    ):
         return None
     return (input_scale, *integer_weight(layer, what or type(layer).__name__))
 
 
-def own_bias_correction(layer: QuantLayerMixin,
-                        input_quantizer: Optional[nn.Module],
-                        what: str = '') -> Optional[Tensor]:
+def own_bias_correction(
+    layer: QuantLayerMixin, input_quantizer: Optional[nn.Module], what: str = ''
+) -> Optional[Tensor]:
     """What the int32 bias of a quantized layer (no BN folded in) adds beyond
     its float bias: ``round(bias / g) * g - bias``, ``g = s_x * s_w / k``.
 
@@ -319,15 +182,19 @@ def own_bias_correction(layer: QuantLayerMixin,
         return int32_bias(bias, input_scale, scale, peak).dequantized() - bias
 
 
-def integer_bias_correction(conv: QuantConv2d, bn: nn.Module,
-                            input_quantizer: Optional[nn.Module],
-                            what: str = '') -> Optional[Tensor]:
+def integer_bias_correction(
+    conv: QuantLayerMixin,
+    bn: nn.Module,
+    input_quantizer: Optional[nn.Module],
+    what: str = '',
+) -> Optional[Tensor]:
     """What the folded int32 bias adds to a conv + BN output beyond the
     float shift: ``round(b / g) * g - b`` per channel (see the module
     docstring).
 
     Args:
-        conv (QuantConv2d): The quantized conv.
+        conv (QuantLayerMixin): The quantized conv (a layer type whose
+            handler folds a following BatchNorm).
         bn (nn.Module): The BatchNorm reading its output (running statistics
             are used).
         input_quantizer (nn.Module, optional): The quantizer of the conv's
@@ -352,29 +219,34 @@ def integer_bias_correction(conv: QuantConv2d, bn: nn.Module,
         if conv.bias is not None:
             # what the conv added: its own bias, on its int32 grid in eval
             conv_bias = conv.bias.float()
-            own = own_bias_correction(conv, input_quantizer, what) \
-                if not conv.training else None
+            own = (
+                own_bias_correction(conv, input_quantizer, what)
+                if not conv.training
+                else None
+            )
             if own is not None:
                 conv_bias = conv_bias + own
         shift = (conv_bias - mean) * factor + beta
         folded_scale = scale.expand(mean.shape) * factor.abs()
-        peak = weight_peak(integer, axis).expand(mean.shape) \
-            if storage == INT8 else None
+        peak = (
+            weight_peak(integer, axis).expand(mean.shape) if storage == INT8 else None
+        )
         rounded = int32_bias(shift, input_scale, folded_scale, peak)
         return rounded.dequantized() - shift
 
 
 def _uses_running_stats(bn: nn.Module) -> bool:
-    return not bn.training and bn.track_running_stats and \
-        bn.running_mean is not None
+    return not bn.training and bn.track_running_stats and bn.running_mean is not None
 
 
 def _apply_integer_bias(bn: nn.Module, inputs: tuple, output):
     """Forward hook of :func:`enable_integer_bias` on a BatchNorm (a
     module-level function, so deepcopy and pickling keep working)."""
-    source = _PRODUCERS.get(inputs[0]) if inputs and \
-        isinstance(inputs[0], Tensor) else None
-    if source is None or not isinstance(source[0], QuantConv2d):
+    source = (
+        _PRODUCERS.get(inputs[0]) if inputs and isinstance(inputs[0], Tensor) else None
+    )
+    handler = None if source is None else handler_of(source[0])
+    if handler is None or not handler.folds_batchnorm:
         bn._integer_bias_source = ()
         return None
     bn._integer_bias_source = source
@@ -387,16 +259,17 @@ def _apply_integer_bias(bn: nn.Module, inputs: tuple, output):
     # float operations as the BN the export writes (bake_integer_bias)
     correction = correction.to(output.dtype)
     shift = correction if bn.bias is None else bn.bias + correction
-    return F.batch_norm(inputs[0], bn.running_mean, bn.running_var, bn.weight,
-                        shift, False, 0.0, bn.eps)
+    return F.batch_norm(
+        inputs[0], bn.running_mean, bn.running_var, bn.weight, shift, False, 0.0, bn.eps
+    )
 
 
 def _batchnorms(model: nn.Module):
-    return [(name, m) for name, m in model.named_modules()
-            if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-
-_QUANT_LAYERS = (QuantConv2d, QuantConvTranspose2d, QuantLinear)
+    return [
+        (name, m)
+        for name, m in model.named_modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+    ]
 
 
 def enable_integer_bias(model: nn.Module) -> int:
@@ -416,9 +289,11 @@ def enable_integer_bias(model: nn.Module) -> int:
     """
     for module in model.modules():
         if getattr(module, '_integer_bias_hooked', False):
-            raise ValueError(f'{type(module).__name__}: integer_bias is '
-                             'already enabled on this model')
-        if isinstance(module, _QUANT_LAYERS):
+            raise ValueError(
+                f'{type(module).__name__}: integer_bias is '
+                'already enabled on this model'
+            )
+        if isinstance(module, quant_layer_types()):
             module.register_forward_hook(_record_layer_output, prepend=True)
             module._integer_bias_input = None
         elif isinstance(module, nn.modules.batchnorm._BatchNorm):
@@ -436,8 +311,7 @@ def enable_integer_bias(model: nn.Module) -> int:
 
 def integer_bias_enabled(model: nn.Module) -> bool:
     """Whether :func:`enable_integer_bias` hooked ``model``."""
-    return any(getattr(m, '_integer_bias_hooked', False)
-               for m in model.modules())
+    return any(getattr(m, '_integer_bias_hooked', False) for m in model.modules())
 
 
 def _drop_hooks(module: nn.Module) -> None:
@@ -461,17 +335,22 @@ def bake_integer_bias(model: nn.Module) -> int:
     Returns:
         int: The number of biases / BatchNorm shifts changed.
     """
-    hooked = [(name, m) for name, m in model.named_modules()
-              if getattr(m, '_integer_bias_hooked', False)]
+    hooked = [
+        (name, m)
+        for name, m in model.named_modules()
+        if getattr(m, '_integer_bias_hooked', False)
+    ]
     if hooked and all(
-            getattr(m, '_integer_bias_source', None) is None and
-            getattr(m, '_integer_bias_input', None) is None
-            for _, m in hooked):
+        getattr(m, '_integer_bias_source', None) is None
+        and getattr(m, '_integer_bias_input', None) is None
+        for _, m in hooked
+    ):
         raise ValueError(
             'integer_bias finds the input grid of each quantized layer and '
             'the conv each BatchNorm reads on a forward pass, and this model '
             'ran none since it was built; run one (export_onnx does, with its '
-            'example input) before converting it')
+            'example input) before converting it'
+        )
     changed = []
     # BN shifts first: they read the conv's own corrected bias, if any
     for name, bn in hooked:
@@ -480,17 +359,16 @@ def bake_integer_bias(model: nn.Module) -> int:
         source = bn._integer_bias_source
         _drop_hooks(bn)
         if not source or not _uses_running_stats(bn):
-            continue   # not run, not after a quantized conv, or training
+            continue  # not run, not after a quantized conv, or training
         correction = integer_bias_correction(source[0], bn, source[1], name)
         if correction is not None:
             changed.append((bn, correction))
     for name, layer in hooked:
-        if not isinstance(layer, _QUANT_LAYERS):
+        if not isinstance(layer, quant_layer_types()):
             continue
         recorded = layer._integer_bias_input
         _drop_hooks(layer)
-        if recorded is None or not recorded[1] or layer.bias is None or \
-                layer.training:
+        if recorded is None or not recorded[1] or layer.bias is None or layer.training:
             continue
         correction = own_bias_correction(layer, recorded[0], name)
         if correction is not None:
@@ -499,7 +377,7 @@ def bake_integer_bias(model: nn.Module) -> int:
         for module, correction in changed:
             if module.bias is not None:
                 module.bias.add_(correction.to(module.bias.dtype))
-            else:   # a BatchNorm without affine parameters
+            else:  # a BatchNorm without affine parameters
                 factor = 1 / torch.sqrt(module.running_var + module.eps)
                 module.running_mean.sub_(correction / factor)
     return len(changed)

@@ -1,0 +1,68 @@
+"""Export of quantization-aware-trained models to ONNX QDQ, and the integer
+deployment they target.
+
+* :mod:`.modules`: PyTorch export forms of the quantized layers and
+  :func:`convert_for_export`;
+* :mod:`.onnx_io`: :func:`export_onnx` (ONNX writing, weight folding) and the
+  example-input check;
+* :mod:`.runtime`: onnxruntime session and agreement helpers;
+* :mod:`.int8`, :mod:`.int8_activations`: :func:`optimize_for_onnxruntime`,
+  the integer-graph rewrite;
+* :mod:`.onnx_graph`: the graph lookups both ONNX passes share;
+* :mod:`.storage`: integer weights, 8-bit storage types and the int32 bias,
+  defined once for the export and the QAT model;
+* :mod:`.integer_bias`: the QAT model's emulation of those int32 biases
+  (``QuantizedModel``'s ``quant.integer_bias``).
+"""
+
+from .int8 import optimize_for_onnxruntime
+from .int8_activations import INTEGER_OPS, VALUE_PRESERVING_OPS
+from .integer_bias import bake_integer_bias, enable_integer_bias, integer_bias_enabled
+from .modules import (
+    ExportActQuant,
+    ExportLayerMixin,
+    ExportQuantConv2d,
+    ExportQuantConvTranspose2d,
+    ExportQuantLinear,
+    convert_for_export,
+)
+from .onnx_graph import QUANTIZER_PREFIX_OPS
+from .onnx_io import TensorModeWrapper, check_example_input, export_onnx
+from .runtime import compare_with_onnxruntime, onnxruntime_session
+from .storage import (
+    INT8,
+    UINT8,
+    IntegerBias,
+    int32_bias,
+    integer_weight,
+    storage_range,
+    weight_peak,
+)
+
+__all__ = [
+    'ExportActQuant',
+    'ExportLayerMixin',
+    'ExportQuantConv2d',
+    'ExportQuantConvTranspose2d',
+    'ExportQuantLinear',
+    'convert_for_export',
+    'export_onnx',
+    'check_example_input',
+    'TensorModeWrapper',
+    'onnxruntime_session',
+    'compare_with_onnxruntime',
+    'optimize_for_onnxruntime',
+    'INTEGER_OPS',
+    'VALUE_PRESERVING_OPS',
+    'QUANTIZER_PREFIX_OPS',
+    'enable_integer_bias',
+    'bake_integer_bias',
+    'integer_bias_enabled',
+    'INT8',
+    'UINT8',
+    'IntegerBias',
+    'int32_bias',
+    'integer_weight',
+    'storage_range',
+    'weight_peak',
+]

@@ -1,0 +1,57 @@
+"""onnxruntime helpers: a CPU session and the agreement check between
+PyTorch and onnxruntime."""
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+
+def onnxruntime_session(onnx_model: bytes, threads: int = 1):
+    """An onnxruntime CPU session with all graph optimizations.
+
+    Args:
+        onnx_model (bytes): Serialized model.
+        threads (int): Intra-op threads. Defaults to 1.
+
+    Returns:
+        onnxruntime.InferenceSession: The session.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(onnx_model, options, providers=['CPUExecutionProvider'])
+
+
+def compare_with_onnxruntime(
+    model: nn.Module, session, batches: Sequence[Tensor]
+) -> dict:
+    """Top-1 agreement and output error between PyTorch and onnxruntime.
+
+    Args:
+        model (nn.Module): The PyTorch model (one tensor in, logits out).
+        session: An onnxruntime session of its export.
+        batches (Sequence[Tensor]): Input batches.
+
+    Returns:
+        dict: ``top1_agreement`` (fraction), ``max_abs_diff``, ``num_samples``.
+    """
+    model = model.eval()
+    name = session.get_inputs()[0].name
+    agree, total, max_diff = 0, 0, 0.0
+    with torch.no_grad():
+        for batch in batches:
+            reference = model(batch)
+            if isinstance(reference, (tuple, list)):
+                reference = reference[0]
+            result = torch.from_numpy(session.run(None, {name: batch.numpy()})[0])
+            agree += int((reference.argmax(-1) == result.argmax(-1)).sum())
+            total += batch.shape[0]
+            max_diff = max(max_diff, float((reference - result).abs().max()))
+    return dict(
+        top1_agreement=agree / max(total, 1), max_abs_diff=max_diff, num_samples=total
+    )
