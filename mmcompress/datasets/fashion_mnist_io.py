@@ -2,6 +2,7 @@
 import gzip
 import os
 import os.path as osp
+import zlib
 from functools import lru_cache
 from typing import Optional, Tuple
 
@@ -26,24 +27,41 @@ def read_idx(path: str) -> np.ndarray:
     """
     for candidate in (path, path + '.gz'):
         if osp.isfile(candidate):
-            opener = gzip.open if candidate.endswith('.gz') else open
-            with opener(candidate, 'rb') as f:
-                data = f.read()
             break
     else:
         raise FileNotFoundError(path)
+    opener = gzip.open if candidate.endswith('.gz') else open
+    try:
+        with opener(candidate, 'rb') as f:
+            data = f.read()
+    except (OSError, EOFError, zlib.error) as err:  # bad or truncated gzip
+        raise ValueError(
+            f'{candidate} cannot be read ({type(err).__name__}: {err}): the file '
+            'is damaged or truncated. Reinstall it (`apt-get install --reinstall '
+            'dataset-fashion-mnist`) or copy it again.') from None
+    if len(data) < 4:
+        raise ValueError(f'{candidate} is not a uint8 IDX file: {len(data)} bytes, '
+                         'shorter than the 4-byte header')
     magic = int.from_bytes(data[0:4], 'big')
     if magic >> 8 != 0x08:  # 0x08: unsigned byte payload
         raise ValueError(f'{path} is not a uint8 IDX file (magic {magic:#x})')
     ndim = magic & 0xFF
     shape = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], 'big') for i in range(ndim)]
+    expected = 4 + 4 * ndim + int(np.prod(shape, dtype=np.int64))
+    if len(data) != expected:
+        raise ValueError(
+            f'{candidate} holds {len(data)} bytes but its header announces '
+            f'shape {tuple(shape)} ({expected} bytes): the file is truncated or '
+            'damaged. Reinstall it (`apt-get install --reinstall '
+            'dataset-fashion-mnist`) or copy it again.')
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
 def fashion_mnist_root(data_root: Optional[str] = None) -> str:
     """The folder to read: ``data_root``, else ``$MMCOMPRESS_FASHION_MNIST``, else
-    the Debian package's ``/usr/share/datasets/fashion-mnist``."""
-    return data_root or os.environ.get(ROOT_ENV, DEFAULT_ROOT)
+    the Debian package's ``/usr/share/datasets/fashion-mnist`` (an empty value
+    counts as unset)."""
+    return data_root or os.environ.get(ROOT_ENV) or DEFAULT_ROOT
 
 
 @lru_cache(maxsize=4)

@@ -292,6 +292,7 @@ class LoadObserver:
             parts.append('missing from the checkpoint: ' +
                          _shorten(_top_prefixes(missing, own)))
         if other or class_count:
+            # the tensors that are not a class-count change first: the cause
             parts.append('shape differs: ' + _shorten(
                 self._shape_list(other + class_count, own), 4))
         hint = (_prefix_hint(missing, self.ckpt_shapes, filename) if missing

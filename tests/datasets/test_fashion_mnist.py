@@ -103,3 +103,16 @@ def test_foolbox_imagenet_samples_are_labelled_images():
     assert ds[0]['inputs'].shape[0] == 3
     with pytest.raises(ValueError, match="dataset='svhn'"):
         FoolboxSamplesDataset('svhn')
+
+
+def test_root_from_argument_environment_or_default(monkeypatch, tmp_path):
+    from mmcompress.datasets.fashion_mnist_io import (DEFAULT_ROOT, ROOT_ENV,
+                                                      fashion_mnist_root)
+    monkeypatch.setenv(ROOT_ENV, str(tmp_path))
+    assert fashion_mnist_root() == str(tmp_path)
+    assert fashion_mnist_root('/given') == '/given'
+    monkeypatch.setenv(ROOT_ENV, '')  # set but empty: as if unset
+    assert fashion_mnist_root() == DEFAULT_ROOT
+    assert FashionMNISTDataset(split='test', subset_size=10).data_root == DEFAULT_ROOT
+    monkeypatch.delenv(ROOT_ENV)
+    assert fashion_mnist_root() == DEFAULT_ROOT

@@ -103,7 +103,8 @@ def test_other_architecture_shapes_fail(tmp_path):
     with pytest.raises(UnloadedWeightsError) as err:
         load_checkpoint(Toy(width=4), path)
     msg = str(err.value)
-    assert 'shape differs: head.weight (checkpoint (3, 8), model (3, 4))' in msg
+    assert ('shape differs: head.weight (checkpoint (3, 8), model (3, 4)), '
+            'backbone.0.weight (checkpoint (8, 1, 3, 3), model (4, 1, 3, 3))') in msg
     assert 'another architecture' in msg
 
 
@@ -207,3 +208,45 @@ def test_runner_load_from_and_resume_check_the_model(tmp_path):
         with pytest.raises(UnloadedWeightsError, match='under `student.`'):
             runner.load_or_resume()
     assert osp.isfile(kd)
+
+
+def _config_model_checkpoint(config, path):
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+
+    from mmcompress.registry import MODELS
+    cfg = Config.fromfile(config)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(cfg.model)
+    return model, _save(model, path)
+
+
+def test_real_configs_start_from_float_and_plain_student_checkpoints(tmp_path):
+    """QAT ``load_from`` a float checkpoint (quantizer state missing) and
+    FitNets ``load_from`` a plain student checkpoint (adapter missing) load,
+    with the float weights in place."""
+    from mmengine.config import Config
+    repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    configs = osp.join(repo, 'configs')
+    student, student_ckpt = _config_model_checkpoint(
+        osp.join(configs, 'baselines/mmpretrain/fmnist_student.py'),
+        tmp_path / 'student.pth')
+    _, teacher_ckpt = _config_model_checkpoint(
+        osp.join(configs, 'baselines/mmpretrain/fmnist_teacher.py'),
+        tmp_path / 'teacher.pth')
+    expected = student.state_dict()['backbone.layer1.0.conv1.weight']
+    for name, config, prefix in (
+            ('qat', 'quant/mmpretrain/lsq_w4a4_fmnist.py', ''),
+            ('fitnets', 'distill/mmpretrain/fitnets_fmnist.py', 'student.')):
+        cfg = Config.fromfile(osp.join(configs, config))
+        cfg.work_dir = str(tmp_path / name)
+        cfg.load_from = student_ckpt
+        if name == 'fitnets':
+            cfg.model.teacher.checkpoint = teacher_ckpt
+        runner = Runner.from_cfg(cfg)
+        runner.load_or_resume()
+        state = runner.model.state_dict()
+        assert torch.equal(state[prefix + 'backbone.layer1.0.conv1.weight'],
+                           expected), name
+        if name == 'fitnets':
+            assert any(k.startswith('adapters.') for k in state)

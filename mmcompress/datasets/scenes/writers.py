@@ -16,6 +16,7 @@ provenance of the image content. The ``train`` subset composes Fashion-MNIST
 *train* items, the ``val`` subset *test* items.
 """
 import json
+import logging
 import os
 import os.path as osp
 import time
@@ -24,6 +25,7 @@ from typing import Dict, Iterator, List, Optional
 
 import cv2
 import numpy as np
+from mmengine.logging import print_log
 
 from .composer import (IGNORE_INDEX, STYLES, Scene, SceneOptions,
                        compose_scene)
@@ -206,20 +208,20 @@ def _categories(task: str) -> List[Dict]:
 
 
 def _write_subset(task: str, out_dir: str, subset: str, count: int, seed: int,
-                  domain: str, options: SceneOptions) -> int:
-    """Write one subset; return the number of instances written."""
+                  domain: str, options: SceneOptions) -> List[int]:
+    """Write one subset; return the number of garments of each image."""
     image_dir = osp.join(out_dir, 'images', subset)
     os.makedirs(image_dir, exist_ok=True)
     if task == 'seg':
         label_dir = osp.join(out_dir, 'labels', subset)
         os.makedirs(label_dir, exist_ok=True)
     images, annotations = [], []
-    num_instances = 0
+    per_image = []
     for index, scene in enumerate(
             iter_scenes(subset, count, seed, domain, options)):
         file_name = f'{index:06d}.png'
         _write_image(osp.join(image_dir, file_name), scene.image)
-        num_instances += len(scene.instances)
+        per_image.append(len(scene.instances))
         if task == 'seg':
             if not cv2.imwrite(osp.join(label_dir, file_name),
                                scene.semantic_map()):
@@ -247,7 +249,27 @@ def _write_subset(task: str, out_dir: str, subset: str, count: int, seed: int,
         with open(osp.join(out_dir, 'annotations', f'{stem}_{subset}.json'),
                   'w') as handle:
             json.dump(coco, handle)
-    return num_instances
+    return per_image
+
+
+def _warn_if_short(per_image: Dict[str, List[int]],
+                   options: SceneOptions) -> None:
+    """Warn when images hold fewer garments than ``min_objects`` asked for."""
+    counts = [n for subset in SUBSETS for n in per_image[subset]]
+    short = sum(n < options.min_objects for n in counts)
+    if not short:
+        return
+    print_log(
+        f'generate_scenes: min_objects={options.min_objects} was asked, but '
+        f'{short} of {len(counts)} images hold fewer garments (fewest '
+        f'{min(counts)}, mean {np.mean(counts):.1f}): a garment that cannot be '
+        f'placed leaving every earlier one at least min_visible_fraction='
+        f'{options.min_visible_fraction:g} visible within '
+        f'max_placement_attempts={options.max_placement_attempts} draws is '
+        f'dropped. On {options.image_size}x{options.image_size} images lower '
+        'min_objects or min_visible_fraction, or raise image_size or lower '
+        'max_item_size.',
+        logger='current', level=logging.WARNING)
 
 
 def generate_scenes(task: str,
@@ -295,12 +317,14 @@ def generate_scenes(task: str,
         if value < 1:
             raise ValueError(f'{name} must be >= 1, got {value}.')
     start = time.perf_counter()
-    instances = {
+    per_image = {
         subset:
         _write_subset(task, out_dir, subset, counts[f'num_{subset}'], seed,
                       domain, options)
         for subset in SUBSETS
     }
+    _warn_if_short(per_image, options)
+    instances = {subset: sum(n) for subset, n in per_image.items()}
     meta = dict(
         task=task,
         split=split,
