@@ -73,18 +73,33 @@ class LSQFakeQuant(torch.autograd.Function):
         return grad_x, grad_step, None, None, None
 
 
+class _FarClamp(torch.autograd.Function):
+    """``clamp(x, low, high)`` whose backward passes the gradient unchanged."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, low: Tensor, high: Tensor) -> Tensor:
+        return torch.clamp(x, low, high)
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor):
+        return grad_output, None, None
+
+
 def clamp_far_outside(x: Tensor, low: Tensor, high: Tensor) -> Tensor:
     """Move values farther than one range width beyond ``[low, high]`` to that
     distance; values in ``[low - w, high + w]`` (``w = |high - low|``) are
     returned unchanged, bit for bit.
 
     For a normalization clipped afterwards, ``clamp((x - low) / (high - low),
-    0, 1)``: elements beyond the range get no gradient either way, but without
-    this step an ``x`` of +-inf (or one large enough to overflow the division)
-    makes the backward of the division compute ``0 * inf = NaN`` for the
-    gradients of ``low`` and ``high``. The output value and every gradient are
-    the same as without it for all other inputs. No gradient flows to ``low``
-    and ``high`` through this function.
+    0, 1)`` (or a clipped segment as in N2UQ): without this step an ``x`` of
+    +-inf (or one large enough to overflow the division) makes the backward of
+    the division compute ``0 * inf = NaN`` for the gradients of ``low`` and
+    ``high``. The gradient passes through unchanged (no mask: the elements this
+    moves are beyond the range, so the clipping that follows gives them 0), so
+    the output value and every gradient are those of the plain normalization,
+    bit for bit, for all other inputs, at the cost of one clamp in the forward.
+    Use it only before such a clipping. No gradient flows to ``low`` and
+    ``high`` through this function.
 
     Args:
         x (Tensor): Input.
@@ -96,9 +111,8 @@ def clamp_far_outside(x: Tensor, low: Tensor, high: Tensor) -> Tensor:
     """
     low, high = low.detach(), high.detach()
     width = (high - low).abs()
-    return torch.clamp(x,
-                       torch.minimum(low, high) - width,
-                       torch.maximum(low, high) + width)
+    return _FarClamp.apply(x, torch.minimum(low, high) - width,
+                           torch.maximum(low, high) + width)
 
 
 def stat_of_finite(x: Tensor,
