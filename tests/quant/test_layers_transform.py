@@ -1,5 +1,6 @@
 """Quantized layers keep parameter names; float checkpoints load; transform rules."""
 
+import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -378,3 +379,40 @@ def test_n2uq_weight_scale_is_per_output_channel_of_a_deconv():
     # per input channel instead (axis 0) would give other levels
     sf_in = 1.5 * deconv.weight.detach().abs().mean(dim=(1, 2, 3))
     assert not torch.allclose(w_q / sf_in.view(-1, 1, 1, 1) * 3, codes, atol=1e-2)
+
+
+def test_layer_type_registry_is_consistent_and_refuses_clashes():
+    from mmcompress.quant import QuantLayerHandler, quant_handlers, register_quant_layer
+    from mmcompress.quant.export import ExportLayerMixin
+    from mmcompress.quant.layers import QuantLayerMixin
+
+    handlers = quant_handlers()
+    assert [h.name for h in handlers][:4] == [
+        'Conv2d',
+        'ConvTranspose2d',
+        'Linear',
+        'Conv1d',
+    ]
+    for handler in handlers:
+        # the quantized layer is a float layer (isinstance checks, state dict)
+        assert issubclass(handler.quant_type, QuantLayerMixin)
+        assert issubclass(handler.quant_type, handler.float_types[0])
+        assert all(issubclass(t, handler.float_types[0]) for t in handler.float_types)
+        assert issubclass(handler.export_type, ExportLayerMixin)
+        assert handler.onnx_ops
+    linear = next(h for h in handlers if h.name == 'Linear')
+    assert linear.integer_op(2) and not linear.integer_op(3)
+    with pytest.raises(
+        ValueError,
+        match=r'QuantConv2d: float type\(s\) '
+        r"\['Conv2d'\] already handled by QuantConv2d",
+    ):
+        register_quant_layer(
+            QuantLayerHandler(
+                float_types=(nn.Conv2d,),
+                quant_type=QuantConv2d,
+                export_type=handlers[0].export_type,
+                onnx_ops=('Conv',),
+            )
+        )
+    assert quant_handlers() == handlers
