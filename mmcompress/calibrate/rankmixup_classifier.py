@@ -12,6 +12,7 @@ import torch
 from mmpretrain.models import ImageClassifier
 
 from mmcompress.registry import MODELS
+from mmcompress.utils.checks import check_number
 from .rankmixup_losses import mix_inputs
 
 
@@ -54,8 +55,7 @@ class RankMixupClassifier(ImageClassifier):
         super().__init__(**kwargs)
         if num_mixup < 1:
             raise ValueError(f'num_mixup must be >= 1, got {num_mixup}')
-        if mixup_alpha <= 0:
-            raise ValueError(f'mixup_alpha must be > 0, got {mixup_alpha}')
+        check_number('mixup_alpha', mixup_alpha, low=0, low_open=True)
         self.rank_loss = MODELS.build(rank_loss)
         self.num_mixup = num_mixup
         self.mixup_alpha = mixup_alpha

@@ -12,6 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmcompress.registry import MODELS
+from mmcompress.utils.checks import check_number
 
 #: A mixed target entry at least this large marks a pair of the same class.
 SAME_CLASS_THRESHOLD = 1.0 - 1e-6
@@ -42,8 +43,7 @@ def mix_inputs(inputs: torch.Tensor, labels: torch.Tensor, num_classes: int,
     """
     if num_mixup < 1:
         raise ValueError(f'num_mixup must be >= 1, got {num_mixup}')
-    if alpha <= 0:
-        raise ValueError(f'mixup alpha must be > 0, got {alpha}')
+    check_number('mixup alpha', alpha, low=0, low_open=True)
     batch_size = inputs.shape[0]
     onehot = F.one_hot(labels.long(), num_classes).to(inputs.dtype)
     lams = torch.distributions.Beta(alpha, alpha).sample((num_mixup, ))
@@ -101,8 +101,8 @@ class MixupMarginRankingLoss(nn.Module):
                  loss_weight: float = 0.1,
                  faithful_broadcast: bool = True) -> None:
         super().__init__()
-        self.margin = margin
-        self.loss_weight = loss_weight
+        self.margin = check_number('margin', margin)
+        self.loss_weight = check_number('loss_weight', loss_weight, low=0)
         self.faithful_broadcast = faithful_broadcast
 
     def forward(self, raw_logits: torch.Tensor, mixed_logits: torch.Tensor,
@@ -147,7 +147,7 @@ class MixupNDCGLoss(nn.Module):
 
     def __init__(self, loss_weight: float = 0.1) -> None:
         super().__init__()
-        self.loss_weight = loss_weight
+        self.loss_weight = check_number('loss_weight', loss_weight, low=0)
 
     def forward(self, raw_logits: torch.Tensor, mixed_logits: torch.Tensor,
                 mixed_targets: torch.Tensor) -> torch.Tensor:

@@ -32,6 +32,7 @@ from mmcompress.quant.binary import (RPReLU, RSignQuantizer,
                                      ScaledBinaryWeightQuantizer)
 from mmcompress.quant.layers import QuantConv2d
 from mmcompress.registry import MODELS
+from mmcompress.utils.checks import check_number
 
 
 class ReActBlock(nn.Module):
@@ -151,8 +152,8 @@ class ReActNet(BaseModule):
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         setting = self._parse_arch(arch)
-        if widen_factor <= 0:
-            raise ValueError(f'widen_factor must be > 0, got {widen_factor}')
+        check_number('widen_factor', widen_factor, low=0, low_open=True,
+                     owner='ReActNet')
         if stem_stride is None:
             stem_stride = setting.get('stem_stride', 1)
 
