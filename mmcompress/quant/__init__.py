@@ -3,6 +3,7 @@ handler per layer type), the model transform, hooks and ONNX export."""
 
 from .binary import LearnableBias, RPReLU, RSignQuantizer, ScaledBinaryWeightQuantizer
 from .config import QuantConfig
+from .grad import LBTGradQuantizer, LBTIntervalInitHook
 from .handlers import QuantLayerHandler, quant_handlers, register_quant_layer
 from .hooks import EWGSHessianDeltaHook, estimate_ewgs_deltas, hutchinson_trace
 from .layer_types.conv1d import QuantConv1d
@@ -41,6 +42,8 @@ __all__ = [
     'DAQQuantizer',
     'N2UQActQuantizer',
     'N2UQWeightQuantizer',
+    'LBTGradQuantizer',
+    'LBTIntervalInitHook',
     'QuantConv2d',
     'QuantConvTranspose2d',
     'QuantLinear',

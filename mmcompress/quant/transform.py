@@ -46,6 +46,13 @@ Which eligible layers are quantized, in this order:
 5. ``output_quantizers``: quantizers on module *outputs* (see below);
 6. ``integer_bias``: BN shifts on the int32 grid of the export (see below).
 
+The quantizer slots: ``w`` (weights), ``a`` (layer inputs) and ``g``, a
+gradient quantizer (``dict(type='LBTGradQuantizer', bits=4)``, see
+:mod:`mmcompress.quant.grad`) on the layer output: identity forward, the
+output error quantized in backward, so the layer's weight and input
+gradients are computed from the quantized error. Each gradient quantizer
+draws its rounding noise from a stream named after its layer.
+
 Patterns are ``fnmatch`` patterns on module names (``'backbone.layer1.*'``) or,
 prefixed with ``re:``, regular expressions matched in full
 (``'re:neck\\.fpn_convs\\.[0-2]\\.conv'``). A user pattern that matches no eligible
@@ -96,6 +103,7 @@ from mmcompress.registry import MODELS
 
 from .config import QuantConfig
 from .export.integer_bias import enable_integer_bias
+from .grad.quantizer import name_grad_streams
 from .handlers import float_type_map, layer_type_names
 from .output_quantizer import attach_output_quantizer
 from .selection import (
@@ -220,6 +228,7 @@ def quantize_(
     if config.integer_bias:
         _check_integer_bias_target(model, selection, configs)
     swapped = swap_layers(model, selection.layers, configs)
+    name_grad_streams(model)
     if not swapped and config.output_quantizers is None:
         raise ValueError(
             'quantize_model: nothing to quantize: layer_overrides set w, a '

@@ -1,0 +1,90 @@
+"""The LBT initialisation hook: skip the optimizer step of the walk-down
+iteration, and say what happens when a resumed checkpoint lacks gamma.
+
+The walk-down itself runs inside the gradient quantizer's first backward
+(:class:`~mmcompress.quant.grad.quantizer.LBTGradQuantizer`); the original
+code then skips that iteration's optimizer step, which this hook does: before
+an iteration in which some LBT quantizer is not initialized, the optimizer
+wrapper's ``step`` is replaced by a no-op for that iteration (gradients are
+still zeroed; learning-rate schedulers advance as usual). The check reads the
+``initialized`` buffers once and then stops (a resumed checkpoint carries
+them).
+"""
+
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+from mmcompress.registry import HOOKS
+
+from .quantizer import LBTGradQuantizer
+
+
+def _lbt_quantizers(runner) -> dict:
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    return {
+        name: m
+        for name, m in model.named_modules()
+        if isinstance(m, LBTGradQuantizer) and m.interval == 'lbt'
+    }
+
+
+@HOOKS.register_module()
+class LBTIntervalInitHook(Hook):
+    """Skip the optimizer step of the iteration that initialises LBT gammas.
+
+    Put it in ``custom_hooks`` of every config with
+    ``g=dict(type='LBTGradQuantizer', interval='lbt')``.
+    """
+
+    priority = 'NORMAL'
+
+    def __init__(self) -> None:
+        self._done = False
+        self._skipping = None
+
+    def before_train(self, runner) -> None:
+        if not _lbt_quantizers(runner):
+            runner.logger.warning(
+                'LBTIntervalInitHook: the model has no LBTGradQuantizer with '
+                "interval='lbt'; the hook does nothing (remove it, or set "
+                "quant.g=dict(type='LBTGradQuantizer', bits=...))"
+            )
+            self._done = True
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        if not getattr(runner, '_resume', False):
+            return
+        state = checkpoint.get('state_dict', {})
+        missing = [
+            name for name in _lbt_quantizers(runner)
+            if not any(k.endswith(f'{name}.gamma') for k in state)
+        ]
+        if missing:
+            runner.logger.warning(
+                f'LBTIntervalInitHook: the resumed checkpoint has no LBT '
+                f'controller state (gamma) for {len(missing)} gradient '
+                f'quantizers (e.g. {missing[0]}): their gamma is initialised '
+                'again by the walk-down on the next iteration, whose '
+                'optimizer step is skipped. Resume from a checkpoint of the '
+                'LBT run to continue its gamma trajectory'
+            )
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        if self._done:
+            return
+        pending = [q for q in _lbt_quantizers(runner).values() if q.needs_init]
+        if not pending:
+            self._done = True
+            return
+        wrapper = runner.optim_wrapper
+        self._skipping = wrapper
+        wrapper.step = lambda *args, **kwargs: None
+        runner.logger.info(
+            f'LBTIntervalInitHook: iteration {runner.iter}: walk-down '
+            f'initialisation of {len(pending)} LBT gammas; optimizer step skipped'
+        )
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if self._skipping is not None:
+            del self._skipping.step
+            self._skipping = None
