@@ -162,6 +162,7 @@ class QuantLayerMixin:
         out_channels: int,
         in_channels: int,
     ) -> None:
+        self._check_grad_slot(weight_quantizer, act_quantizer, grad_quantizer)
         self.weight_quantizer = build_quantizer(
             weight_quantizer,
             num_channels=out_channels,
@@ -170,7 +171,6 @@ class QuantLayerMixin:
         self.act_quantizer = build_quantizer(
             act_quantizer, num_channels=in_channels, channel_axis=self.act_channel_axis
         )
-        self._check_grad_slot(weight_quantizer, act_quantizer, grad_quantizer)
         self.grad_quantizer = build_quantizer(grad_quantizer)
         needs_scale = any(
             getattr(q, 'output_in_unit_range', False)

@@ -11,6 +11,7 @@ still zeroed; learning-rate schedulers advance as usual). The check reads the
 them).
 """
 
+import torch
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
@@ -41,6 +42,7 @@ class LBTIntervalInitHook(Hook):
     def __init__(self) -> None:
         self._done = False
         self._skipping = None
+        self._nonfinite = 0
 
     def before_train(self, runner) -> None:
         if not _lbt_quantizers(runner):
@@ -88,3 +90,23 @@ class LBTIntervalInitHook(Hook):
         if self._skipping is not None:
             del self._skipping.step
             self._skipping = None
+        self.check_nonfinite(runner)
+
+    def check_nonfinite(self, runner) -> None:
+        """Warn when backward passes met NaN / inf errors since the last
+        check (one device synchronisation per iteration)."""
+        quantizers = _lbt_quantizers(runner)
+        if not quantizers:
+            return
+        counts = [int(v) for v in torch.stack(
+            [q.num_nonfinite for q in quantizers.values()]).tolist()]
+        total = sum(counts)
+        if total > self._nonfinite:
+            names = [n for n, c in zip(quantizers, counts) if c]
+            runner.logger.warning(
+                f'LBTGradQuantizer: {total - self._nonfinite} backward passes '
+                f'met NaN/inf gradients (layers: {names[:3]}); they were '
+                'passed on unquantized and left gamma unchanged. Lower the '
+                'learning rate or use AMP loss scaling (which skips such steps)'
+            )
+        self._nonfinite = total
