@@ -6,6 +6,7 @@ differentiable torch operations (including the custom backward of
 :class:`EWGSDiscretizer`), so second derivatives exist where the Hessian-based
 EWGS scale update needs them.
 """
+
 import math
 
 import torch
@@ -48,8 +49,9 @@ class LSQFakeQuant(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, step: Tensor, qmin: int, qmax: int,
-                grad_factor: float) -> Tensor:
+    def forward(
+        ctx, x: Tensor, step: Tensor, qmin: int, qmax: int, grad_factor: float
+    ) -> Tensor:
         scaled = x / step
         levels = torch.round(scaled).clamp_(qmin, qmax)
         ctx.save_for_backward(scaled, levels, step)
@@ -64,10 +66,12 @@ class LSQFakeQuant(torch.autograd.Function):
         inside = (scaled >= qmin) & (scaled <= qmax)
         grad_x = grad_output * inside
         # where(), not levels - scaled * inside: scaled may be +-inf (inf * 0)
-        grad_step_elem = grad_output * torch.where(inside, levels - scaled,
-                                                   levels)
-        dims = [d for d in range(grad_output.dim()) if step.shape[d] == 1] \
-            if step.dim() == grad_output.dim() else list(range(grad_output.dim()))
+        grad_step_elem = grad_output * torch.where(inside, levels - scaled, levels)
+        dims = (
+            [d for d in range(grad_output.dim()) if step.shape[d] == 1]
+            if step.dim() == grad_output.dim()
+            else list(range(grad_output.dim()))
+        )
         grad_step = grad_step_elem.sum(dim=dims, keepdim=step.dim() > 0)
         grad_step = grad_step.reshape(step.shape) * ctx.grad_factor
         return grad_x, grad_step, None, None, None
@@ -111,25 +115,28 @@ def clamp_far_outside(x: Tensor, low: Tensor, high: Tensor) -> Tensor:
     """
     low, high = low.detach(), high.detach()
     width = (high - low).abs()
-    return _FarClamp.apply(x, torch.minimum(low, high) - width,
-                           torch.maximum(low, high) + width)
+    return _FarClamp.apply(
+        x, torch.minimum(low, high) - width, torch.maximum(low, high) + width
+    )
 
 
-def stat_of_finite(x: Tensor,
-                   fn: str,
-                   dim=None,
-                   keepdim: bool = False,
-                   unbiased: bool = True) -> Tensor:
+def stat_of_finite(
+    x: Tensor, fn: str, dim=None, keepdim: bool = False, unbiased: bool = True
+) -> Tensor:
     """A statistic over the finite elements of ``x`` (NaN and +-inf left out),
     free of float overflow.
 
-    Where the reduced slice holds only finite values and the plain torch
-    reduction (``x.amin``, ``x.amax``, ``x.mean``, ``x.abs().mean``, ``x.std``)
-    is finite, the result is that reduction bit for bit. Otherwise it is computed
-    on the finite elements divided by their largest magnitude and scaled back,
-    so values up to the float limit do not overflow the sums (``x.mean()`` of
-    a thousand float32 values of 1e37 is inf); a slice without finite values
-    gives 0.
+    Where the plain torch reduction (``x.amin``, ``x.amax``, ``x.mean``,
+    ``x.abs().mean``, ``x.std``) is finite, it is the result, bit for bit: a
+    non-finite element makes these reductions non-finite unless it cannot
+    change them (``+inf`` for a min). Elsewhere the statistic is computed on
+    the finite elements divided by their largest magnitude and scaled back, so
+    values up to the float limit do not overflow the sums (``x.mean()`` of a
+    thousand float32 values of 1e37 is inf); a slice without finite values
+    gives 0. On the CPU that second computation runs only when needed; on
+    other devices it always runs and ``torch.where`` picks the result, so no
+    device synchronisation happens.
+
     Quantizers whose range comes from the tensor itself use it, so that an inf
     element saturates to an end level instead of making the range infinite,
     and a NaN element stays NaN without poisoning its neighbours.
@@ -147,47 +154,64 @@ def stat_of_finite(x: Tensor,
         Tensor: The statistic.
     """
     if fn not in ('min', 'max', 'mean', 'absmean', 'std'):
-        raise ValueError(f'unknown statistic {fn!r}; valid: min, max, mean, '
-                         'absmean, std')
-    dims = list(range(x.dim())) if dim is None else \
-        ([dim] if isinstance(dim, int) else list(dim))
+        raise ValueError(
+            f'unknown statistic {fn!r}; valid: min, max, mean, absmean, std'
+        )
+    reduce = {} if dim is None else dict(dim=dim, keepdim=keepdim)
+    data = x.abs() if fn == 'absmean' else x
+    if fn == 'min':
+        plain = data.amin(**reduce)
+    elif fn == 'max':
+        plain = data.amax(**reduce)
+    elif fn == 'std':
+        plain = data.std(unbiased=unbiased, **reduce)
+    else:
+        plain = data.mean(**reduce)
+    plain_ok = torch.isfinite(plain)
+    if x.device.type == 'cpu' and bool(plain_ok.all()):
+        return plain
+    return torch.where(
+        plain_ok, plain, _finite_fallback(data, fn, dim, keepdim, unbiased)
+    )
+
+
+def _finite_fallback(
+    data: Tensor, fn: str, dim, keepdim: bool, unbiased: bool
+) -> Tensor:
+    """:func:`stat_of_finite` where the plain reduction is not finite."""
+    dims = (
+        list(range(data.dim()))
+        if dim is None
+        else ([dim] if isinstance(dim, int) else list(dim))
+    )
     keep = dict(dim=dims, keepdim=True)
-    finite = torch.isfinite(x)
+    finite = torch.isfinite(data)
     count = finite.sum(**keep)
     if fn in ('min', 'max'):
         fill = float('inf') if fn == 'min' else float('-inf')
-        masked = torch.where(finite, x, fill)
+        masked = torch.where(finite, data, fill)
         value = masked.amin(**keep) if fn == 'min' else masked.amax(**keep)
         value = torch.where(count > 0, value, torch.zeros_like(value))
     else:
-        data = x.abs() if fn == 'absmean' else x
-        if dim is None:
-            plain = data.std(unbiased=unbiased) if fn == 'std' else data.mean()
-        else:
-            plain = data.std(dim=dim, unbiased=unbiased, keepdim=keepdim) \
-                if fn == 'std' else data.mean(dim=dim, keepdim=keepdim)
-        plain = plain.reshape(count.shape)
         kept = torch.where(finite, data, 0)
         scale = kept.abs().amax(**keep)
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))
         scaled = kept / scale
         mean = scaled.sum(**keep) / count.clamp_min(1)
         if fn == 'std':
-            squares = torch.where(finite, (scaled - mean)**2, 0).sum(**keep)
-            divisor = (count - 1).clamp_min(1) if unbiased \
-                else count.clamp_min(1)
-            safe = (squares / divisor).sqrt() * scale
+            squares = torch.where(finite, (scaled - mean) ** 2, 0).sum(**keep)
+            divisor = (count - 1).clamp_min(1) if unbiased else count.clamp_min(1)
+            value = (squares / divisor).sqrt() * scale
         else:
-            safe = mean * scale
-        use_plain = (count == x.numel() // count.numel()) & torch.isfinite(plain)
-        value = torch.where(use_plain, plain, safe)
+            value = mean * scale
     if dim is None:
         return value.reshape(())
     return value if keepdim else value.squeeze(tuple(dims))
 
 
-def lsq_fake_quant(x: Tensor, step: Tensor, qmin: int, qmax: int,
-                   grad_factor: float) -> Tensor:
+def lsq_fake_quant(
+    x: Tensor, step: Tensor, qmin: int, qmax: int, grad_factor: float
+) -> Tensor:
     """Apply :class:`LSQFakeQuant`.
 
     Args:
@@ -314,8 +338,9 @@ def daq_round(t: Tensor, temperature: float, sigma: float) -> Tensor:
     return daq_hard_round(t.detach()) + (soft - soft.detach())
 
 
-def gste_threshold_quantize(x: Tensor, start: Tensor, widths: Tensor,
-                            interval: float) -> Tensor:
+def gste_threshold_quantize(
+    x: Tensor, start: Tensor, widths: Tensor, interval: float
+) -> Tensor:
     """N2UQ forward/backward: learnable thresholds, uniform output levels, G-STE.
 
     Segments ``i = 0..n-1`` start at ``s_i = start + sum_{j<i} widths_j`` and have
@@ -342,9 +367,12 @@ def gste_threshold_quantize(x: Tensor, start: Tensor, widths: Tensor,
     thresholds = (starts + widths / 2).detach()
     count = torch.bucketize(x.detach(), thresholds, right=False)
     forward_value = count.to(x.dtype) * interval
-    segment = (torch.bucketize(x.detach(), starts.detach(), right=True) - 1).clamp_(0, n - 1)
+    segment = (torch.bucketize(x.detach(), starts.detach(), right=True) - 1).clamp_(
+        0, n - 1
+    )
     seg_start = starts[segment]
     seg_width = widths[segment]
-    backward_path = interval * (segment.to(x.dtype) +
-                                ((x - seg_start) / seg_width).clamp(0, 1))
+    backward_path = interval * (
+        segment.to(x.dtype) + ((x - seg_start) / seg_width).clamp(0, 1)
+    )
     return forward_value + (backward_path - backward_path.detach())

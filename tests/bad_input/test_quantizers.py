@@ -1,11 +1,17 @@
 """Bad input to the quantizers: non-finite hyper-parameters and initialization data."""
+
 import math
 
 import pytest
 import torch
 
-from mmcompress.quant import (DAQQuantizer, EWGSQuantizer, LSQQuantizer,
-                              N2UQActQuantizer, UniformSTEQuantizer)
+from mmcompress.quant import (
+    DAQQuantizer,
+    EWGSQuantizer,
+    LSQQuantizer,
+    N2UQActQuantizer,
+    UniformSTEQuantizer,
+)
 
 NON_FINITE = [math.nan, math.inf]
 
@@ -16,8 +22,11 @@ def test_daq_temperature_not_positive_finite(value):
 
     Message: DAQQuantizer: temperature must be > 0 (a finite number), got nan
     """
-    with pytest.raises(ValueError, match=r'DAQQuantizer: temperature must be '
-                       rf'> 0 \(a finite number\), got {value}'):
+    with pytest.raises(
+        ValueError,
+        match=r'DAQQuantizer: temperature must be '
+        rf'> 0 \(a finite number\), got {value}',
+    ):
         DAQQuantizer(4, role='activation', temperature=value)
 
 
@@ -27,8 +36,11 @@ def test_daq_sigma_not_positive_finite(value):
 
     Message: DAQQuantizer: sigma must be > 0 (a finite number), got inf
     """
-    with pytest.raises(ValueError, match=r'DAQQuantizer: sigma must be > 0 '
-                       rf'\(a finite number\), got {value}'):
+    with pytest.raises(
+        ValueError,
+        match=r'DAQQuantizer: sigma must be > 0 '
+        rf'\(a finite number\), got {value}',
+    ):
         DAQQuantizer(4, role='weight', sigma=value)
 
 
@@ -38,8 +50,11 @@ def test_ewgs_delta_not_finite(value):
 
     Message: EWGSQuantizer: delta must be >= 0 (a finite number), got nan
     """
-    with pytest.raises(ValueError, match=r'EWGSQuantizer: delta must be >= 0 '
-                       rf'\(a finite number\), got {value}'):
+    with pytest.raises(
+        ValueError,
+        match=r'EWGSQuantizer: delta must be >= 0 '
+        rf'\(a finite number\), got {value}',
+    ):
         EWGSQuantizer(4, role='weight', delta=value)
 
 
@@ -49,8 +64,11 @@ def test_n2uq_eps_not_positive_finite(value):
 
     Message: N2UQActQuantizer: eps must be > 0 (a finite number), got nan
     """
-    with pytest.raises(ValueError, match=r'N2UQActQuantizer: eps must be > 0 '
-                       rf'\(a finite number\), got {value}'):
+    with pytest.raises(
+        ValueError,
+        match=r'N2UQActQuantizer: eps must be > 0 '
+        rf'\(a finite number\), got {value}',
+    ):
         N2UQActQuantizer(4, eps=value)
 
 
@@ -60,8 +78,11 @@ def test_ema_momentum_out_of_range(value):
 
     Message: UniformSTEQuantizer: momentum must be in (0, 1] (a finite number)
     """
-    with pytest.raises(ValueError, match=r'UniformSTEQuantizer: momentum must be '
-                       rf'in \(0, 1\] \(a finite number\), got {value}'):
+    with pytest.raises(
+        ValueError,
+        match=r'UniformSTEQuantizer: momentum must be '
+        rf'in \(0, 1\] \(a finite number\), got {value}',
+    ):
         UniformSTEQuantizer(4, momentum=value)
 
 
@@ -72,8 +93,11 @@ def test_first_batch_holds_nan_or_inf(bad):
     Message: LSQQuantizer: cannot initialize from a tensor holding NaN or inf
     """
     quantizer = LSQQuantizer(4)
-    with pytest.raises(ValueError, match=r'LSQQuantizer: cannot initialize from '
-                       r'a tensor holding NaN or inf \(shape \(3,\)\)'):
+    with pytest.raises(
+        ValueError,
+        match=r'LSQQuantizer: cannot initialize from '
+        r'a tensor holding NaN or inf \(shape \(3,\)\)',
+    ):
         quantizer(torch.tensor([0.5, bad, 1.0]))
     assert quantizer.initialized.item() == 0
 
@@ -81,12 +105,15 @@ def test_first_batch_holds_nan_or_inf(bad):
 def test_first_batch_range_overflows_float32():
     """The first batch's values are so large that the range exceeds float32 (3e38).
 
-    Message: the range initialized from this tensor (shape (4,), largest |x| = 3e+38) does not fit in float32
+    Message: largest |x| = 3e+38) does not fit in float32
     """
     quantizer = EWGSQuantizer(4, role='activation')
     x = torch.tensor([-3e38, 3e38, -3e38, 3e38])
-    with pytest.raises(ValueError, match=r'EWGSQuantizer: the range initialized '
-                       r'from this tensor \(shape \(4,\), largest \|x\| = '
-                       r'3e\+38\) does not fit in float32'):
+    with pytest.raises(
+        ValueError,
+        match=r'EWGSQuantizer: the range initialized '
+        r'from this tensor \(shape \(4,\), largest \|x\| = '
+        r'3e\+38\) does not fit in float32',
+    ):
         quantizer(x)
     assert quantizer.initialized.item() == 0

@@ -1,6 +1,7 @@
 """Distillation losses checked against independent computations of the spec
 formulas (numpy loops / hand-computed values), autograd gradcheck and bad
 input handling."""
+
 import math
 
 import numpy as np
@@ -8,12 +9,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmcompress.distill.losses import (ATLoss, BCKDClassificationLoss,
-                                       BCKDLocalizationLoss,
-                                       ChannelWiseDivergenceLoss,
-                                       DecoupledKDLoss, DenseSoftmaxKDLoss,
-                                       DISTLoss, FeatureMSELoss, ICKDLoss,
-                                       MGDLoss, PKDLoss, VanillaKDLoss)
+from mmcompress.distill.losses import (
+    ATLoss,
+    BCKDClassificationLoss,
+    BCKDLocalizationLoss,
+    ChannelWiseDivergenceLoss,
+    DecoupledKDLoss,
+    DenseSoftmaxKDLoss,
+    DISTLoss,
+    FeatureMSELoss,
+    ICKDLoss,
+    MGDLoss,
+    PKDLoss,
+    VanillaKDLoss,
+)
 from mmcompress.registry import MODELS
 
 torch.set_num_threads(1)
@@ -54,8 +63,7 @@ def test_vanilla_kd_reference(reduction):
         for n in range(3)
     ]
     total = sum(per_sample) * tau**2
-    expected = {'batchmean': total / 3, 'sum': total,
-                'mean': total / 15}[reduction]
+    expected = {'batchmean': total / 3, 'sum': total, 'mean': total / 15}[reduction]
     got = VanillaKDLoss(tau=tau, reduction=reduction)(s, t)
     assert got.item() == pytest.approx(expected, rel=1e-9)
 
@@ -71,21 +79,22 @@ def dkd_reference(s, t, labels, tau, alpha, beta):
         tckd.append(np_kl([p_t[g], 1 - p_t[g]], [p_s[g], 1 - p_s[g]]) * tau**2)
         others = [c for c in range(s.shape[1]) if c != g]
         nckd.append(
-            np_kl(np_softmax(t[n, others] / tau), np_softmax(s[n, others] /
-                                                             tau)) * tau**2)
+            np_kl(np_softmax(t[n, others] / tau), np_softmax(s[n, others] / tau))
+            * tau**2
+        )
     return np.array(tckd), np.array(nckd)
 
 
-@pytest.mark.parametrize('tau,alpha,beta', [(4.0, 1.0, 8.0), (1.0, 1.0, 0.5),
-                                            (2.0, 0.3, 2.0)])
+@pytest.mark.parametrize(
+    'tau,alpha,beta', [(4.0, 1.0, 8.0), (1.0, 1.0, 0.5), (2.0, 0.3, 2.0)]
+)
 def test_dkd_batchmean_reference(tau, alpha, beta):
     s, t = rand(4, 6, seed=3), rand(4, 6, seed=4)
     labels = torch.tensor([0, 5, 2, 2])
     tckd, nckd = dkd_reference(s.numpy(), t.numpy(), labels, tau, alpha, beta)
     expected = alpha * tckd.sum() / 4 + beta * nckd.sum() / 4
     loss = DecoupledKDLoss(alpha=alpha, beta=beta, tau=tau)
-    assert loss(s, t, gt_labels=labels).item() == pytest.approx(
-        expected, rel=1e-9)
+    assert loss(s, t, gt_labels=labels).item() == pytest.approx(expected, rel=1e-9)
 
 
 def test_dkd_reductions_and_mmrazor_masking():
@@ -95,20 +104,27 @@ def test_dkd_reductions_and_mmrazor_masking():
     tckd, nckd = dkd_reference(s.numpy(), t.numpy(), labels, tau, alpha, beta)
     summed = alpha * tckd.sum() + beta * nckd.sum()
     assert DecoupledKDLoss(tau=tau, reduction='sum')(
-        s, t, gt_labels=labels).item() == pytest.approx(summed, rel=1e-9)
+        s, t, gt_labels=labels
+    ).item() == pytest.approx(summed, rel=1e-9)
     # 'mean' averages over the N x 2 (TCKD) and N x C (NCKD) tensors
     mean = alpha * tckd.sum() / 6 + beta * nckd.sum() / 15
     assert DecoupledKDLoss(tau=tau, reduction='mean')(
-        s, t, gt_labels=labels).item() == pytest.approx(mean, rel=1e-9)
+        s, t, gt_labels=labels
+    ).item() == pytest.approx(mean, rel=1e-9)
     # the official "-1000 * onehot" NCKD masking gives the same value
     onehot = F.one_hot(labels, 5).double()
-    nckd_masked = F.kl_div(
-        F.log_softmax(s / tau - 1000 * onehot, 1),
-        F.softmax(t / tau - 1000 * onehot, 1),
-        reduction='sum') * tau**2
+    nckd_masked = (
+        F.kl_div(
+            F.log_softmax(s / tau - 1000 * onehot, 1),
+            F.softmax(t / tau - 1000 * onehot, 1),
+            reduction='sum',
+        )
+        * tau**2
+    )
     loss = DecoupledKDLoss(tau=tau)
-    assert (loss.non_target_class_kd(s, t, labels) * 3).item() == \
-        pytest.approx(nckd_masked.item(), rel=1e-9)
+    assert (loss.non_target_class_kd(s, t, labels) * 3).item() == pytest.approx(
+        nckd_masked.item(), rel=1e-9
+    )
 
 
 def test_dkd_recovers_kd_decomposition():
@@ -118,8 +134,7 @@ def test_dkd_recovers_kd_decomposition():
     p_gt = F.softmax(t / tau, dim=1)[0, 3].item()
     dkd = DecoupledKDLoss(alpha=1.0, beta=1 - p_gt, tau=tau)
     kd = VanillaKDLoss(tau=tau)
-    assert dkd(s, t, gt_labels=label).item() == pytest.approx(
-        kd(s, t).item(), rel=1e-9)
+    assert dkd(s, t, gt_labels=label).item() == pytest.approx(kd(s, t).item(), rel=1e-9)
 
 
 def test_dkd_bad_labels():
@@ -152,7 +167,8 @@ def test_dist_reference_and_dense():
     dense_s, dense_t = rand(2, 5, 2, 3, seed=11), rand(2, 5, 2, 3, seed=12)
     flat = DISTLoss()(
         dense_s.permute(0, 2, 3, 1).reshape(-1, 5),
-        dense_t.permute(0, 2, 3, 1).reshape(-1, 5))
+        dense_t.permute(0, 2, 3, 1).reshape(-1, 5),
+    )
     assert DISTLoss()(dense_s, dense_t).item() == pytest.approx(flat.item())
     # identical predictions -> no loss
     assert DISTLoss()(s, s.clone()).item() == pytest.approx(0, abs=1e-5)
@@ -163,12 +179,13 @@ def test_feature_mse_plain_and_mmrazor_l2():
     s, t = rand(2, 3, 2, 2, seed=13), rand(2, 3, 2, 2, seed=14)
     a, b = s.numpy(), t.numpy()
     assert FeatureMSELoss()(s, t).item() == pytest.approx(
-        ((a - b)**2).mean(), rel=1e-9)
+        ((a - b) ** 2).mean(), rel=1e-9
+    )
     expected = 0.0
     for n in range(2):
         u = a[n].ravel() / np.linalg.norm(a[n].ravel())
         v = b[n].ravel() / np.linalg.norm(b[n].ravel())
-        expected += ((u - v)**2).sum()
+        expected += ((u - v) ** 2).sum()
     got = FeatureMSELoss(normalize=True, reduction='batchmean')(s, t)
     assert got.item() == pytest.approx(expected / 2, rel=1e-9)
 
@@ -178,10 +195,10 @@ def test_at_reference_with_different_channels():
     s, t = rand(2, 3, 2, 3, seed=15), rand(2, 5, 2, 3, seed=16)
     total = 0.0
     for n in range(2):
-        q_s = (s[n].numpy()**2).mean(0).ravel()
-        q_t = (t[n].numpy()**2).mean(0).ravel()
+        q_s = (s[n].numpy() ** 2).mean(0).ravel()
+        q_t = (t[n].numpy() ** 2).mean(0).ravel()
         q_s, q_t = q_s / np.linalg.norm(q_s), q_t / np.linalg.norm(q_t)
-        total += ((q_s - q_t)**2).sum()
+        total += ((q_s - q_t) ** 2).sum()
     assert ATLoss()(s, t).item() == pytest.approx(total / 12, rel=1e-9)
 
 
@@ -195,17 +212,18 @@ def test_pkd_reference_and_invariance():
         y = b[:, c].ravel()
         x = (x - x.mean()) / (x.std(ddof=1) + 1e-6)
         y = (y - y.mean()) / (y.std(ddof=1) + 1e-6)
-        total += ((x - y)**2).sum()
+        total += ((x - y) ** 2).sum()
     # the fused standardisation divides by sqrt(std^2 + 1e-12), not by
     # std + 1e-6: equal up to ~1e-6 / std relative
     assert PKDLoss()(s, t).item() == pytest.approx(total / 24 / 2, rel=1e-5)
     # gradient: finite differences of the same loss
     s_grad = s.clone().requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda x: PKDLoss()(x, t), (s_grad, ))
+    assert torch.autograd.gradcheck(lambda x: PKDLoss()(x, t), (s_grad,))
     # per-channel affine change of the teacher does not matter (Pearson)
     scale = torch.tensor([2.0, 0.5, 7.0], dtype=torch.float64)
-    assert PKDLoss()(s, t * scale[:, None, None] + 3).item() == \
-        pytest.approx(PKDLoss()(s, t).item(), rel=1e-5)
+    assert PKDLoss()(s, t * scale[:, None, None] + 3).item() == pytest.approx(
+        PKDLoss()(s, t).item(), rel=1e-5
+    )
     assert PKDLoss()(s, 4 * s + 1).item() == pytest.approx(0, abs=1e-9)
 
 
@@ -228,7 +246,8 @@ def test_pkd_resizes_student_or_teacher():
     assert PKDLoss()(s, t).item() == pytest.approx(PKDLoss()(up, t).item())
     down = F.interpolate(t, (2, 2), mode='bilinear')
     assert PKDLoss(resize_stu=False)(s, t).item() == pytest.approx(
-        PKDLoss()(s, down).item())
+        PKDLoss()(s, down).item()
+    )
 
 
 # --------------------------------------------------------------- MGD
@@ -242,14 +261,16 @@ def test_mgd_mask_rate_fixed_seed():
     torch.manual_seed(0)
     assert torch.equal(mask, loss.random_mask(torch.zeros(8, 4, 64, 64)))
     none_masked = MGDLoss(teacher_channels=4, lambda_mgd=0.0).random_mask(
-        torch.zeros(2, 4, 8, 8))
+        torch.zeros(2, 4, 8, 8)
+    )
     assert bool((none_masked == 1).all())
 
 
 def test_mgd_reference_with_align():
     s, t = rand(2, 3, 4, 4, seed=21).float(), rand(2, 5, 4, 4, seed=22).float()
-    loss = MGDLoss(teacher_channels=5, student_channels=3, alpha_mgd=0.5,
-                   loss_weight=2.0)
+    loss = MGDLoss(
+        teacher_channels=5, student_channels=3, alpha_mgd=0.5, loss_weight=2.0
+    )
     generator = loss.generators[0]
     torch.manual_seed(3)
     got = loss(s, t)
@@ -259,7 +280,7 @@ def test_mgd_reference_with_align():
     conv1, conv2 = generator.generation[0], generator.generation[2]
     hidden = F.relu(F.conv2d(aligned * keep, conv1.weight, conv1.bias, 1, 1))
     generated = F.conv2d(hidden, conv2.weight, conv2.bias, padding=1)
-    expected = 2.0 * 0.5 * ((generated - t)**2).sum() / 2
+    expected = 2.0 * 0.5 * ((generated - t) ** 2).sum() / 2
     assert got.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
@@ -298,11 +319,12 @@ def ickd_reference(a, b, normalization, grid=(1, 1)):
             for n in range(num):
                 grams = []
                 for x in (a, b):
-                    f = x[n, :, i * ph:(i + 1) * ph,
-                          j * pw:(j + 1) * pw].reshape(channels, -1)
+                    f = x[n, :, i * ph : (i + 1) * ph, j * pw : (j + 1) * pw].reshape(
+                        channels, -1
+                    )
                     g = f @ f.T
                     grams.append(g / np.linalg.norm(g, axis=1, keepdims=True))
-                total += ((grams[0] - grams[1])**2).sum()
+                total += ((grams[0] - grams[1]) ** 2).sum()
     denominator = channels * num * (num if normalization == 'imagenet' else 1)
     return total / denominator / (rows * cols)
 
@@ -326,7 +348,7 @@ def test_ickd_default_and_spatial_mismatch_allowed():
         gt = b[n].reshape(3, -1) @ b[n].reshape(3, -1).T
         gs /= np.linalg.norm(gs, axis=1, keepdims=True)
         gt /= np.linalg.norm(gt, axis=1, keepdims=True)
-        total += ((gs - gt)**2).sum()
+        total += ((gs - gt) ** 2).sum()
     assert ICKDLoss()(s, t).item() == pytest.approx(total / 6, rel=1e-9)
     with pytest.raises(ValueError, match=r'grid \(3, 3\).*\(4, 4\)'):
         ICKDLoss(grid=3)(s, s)
@@ -342,7 +364,8 @@ def test_cwd_reference():
         for c in range(3):
             total += np_kl(
                 np_softmax(t[n, c].numpy().ravel() / tau),
-                np_softmax(s[n, c].numpy().ravel() / tau))
+                np_softmax(s[n, c].numpy().ravel() / tau),
+            )
     expected = tau**2 * total / 6
     got = ChannelWiseDivergenceLoss(tau=tau)(s, t).item()
     assert got == pytest.approx(expected, rel=1e-9)
@@ -358,8 +381,7 @@ def test_bckd_classification_hand_value_and_gradient():
     assert loss.item() == pytest.approx(0.25 * math.log(2), rel=1e-6)
     loss.backward()
     # d/ds [BCE * |p_t - sigmoid(s)|] at s=0: (0.5-0.75)*0.25 - ln2 * 0.25
-    assert s.grad[0, 0].item() == pytest.approx(
-        -0.0625 - 0.25 * math.log(2), rel=1e-6)
+    assert s.grad[0, 0].item() == pytest.approx(-0.0625 - 0.25 * math.log(2), rel=1e-6)
     s.grad = None
     BCKDClassificationLoss(detach_modulation=True)(s, t).backward()
     assert s.grad[0, 0].item() == pytest.approx(-0.0625, rel=1e-6)
@@ -375,9 +397,10 @@ def test_bckd_classification_reference():
             x, p_t = s[a, c].item(), 1 / (1 + math.exp(-t[a, c].item()))
             p_s = 1 / (1 + math.exp(-x))
             bce = -(p_t * math.log(p_s) + (1 - p_t) * math.log(1 - p_s))
-            total += weight[a].item() * bce * abs(p_t - p_s)**beta
+            total += weight[a].item() * bce * abs(p_t - p_s) ** beta
     got = BCKDClassificationLoss(beta=beta, loss_weight=1.5)(
-        s, t, weight=weight, avg_factor=3.0)
+        s, t, weight=weight, avg_factor=3.0
+    )
     assert got.item() == pytest.approx(1.5 * total / 3.0, rel=1e-9)
     # without avg_factor: divided by the number of anchors
     got = BCKDClassificationLoss(beta=beta)(s, t, weight=weight)
@@ -391,14 +414,15 @@ def test_bckd_localization_hand_value():
     cls_s = torch.zeros(1, 2, requires_grad=True)
     cls_t = torch.tensor([[math.log(3.0), -math.log(3.0)]])  # max |dp|=0.25
     loss = BCKDLocalizationLoss()(
-        boxes_s, boxes_t, cls_scores_S=cls_s, cls_scores_T=cls_t,
-        avg_factor=2.0)
+        boxes_s, boxes_t, cls_scores_S=cls_s, cls_scores_T=cls_t, avg_factor=2.0
+    )
     giou = 1 / 7 - 2 / 9
     assert loss.item() == pytest.approx(4.0 * 0.25 * (1 - giou) / 2, rel=1e-6)
     loss.backward()
     assert boxes_s.grad is not None and cls_s.grad is None
     iou_loss = BCKDLocalizationLoss(iou_mode='iou', loss_weight=1.0)(
-        boxes_s, boxes_t, cls_scores_S=cls_s, cls_scores_T=cls_t)
+        boxes_s, boxes_t, cls_scores_S=cls_s, cls_scores_T=cls_t
+    )
     assert iou_loss.item() == pytest.approx(0.25 * (1 - 1 / 7), rel=1e-6)
 
 
@@ -409,8 +433,7 @@ def test_bckd_skip_level_without_positives():
     loc_loss = BCKDLocalizationLoss()
     kwargs = dict(cls_scores_S=s, cls_scores_T=t)
     assert cls_loss(s, t, num_level_positives=0).item() == 0
-    assert loc_loss(boxes, boxes + 1, num_level_positives=0,
-                    **kwargs).item() == 0
+    assert loc_loss(boxes, boxes + 1, num_level_positives=0, **kwargs).item() == 0
     assert cls_loss(s, t, num_level_positives=2).item() > 0
     keep = BCKDClassificationLoss(skip_level_without_positives=False)
     assert keep(s, t, num_level_positives=0).item() > 0
@@ -435,9 +458,13 @@ def test_bckd_bad_input():
 def test_dense_softmax_kd_reference():
     s, t, tau = rand(3, 4, seed=31), rand(3, 4, seed=32), 2.0
     weight = torch.tensor([1.0, 2.0, 0.0], dtype=torch.float64)
-    total = sum(weight[a].item() * tau**2 * np_kl(
-        np_softmax(t[a].numpy() / tau), np_softmax(s[a].numpy() / tau)) / 4
-                for a in range(3))
+    total = sum(
+        weight[a].item()
+        * tau**2
+        * np_kl(np_softmax(t[a].numpy() / tau), np_softmax(s[a].numpy() / tau))
+        / 4
+        for a in range(3)
+    )
     got = DenseSoftmaxKDLoss(tau=tau)(s, t, weight=weight, avg_factor=2.0)
     assert got.item() == pytest.approx(total / 2.0, rel=1e-9)
 
@@ -455,30 +482,39 @@ def _seeded(loss):
 
 GRADCHECK_CASES = [
     (VanillaKDLoss(tau=2.0), (3, 4), (3, 4), {}),
-    (DecoupledKDLoss(), (3, 4), (3, 4),
-     dict(gt_labels=torch.tensor([0, 3, 1]))),
+    (DecoupledKDLoss(), (3, 4), (3, 4), dict(gt_labels=torch.tensor([0, 3, 1]))),
     (DISTLoss(tau=2.0), (3, 4), (3, 4), {}),
-    (FeatureMSELoss(normalize=True, reduction='batchmean'), (2, 3, 2, 2),
-     (2, 3, 2, 2), {}),
+    (
+        FeatureMSELoss(normalize=True, reduction='batchmean'),
+        (2, 3, 2, 2),
+        (2, 3, 2, 2),
+        {},
+    ),
     (ATLoss(), (2, 3, 2, 2), (2, 2, 2, 2), {}),
     (PKDLoss(), (2, 2, 2, 2), (2, 2, 2, 2), {}),
     (ICKDLoss(grid=(2, 1)), (2, 3, 2, 2), (2, 3, 2, 2), {}),
     (ChannelWiseDivergenceLoss(tau=2.0), (2, 2, 2, 2), (2, 2, 2, 2), {}),
     (BCKDClassificationLoss(), (4, 3), (4, 3), {}),
     (DenseSoftmaxKDLoss(), (4, 3), (4, 3), {}),
-    (MGDLoss(teacher_channels=3, student_channels=2).double(), (2, 2, 3, 3),
-     (2, 3, 3, 3), {}),
+    (
+        MGDLoss(teacher_channels=3, student_channels=2).double(),
+        (2, 2, 3, 3),
+        (2, 3, 3, 3),
+        {},
+    ),
 ]
 
 
-@pytest.mark.parametrize('loss,shape_s,shape_t,kwargs', GRADCHECK_CASES,
-                         ids=lambda c: type(c).__name__
-                         if isinstance(c, torch.nn.Module) else None)
+@pytest.mark.parametrize(
+    'loss,shape_s,shape_t,kwargs',
+    GRADCHECK_CASES,
+    ids=lambda c: type(c).__name__ if isinstance(c, torch.nn.Module) else None,
+)
 def test_gradcheck(loss, shape_s, shape_t, kwargs):
     s = rand(*shape_s, seed=33).requires_grad_()
     t = rand(*shape_t, seed=34)
     fn = _seeded(loss) if isinstance(loss, MGDLoss) else loss
-    assert torch.autograd.gradcheck(lambda x: fn(x, t, **kwargs), (s, ))
+    assert torch.autograd.gradcheck(lambda x: fn(x, t, **kwargs), (s,))
     # the teacher never receives a gradient
     t.requires_grad_()
     fn(s, t, **kwargs).backward()
@@ -486,15 +522,19 @@ def test_gradcheck(loss, shape_s, shape_t, kwargs):
 
 
 def test_gradcheck_bckd_localization():
-    boxes_s = torch.tensor([[0.0, 0.0, 2.0, 2.0], [1.0, 0.5, 4.0, 3.0]],
-                           dtype=torch.float64, requires_grad=True)
-    boxes_t = torch.tensor([[1.0, 1.0, 3.0, 3.5], [0.0, 0.0, 2.0, 2.5]],
-                           dtype=torch.float64)
+    boxes_s = torch.tensor(
+        [[0.0, 0.0, 2.0, 2.0], [1.0, 0.5, 4.0, 3.0]],
+        dtype=torch.float64,
+        requires_grad=True,
+    )
+    boxes_t = torch.tensor(
+        [[1.0, 1.0, 3.0, 3.5], [0.0, 0.0, 2.0, 2.5]], dtype=torch.float64
+    )
     cls_s, cls_t = rand(2, 3, seed=35), rand(2, 3, seed=36)
     loss = BCKDLocalizationLoss()
     assert torch.autograd.gradcheck(
-        lambda b: loss(b, boxes_t, cls_scores_S=cls_s, cls_scores_T=cls_t),
-        (boxes_s, ))
+        lambda b: loss(b, boxes_t, cls_scores_S=cls_s, cls_scores_T=cls_t), (boxes_s,)
+    )
 
 
 # --------------------------------------------------------------- common
@@ -511,15 +551,18 @@ def test_multi_level_sum_and_loss_weight():
         single(s, t[0])
 
 
-@pytest.mark.parametrize('loss,shape_s,shape_t', [
-    (VanillaKDLoss(), (2, 10), (2, 100)),
-    (FeatureMSELoss(), (2, 8, 4, 4), (2, 16, 4, 4)),
-    (ChannelWiseDivergenceLoss(), (2, 8, 4, 4), (2, 8, 8, 8)),
-    (ICKDLoss(), (2, 8, 4, 4), (2, 16, 4, 4)),
-    (PKDLoss(), (2, 8, 4, 4), (2, 16, 4, 4)),
-    (ATLoss(), (2, 8, 4, 4), (2, 8, 8, 8)),
-    (DISTLoss(), (2, 10), (2, 12)),
-])
+@pytest.mark.parametrize(
+    'loss,shape_s,shape_t',
+    [
+        (VanillaKDLoss(), (2, 10), (2, 100)),
+        (FeatureMSELoss(), (2, 8, 4, 4), (2, 16, 4, 4)),
+        (ChannelWiseDivergenceLoss(), (2, 8, 4, 4), (2, 8, 8, 8)),
+        (ICKDLoss(), (2, 8, 4, 4), (2, 16, 4, 4)),
+        (PKDLoss(), (2, 8, 4, 4), (2, 16, 4, 4)),
+        (ATLoss(), (2, 8, 4, 4), (2, 8, 8, 8)),
+        (DISTLoss(), (2, 10), (2, 12)),
+    ],
+)
 def test_shape_mismatch_names_both_shapes(loss, shape_s, shape_t):
     with pytest.raises(ValueError) as info:
         loss(torch.randn(*shape_s), torch.randn(*shape_t))
@@ -531,7 +574,7 @@ def test_shape_mismatch_names_both_shapes(loss, shape_s, shape_t):
 def test_bad_arguments_and_dims():
     with pytest.raises(ValueError, match='tau must be > 0'):
         VanillaKDLoss(tau=0)
-    with pytest.raises(ValueError, match="reduction must be one of"):
+    with pytest.raises(ValueError, match='reduction must be one of'):
         VanillaKDLoss(reduction='avg')
     with pytest.raises(ValueError, match='loss_weight'):
         DISTLoss(loss_weight=-1)
@@ -547,6 +590,7 @@ def test_bad_arguments_and_dims():
 
 def test_built_from_registry():
     loss = MODELS.build(
-        dict(type='DecoupledKDLoss', tau=1.0, beta=0.5, loss_weight=2.0))
+        dict(type='DecoupledKDLoss', tau=1.0, beta=0.5, loss_weight=2.0)
+    )
     assert isinstance(loss, DecoupledKDLoss)
     assert (loss.tau, loss.beta, loss.loss_weight) == (1.0, 0.5, 2.0)

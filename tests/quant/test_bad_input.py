@@ -1,13 +1,21 @@
 """Bad input: clear errors or defined behaviour, for quantizers and the transform."""
+
 import math
 
 import pytest
 import torch
 import torch.nn as nn
 
-from mmcompress.quant import (DAQQuantizer, EWGSQuantizer, LSQQuantizer,
-                              N2UQActQuantizer, N2UQWeightQuantizer,
-                              QuantConv2d, UniformSTEQuantizer, quantize_model)
+from mmcompress.quant import (
+    DAQQuantizer,
+    EWGSQuantizer,
+    LSQQuantizer,
+    N2UQActQuantizer,
+    N2UQWeightQuantizer,
+    QuantConv2d,
+    UniformSTEQuantizer,
+    quantize_model,
+)
 
 ALL = [
     lambda b: LSQQuantizer(b),
@@ -40,20 +48,21 @@ def test_bits_wrong_type(bits):
 
 
 def test_bad_method_arguments():
-    with pytest.raises(ValueError, match="role must be one of"):
+    with pytest.raises(ValueError, match='role must be one of'):
         EWGSQuantizer(4, role='input')
     with pytest.raises(ValueError, match='delta must be >= 0'):
         EWGSQuantizer(4, role='weight', delta=-1.0)
     with pytest.raises(ValueError, match='per_channel=True needs num_channels'):
         LSQQuantizer(4, per_channel=True)
-    with pytest.raises(ValueError, match="observer must be"):
+    with pytest.raises(ValueError, match='observer must be'):
         UniformSTEQuantizer(4, observer='max')
     with pytest.raises(ValueError, match='temperature must be'):
         DAQQuantizer(4, role='weight', temperature=0)
 
 
 @pytest.mark.parametrize(
-    'make', [m for m in ALL if m(4).requires_init and not m(4).initialized.item()])
+    'make', [m for m in ALL if m(4).requires_init and not m(4).initialized.item()]
+)
 def test_nan_or_inf_at_initialization_raises(make):
     quantizer = make(4)
     bad = torch.tensor([0.5, float('nan'), 1.0])
@@ -77,8 +86,10 @@ def test_after_init_nan_stays_elementwise_and_inf_saturates(make):
     quantizer = make(3)
     data = torch.rand(2, 32) * 2 - 0.5
     quantizer(data)
-    bad = torch.tensor([[math.nan, math.inf, 1e30, 0.7],
-                        [-math.inf, -1e30, 0.3, 1.1]], requires_grad=True)
+    bad = torch.tensor(
+        [[math.nan, math.inf, 1e30, 0.7], [-math.inf, -1e30, 0.3, 1.1]],
+        requires_grad=True,
+    )
     out = quantizer(bad)
     assert math.isnan(out[0, 0].item())
     assert torch.isfinite(out[:, 1:]).all() and torch.isfinite(out[1]).all()
@@ -92,8 +103,9 @@ def test_after_init_nan_stays_elementwise_and_inf_saturates(make):
 def test_gradients_stay_finite_after_inf_input(make):
     quantizer = make(3)
     quantizer(torch.rand(2, 32) * 2 - 0.5)
-    bad = torch.tensor([[math.inf, 1e38, 0.7, 0.2],
-                        [-math.inf, -1e38, 0.3, 1.1]], requires_grad=True)
+    bad = torch.tensor(
+        [[math.inf, 1e38, 0.7, 0.2], [-math.inf, -1e38, 0.3, 1.1]], requires_grad=True
+    )
     quantizer(bad).sum().backward()
     assert torch.isfinite(bad.grad).all()
     assert bad.grad[:, 0].eq(0).all()  # saturated elements get no gradient
@@ -118,8 +130,7 @@ def test_tiny_weights_keep_their_relative_precision():
     torch.manual_seed(0)
     w = torch.randn(4, 9)
     n2uq = N2UQWeightQuantizer(2)
-    assert torch.allclose(n2uq(w * 1e-40), n2uq(w) * 1e-40, rtol=1e-3,
-                          atol=1e-44)
+    assert torch.allclose(n2uq(w * 1e-40), n2uq(w) * 1e-40, rtol=1e-3, atol=1e-44)
     daq = DAQQuantizer(2, role='weight')
     assert torch.equal(daq(w * 1e-40), daq(w))
 
@@ -129,11 +140,9 @@ def test_ewgs_weight_init_on_constant_and_zero_filters():
     with torch.no_grad():
         w[1] = 0.0
         w[2] = 0.25
-    quantizer = EWGSQuantizer(2, role='weight', per_channel=True,
-                              num_channels=3)
+    quantizer = EWGSQuantizer(2, role='weight', per_channel=True, num_channels=3)
     out = quantizer(w)
-    assert (quantizer.upper - quantizer.lower).min().item() == \
-        pytest.approx(1e-6)
+    assert (quantizer.upper - quantizer.lower).min().item() == pytest.approx(1e-6)
     assert torch.isfinite(out).all()
     assert out[2].eq(1).all()  # a constant positive filter: the top level
     out.sum().backward()
@@ -152,9 +161,13 @@ def test_empty_tensor_gives_empty_tensor_without_init(make):
 
 
 def test_quantized_layer_accepts_empty_batch():
-    conv = QuantConv2d(3, 4, 3, weight_quantizer=dict(type='LSQQuantizer', bits=4),
-                       act_quantizer=dict(type='EWGSQuantizer', bits=4,
-                                          role='activation'))
+    conv = QuantConv2d(
+        3,
+        4,
+        3,
+        weight_quantizer=dict(type='LSQQuantizer', bits=4),
+        act_quantizer=dict(type='EWGSQuantizer', bits=4, role='activation'),
+    )
     out = conv(torch.empty(0, 3, 8, 8))
     assert out.shape == (0, 4, 6, 6)
     assert conv.act_quantizer.initialized.item() == 0
@@ -162,16 +175,23 @@ def test_quantized_layer_accepts_empty_batch():
 
 def _net():
     return nn.Sequential(
-        nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.Flatten(),
-        nn.Linear(16, 3))
+        nn.Conv2d(1, 4, 3),
+        nn.ReLU(),
+        nn.Conv2d(4, 4, 3),
+        nn.Flatten(),
+        nn.Linear(16, 3),
+    )
 
 
 W4 = dict(type='LSQQuantizer', bits=4)
 
 
 def test_pattern_matching_nothing_lists_close_names():
-    with pytest.raises(ValueError, match=r"exclude pattern '3\.x' matches no"
-                       r".*Close names"):
+    with pytest.raises(
+        ValueError,
+        match=r"exclude pattern '3\.x' matches no"
+        r'.*Close names',
+    ):
         quantize_model(_net(), w=W4, exclude=['3.x'])
     with pytest.raises(ValueError, match='include pattern'):
         quantize_model(_net(), w=W4, include=['backbone.*'])

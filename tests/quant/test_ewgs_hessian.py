@@ -1,4 +1,5 @@
 """EWGS Hessian-trace delta: estimator against closed forms, hook in a Runner."""
+
 import pytest
 import torch
 import torch.nn as nn
@@ -7,27 +8,33 @@ from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from torch.utils.data import Dataset
 
-from mmcompress.quant import (EWGSHessianDeltaHook, EWGSQuantizer,
-                              estimate_ewgs_deltas, hutchinson_trace,
-                              quantize_model)
+from mmcompress.quant import (
+    EWGSHessianDeltaHook,
+    EWGSQuantizer,
+    estimate_ewgs_deltas,
+    hutchinson_trace,
+    quantize_model,
+)
 
 
 def test_hutchinson_is_exact_for_diagonal_hessian():
     point = torch.rand(5, 4, requires_grad=True)
     curvature = torch.rand(5, 4) + 0.5
     loss = 0.5 * (curvature * point**2).sum()
-    grad, = torch.autograd.grad(loss, point, create_graph=True)
+    (grad,) = torch.autograd.grad(loss, point, create_graph=True)
     assert hutchinson_trace(grad, point) == pytest.approx(
-        curvature.sum().item(), rel=1e-5)
+        curvature.sum().item(), rel=1e-5
+    )
 
 
 def test_hutchinson_converges_for_dense_hessian():
     point = torch.rand(30, requires_grad=True)
     direction = torch.randn(30)
-    loss = (direction * point).sum()**2
-    grad, = torch.autograd.grad(loss, point, create_graph=True)
-    estimate = hutchinson_trace(grad, point, max_iter=2000, tol=0.0,
-                                generator=torch.Generator().manual_seed(0))
+    loss = (direction * point).sum() ** 2
+    (grad,) = torch.autograd.grad(loss, point, create_graph=True)
+    estimate = hutchinson_trace(
+        grad, point, max_iter=2000, tol=0.0, generator=torch.Generator().manual_seed(0)
+    )
     assert estimate == pytest.approx(2 * direction.pow(2).sum().item(), rel=0.1)
 
 
@@ -41,7 +48,7 @@ def test_delta_formula_on_a_known_hessian():
         out = quantizer(x)
         return 0.5 * (curvature * out**2).sum()
 
-    delta, = estimate_ewgs_deltas(loss_fn, [quantizer])
+    (delta,) = estimate_ewgs_deltas(loss_fn, [quantizer])
     out = quantizer(x).detach()
     grad = curvature * out
     expected = curvature.sum() / out.numel() / (3 * grad.std())
@@ -50,12 +57,12 @@ def test_delta_formula_on_a_known_hessian():
 
 
 class _Data(Dataset):
-
     def __init__(self):
         generator = torch.Generator().manual_seed(0)
         self.labels = torch.arange(32) % 2
-        self.inputs = torch.rand(32, 1, 6, 6, generator=generator) + \
-            self.labels.view(-1, 1, 1, 1)
+        self.inputs = torch.rand(32, 1, 6, 6, generator=generator) + self.labels.view(
+            -1, 1, 1, 1
+        )
 
     def __len__(self):
         return 32
@@ -65,7 +72,6 @@ class _Data(Dataset):
 
 
 class _Net(BaseModel):
-
     def __init__(self):
         super().__init__()
         self.stem = nn.Conv2d(1, 4, 3)
@@ -84,7 +90,8 @@ def test_hook_updates_deltas_in_a_runner(tmp_path):
         _Net(),
         w=dict(type='EWGSQuantizer', bits=2, role='weight'),
         a=dict(type='EWGSQuantizer', bits=2, role='activation'),
-        output_layers=['fc'])
+        output_layers=['fc'],
+    )
     runner = Runner(
         model=model,
         work_dir=str(tmp_path),
@@ -92,19 +99,23 @@ def test_hook_updates_deltas_in_a_runner(tmp_path):
             dataset=_Data(),
             sampler=dict(type='DefaultSampler', shuffle=False),
             batch_size=8,
-            collate_fn=dict(type='default_collate')),
+            collate_fn=dict(type='default_collate'),
+        ),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
         train_cfg=dict(by_epoch=True, max_epochs=2),
-        custom_hooks=[dict(type='EWGSHessianDeltaHook', interval=1,
-                           num_batches=2, max_iter=20)],
+        custom_hooks=[
+            dict(type='EWGSHessianDeltaHook', interval=1, num_batches=2, max_iter=20)
+        ],
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=2)),
-        default_scope='mmengine')
+        default_scope='mmengine',
+    )
     quantizer = runner.model.conv.weight_quantizer
     assert quantizer.delta.item() == 0.0
     runner.train()
     assert quantizer.delta.item() > 0.0
-    saved = torch.load(tmp_path / 'epoch_2.pth', map_location='cpu',
-                       weights_only=False)['state_dict']
+    saved = torch.load(
+        tmp_path / 'epoch_2.pth', map_location='cpu', weights_only=False
+    )['state_dict']
     assert saved['conv.weight_quantizer.delta'].item() == quantizer.delta.item()
 
 

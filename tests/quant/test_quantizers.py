@@ -1,19 +1,29 @@
 """Forward levels and gradients of every quantizer against the spec formulas."""
+
 import copy
 import math
 
 import pytest
 import torch
 
-from mmcompress.quant.functions import (clamp_far_outside, daq_hard_round,
-                                        daq_round, daq_soft_round,
-                                        ewgs_discretize,
-                                        gste_threshold_quantize,
-                                        stat_of_finite)
-from mmcompress.quant.quantizers import (DAQQuantizer, EWGSQuantizer,
-                                         LSQQuantizer, N2UQActQuantizer,
-                                         N2UQWeightQuantizer,
-                                         UniformSTEQuantizer)
+from mmcompress.quant.functions import (
+    _finite_fallback,
+    clamp_far_outside,
+    daq_hard_round,
+    daq_round,
+    daq_soft_round,
+    ewgs_discretize,
+    gste_threshold_quantize,
+    stat_of_finite,
+)
+from mmcompress.quant.quantizers import (
+    DAQQuantizer,
+    EWGSQuantizer,
+    LSQQuantizer,
+    N2UQActQuantizer,
+    N2UQWeightQuantizer,
+    UniformSTEQuantizer,
+)
 
 
 def _initialized(quantizer, data):
@@ -47,9 +57,11 @@ def test_lsq_gradients_match_spec_formula():
     v = x.detach() / s
     inside = (v >= qmin) & (v <= qmax)
     expected_dx = upstream * inside
-    ds_elem = torch.where(v < qmin, torch.full_like(v, qmin),
-                          torch.where(v > qmax, torch.full_like(v, qmax),
-                                      torch.round(v) - v))
+    ds_elem = torch.where(
+        v < qmin,
+        torch.full_like(v, qmin),
+        torch.where(v > qmax, torch.full_like(v, qmax), torch.round(v) - v),
+    )
     g = 1 / math.sqrt(x.numel() * qmax)
     expected_ds = (upstream * ds_elem).sum() * g
     assert torch.allclose(x.grad, expected_dx)
@@ -60,15 +72,17 @@ def test_lsq_per_channel_grad_scale_uses_channel_size():
     w = torch.randn(4, 3, 2, 2, requires_grad=True)
     q = LSQQuantizer(4, signed=True, per_channel=True, num_channels=4)
     q(w)
-    assert q.step.shape == (4, )
+    assert q.step.shape == (4,)
     assert q.gradient_scale(w) == pytest.approx(1 / math.sqrt(12 * 7))
     upstream = torch.randn_like(w)
     q(w).backward(upstream)
     step = q.step.detach().view(-1, 1, 1, 1)
     v = w.detach() / step
-    elem = torch.where(v < -8, torch.full_like(v, -8.0),
-                       torch.where(v > 7, torch.full_like(v, 7.0),
-                                   torch.round(v) - v))
+    elem = torch.where(
+        v < -8,
+        torch.full_like(v, -8.0),
+        torch.where(v > 7, torch.full_like(v, 7.0), torch.round(v) - v),
+    )
     expected = (upstream * elem).sum(dim=(1, 2, 3)) / math.sqrt(12 * 7)
     assert torch.allclose(q.step.grad, expected, atol=1e-6)
 
@@ -147,7 +161,8 @@ def test_ewgs_init_follows_official_rule():
     q = _initialized(EWGSQuantizer(4, role='activation'), x)
     assert q.lower.item() == pytest.approx(x.min().item())
     assert q.upper.item() == pytest.approx(
-        3 * x.std().item() / math.sqrt(1 - 2 / math.pi), rel=1e-5)
+        3 * x.std().item() / math.sqrt(1 - 2 / math.pi), rel=1e-5
+    )
     w = torch.randn(64, 3, 3, 3)
     qw = _initialized(EWGSQuantizer(4, role='weight'), w)
     assert qw.upper.item() == pytest.approx(3 * w.std().item(), rel=1e-5)
@@ -179,7 +194,7 @@ def test_daq_gradient_matches_closed_form():
     s0 = torch.where(upper, m0 * far, m0)
     s1 = torch.where(upper, m1, m1 * far)
     c = 1 / math.expm1(temperature)
-    dsig = math.exp(temperature) / (1 + math.exp(temperature))**2
+    dsig = math.exp(temperature) / (1 + math.exp(temperature)) ** 2
     expected = (1 + 2 * c) * dsig * temperature * (s0 + s1) / (s0 - s1).abs()
     assert torch.allclose(t.grad, expected, rtol=1e-5)
     # the spec's numbers for T=2, sigma=2: ~0.50 at a level, ~2.2 near the midpoint
@@ -191,16 +206,20 @@ def test_daq_gradient_matches_closed_form():
 def test_daq_train_forward_equals_eval_hard_path(role):
     torch.manual_seed(0)
     q = DAQQuantizer(3, role=role)
-    data = torch.randn(2, 4, 5, 5) if role == 'weight' else torch.randn(
-        2, 4, 5, 5).relu()
+    data = (
+        torch.randn(2, 4, 5, 5) if role == 'weight' else torch.randn(2, 4, 5, 5).relu()
+    )
     train_out = q(data)
     q.eval()
     eval_out = q(data)
     assert torch.equal(train_out, eval_out)
     levels = 7
     if role == 'weight':
-        assert torch.allclose(((train_out * levels + levels) / 2).round(),
-                              (train_out * levels + levels) / 2, atol=1e-5)
+        assert torch.allclose(
+            ((train_out * levels + levels) / 2).round(),
+            (train_out * levels + levels) / 2,
+            atol=1e-5,
+        )
     else:
         assert q.upper.item() == pytest.approx(3 * data.std().item(), rel=1e-5)
         step = q.upper.item() / levels
@@ -223,10 +242,8 @@ def _gste_reference(x, start, widths, interval):
     for i in range(widths.numel()):
         starts.append(acc)
         acc = acc + widths[i]
-    forward = sum(interval * (x > s + a / 2).float()
-                  for s, a in zip(starts, widths))
-    backward = sum(interval * ((x - s) / a).clamp(0, 1)
-                   for s, a in zip(starts, widths))
+    forward = sum(interval * (x > s + a / 2).float() for s, a in zip(starts, widths))
+    backward = sum(interval * ((x - s) / a).clamp(0, 1) for s, a in zip(starts, widths))
     return forward.detach() + backward - backward.detach()
 
 
@@ -255,7 +272,7 @@ def test_n2uq_act_levels_are_uniform_with_learned_thresholds():
     x = torch.tensor([-1.0, 0.05, 0.15, 0.5, 0.75, 1.5, 1.6, 9.0])
     out = q(x)
     # segment starts 0, 0.2, 1.2; thresholds 0.1, 0.7, 1.5
-    assert torch.allclose(out, torch.tensor([0, 0, 1, 1, 2, 2, 3, 3.]) * 2 / 3)
+    assert torch.allclose(out, torch.tensor([0, 0, 1, 1, 2, 2, 3, 3.0]) * 2 / 3)
 
 
 def test_n2uq_act_data_init_covers_input_range():
@@ -276,7 +293,8 @@ def test_n2uq_weight_levels_and_ste_gradient():
     assert torch.allclose(
         normalized,
         levels[torch.argmin((normalized.unsqueeze(-1) - levels).abs(), -1)],
-        atol=1e-5)
+        atol=1e-5,
+    )
     upstream = torch.randn_like(w)
     out.backward(upstream)
     assert torch.allclose(w.grad, upstream / sf, rtol=1e-5)
@@ -289,31 +307,57 @@ INF = float('inf')
 def test_stat_of_finite_is_the_plain_reduction_on_finite_input():
     torch.manual_seed(0)
     x = torch.randn(4, 3, 5)
-    for fn, plain in (('min', lambda t, **k: t.amin(**k)),
-                      ('max', lambda t, **k: t.amax(**k)),
-                      ('mean', lambda t, **k: t.mean(**k)),
-                      ('absmean', lambda t, **k: t.abs().mean(**k)),
-                      ('std', lambda t, **k: t.std(**k))):
+    for fn, plain in (
+        ('min', lambda t, **k: t.amin(**k)),
+        ('max', lambda t, **k: t.amax(**k)),
+        ('mean', lambda t, **k: t.mean(**k)),
+        ('absmean', lambda t, **k: t.abs().mean(**k)),
+        ('std', lambda t, **k: t.std(**k)),
+    ):
         assert torch.equal(stat_of_finite(x, fn), plain(x))
         assert torch.equal(stat_of_finite(x, fn, dim=1), plain(x, dim=1))
-        assert torch.equal(stat_of_finite(x, fn, dim=[0, 2], keepdim=True),
-                           plain(x, dim=[0, 2], keepdim=True))
+        assert torch.equal(
+            stat_of_finite(x, fn, dim=[0, 2], keepdim=True),
+            plain(x, dim=[0, 2], keepdim=True),
+        )
+        # the overflow-free formula (always computed off the CPU) agrees
+        data = x.abs() if fn == 'absmean' else x
+        assert torch.allclose(
+            _finite_fallback(data, fn, 1, False, True),
+            plain(x, dim=1),
+            rtol=1e-5,
+            atol=1e-6,
+        )
+        assert torch.allclose(
+            _finite_fallback(data, fn, None, False, True),
+            plain(x),
+            rtol=1e-5,
+            atol=1e-6,
+        )
 
 
 def test_stat_of_finite_leaves_out_non_finite_and_does_not_overflow():
-    rows = torch.tensor([[1.0, -2.0, 4.0, INF],
-                         [3.0, float('nan'), -INF, 5.0],
-                         [INF, -INF, float('nan'), INF]])
+    rows = torch.tensor(
+        [
+            [1.0, -2.0, 4.0, INF],
+            [3.0, float('nan'), -INF, 5.0],
+            [INF, -INF, float('nan'), INF],
+        ]
+    )
     assert stat_of_finite(rows, 'min', dim=1).tolist() == [-2.0, 3.0, 0.0]
     assert stat_of_finite(rows, 'max', dim=1).tolist() == [4.0, 5.0, 0.0]
-    assert torch.allclose(stat_of_finite(rows, 'mean', dim=1),
-                          torch.tensor([1.0, 4.0, 0.0]))
-    assert torch.allclose(stat_of_finite(rows, 'absmean', dim=1),
-                          torch.tensor([7 / 3, 4.0, 0.0]))
-    assert torch.allclose(stat_of_finite(rows, 'std', dim=1),
-                          torch.tensor([math.sqrt(9.0), math.sqrt(2.0), 0.0]))
+    assert torch.allclose(
+        stat_of_finite(rows, 'mean', dim=1), torch.tensor([1.0, 4.0, 0.0])
+    )
+    assert torch.allclose(
+        stat_of_finite(rows, 'absmean', dim=1), torch.tensor([7 / 3, 4.0, 0.0])
+    )
+    assert torch.allclose(
+        stat_of_finite(rows, 'std', dim=1),
+        torch.tensor([math.sqrt(9.0), math.sqrt(2.0), 0.0]),
+    )
     # float32 sums of values near the float32 limit overflow; these do not
-    big = torch.full((1000, ), 1e37)
+    big = torch.full((1000,), 1e37)
     assert not math.isfinite(big.mean().item())
     assert not math.isfinite(big.std().item())
     assert stat_of_finite(big, 'mean').item() == pytest.approx(1e37, rel=1e-5)
@@ -321,15 +365,15 @@ def test_stat_of_finite_leaves_out_non_finite_and_does_not_overflow():
     spread = torch.tensor([1e38, -1e38, 2e38, 3e38, 3e38])
     assert not math.isfinite(spread.std().item())
     assert stat_of_finite(spread, 'std').item() == pytest.approx(
-        spread.double().std().item(), rel=1e-5)
+        spread.double().std().item(), rel=1e-5
+    )
 
 
 def test_clamp_far_outside_keeps_values_within_one_width():
     low, high = torch.tensor(-1.0), torch.tensor(3.0)
     x = torch.tensor([-INF, -5.0, -4.5, 0.2, 6.9, 7.0, 1e38, INF])
     out = clamp_far_outside(x, low, high)
-    assert torch.equal(
-        out, torch.tensor([-5.0, -5.0, -4.5, 0.2, 6.9, 7.0, 7.0, 7.0]))
+    assert torch.equal(out, torch.tensor([-5.0, -5.0, -4.5, 0.2, 6.9, 7.0, 7.0, 7.0]))
 
 
 def test_lsq_inf_is_a_clipped_element_in_the_step_gradient():
@@ -341,15 +385,16 @@ def test_lsq_inf_is_a_clipped_element_in_the_step_gradient():
     q.step.data.fill_(0.4)
     upstream = torch.tensor([0.5, -1.0, 2.0, 0.3, -0.7, 1.1])
     out = q(x)
-    assert out[0].item() == pytest.approx(-0.8) and out[4].item() == \
-        pytest.approx(0.4)
+    assert out[0].item() == pytest.approx(-0.8) and out[4].item() == pytest.approx(0.4)
     out.backward(upstream)
     s, qmin, qmax = 0.4, -2, 1
     v = x.detach() / s
     inside = (v >= qmin) & (v <= qmax)
-    ds_elem = torch.where(v < qmin, torch.full_like(v, qmin),
-                          torch.where(v > qmax, torch.full_like(v, qmax),
-                                      torch.round(v) - v))
+    ds_elem = torch.where(
+        v < qmin,
+        torch.full_like(v, qmin),
+        torch.where(v > qmax, torch.full_like(v, qmax), torch.round(v) - v),
+    )
     # x/s = [-inf, -1.775, 0.3, 1.15, inf, 9.25]: clipped ones give qmin / qmax;
     # 0.5*-2 + -1*(-2+1.775) + 2*(0-0.3) + 0.3*1 + -0.7*1 + 1.1*1, / sqrt(6*1)
     hand = (-1.0 + 0.225 - 0.6 + 0.3 - 0.7 + 1.1) / math.sqrt(6)
@@ -391,14 +436,17 @@ def _outputs_and_grads(quantizer, x, upstream):
     return out.detach(), x.grad, grads
 
 
-@pytest.mark.parametrize('make', [
-    lambda: EWGSQuantizer(3, role='activation', delta=0.1),
-    lambda: EWGSQuantizer(3, role='weight', delta=0.1),
-    lambda: DAQQuantizer(3, role='activation'),
-    lambda: N2UQActQuantizer(3),
-    lambda: LSQQuantizer(3),
-    lambda: UniformSTEQuantizer(3),
-])
+@pytest.mark.parametrize(
+    'make',
+    [
+        lambda: EWGSQuantizer(3, role='activation', delta=0.1),
+        lambda: EWGSQuantizer(3, role='weight', delta=0.1),
+        lambda: DAQQuantizer(3, role='activation'),
+        lambda: N2UQActQuantizer(3),
+        lambda: LSQQuantizer(3),
+        lambda: UniformSTEQuantizer(3),
+    ],
+)
 def test_inf_input_gives_the_gradients_of_a_finite_clipped_input(make):
     torch.manual_seed(0)
     quantizer = _initialized(make(), torch.randn(64).abs())
@@ -409,8 +457,7 @@ def test_inf_input_gives_the_gradients_of_a_finite_clipped_input(make):
     with_inf[0], with_inf[-1] = -INF, INF
     upstream = torch.tensor([0.3, -1.0, 0.5, 2.0, -0.4, 0.8])
     out_f, grad_f, params_f = _outputs_and_grads(quantizer, finite, upstream)
-    out_i, grad_i, params_i = _outputs_and_grads(quantizer, with_inf,
-                                                 upstream)
+    out_i, grad_i, params_i = _outputs_and_grads(quantizer, with_inf, upstream)
     assert torch.equal(out_i, out_f)
     assert torch.equal(grad_i, grad_f)
     for name in params_f:
@@ -418,11 +465,14 @@ def test_inf_input_gives_the_gradients_of_a_finite_clipped_input(make):
         assert params_f[name].abs().sum() > 0, name  # the check is not vacuous
 
 
-@pytest.mark.parametrize('make', [
-    lambda: DAQQuantizer(3, role='weight'),
-    lambda: N2UQWeightQuantizer(3),
-    lambda: UniformSTEQuantizer(3, observer='current'),
-])
+@pytest.mark.parametrize(
+    'make',
+    [
+        lambda: DAQQuantizer(3, role='weight'),
+        lambda: N2UQWeightQuantizer(3),
+        lambda: UniformSTEQuantizer(3, observer='current'),
+    ],
+)
 def test_weight_range_from_the_tensor_ignores_inf(make):
     # the range / statistics come from the finite elements: the finite part
     # quantizes as if the inf weights were absent; inf gives the end levels
@@ -431,10 +481,8 @@ def test_weight_range_from_the_tensor_ignores_inf(make):
     with_inf = torch.cat([w, torch.tensor([[INF], [-INF]])], dim=1)
     quantizer = _initialized(make(), w)
     upstream = torch.linspace(-1, 2, 14).reshape(2, 7)
-    out_f, grad_f, params_f = _outputs_and_grads(quantizer, w,
-                                                 upstream[:, :6])
-    out_i, grad_i, params_i = _outputs_and_grads(quantizer, with_inf,
-                                                 upstream)
+    out_f, grad_f, params_f = _outputs_and_grads(quantizer, w, upstream[:, :6])
+    out_i, grad_i, params_i = _outputs_and_grads(quantizer, with_inf, upstream)
     assert torch.allclose(out_i[:, :6], out_f, atol=1e-6)
     assert torch.allclose(grad_i[:, :6], grad_f, atol=1e-6)
     assert grad_i[:, 6].eq(0).all()

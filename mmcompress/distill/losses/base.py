@@ -317,7 +317,8 @@ class DistillLoss(nn.Module, metaclass=ABCMeta):
                 f'{tuple(pred_S.shape)}, teacher shape {tuple(pred_T.shape)}): '
                 'the loss is 0 with zero gradients for it. Expected only when '
                 'a batch can hold no sample or instance; otherwise check the '
-                'dataloader and the recorded modules. (Warned once per loss.)')
+                'dataloader and the recorded modules. (Warned once per loss.)',
+                stacklevel=2)
         zero = pred_S.sum() * 0
         for param in self.parameters():
             zero = zero + param.sum() * 0

@@ -1,9 +1,16 @@
 """Distillation losses for dense maps: channel-wise distillation (CWD)."""
+
 import torch
 
 from mmcompress.registry import MODELS
-from .base import (DistillLoss, check_ndim, check_positive, check_same_dims,
-                   soft_kl_divergence)
+
+from .base import (
+    DistillLoss,
+    check_ndim,
+    check_positive,
+    check_same_dims,
+    soft_kl_divergence,
+)
 
 
 @MODELS.register_module()
@@ -31,12 +38,17 @@ class ChannelWiseDivergenceLoss(DistillLoss):
         super().__init__(loss_weight)
         self.tau = check_positive('tau', tau)
 
-    def loss_single(self, pred_S: torch.Tensor, pred_T: torch.Tensor,
-                    **kwargs) -> torch.Tensor:
+    def loss_single(
+        self, pred_S: torch.Tensor, pred_T: torch.Tensor, **kwargs
+    ) -> torch.Tensor:
         """Args: maps of identical shape (N, C, H, W)."""
-        check_ndim(self.loss_name, pred_S, 'student', (4, ), 'N x C x H x W')
-        check_same_dims(self.loss_name, pred_S, pred_T, range(pred_S.ndim),
-                        'every dimension')
+        check_ndim(self.loss_name, pred_S, 'student', (4,), 'N x C x H x W')
+        check_same_dims(
+            self.loss_name, pred_S, pred_T, range(pred_S.ndim), 'every dimension'
+        )
         return soft_kl_divergence(
             pred_S.flatten(0, 1).flatten(1),
-            pred_T.flatten(0, 1).flatten(1), self.tau, 'batchmean')
+            pred_T.flatten(0, 1).flatten(1),
+            self.tau,
+            'batchmean',
+        )

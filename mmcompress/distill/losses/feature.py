@@ -1,4 +1,5 @@
 """Feature distillation losses: FitNets/feature MSE, AT, PKD, MGD and ICKD."""
+
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -7,15 +8,22 @@ import torch.nn.functional as F
 
 from mmcompress.registry import MODELS
 from mmcompress.utils.checks import check_number
-from .base import (DistillLoss, TensorOrSeq, check_choice, check_ndim,
-                   check_positive, check_same_dims, pair_levels)
+
+from .base import (
+    DistillLoss,
+    TensorOrSeq,
+    check_choice,
+    check_ndim,
+    check_positive,
+    check_same_dims,
+    pair_levels,
+)
 
 
-def _check_maps(loss_name: str, pred_S: torch.Tensor,
-                pred_T: torch.Tensor) -> None:
+def _check_maps(loss_name: str, pred_S: torch.Tensor, pred_T: torch.Tensor) -> None:
     """Both inputs must be N x C x H x W feature maps."""
-    check_ndim(loss_name, pred_S, 'student', (4, ), 'N x C x H x W')
-    check_ndim(loss_name, pred_T, 'teacher', (4, ), 'N x C x H x W')
+    check_ndim(loss_name, pred_S, 'student', (4,), 'N x C x H x W')
+    check_ndim(loss_name, pred_T, 'teacher', (4,), 'N x C x H x W')
 
 
 @MODELS.register_module()
@@ -41,22 +49,22 @@ class FeatureMSELoss(DistillLoss):
         loss_weight (float): Multiplier of the loss. Defaults to 1.0.
     """
 
-    def __init__(self,
-                 normalize: bool = False,
-                 reduction: str = 'mean',
-                 loss_weight: float = 1.0) -> None:
+    def __init__(
+        self, normalize: bool = False, reduction: str = 'mean', loss_weight: float = 1.0
+    ) -> None:
         super().__init__(loss_weight)
         check_choice('reduction', reduction, ('mean', 'batchmean'))
         self.normalize = bool(normalize)
         self.reduction = reduction
 
-    def loss_single(self, pred_S: torch.Tensor, pred_T: torch.Tensor,
-                    **kwargs) -> torch.Tensor:
+    def loss_single(
+        self, pred_S: torch.Tensor, pred_T: torch.Tensor, **kwargs
+    ) -> torch.Tensor:
         """Args: features of identical shape (N, ...)."""
-        check_ndim(self.loss_name, pred_S, 'student', (2, 3, 4, 5),
-                   'N x ... features')
-        check_same_dims(self.loss_name, pred_S, pred_T, range(pred_S.ndim),
-                        'every dimension')
+        check_ndim(self.loss_name, pred_S, 'student', (2, 3, 4, 5), 'N x ... features')
+        check_same_dims(
+            self.loss_name, pred_S, pred_T, range(pred_S.ndim), 'every dimension'
+        )
         if self.normalize:
             pred_S = F.normalize(pred_S.flatten(1), dim=1)
             pred_T = F.normalize(pred_T.flatten(1), dim=1)
@@ -91,12 +99,14 @@ class ATLoss(DistillLoss):
         """L2-normalised spatial attention (N, H*W) of an (N, C, H, W) map."""
         return F.normalize(feature.pow(self.p).mean(1).flatten(1), dim=1)
 
-    def loss_single(self, pred_S: torch.Tensor, pred_T: torch.Tensor,
-                    **kwargs) -> torch.Tensor:
+    def loss_single(
+        self, pred_S: torch.Tensor, pred_T: torch.Tensor, **kwargs
+    ) -> torch.Tensor:
         """Args: feature maps (N, C_S, H, W) and (N, C_T, H, W)."""
         _check_maps(self.loss_name, pred_S, pred_T)
-        check_same_dims(self.loss_name, pred_S, pred_T, (0, 2, 3),
-                        'batch and spatial size')
+        check_same_dims(
+            self.loss_name, pred_S, pred_T, (0, 2, 3), 'batch and spatial size'
+        )
         diff = self.attention_map(pred_S) - self.attention_map(pred_T)
         return diff.pow(2).mean()
 
@@ -130,8 +140,7 @@ class PKDLoss(DistillLoss):
     eps = 1e-6
     channel_affine_invariant = True
 
-    def __init__(self, resize_stu: bool = True,
-                 loss_weight: float = 1.0) -> None:
+    def __init__(self, resize_stu: bool = True, loss_weight: float = 1.0) -> None:
         super().__init__(loss_weight)
         self.resize_stu = bool(resize_stu)
 
@@ -142,27 +151,26 @@ class PKDLoss(DistillLoss):
             raise ValueError(
                 f'{self.loss_name}: a channel needs at least 2 values over '
                 f'(N, H, W) for its standard deviation, got feature shape '
-                f'{tuple(feature.shape)}')
+                f'{tuple(feature.shape)}'
+            )
         # batch_norm divides by the biased std; rescale to the unbiased one
-        biased = F.batch_norm(feature, None, None, training=True,
-                              eps=self.eps**2 * (count - 1) / count)
-        return biased * ((count - 1) / count)**0.5
+        biased = F.batch_norm(
+            feature, None, None, training=True, eps=self.eps**2 * (count - 1) / count
+        )
+        return biased * ((count - 1) / count) ** 0.5
 
-    def loss_single(self, pred_S: torch.Tensor, pred_T: torch.Tensor,
-                    **kwargs) -> torch.Tensor:
+    def loss_single(
+        self, pred_S: torch.Tensor, pred_T: torch.Tensor, **kwargs
+    ) -> torch.Tensor:
         """Args: feature maps (N, C, H_S, W_S) and (N, C, H_T, W_T)."""
         _check_maps(self.loss_name, pred_S, pred_T)
-        check_same_dims(self.loss_name, pred_S, pred_T, (0, 1),
-                        'batch and channels')
+        check_same_dims(self.loss_name, pred_S, pred_T, (0, 1), 'batch and channels')
         if pred_S.shape[2:] != pred_T.shape[2:]:
             if self.resize_stu:
-                pred_S = F.interpolate(
-                    pred_S, pred_T.shape[2:], mode='bilinear')
+                pred_S = F.interpolate(pred_S, pred_T.shape[2:], mode='bilinear')
             else:
-                pred_T = F.interpolate(
-                    pred_T, pred_S.shape[2:], mode='bilinear')
-        return F.mse_loss(
-            self.standardize(pred_S), self.standardize(pred_T)) / 2
+                pred_T = F.interpolate(pred_T, pred_S.shape[2:], mode='bilinear')
+        return F.mse_loss(self.standardize(pred_S), self.standardize(pred_T)) / 2
 
 
 class MGDGenerator(nn.Module):
@@ -181,14 +189,16 @@ class MGDGenerator(nn.Module):
         self.teacher_channels = teacher_channels
         self.align = (
             nn.Conv2d(student_channels, teacher_channels, 1)
-            if student_channels != teacher_channels else nn.Identity())
+            if student_channels != teacher_channels
+            else nn.Identity()
+        )
         self.generation = nn.Sequential(
             nn.Conv2d(teacher_channels, teacher_channels, 3, padding=1),
             nn.ReLU(inplace=True),
-            nn.Conv2d(teacher_channels, teacher_channels, 3, padding=1))
+            nn.Conv2d(teacher_channels, teacher_channels, 3, padding=1),
+        )
 
-    def forward(self, feature: torch.Tensor,
-                mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, feature: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Generate the teacher feature from the masked, aligned student."""
         return self.generation(self.align(feature) * mask)
 
@@ -226,39 +236,48 @@ class MGDLoss(DistillLoss):
         loss_weight (float): Multiplier of the loss. Defaults to 1.0.
     """
 
-    def __init__(self,
-                 teacher_channels: Optional[int] = None,
-                 student_channels: Optional[int] = None,
-                 num_levels: int = 1,
-                 lambda_mgd: float = 0.65,
-                 alpha_mgd: float = 2e-5,
-                 loss_weight: float = 1.0) -> None:
+    def __init__(
+        self,
+        teacher_channels: Optional[int] = None,
+        student_channels: Optional[int] = None,
+        num_levels: int = 1,
+        lambda_mgd: float = 0.65,
+        alpha_mgd: float = 2e-5,
+        loss_weight: float = 1.0,
+    ) -> None:
         super().__init__(loss_weight)
         self.lambda_mgd = check_number(
-            'lambda_mgd', lambda_mgd, low=0, high=1, high_open=True)
+            'lambda_mgd', lambda_mgd, low=0, high=1, high_open=True
+        )
         self.alpha_mgd = check_positive('alpha_mgd', alpha_mgd)
-        if isinstance(num_levels, bool) or not isinstance(
-                num_levels, int) or num_levels < 1:
-            raise ValueError(f'num_levels must be an int >= 1, got '
-                             f'{num_levels!r}')
+        if (
+            isinstance(num_levels, bool)
+            or not isinstance(num_levels, int)
+            or num_levels < 1
+        ):
+            raise ValueError(f'num_levels must be an int >= 1, got {num_levels!r}')
         self.generators = nn.ModuleList()
         if teacher_channels is None:
             if student_channels is not None:
                 raise ValueError(
                     'MGDLoss: student_channels was given without '
                     'teacher_channels; give both, only teacher_channels '
-                    '(same channels), or neither (inferred)')
+                    '(same channels), or neither (inferred)'
+                )
             return
         channels_T = int(check_positive('teacher_channels', teacher_channels))
-        channels_S = channels_T if student_channels is None else int(
-            check_positive('student_channels', student_channels))
+        channels_S = (
+            channels_T
+            if student_channels is None
+            else int(check_positive('student_channels', student_channels))
+        )
         self._build([(channels_S, channels_T)] * num_levels)
 
     def _build(self, channels: List[Tuple[int, int]]) -> None:
         """Create one generator per ``(student, teacher)`` channel pair."""
         self.generators.extend(
-            MGDGenerator(channels_S, channels_T)
-            for channels_S, channels_T in channels)
+            MGDGenerator(channels_S, channels_T) for channels_S, channels_T in channels
+        )
 
     def random_mask(self, feature: torch.Tensor) -> torch.Tensor:
         """Spatial keep-mask (N, 1, H, W): 0 with probability lambda."""
@@ -266,52 +285,64 @@ class MGDLoss(DistillLoss):
         noise = torch.rand((num, 1, height, width), device=feature.device)
         return (noise <= 1 - self.lambda_mgd).to(feature.dtype)
 
-    def forward(self, preds_S: TensorOrSeq, preds_T: TensorOrSeq,
-                **kwargs) -> torch.Tensor:
+    def forward(
+        self, preds_S: TensorOrSeq, preds_T: TensorOrSeq, **kwargs
+    ) -> torch.Tensor:
         """Weighted MGD loss summed over levels (see the class docstring)."""
         pairs = pair_levels(self.loss_name, preds_S, preds_T)
         for pred_S, pred_T in pairs:
             _check_maps(self.loss_name, pred_S, pred_T)
-            check_same_dims(self.loss_name, pred_S, pred_T, (0, 2, 3),
-                            'batch and spatial size')
+            check_same_dims(
+                self.loss_name, pred_S, pred_T, (0, 2, 3), 'batch and spatial size'
+            )
         if len(self.generators) == 0:
             self._build([(s.shape[1], t.shape[1]) for s, t in pairs])
             self.generators.to(pairs[0][0].device)
         if len(self.generators) != len(pairs):
-            raise ValueError(f'{self.loss_name} was built for '
-                             f'{len(self.generators)} level(s) but got '
-                             f'{len(pairs)}; set num_levels accordingly')
+            raise ValueError(
+                f'{self.loss_name} was built for '
+                f'{len(self.generators)} level(s) but got '
+                f'{len(pairs)}; set num_levels accordingly'
+            )
         total = sum(
             self.level_loss(pred_S, pred_T, generator=generator)
-            for (pred_S, pred_T), generator in zip(pairs, self.generators))
+            for (pred_S, pred_T), generator in zip(pairs, self.generators)
+        )
         return self.loss_weight * total
 
-    def loss_single(self, pred_S: torch.Tensor, pred_T: torch.Tensor,
-                    generator: MGDGenerator = None,
-                    **kwargs) -> torch.Tensor:
+    def loss_single(
+        self,
+        pred_S: torch.Tensor,
+        pred_T: torch.Tensor,
+        generator: MGDGenerator = None,
+        **kwargs,
+    ) -> torch.Tensor:
         """Unweighted MGD loss of one level with its generator."""
         expected = (generator.student_channels, generator.teacher_channels)
         if (pred_S.shape[1], pred_T.shape[1]) != expected:
             raise ValueError(
                 f'{self.loss_name}: the generator expects (student, teacher) '
                 f'channels {expected} but got shapes {tuple(pred_S.shape)} '
-                f'and {tuple(pred_T.shape)}')
+                f'and {tuple(pred_T.shape)}'
+            )
         generated = generator(pred_S, self.random_mask(pred_S))
-        return self.alpha_mgd * (generated - pred_T).pow(2).sum() / \
-            pred_S.shape[0]
+        return self.alpha_mgd * (generated - pred_T).pow(2).sum() / pred_S.shape[0]
 
-    def _load_from_state_dict(self, state_dict: Dict, prefix: str,
-                              *args, **kwargs) -> None:
+    def _load_from_state_dict(
+        self, state_dict: Dict, prefix: str, *args, **kwargs
+    ) -> None:
         """Build the generators from checkpoint shapes when not built yet."""
         if len(self.generators) == 0:
             channels = []
-            while f'{prefix}generators.{len(channels)}.generation.0.weight' \
-                    in state_dict:
+            while (
+                f'{prefix}generators.{len(channels)}.generation.0.weight' in state_dict
+            ):
                 level = f'{prefix}generators.{len(channels)}.'
                 channels_T = state_dict[level + 'generation.0.weight'].shape[0]
                 align = state_dict.get(level + 'align.weight')
-                channels.append((channels_T if align is None else
-                                 align.shape[1], channels_T))
+                channels.append(
+                    (channels_T if align is None else align.shape[1], channels_T)
+                )
             self._build(channels)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
@@ -350,20 +381,28 @@ class ICKDLoss(DistillLoss):
         loss_weight (float): Multiplier of the loss. Defaults to 1.0.
     """
 
-    def __init__(self,
-                 normalization: str = 'cifar',
-                 grid: Union[int, Sequence[int]] = (1, 1),
-                 loss_weight: float = 1.0) -> None:
+    def __init__(
+        self,
+        normalization: str = 'cifar',
+        grid: Union[int, Sequence[int]] = (1, 1),
+        loss_weight: float = 1.0,
+    ) -> None:
         super().__init__(loss_weight)
         check_choice('normalization', normalization, ('cifar', 'imagenet'))
         self.normalization = normalization
         if isinstance(grid, int):
             grid = (grid, grid)
-        if (not isinstance(grid, (list, tuple)) or len(grid) != 2
-                or not all(isinstance(g, int) and not isinstance(g, bool)
-                           and g >= 1 for g in grid)):
-            raise ValueError(f'grid must be a positive int or a pair of '
-                             f'positive ints (m, n), got {grid!r}')
+        if (
+            not isinstance(grid, (list, tuple))
+            or len(grid) != 2
+            or not all(
+                isinstance(g, int) and not isinstance(g, bool) and g >= 1 for g in grid
+            )
+        ):
+            raise ValueError(
+                f'grid must be a positive int or a pair of '
+                f'positive ints (m, n), got {grid!r}'
+            )
         self.grid = tuple(grid)
 
     def correlation(self, feature: torch.Tensor) -> torch.Tensor:
@@ -375,22 +414,23 @@ class ICKDLoss(DistillLoss):
                 f'{self.loss_name}: grid {self.grid} must divide the spatial '
                 f'size (H, W) = ({height}, {width}) of a map of shape '
                 f'{tuple(feature.shape)}; choose a grid that divides it or '
-                f'resize the features')
-        patches = feature.view(num, channels, rows, height // rows, cols,
-                               width // cols).permute(0, 2, 4, 1, 3, 5)
+                f'resize the features'
+            )
+        patches = feature.view(
+            num, channels, rows, height // rows, cols, width // cols
+        ).permute(0, 2, 4, 1, 3, 5)
         patches = patches.reshape(num * rows * cols, channels, -1)
         gram = torch.bmm(patches, patches.transpose(1, 2))
         return F.normalize(gram, dim=2)
 
-    def loss_single(self, pred_S: torch.Tensor, pred_T: torch.Tensor,
-                    **kwargs) -> torch.Tensor:
+    def loss_single(
+        self, pred_S: torch.Tensor, pred_T: torch.Tensor, **kwargs
+    ) -> torch.Tensor:
         """Args: feature maps (N, C, H_S, W_S) and (N, C, H_T, W_T)."""
         _check_maps(self.loss_name, pred_S, pred_T)
-        check_same_dims(self.loss_name, pred_S, pred_T, (0, 1),
-                        'batch and channels')
+        check_same_dims(self.loss_name, pred_S, pred_T, (0, 1), 'batch and channels')
         num, channels = pred_S.shape[:2]
-        squared = (self.correlation(pred_S) -
-                   self.correlation(pred_T)).pow(2).sum()
+        squared = (self.correlation(pred_S) - self.correlation(pred_T)).pow(2).sum()
         denominator = channels * num * self.grid[0] * self.grid[1]
         if self.normalization == 'imagenet':
             denominator *= num

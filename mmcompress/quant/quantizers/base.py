@@ -58,6 +58,7 @@ What the base class provides:
 * helpers for integer ranges (``qmin``, ``qmax``) and per-channel broadcasting
   (``broadcast(param, x)``).
 """
+
 from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar, Optional
@@ -129,31 +130,38 @@ class BaseQuantizer(nn.Module, metaclass=ABCMeta):
     #: dtype of the :meth:`channel_stat` statistics (see :meth:`_initialize`)
     _stat_dtype: ClassVar[torch.dtype] = torch.float32
 
-    def __init__(self,
-                 bits: int,
-                 signed: Optional[bool] = None,
-                 per_channel: bool = False,
-                 channel_axis: int = 0,
-                 num_channels: Optional[int] = None,
-                 narrow_range: bool = False) -> None:
+    def __init__(
+        self,
+        bits: int,
+        signed: Optional[bool] = None,
+        per_channel: bool = False,
+        channel_axis: int = 0,
+        num_channels: Optional[int] = None,
+        narrow_range: bool = False,
+    ) -> None:
         super().__init__()
         name = type(self).__name__
         if isinstance(bits, bool) or not isinstance(bits, int):
-            raise TypeError(f'{name}: bits must be an int, got {bits!r} '
-                            f'({type(bits).__name__})')
+            raise TypeError(
+                f'{name}: bits must be an int, got {bits!r} ({type(bits).__name__})'
+            )
         if not self.min_bits <= bits <= self.max_bits:
             raise ValueError(
                 f'{name}: bits={bits} is not supported; valid bit-widths are '
-                f'{self.min_bits}..{self.max_bits}')
+                f'{self.min_bits}..{self.max_bits}'
+            )
         if signed not in (None, True, False):
-            raise ValueError(f'{name}: signed must be True, False or None '
-                             f'(decide from data), got {signed!r}')
+            raise ValueError(
+                f'{name}: signed must be True, False or None '
+                f'(decide from data), got {signed!r}'
+            )
         if per_channel:
             if num_channels is None or int(num_channels) < 1:
                 raise ValueError(
                     f'{name}: per_channel=True needs num_channels >= 1 (the size '
                     f'of dimension channel_axis={channel_axis}), got '
-                    f'num_channels={num_channels!r}')
+                    f'num_channels={num_channels!r}'
+                )
         self.bits = bits
         self.per_channel = bool(per_channel)
         self.channel_axis = int(channel_axis)
@@ -162,10 +170,13 @@ class BaseQuantizer(nn.Module, metaclass=ABCMeta):
         self.auto_signed = signed is None
         self.enabled = True
         self.calibrating = False
-        self.register_buffer('initialized', torch.tensor(
-            0 if self.requires_init else 1, dtype=torch.uint8))
-        self.register_buffer('signed',
-                             torch.tensor(int(bool(signed)), dtype=torch.uint8))
+        self.register_buffer(
+            'initialized',
+            torch.tensor(0 if self.requires_init else 1, dtype=torch.uint8),
+        )
+        self.register_buffer(
+            'signed', torch.tensor(int(bool(signed)), dtype=torch.uint8)
+        )
 
     # ------------------------------------------------------------------ ranges
     @property
@@ -178,13 +189,13 @@ class BaseQuantizer(nn.Module, metaclass=ABCMeta):
         """int: Smallest integer level."""
         if not self.is_signed:
             return 0
-        low = -(2**(self.bits - 1))
+        low = -(2 ** (self.bits - 1))
         return low + 1 if self.narrow_range else low
 
     @property
     def qmax(self) -> int:
         """int: Largest integer level."""
-        return 2**(self.bits - 1) - 1 if self.is_signed else 2**self.bits - 1
+        return 2 ** (self.bits - 1) - 1 if self.is_signed else 2**self.bits - 1
 
     @property
     def num_levels(self) -> int:
@@ -195,7 +206,7 @@ class BaseQuantizer(nn.Module, metaclass=ABCMeta):
     def param_shape(self) -> tuple:
         """tuple: Shape of a per-tensor (``(1,)``) or per-channel (``(C,)``)
         quantizer parameter."""
-        return (self.num_channels, )
+        return (self.num_channels,)
 
     def broadcast(self, param: Tensor, x: Tensor) -> Tensor:
         """View a ``(C,)`` or ``(1,)`` parameter so it broadcasts against ``x``.
@@ -228,7 +239,8 @@ class BaseQuantizer(nn.Module, metaclass=ABCMeta):
             raise ValueError(
                 f'{type(self).__name__}: expected {self.num_channels} channels '
                 f'along axis {self.channel_axis}, got a tensor of shape '
-                f'{tuple(x.shape)}')
+                f'{tuple(x.shape)}'
+            )
         return axis
 
     def reduce_dims(self, x: Tensor) -> list:
@@ -245,8 +257,7 @@ class BaseQuantizer(nn.Module, metaclass=ABCMeta):
         axis = self.channel_axis % x.dim()
         return [d for d in range(x.dim()) if d != axis]
 
-    def channel_stat(self, x: Tensor, fn: str,
-                     finite_only: bool = False) -> Tensor:
+    def channel_stat(self, x: Tensor, fn: str, finite_only: bool = False) -> Tensor:
         """A per-tensor or per-channel statistic of ``x`` as a ``(C,)`` tensor.
 
         Computed in float32 (float64 while :meth:`_initialize` redoes an
@@ -283,8 +294,9 @@ class BaseQuantizer(nn.Module, metaclass=ABCMeta):
             return flat.mean(dim=1)
         if fn == 'std':
             return flat.std(dim=1, unbiased=flat.shape[1] > 1)
-        raise ValueError(f'unknown statistic {fn!r}; valid: min, max, absmax, '
-                         'absmean, mean, std')
+        raise ValueError(
+            f'unknown statistic {fn!r}; valid: min, max, absmax, absmean, mean, std'
+        )
 
     # ------------------------------------------------------------ the contract
     @abstractmethod
@@ -321,7 +333,8 @@ class BaseQuantizer(nn.Module, metaclass=ABCMeta):
         """
         raise TypeError(
             f'{type(self).__name__} is not an affine (uniform-grid) quantizer, so '
-            'it cannot be exported as QuantizeLinear/DequantizeLinear')
+            'it cannot be exported as QuantizeLinear/DequantizeLinear'
+        )
 
     # ------------------------------------------------------------- machinery
     def reset_initialization(self) -> None:
@@ -334,10 +347,10 @@ class BaseQuantizer(nn.Module, metaclass=ABCMeta):
             raise ValueError(
                 f'{type(self).__name__}: cannot initialize from a tensor holding '
                 f'NaN or inf (shape {tuple(x.shape)}); the quantization range '
-                'would not be finite. Check the input data / the float model.')
+                'would not be finite. Check the input data / the float model.'
+            )
         if self.auto_signed:
-            is_negative = torch.tensor(float(bool((x < 0).any())),
-                                       device=x.device)
+            is_negative = torch.tensor(float(bool((x < 0).any())), device=x.device)
             if dist.get_world_size() > 1:
                 dist.all_reduce(is_negative, op='max')
             self.signed.fill_(int(is_negative.item() > 0))
@@ -356,12 +369,12 @@ class BaseQuantizer(nn.Module, metaclass=ABCMeta):
                     f'tensor (shape {tuple(x.shape)}, largest |x| = '
                     f'{x.detach().abs().max().item():.3g}) does not fit in '
                     'float32; rescale the input of this layer or keep the '
-                    'layer float.')
+                    'layer float.'
+                )
         if dist.get_world_size() > 1:
             tensors = [p.data for p in self.parameters(recurse=False)]
             tensors += [
-                b for n, b in self.named_buffers(recurse=False)
-                if b.is_floating_point()
+                b for n, b in self.named_buffers(recurse=False) if b.is_floating_point()
             ]
             if tensors:
                 dist.all_reduce_params(tensors, op='mean')
@@ -397,7 +410,9 @@ class BaseQuantizer(nn.Module, metaclass=ABCMeta):
         return self.quantize(x)
 
     def extra_repr(self) -> str:
-        signed = 'auto' if (self.auto_signed and not self.initialized.item()) \
+        signed = (
+            'auto'
+            if (self.auto_signed and not self.initialized.item())
             else self.is_signed
-        return (f'bits={self.bits}, signed={signed}, '
-                f'per_channel={self.per_channel}')
+        )
+        return f'bits={self.bits}, signed={signed}, per_channel={self.per_channel}'

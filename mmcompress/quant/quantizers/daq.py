@@ -1,4 +1,5 @@
 """DAQ: distance-aware quantization (Kim, Lee, Ham, ICCV 2021)."""
+
 from typing import Optional
 
 import torch
@@ -7,8 +8,8 @@ from torch import Tensor
 
 from mmcompress.registry import MODELS
 from mmcompress.utils.checks import check_number
-from ..functions import (clamp_far_outside, daq_hard_round, daq_round,
-                         stat_of_finite)
+
+from ..functions import clamp_far_outside, daq_hard_round, daq_round, stat_of_finite
 from .base import AffineQParams, BaseQuantizer
 
 ROLES = ('weight', 'activation')
@@ -51,20 +52,21 @@ class DAQQuantizer(BaseQuantizer):
     max_bits = 8
     output_in_unit_range = True
 
-    def __init__(self,
-                 bits: int,
-                 role: str,
-                 temperature: float = 2.0,
-                 sigma: Optional[float] = None,
-                 **kwargs) -> None:
+    def __init__(
+        self,
+        bits: int,
+        role: str,
+        temperature: float = 2.0,
+        sigma: Optional[float] = None,
+        **kwargs,
+    ) -> None:
         if role not in ROLES:
-            raise ValueError(f'DAQQuantizer: role must be one of {ROLES}, '
-                             f'got {role!r}')
-        temperature = check_number('temperature', temperature, low=0,
-                                   low_open=True, owner='DAQQuantizer')
+            raise ValueError(f'DAQQuantizer: role must be one of {ROLES}, got {role!r}')
+        temperature = check_number(
+            'temperature', temperature, low=0, low_open=True, owner='DAQQuantizer'
+        )
         sigma = (1.0 if role == 'weight' else 2.0) if sigma is None else sigma
-        sigma = check_number('sigma', sigma, low=0, low_open=True,
-                             owner='DAQQuantizer')
+        sigma = check_number('sigma', sigma, low=0, low_open=True, owner='DAQQuantizer')
         kwargs['signed'] = role == 'weight'
         super().__init__(bits, **kwargs)
         self.role = role
@@ -88,8 +90,7 @@ class DAQQuantizer(BaseQuantizer):
         if self.role != 'weight':
             return x
         data = x.detach()
-        std = stat_of_finite(data, 'std') if data.numel() > 1 \
-            else data.new_ones(())
+        std = stat_of_finite(data, 'std') if data.numel() > 1 else data.new_ones(())
         # a constant weight has std 0 (its centred values are 0 anyway)
         std = torch.where(std > 0, std, torch.ones_like(std))
         return (x - stat_of_finite(data, 'mean')) / std
@@ -116,11 +117,21 @@ class DAQQuantizer(BaseQuantizer):
         one = torch.ones_like(upper)
         axis = self.channel_axis if self.per_channel else None
         if self.role == 'weight':
-            return AffineQParams(one / levels, torch.zeros_like(upper), -levels,
-                                 levels, axis)
-        return AffineQParams(one / levels, torch.zeros_like(upper), 0, levels,
-                             axis, offset=lower, multiplier=1 / (upper - lower))
+            return AffineQParams(
+                one / levels, torch.zeros_like(upper), -levels, levels, axis
+            )
+        return AffineQParams(
+            one / levels,
+            torch.zeros_like(upper),
+            0,
+            levels,
+            axis,
+            offset=lower,
+            multiplier=1 / (upper - lower),
+        )
 
     def extra_repr(self) -> str:
-        return (f'bits={self.bits}, role={self.role}, '
-                f'temperature={self.temperature}, sigma={self.sigma}')
+        return (
+            f'bits={self.bits}, role={self.role}, '
+            f'temperature={self.temperature}, sigma={self.sigma}'
+        )

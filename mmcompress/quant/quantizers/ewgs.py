@@ -1,4 +1,5 @@
 """EWGS: element-wise gradient scaling (Lee, Kim, Ham, CVPR 2021)."""
+
 import math
 from typing import Optional
 
@@ -8,6 +9,7 @@ from torch import Tensor
 
 from mmcompress.registry import MODELS
 from mmcompress.utils.checks import check_number
+
 from ..functions import clamp_far_outside, ewgs_discretize
 from .base import AffineQParams, BaseQuantizer
 
@@ -53,11 +55,11 @@ class EWGSQuantizer(BaseQuantizer):
     #: smallest ``upper - lower`` set by the initialization
     min_range = 1e-6
 
-    def __init__(self, bits: int, role: str, delta: float = 0.0,
-                 **kwargs) -> None:
+    def __init__(self, bits: int, role: str, delta: float = 0.0, **kwargs) -> None:
         if role not in ROLES:
-            raise ValueError(f'EWGSQuantizer: role must be one of {ROLES}, '
-                             f'got {role!r}')
+            raise ValueError(
+                f'EWGSQuantizer: role must be one of {ROLES}, got {role!r}'
+            )
         delta = check_number('delta', delta, low=0, owner='EWGSQuantizer')
         kwargs['signed'] = role == 'weight'
         super().__init__(bits, **kwargs)
@@ -78,7 +80,8 @@ class EWGSQuantizer(BaseQuantizer):
             self.lower.data.copy_(self.channel_stat(x, 'min'))
             upper = 3 * self.channel_stat(x, 'std') / math.sqrt(1 - 2 / math.pi)
             self.upper.data.copy_(
-                torch.maximum(upper, self.lower.data + self.min_range))
+                torch.maximum(upper, self.lower.data + self.min_range)
+            )
 
     def quantize(self, x: Tensor) -> Tensor:
         lower = self.broadcast(self.lower.to(x.dtype), x)
@@ -99,11 +102,21 @@ class EWGSQuantizer(BaseQuantizer):
         axis = self.channel_axis if self.per_channel else None
         if self.role == 'weight':
             # out = (2k - (L-1)) / (L-1): odd multiples of 1/(L-1).
-            return AffineQParams(one / levels, torch.zeros_like(lower),
-                                 -levels, levels, axis)
-        return AffineQParams(one / levels, torch.zeros_like(lower), 0, levels,
-                             axis, offset=lower, multiplier=1 / (upper - lower))
+            return AffineQParams(
+                one / levels, torch.zeros_like(lower), -levels, levels, axis
+            )
+        return AffineQParams(
+            one / levels,
+            torch.zeros_like(lower),
+            0,
+            levels,
+            axis,
+            offset=lower,
+            multiplier=1 / (upper - lower),
+        )
 
     def extra_repr(self) -> str:
-        return (f'bits={self.bits}, role={self.role}, '
-                f'per_channel={self.per_channel}, delta={self.delta.item():.3g}')
+        return (
+            f'bits={self.bits}, role={self.role}, '
+            f'per_channel={self.per_channel}, delta={self.delta.item():.3g}'
+        )

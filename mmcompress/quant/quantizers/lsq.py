@@ -1,4 +1,5 @@
 """LSQ: learned step size quantization (Esser et al., ICLR 2020)."""
+
 import math
 from typing import Optional
 
@@ -7,6 +8,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from mmcompress.registry import MODELS
+
 from ..functions import lsq_fake_quant
 from .base import AffineQParams, BaseQuantizer
 
@@ -58,14 +60,16 @@ class LSQQuantizer(BaseQuantizer):
 
     def quantize(self, x: Tensor) -> Tensor:
         step = self.broadcast(self.step.to(x.dtype), x)
-        return lsq_fake_quant(x, step, self.qmin, self.qmax,
-                              self.gradient_scale(x))
+        return lsq_fake_quant(x, step, self.qmin, self.qmax, self.gradient_scale(x))
 
     def export_qparams(self, x: Optional[Tensor] = None) -> AffineQParams:
-        return AffineQParams(self.step.detach().clone(),
-                             torch.zeros_like(self.step.detach()), self.qmin,
-                             self.qmax,
-                             self.channel_axis if self.per_channel else None)
+        return AffineQParams(
+            self.step.detach().clone(),
+            torch.zeros_like(self.step.detach()),
+            self.qmin,
+            self.qmax,
+            self.channel_axis if self.per_channel else None,
+        )
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f', grad_scale={self.use_grad_scale}'

@@ -1,4 +1,5 @@
 """N2UQ: nonuniform-to-uniform quantization (Liu et al., CVPR 2022)."""
+
 from typing import Optional
 
 import torch
@@ -7,8 +8,8 @@ from torch import Tensor
 
 from mmcompress.registry import MODELS
 from mmcompress.utils.checks import check_number
-from ..functions import (clamp_far_outside, gste_threshold_quantize,
-                         stat_of_finite)
+
+from ..functions import clamp_far_outside, gste_threshold_quantize, stat_of_finite
 from .base import AffineQParams, BaseQuantizer
 
 
@@ -45,25 +46,25 @@ class N2UQActQuantizer(BaseQuantizer):
     min_bits = 1
     max_bits = 8
 
-    def __init__(self,
-                 bits: int,
-                 init: str = 'data',
-                 eps: float = 1e-3,
-                 **kwargs) -> None:
+    def __init__(
+        self, bits: int, init: str = 'data', eps: float = 1e-3, **kwargs
+    ) -> None:
         if init not in ('data', 'official'):
-            raise ValueError("N2UQActQuantizer: init must be 'data' or "
-                             f"'official', got {init!r}")
+            raise ValueError(
+                f"N2UQActQuantizer: init must be 'data' or 'official', got {init!r}"
+            )
         kwargs.update(signed=False, per_channel=False)
         super().__init__(bits, **kwargs)
         if init == 'official':
             self.initialized.fill_(1)
         self.init = init
-        self.eps = check_number('eps', eps, low=0, low_open=True,
-                                owner='N2UQActQuantizer')
+        self.eps = check_number(
+            'eps', eps, low=0, low_open=True, owner='N2UQActQuantizer'
+        )
         n = self.num_levels - 1
         self.interval = 2.0 / n
         self.start = nn.Parameter(torch.zeros(()))
-        self.a = nn.Parameter(torch.full((n, ), self.interval))
+        self.a = nn.Parameter(torch.full((n,), self.interval))
         self.scale1 = nn.Parameter(torch.ones(()))
         self.scale2 = nn.Parameter(torch.ones(()))
 
@@ -80,8 +81,7 @@ class N2UQActQuantizer(BaseQuantizer):
         scale1 = self.scale1.to(x.dtype)
         # the segments cover [start, start + sum(widths)] after scaling by
         # scale1; inputs far beyond (+-inf) must not reach x * scale1
-        x = clamp_far_outside(x, start / scale1,
-                              (start + widths.sum()) / scale1)
+        x = clamp_far_outside(x, start / scale1, (start + widths.sum()) / scale1)
         out = gste_threshold_quantize(x * scale1, start, widths, self.interval)
         return out * self.scale2.to(x.dtype)
 
@@ -116,14 +116,17 @@ class N2UQWeightQuantizer(BaseQuantizer):
     def __init__(self, bits: int, **kwargs) -> None:
         kwargs.update(signed=True, per_channel=False)
         super().__init__(bits, **kwargs)
-        self.gamma = (2**bits - 1) / 2**(bits - 1)
+        self.gamma = (2**bits - 1) / 2 ** (bits - 1)
         self.half_levels = (2**bits - 1) / 2
 
     def _channel_scale(self, x: Tensor) -> Tensor:
         axis = self.channel_axis % x.dim() if x.dim() else 0
         dims = [d for d in range(x.dim()) if d != axis]
-        absmean = stat_of_finite(x.detach(), 'absmean', dim=dims,
-                                 keepdim=True) if dims else x.detach().abs()
+        absmean = (
+            stat_of_finite(x.detach(), 'absmean', dim=dims, keepdim=True)
+            if dims
+            else x.detach().abs()
+        )
         scale = self.gamma * absmean
         return torch.where(scale > 0, scale, torch.full_like(scale, 1e-12))
 
@@ -139,9 +142,16 @@ class N2UQWeightQuantizer(BaseQuantizer):
 
     def export_qparams(self, x: Optional[Tensor] = None) -> AffineQParams:
         if x is None:
-            raise ValueError('N2UQWeightQuantizer computes its scale from the '
-                             'weight; pass it to export_qparams(x)')
+            raise ValueError(
+                'N2UQWeightQuantizer computes its scale from the '
+                'weight; pass it to export_qparams(x)'
+            )
         levels = 2**self.bits - 1
         scale = (self._channel_scale(x) / levels).reshape(-1)
-        return AffineQParams(scale, torch.zeros_like(scale), -levels, levels,
-                             axis=self.channel_axis % max(x.dim(), 1))
+        return AffineQParams(
+            scale,
+            torch.zeros_like(scale),
+            -levels,
+            levels,
+            axis=self.channel_axis % max(x.dim(), 1),
+        )

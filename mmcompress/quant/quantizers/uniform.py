@@ -1,4 +1,5 @@
 """Plain uniform fake quantizer with the straight-through estimator (the baseline)."""
+
 from typing import Optional
 
 import torch
@@ -6,6 +7,7 @@ from torch import Tensor
 
 from mmcompress.registry import MODELS
 from mmcompress.utils.checks import check_number
+
 from ..functions import round_ste
 from .base import AffineQParams, BaseQuantizer
 
@@ -37,18 +39,24 @@ class UniformSTEQuantizer(BaseQuantizer):
     min_bits = 2
     max_bits = 8
 
-    def __init__(self,
-                 bits: int,
-                 observer: str = 'ema',
-                 momentum: float = 0.1,
-                 **kwargs) -> None:
+    def __init__(
+        self, bits: int, observer: str = 'ema', momentum: float = 0.1, **kwargs
+    ) -> None:
         super().__init__(bits, **kwargs)
         if observer not in ('current', 'ema'):
-            raise ValueError(f"UniformSTEQuantizer: observer must be 'current' or "
-                             f"'ema', got {observer!r}")
+            raise ValueError(
+                f"UniformSTEQuantizer: observer must be 'current' or "
+                f"'ema', got {observer!r}"
+            )
         self.observer = observer
-        self.momentum = check_number('momentum', momentum, low=0, high=1,
-                                     low_open=True, owner='UniformSTEQuantizer')
+        self.momentum = check_number(
+            'momentum',
+            momentum,
+            low=0,
+            high=1,
+            low_open=True,
+            owner='UniformSTEQuantizer',
+        )
         self.register_buffer('running_min', torch.zeros(self.param_shape))
         self.register_buffer('running_max', torch.zeros(self.param_shape))
 
@@ -58,18 +66,28 @@ class UniformSTEQuantizer(BaseQuantizer):
 
     def _range(self, x: Tensor):
         if self.observer == 'current':
-            return (self.channel_stat(x, 'min', finite_only=True),
-                    self.channel_stat(x, 'max', finite_only=True))
+            return (
+                self.channel_stat(x, 'min', finite_only=True),
+                self.channel_stat(x, 'max', finite_only=True),
+            )
         if self.training:
             with torch.no_grad():
                 low, high = self.channel_stat(x, 'min'), self.channel_stat(x, 'max')
                 finite = torch.isfinite(low) & torch.isfinite(high)
-                self.running_min.copy_(torch.where(
-                    finite, self.running_min.lerp(low, self.momentum),
-                    self.running_min))
-                self.running_max.copy_(torch.where(
-                    finite, self.running_max.lerp(high, self.momentum),
-                    self.running_max))
+                self.running_min.copy_(
+                    torch.where(
+                        finite,
+                        self.running_min.lerp(low, self.momentum),
+                        self.running_min,
+                    )
+                )
+                self.running_max.copy_(
+                    torch.where(
+                        finite,
+                        self.running_max.lerp(high, self.momentum),
+                        self.running_max,
+                    )
+                )
         return self.running_min, self.running_max
 
     def _scale_zero_point(self, low: Tensor, high: Tensor):
@@ -81,8 +99,7 @@ class UniformSTEQuantizer(BaseQuantizer):
         low = low.clamp(max=0)
         high = high.clamp(min=0)
         scale = ((high - low) / (self.qmax - self.qmin)).clamp_min(eps)
-        zero_point = (self.qmin - torch.round(low / scale)).clamp(
-            self.qmin, self.qmax)
+        zero_point = (self.qmin - torch.round(low / scale)).clamp(self.qmin, self.qmax)
         return scale, zero_point
 
     def quantize(self, x: Tensor) -> Tensor:
@@ -100,13 +117,19 @@ class UniformSTEQuantizer(BaseQuantizer):
             if x is None:
                 raise ValueError(
                     "UniformSTEQuantizer(observer='current') takes its range from "
-                    'the tensor; pass it to export_qparams(x)')
+                    'the tensor; pass it to export_qparams(x)'
+                )
             low, high = self._range(x)
         else:
             low, high = self.running_min, self.running_max
         scale, zero_point = self._scale_zero_point(low, high)
-        return AffineQParams(scale, zero_point, self.qmin, self.qmax,
-                             self.channel_axis if self.per_channel else None)
+        return AffineQParams(
+            scale,
+            zero_point,
+            self.qmin,
+            self.qmax,
+            self.channel_axis if self.per_channel else None,
+        )
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f', observer={self.observer}'
