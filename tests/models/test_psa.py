@@ -5,6 +5,7 @@ in the order the official ``PSA_p`` / ``PSA_s`` (DeLightCMU/PSA, network/PSA.py)
 and the paper's equations state it (e.g. the spatial query is convolved at full
 resolution and then pooled), independently of the module's own code path.
 """
+
 import math
 
 import pytest
@@ -73,8 +74,11 @@ def randomised(mode, impl, channels=C):
     return m.double()
 
 
-LAYOUTS = [(mode, impl) for mode in ('parallel', 'sequential')
-           for impl in ('official', 'paper')]
+LAYOUTS = [
+    (mode, impl)
+    for mode in ('parallel', 'sequential')
+    for impl in ('official', 'paper')
+]
 
 
 @pytest.mark.parametrize('mode, impl', LAYOUTS)
@@ -113,11 +117,16 @@ def test_variants_differ_where_the_official_code_deviates():
     for mode in ('parallel', 'sequential'):
         official, paper = randomised(mode, 'official'), randomised(mode, 'paper')
         paper.load_state_dict(
-            {k: v for k, v in official.state_dict().items() if k in
-             paper.state_dict() and v.shape == paper.state_dict()[k].shape},
-            strict=False)
-        assert not torch.allclose(official.spatial_attention(x),
-                                  paper.spatial_attention(x))
+            {
+                k: v
+                for k, v in official.state_dict().items()
+                if k in paper.state_dict() and v.shape == paper.state_dict()[k].shape
+            },
+            strict=False,
+        )
+        assert not torch.allclose(
+            official.spatial_attention(x), paper.spatial_attention(x)
+        )
 
 
 def test_official_layers_and_parameter_counts():
@@ -129,8 +138,9 @@ def test_official_layers_and_parameter_counts():
     assert p.ch_wz.bias is None
     qv = 64 * 1 + 64 * 32 + 64 * 32 + 64 * 32  # ch_wq, ch_wv, sp_wq, sp_wv
     assert sum(x.numel() for x in p.parameters()) == qv + 32 * 64
-    assert sum(x.numel() for x in s.parameters()) == \
-        qv + (32 * 8 + 8) + 2 * 8 + (8 * 64 + 64)
+    assert sum(x.numel() for x in s.parameters()) == qv + (32 * 8 + 8) + 2 * 8 + (
+        8 * 64 + 64
+    )
     assert sum(x.numel() for x in paper.parameters()) == qv + 32 * 64 + 2 * 64
 
 
@@ -155,32 +165,34 @@ def test_official_kaiming_fan_in_init():
     torch.manual_seed(0)
     m = PolarizedSelfAttention(256)
     for conv_ in (m.ch_wv, m.sp_wq, m.sp_wv):  # fan_in = 256, gain sqrt(2)
-        assert conv_.weight.std().item() == pytest.approx(
-            math.sqrt(2 / 256), rel=0.03)
+        assert conv_.weight.std().item() == pytest.approx(math.sqrt(2 / 256), rel=0.03)
     # Wz keeps torch's default conv init: uniform within 1/sqrt(fan_in)
     assert m.ch_wz.weight.abs().max().item() <= 1 / math.sqrt(128)
 
 
 def test_built_as_mmcv_plugin_from_every_scope():
     name, layer = build_plugin_layer(
-        dict(type='PolarizedSelfAttention', mode='sequential'), in_channels=32)
+        dict(type='PolarizedSelfAttention', mode='sequential'), in_channels=32
+    )
     assert name == 'psa' and isinstance(layer, PolarizedSelfAttention)
     assert layer.in_channels == 32 and layer.mode == 'sequential'
     assert layer.impl == 'official'
     assert MODELS.get('PolarizedSelfAttention') is PolarizedSelfAttention
     from mmengine.registry import DefaultScope
+
     for scope in ('mmseg', 'mmpose', 'mmdet', 'mmpretrain'):
         with DefaultScope.overwrite_default_scope(scope):
             _, built = build_plugin_layer(
-                dict(type='PolarizedSelfAttention'), in_channels=8)
+                dict(type='PolarizedSelfAttention'), in_channels=8
+            )
         assert isinstance(built, PolarizedSelfAttention)
 
 
 def test_loading_a_plain_checkpoint_logs_the_new_psa_weights(capsys):
     from mmengine.logging import MMLogger
     from mmengine.runner.checkpoint import load_state_dict
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1),
-                                PolarizedSelfAttention(8))
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1), PolarizedSelfAttention(8))
     plain = {'0.weight': torch.zeros(8, 3, 1, 1), '0.bias': torch.zeros(8)}
     MMLogger.get_instance('test_psa_load')
     load_state_dict(model, plain, strict=False)

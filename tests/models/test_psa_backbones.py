@@ -1,5 +1,6 @@
 """PSA insertion points: mmseg/mmdet Bottleneck ``plugins=``, the plugin-capable
 BasicBlocks, ResNet and HRNet subclasses of mmseg and mmpose, init and loading."""
+
 import copy
 
 import pytest
@@ -15,14 +16,35 @@ PSA_P = [dict(cfg=dict(type='PolarizedSelfAttention'), position='after_conv1')]
 def hrnet_extra(block='BASIC'):
     """A four-stage HRNet small enough for CPU tests (channels multiples of 8)."""
     return dict(
-        stage1=dict(num_modules=1, num_branches=1, block='BOTTLENECK',
-                    num_blocks=(1, ), num_channels=(8, )),
-        stage2=dict(num_modules=1, num_branches=2, block=block,
-                    num_blocks=(2, 2), num_channels=(8, 16)),
-        stage3=dict(num_modules=1, num_branches=3, block=block,
-                    num_blocks=(1, 1, 1), num_channels=(8, 16, 32)),
-        stage4=dict(num_modules=1, num_branches=4, block=block,
-                    num_blocks=(1, 1, 1, 1), num_channels=(8, 16, 32, 64)))
+        stage1=dict(
+            num_modules=1,
+            num_branches=1,
+            block='BOTTLENECK',
+            num_blocks=(1,),
+            num_channels=(8,),
+        ),
+        stage2=dict(
+            num_modules=1,
+            num_branches=2,
+            block=block,
+            num_blocks=(2, 2),
+            num_channels=(8, 16),
+        ),
+        stage3=dict(
+            num_modules=1,
+            num_branches=3,
+            block=block,
+            num_blocks=(1, 1, 1),
+            num_channels=(8, 16, 32),
+        ),
+        stage4=dict(
+            num_modules=1,
+            num_branches=4,
+            block=block,
+            num_blocks=(1, 1, 1, 1),
+            num_channels=(8, 16, 32, 64),
+        ),
+    )
 
 
 def build(scope, cfg):
@@ -41,28 +63,67 @@ def assert_official_init(model):
     assert psas
     for m in psas:
         w = m.ch_wq.weight
-        expected = (2 / m.in_channels)**0.5
+        expected = (2 / m.in_channels) ** 0.5
         assert 0.3 * expected < w.std().item() < 2.0 * expected, m
 
 
 CASES = {
-    'mmseg-ResNet50-Bottleneck': ('mmseg', dict(
-        type='ResNet', depth=50, base_channels=16, plugins=[dict(
-            cfg=dict(type='PolarizedSelfAttention', mode='sequential'),
-            position='after_conv2')])),
-    'mmdet-ResNet50-Bottleneck': ('mmdet', dict(
-        type='ResNet', depth=50, base_channels=16, plugins=[dict(
-            cfg=dict(type='PolarizedSelfAttention'), position='after_conv2')])),
-    'mmseg-ResNet18-BasicBlock': ('mmseg', dict(
-        type='SegPSAResNet', depth=18, base_channels=16, deep_stem=True,
-        stem_channels=16, plugins=PSA_P)),
+    'mmseg-ResNet50-Bottleneck': (
+        'mmseg',
+        dict(
+            type='ResNet',
+            depth=50,
+            base_channels=16,
+            plugins=[
+                dict(
+                    cfg=dict(type='PolarizedSelfAttention', mode='sequential'),
+                    position='after_conv2',
+                )
+            ],
+        ),
+    ),
+    'mmdet-ResNet50-Bottleneck': (
+        'mmdet',
+        dict(
+            type='ResNet',
+            depth=50,
+            base_channels=16,
+            plugins=[
+                dict(cfg=dict(type='PolarizedSelfAttention'), position='after_conv2')
+            ],
+        ),
+    ),
+    'mmseg-ResNet18-BasicBlock': (
+        'mmseg',
+        dict(
+            type='SegPSAResNet',
+            depth=18,
+            base_channels=16,
+            deep_stem=True,
+            stem_channels=16,
+            plugins=PSA_P,
+        ),
+    ),
     'mmseg-HRNet': ('mmseg', dict(type='SegPSAHRNet', extra=hrnet_extra())),
-    'mmpose-ResNet18-BasicBlock': ('mmpose', dict(
-        type='PosePSAResNet', depth=18, base_channels=16, plugins=PSA_P)),
-    'mmpose-ResNet50-Bottleneck': ('mmpose', dict(
-        type='PosePSAResNet', depth=50, base_channels=16, plugins=[dict(
-            cfg=dict(type='PolarizedSelfAttention'), position='after_conv2',
-            stages=(False, True, True, True))])),
+    'mmpose-ResNet18-BasicBlock': (
+        'mmpose',
+        dict(type='PosePSAResNet', depth=18, base_channels=16, plugins=PSA_P),
+    ),
+    'mmpose-ResNet50-Bottleneck': (
+        'mmpose',
+        dict(
+            type='PosePSAResNet',
+            depth=50,
+            base_channels=16,
+            plugins=[
+                dict(
+                    cfg=dict(type='PolarizedSelfAttention'),
+                    position='after_conv2',
+                    stages=(False, True, True, True),
+                )
+            ],
+        ),
+    ),
     'mmpose-HRNet': ('mmpose', dict(type='PosePSAHRNet', extra=hrnet_extra())),
 }
 
@@ -84,24 +145,37 @@ def test_psa_count_and_channels_per_insertion_point():
     """One PSA per block of the chosen stages, sized to the conv it follows."""
     r50 = build('mmpose', CASES['mmpose-ResNet50-Bottleneck'][1])
     assert not hasattr(r50.layer1[0], 'psa')
-    assert [m.in_channels for m in psa_modules(r50)] == \
-        [32] * 4 + [64] * 6 + [128] * 3
+    assert [m.in_channels for m in psa_modules(r50)] == [32] * 4 + [64] * 6 + [128] * 3
     hr = build('mmseg', dict(type='SegPSAHRNet', extra=hrnet_extra()))
     # every BasicBlock (2+2 / 1+1+1 / 1+1+1+1), none in the stage-1 Bottleneck
-    assert [m.in_channels for m in psa_modules(hr)] == \
-        [8, 8, 16, 16, 8, 16, 32, 8, 16, 32, 64]
-    assert all(m.mode == 'sequential' and m.impl == 'official'
-               for m in psa_modules(hr))
+    assert [m.in_channels for m in psa_modules(hr)] == [
+        8,
+        8,
+        16,
+        16,
+        8,
+        16,
+        32,
+        8,
+        16,
+        32,
+        64,
+    ]
+    assert all(m.mode == 'sequential' and m.impl == 'official' for m in psa_modules(hr))
     assert not hasattr(hr.layer1[0], 'psa')
 
 
-@pytest.mark.parametrize('scope, block_path', [
-    ('mmseg', 'mmcompress.models.backbones.psa_seg.SegPluginBasicBlock'),
-    ('mmpose', 'mmcompress.models.backbones.psa_pose.PosePluginBasicBlock'),
-])
+@pytest.mark.parametrize(
+    'scope, block_path',
+    [
+        ('mmseg', 'mmcompress.models.backbones.psa_seg.SegPluginBasicBlock'),
+        ('mmpose', 'mmcompress.models.backbones.psa_pose.PosePluginBasicBlock'),
+    ],
+)
 def test_basic_block_applies_psa_after_conv1_bn_relu(scope, block_path):
     """block(x) == relu(bn2(conv2(PSA(relu(bn1(conv1(x)))))) + x), eval mode."""
     import importlib
+
     module, name = block_path.rsplit('.', 1)
     block_cls = getattr(importlib.import_module(module), name)
     torch.manual_seed(0)
@@ -116,16 +190,22 @@ def test_basic_block_applies_psa_after_conv1_bn_relu(scope, block_path):
     torch.testing.assert_close(block(x), expected)
 
 
-@pytest.mark.parametrize('scope, psa_type, plain_type, kwargs', [
-    ('mmseg', 'SegPSAResNet', 'ResNetV1c', dict(depth=18, base_channels=16,
-                                                stem_channels=16)),
-    ('mmpose', 'PosePSAResNet', 'ResNet', dict(depth=18, base_channels=16)),
-    ('mmpose', 'PosePSAResNet', 'ResNet', dict(depth=50, base_channels=16)),
-    ('mmseg', 'SegPSAHRNet', 'HRNet', dict(extra=hrnet_extra())),
-    ('mmpose', 'PosePSAHRNet', 'HRNet', dict(extra=hrnet_extra())),
-])
-def test_without_plugins_equals_the_plain_backbone(scope, psa_type,
-                                                   plain_type, kwargs):
+@pytest.mark.parametrize(
+    'scope, psa_type, plain_type, kwargs',
+    [
+        (
+            'mmseg',
+            'SegPSAResNet',
+            'ResNetV1c',
+            dict(depth=18, base_channels=16, stem_channels=16),
+        ),
+        ('mmpose', 'PosePSAResNet', 'ResNet', dict(depth=18, base_channels=16)),
+        ('mmpose', 'PosePSAResNet', 'ResNet', dict(depth=50, base_channels=16)),
+        ('mmseg', 'SegPSAHRNet', 'HRNet', dict(extra=hrnet_extra())),
+        ('mmpose', 'PosePSAHRNet', 'HRNet', dict(extra=hrnet_extra())),
+    ],
+)
+def test_without_plugins_equals_the_plain_backbone(scope, psa_type, plain_type, kwargs):
     """Same keys, same outputs as the downstream backbone when no plugin is set."""
     extra_kw = dict(deep_stem=True) if psa_type == 'SegPSAResNet' else {}
     if 'HRNet' in psa_type:
@@ -145,6 +225,7 @@ def test_plain_checkpoint_loads_and_logs_new_psa_weights(tmp_path, capsys):
     """Plain HRNet weights load into the PSA HRNet; the PSA tensors are listed."""
     from mmengine.logging import MMLogger
     from mmengine.runner.checkpoint import load_checkpoint
+
     torch.manual_seed(0)
     plain = build('mmpose', dict(type='HRNet', extra=hrnet_extra()))
     path = str(tmp_path / 'plain_hrnet.pth')
@@ -155,8 +236,10 @@ def test_plain_checkpoint_loads_and_logs_new_psa_weights(tmp_path, capsys):
     capsys.readouterr()
     load_checkpoint(psa, path, map_location='cpu')
     text = ''.join(capsys.readouterr())
-    assert 'PolarizedSelfAttention stage2.0.branches.0.0.psa: 10 tensors not in ' \
+    assert (
+        'PolarizedSelfAttention stage2.0.branches.0.0.psa: 10 tensors not in '
         'the checkpoint keep their new (official) initialisation' in text
+    )
     assert text.count('not in the checkpoint keep their new') == 11
     for key, value in plain.state_dict().items():
         torch.testing.assert_close(psa.state_dict()[key], value)
@@ -173,8 +256,14 @@ def test_pretrained_init_cfg_keeps_checkpoint_psa_weights(tmp_path):
             m.ch_wq.weight.fill_(0.25)
     path = str(tmp_path / 'psa_hrnet.pth')
     torch.save({'state_dict': source.state_dict()}, path)
-    target = build('mmseg', dict(type='SegPSAHRNet', extra=hrnet_extra(),
-                                 init_cfg=dict(type='Pretrained', checkpoint=path)))
+    target = build(
+        'mmseg',
+        dict(
+            type='SegPSAHRNet',
+            extra=hrnet_extra(),
+            init_cfg=dict(type='Pretrained', checkpoint=path),
+        ),
+    )
     target.init_weights()
     for m in psa_modules(target):
         assert torch.all(m.ch_wq.weight == 0.25)

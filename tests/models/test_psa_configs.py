@@ -1,5 +1,6 @@
 """Every PSA config builds its model, which runs one forward with PSA where the
 config says (scenes configs, model-zoo recipes, the PSA-teacher distillation)."""
+
 import glob
 import os.path as osp
 
@@ -13,8 +14,9 @@ from mmcompress.registry import MODELS
 from tests.e2e.runs import REPO
 
 PSA_CONFIGS = sorted(
-    osp.relpath(p, REPO) for p in
-    glob.glob(osp.join(REPO, 'configs', 'psa', '**', '*.py'), recursive=True))
+    osp.relpath(p, REPO)
+    for p in glob.glob(osp.join(REPO, 'configs', 'psa', '**', '*.py'), recursive=True)
+)
 # smaller inputs than the recipes' crops keep the CPU forward short
 INPUTS = dict(mmseg=(1, 3, 64, 128), mmpose=(1, 3, 64, 64))
 
@@ -45,14 +47,23 @@ def test_psa_config_builds_and_runs_one_forward(config):
     assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize('psa_config, baseline', [
-    ('configs/psa/mmseg/fcn_r18-w16-psa-p_scenes.py',
-     'configs/baselines/mmseg/fcn_r18-w16_scenes.py'),
-    ('configs/psa/mmpose/topdown_heatmap_r18-w16-psa-s_scenes.py',
-     'configs/baselines/mmpose/topdown_heatmap_r18-w16_scenes.py'),
-    ('configs/psa/mmpose/td-hm_hrnet-w32-psa-p_udp-8xb64-210e-256x192_coco.py',
-     None),
-])
+@pytest.mark.parametrize(
+    'psa_config, baseline',
+    [
+        (
+            'configs/psa/mmseg/fcn_r18-w16-psa-p_scenes.py',
+            'configs/baselines/mmseg/fcn_r18-w16_scenes.py',
+        ),
+        (
+            'configs/psa/mmpose/topdown_heatmap_r18-w16-psa-s_scenes.py',
+            'configs/baselines/mmpose/topdown_heatmap_r18-w16_scenes.py',
+        ),
+        (
+            'configs/psa/mmpose/td-hm_hrnet-w32-psa-p_udp-8xb64-210e-256x192_coco.py',
+            None,
+        ),
+    ],
+)
 def test_psa_model_is_the_baseline_plus_psa(psa_config, baseline):
     """Removing the PSA keys gives exactly the baseline's (or base recipe's) keys."""
     cfg, model = build_model(psa_config)
@@ -78,5 +89,6 @@ def test_distillation_from_a_psa_teacher_to_a_plain_student():
     assert type(teacher.backbone).__name__ == 'PosePSAResNet'
     assert any(isinstance(m, PolarizedSelfAttention) for m in teacher.modules())
     assert type(model.student.backbone).__name__ == 'ResNet'
-    assert not any(isinstance(m, PolarizedSelfAttention)
-                   for m in model.student.modules())
+    assert not any(
+        isinstance(m, PolarizedSelfAttention) for m in model.student.modules()
+    )

@@ -5,8 +5,10 @@
 # plain part; the PSA weights are logged as newly initialised.
 # For a GPU cluster: bash tools/dist_train.sh \
 #     configs/psa/mmpose/td-hm_hrnet-w32-psa-p_udp-8xb64-210e-256x192_coco.py 8
-_base_ = ('mmpose::body_2d_keypoint/topdown_heatmap/coco/'
-          'td-hm_hrnet-w32_udp-8xb64-210e_coco-256x192.py')
+_base_ = (
+    'mmpose::body_2d_keypoint/topdown_heatmap/coco/'
+    'td-hm_hrnet-w32_udp-8xb64-210e_coco-256x192.py'
+)
 custom_imports = dict(imports=['mmcompress'], allow_failed_imports=False)
 
 model = dict(
@@ -15,5 +17,8 @@ model = dict(
         plugins=[
             dict(
                 cfg=dict(type='PolarizedSelfAttention', mode='parallel'),
-                position='after_conv1')
-        ]))
+                position='after_conv1',
+            )
+        ],
+    )
+)

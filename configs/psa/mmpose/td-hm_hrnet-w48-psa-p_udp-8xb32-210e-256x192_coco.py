@@ -3,8 +3,10 @@
 # paper's UDP-Pose-PSA(p) W48 256x192 (78.9 AP in the official README).
 # For a GPU cluster: bash tools/dist_train.sh \
 #     configs/psa/mmpose/td-hm_hrnet-w48-psa-p_udp-8xb32-210e-256x192_coco.py 8
-_base_ = ('mmpose::body_2d_keypoint/topdown_heatmap/coco/'
-          'td-hm_hrnet-w48_udp-8xb32-210e_coco-256x192.py')
+_base_ = (
+    'mmpose::body_2d_keypoint/topdown_heatmap/coco/'
+    'td-hm_hrnet-w48_udp-8xb32-210e_coco-256x192.py'
+)
 custom_imports = dict(imports=['mmcompress'], allow_failed_imports=False)
 
 model = dict(
@@ -13,5 +15,8 @@ model = dict(
         plugins=[
             dict(
                 cfg=dict(type='PolarizedSelfAttention', mode='parallel'),
-                position='after_conv1')
-        ]))
+                position='after_conv1',
+            )
+        ],
+    )
+)

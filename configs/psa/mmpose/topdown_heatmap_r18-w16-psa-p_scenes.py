@@ -13,5 +13,8 @@ model = dict(
         plugins=[
             dict(
                 cfg=dict(type='PolarizedSelfAttention', mode='parallel'),
-                position='after_conv1')
-        ]))
+                position='after_conv1',
+            )
+        ],
+    )
+)

@@ -3,8 +3,12 @@
 _base_ = ['./topdown_heatmap_r18-w16-psa-p_scenes.py']
 
 model = dict(
-    backbone=dict(plugins=[
-        dict(
-            cfg=dict(type='PolarizedSelfAttention', mode='sequential'),
-            position='after_conv1')
-    ]))
+    backbone=dict(
+        plugins=[
+            dict(
+                cfg=dict(type='PolarizedSelfAttention', mode='sequential'),
+                position='after_conv1',
+            )
+        ]
+    )
+)

@@ -15,5 +15,8 @@ model = dict(
         plugins=[
             dict(
                 cfg=dict(type='PolarizedSelfAttention', mode='parallel'),
-                position='after_conv1')
-        ]))
+                position='after_conv1',
+            )
+        ],
+    )
+)

@@ -3,8 +3,12 @@
 _base_ = ['./fcn_hr48-psa-p_4xb2-80k-512x1024_cityscapes.py']
 
 model = dict(
-    backbone=dict(plugins=[
-        dict(
-            cfg=dict(type='PolarizedSelfAttention', mode='sequential'),
-            position='after_conv1')
-    ]))
+    backbone=dict(
+        plugins=[
+            dict(
+                cfg=dict(type='PolarizedSelfAttention', mode='sequential'),
+                position='after_conv1',
+            )
+        ]
+    )
+)

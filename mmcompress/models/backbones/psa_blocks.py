@@ -7,6 +7,7 @@ mmseg's ``Bottleneck``: a plugin ``after_convK`` runs on the output of conv K, i
 norm and (for all but the last conv) its ReLU. The official PSA code inserts PSA_s
 ``after_conv1`` of every HRNet ``BasicBlock``.
 """
+
 from typing import Dict, List, Optional, Sequence
 
 import torch.utils.checkpoint as cp
@@ -39,25 +40,31 @@ class PluginBlockMixin:
         valid = _plugin_positions(self.num_convs)
         self.plugin_names: Dict[str, List[str]] = {p: [] for p in valid}
         for plugin in plugins or ():
-            if not isinstance(plugin, dict) or set(plugin) - {'cfg', 'position'} \
-                    or 'cfg' not in plugin:
+            if (
+                not isinstance(plugin, dict)
+                or set(plugin) - {'cfg', 'position'}
+                or 'cfg' not in plugin
+            ):
                 raise ValueError(
                     f'{type(self).__name__}: a plugin is dict(cfg=dict(type=...), '
-                    f"position='after_conv1'), got {plugin!r}")
+                    f"position='after_conv1'), got {plugin!r}"
+                )
             position = plugin.get('position')
             if position not in valid:
                 raise ValueError(
                     f'{type(self).__name__} has {self.num_convs} convs: plugin '
-                    f'position {position!r} is not supported (valid: {valid})')
+                    f'position {position!r} is not supported (valid: {valid})'
+                )
             conv = getattr(self, f'conv{position[-1]}')
             cfg = dict(plugin['cfg'])
             name, layer = build_plugin_layer(
-                cfg, postfix=cfg.pop('postfix', ''),
-                in_channels=conv.out_channels)
+                cfg, postfix=cfg.pop('postfix', ''), in_channels=conv.out_channels
+            )
             if hasattr(self, name):
                 raise ValueError(
                     f'{type(self).__name__}: two plugins are both named {name!r}; '
-                    f"give them distinct cfg=dict(..., postfix='1') values")
+                    f"give them distinct cfg=dict(..., postfix='1') values"
+                )
             self.add_module(name, layer)
             self.plugin_names[position].append(name)
 
@@ -94,8 +101,7 @@ class PluginBlockFactory:
         expansion (int): The block's expansion.
     """
 
-    def __init__(self, block: type, plugins: Sequence[dict],
-                 expansion: int) -> None:
+    def __init__(self, block: type, plugins: Sequence[dict], expansion: int) -> None:
         self.block = block
         self.plugins = list(plugins)
         self.expansion = expansion
@@ -105,9 +111,12 @@ class PluginBlockFactory:
 
 
 # Official placement: PSA_s after conv1 of every HRNet BasicBlock (hrnetv2.py).
-OFFICIAL_HRNET_PLUGINS = (dict(
-    cfg=dict(type='PolarizedSelfAttention', mode='sequential', impl='official'),
-    position='after_conv1'), )
+OFFICIAL_HRNET_PLUGINS = (
+    dict(
+        cfg=dict(type='PolarizedSelfAttention', mode='sequential', impl='official'),
+        position='after_conv1',
+    ),
+)
 
 
 def reinit_psa(backbone) -> None:

@@ -7,14 +7,20 @@ the official PSA_s after conv1) into every BasicBlock of an HRNet. Parameter nam
 are those of the plain backbones plus the plugins', so plain checkpoints load (the
 PSA weights are then reported as newly initialised).
 """
+
 from typing import List, Optional, Sequence
 
 from mmpose.models.backbones.hrnet import HRNet
 from mmpose.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
 
 from mmcompress.registry import MODELS
-from .psa_blocks import (OFFICIAL_HRNET_PLUGINS, PluginBlockFactory,
-                         PluginBlockMixin, reinit_psa)
+
+from .psa_blocks import (
+    OFFICIAL_HRNET_PLUGINS,
+    PluginBlockFactory,
+    PluginBlockMixin,
+    reinit_psa,
+)
 
 
 class PosePluginBasicBlock(PluginBlockMixin, BasicBlock):
@@ -27,8 +33,9 @@ class PosePluginBasicBlock(PluginBlockMixin, BasicBlock):
 
     num_convs = 2
 
-    def __init__(self, *args, plugins: Optional[Sequence[dict]] = None,
-                 **kwargs) -> None:
+    def __init__(
+        self, *args, plugins: Optional[Sequence[dict]] = None, **kwargs
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.build_plugins(plugins)
 
@@ -43,8 +50,9 @@ class PosePluginBottleneck(PluginBlockMixin, Bottleneck):
 
     num_convs = 3
 
-    def __init__(self, *args, plugins: Optional[Sequence[dict]] = None,
-                 **kwargs) -> None:
+    def __init__(
+        self, *args, plugins: Optional[Sequence[dict]] = None, **kwargs
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.build_plugins(plugins)
 
@@ -63,8 +71,9 @@ class PosePSAResNet(ResNet):
         **kwargs: The arguments of mmpose's ``ResNet``.
     """
 
-    def __init__(self, *args, plugins: Optional[Sequence[dict]] = None,
-                 **kwargs) -> None:
+    def __init__(
+        self, *args, plugins: Optional[Sequence[dict]] = None, **kwargs
+    ) -> None:
         self.plugins = list(plugins or ())
         num_stages = kwargs.get('num_stages', 4)
         for plugin in self.plugins:
@@ -72,7 +81,8 @@ class PosePSAResNet(ResNet):
             if stages is not None and len(stages) != num_stages:
                 raise ValueError(
                     f'PosePSAResNet: plugin stages={stages} must have one flag per '
-                    f'stage ({num_stages})')
+                    f'stage ({num_stages})'
+                )
         super().__init__(*args, **kwargs)
 
     def _stage_plugins(self, stage: int) -> List[dict]:
@@ -88,8 +98,7 @@ class PosePSAResNet(ResNet):
         """Build a stage from plugin-capable blocks with this stage's plugins."""
         stage = len(self.res_layers)  # ResNet appends each built stage
         kwargs['block'] = PLUGIN_BLOCKS.get(kwargs['block'], kwargs['block'])
-        return super().make_res_layer(plugins=self._stage_plugins(stage),
-                                      **kwargs)
+        return super().make_res_layer(plugins=self._stage_plugins(stage), **kwargs)
 
     def init_weights(self) -> None:
         """Backbone init, then the official PSA init (unless Pretrained)."""
@@ -108,14 +117,15 @@ class PosePSAHRNet(HRNet):
         **kwargs: The arguments of mmpose's ``HRNet``.
     """
 
-    def __init__(self, *args,
-                 plugins: Sequence[dict] = OFFICIAL_HRNET_PLUGINS,
-                 **kwargs) -> None:
+    def __init__(
+        self, *args, plugins: Sequence[dict] = OFFICIAL_HRNET_PLUGINS, **kwargs
+    ) -> None:
         # HRNet reads its block table during __init__; an instance table
         # shadows the class one (a plain dict may be set before Module init)
         self.blocks_dict = dict(
             HRNet.blocks_dict,
-            BASIC=PluginBlockFactory(PosePluginBasicBlock, plugins, 1))
+            BASIC=PluginBlockFactory(PosePluginBasicBlock, plugins, 1),
+        )
         super().__init__(*args, **kwargs)
 
     def init_weights(self) -> None:

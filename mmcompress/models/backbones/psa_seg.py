@@ -8,14 +8,20 @@ conv1) into every BasicBlock of an HRNet. Parameter names are those of the plain
 backbones plus the plugins', so plain checkpoints load (the PSA weights are then
 reported as newly initialised).
 """
+
 from typing import Optional, Sequence
 
 from mmseg.models.backbones.hrnet import HRNet
 from mmseg.models.backbones.resnet import BasicBlock, ResNet
 
 from mmcompress.registry import MODELS
-from .psa_blocks import (OFFICIAL_HRNET_PLUGINS, PluginBlockFactory,
-                         PluginBlockMixin, reinit_psa)
+
+from .psa_blocks import (
+    OFFICIAL_HRNET_PLUGINS,
+    PluginBlockFactory,
+    PluginBlockMixin,
+    reinit_psa,
+)
 
 
 class SegPluginBasicBlock(PluginBlockMixin, BasicBlock):
@@ -29,8 +35,9 @@ class SegPluginBasicBlock(PluginBlockMixin, BasicBlock):
 
     num_convs = 2
 
-    def __init__(self, *args, plugins: Optional[Sequence[dict]] = None,
-                 **kwargs) -> None:
+    def __init__(
+        self, *args, plugins: Optional[Sequence[dict]] = None, **kwargs
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.build_plugins(plugins)
 
@@ -66,15 +73,17 @@ class SegPSAHRNet(HRNet):
         **kwargs: The arguments of mmseg's ``HRNet``.
     """
 
-    def __init__(self, *args,
-                 plugins: Sequence[dict] = OFFICIAL_HRNET_PLUGINS,
-                 **kwargs) -> None:
+    def __init__(
+        self, *args, plugins: Sequence[dict] = OFFICIAL_HRNET_PLUGINS, **kwargs
+    ) -> None:
         # HRNet reads its block table during __init__; an instance table
         # shadows the class one (a plain dict may be set before Module init)
         self.blocks_dict = dict(
             HRNet.blocks_dict,
-            BASIC=PluginBlockFactory(SegPluginBasicBlock, plugins,
-                                     BasicBlock.expansion))
+            BASIC=PluginBlockFactory(
+                SegPluginBasicBlock, plugins, BasicBlock.expansion
+            ),
+        )
         super().__init__(*args, **kwargs)
 
     def init_weights(self) -> None:

@@ -32,11 +32,11 @@ cheapest, with equal results up to rounding: ``GAP(Wq'(x)) = Wq'(GAP(x))``,
 sequential spatial branch, whose softmax acts on ``Wv'(x)`` itself, runs a
 full-resolution convolution.
 """
+
 from typing import Optional
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from torch import Tensor
@@ -92,29 +92,40 @@ class PolarizedSelfAttention(BaseModule):
 
     _abbr_ = 'psa'
 
-    def __init__(self,
-                 in_channels: int,
-                 mode: str = 'parallel',
-                 impl: str = 'official',
-                 init_cfg: Optional[dict] = None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        mode: str = 'parallel',
+        impl: str = 'official',
+        init_cfg: Optional[dict] = None,
+    ) -> None:
         super().__init__(init_cfg)
         if mode not in MODES:
             raise ValueError(
                 f'PolarizedSelfAttention: unknown mode={mode!r}; valid modes are '
-                f'{MODES} (parallel = PSA_p, sequential = PSA_s)')
+                f'{MODES} (parallel = PSA_p, sequential = PSA_s)'
+            )
         if impl not in IMPLS:
             raise ValueError(
                 f'PolarizedSelfAttention: unknown impl={impl!r}; valid values are '
-                f'{IMPLS} (official = the released code, paper = the equations)')
+                f'{IMPLS} (official = the released code, paper = the equations)'
+            )
         divisor = required_divisor(mode, impl)
-        if not isinstance(in_channels, int) or in_channels < divisor or \
-                in_channels % divisor:
+        if (
+            not isinstance(in_channels, int)
+            or in_channels < divisor
+            or in_channels % divisor
+        ):
             raise ValueError(
                 f'PolarizedSelfAttention(mode={mode!r}, impl={impl!r}) needs '
                 f'in_channels divisible by {divisor}, got {in_channels!r}; insert '
                 f'it where the block has a multiple of {divisor} channels'
-                + (" or use mode='parallel' (needs a multiple of 2)"
-                   if divisor > 2 else ''))
+                + (
+                    " or use mode='parallel' (needs a multiple of 2)"
+                    if divisor > 2
+                    else ''
+                )
+            )
         self.in_channels = in_channels
         self.mode = mode
         self.impl = impl
@@ -126,8 +137,10 @@ class PolarizedSelfAttention(BaseModule):
             narrow = half // OFFICIAL_SEQUENTIAL_RATIO
             self.ch_wz = nn.Sequential(
                 _conv1x1(half, narrow, bias=True),
-                nn.LayerNorm([narrow, 1, 1]), nn.ReLU(inplace=True),
-                _conv1x1(narrow, in_channels, bias=True))
+                nn.LayerNorm([narrow, 1, 1]),
+                nn.ReLU(inplace=True),
+                _conv1x1(narrow, in_channels, bias=True),
+            )
         else:
             self.ch_wz = _conv1x1(half, in_channels)
         self.ch_norm = nn.LayerNorm(in_channels) if impl == 'paper' else None
@@ -148,8 +161,7 @@ class PolarizedSelfAttention(BaseModule):
         would otherwise overwrite these convs with the backbone's scheme.
         """
         for conv in (self.ch_wq, self.ch_wv, self.sp_wq, self.sp_wv):
-            nn.init.kaiming_normal_(conv.weight, mode='fan_in',
-                                    nonlinearity='relu')
+            nn.init.kaiming_normal_(conv.weight, mode='fan_in', nonlinearity='relu')
         for module in self.ch_wz.modules():
             if isinstance(module, (nn.Conv2d, nn.LayerNorm)):
                 module.reset_parameters()
@@ -176,8 +188,9 @@ class PolarizedSelfAttention(BaseModule):
         """``(N, 1, C)`` row whose product with the input is the spatial logits
         (all layouts but the official sequential one)."""
         # GAP(Wq x) == Wq GAP(x): 1x1 conv without bias is linear
-        query = torch.matmul(self._matrix(self.sp_wq),
-                             flat.mean(dim=2, keepdim=True))  # N, C/2, 1
+        query = torch.matmul(
+            self._matrix(self.sp_wq), flat.mean(dim=2, keepdim=True)
+        )  # N, C/2, 1
         query = query.transpose(1, 2)  # N, 1, C/2
         if self.impl == 'paper':
             query = query.softmax(dim=2)
@@ -195,14 +208,16 @@ class PolarizedSelfAttention(BaseModule):
         """Channel-only attention ``A_ch`` of shape ``(N, C, 1, 1)``."""
         flat = x.flatten(2)  # N, C, HW
         return self._channel_from_logits(
-            flat, torch.matmul(self._matrix(self.ch_wq), flat))
+            flat, torch.matmul(self._matrix(self.ch_wq), flat)
+        )
 
     def spatial_attention(self, x: Tensor) -> Tensor:
         """Spatial-only attention ``A_sp`` of shape ``(N, 1, H, W)``."""
         flat = x.flatten(2)
         if self.impl == 'official' and self.mode == 'sequential':
-            query = torch.matmul(self._matrix(self.sp_wq),
-                                 flat.mean(dim=2, keepdim=True))
+            query = torch.matmul(
+                self._matrix(self.sp_wq), flat.mean(dim=2, keepdim=True)
+            )
             value = self.sp_wv(x).flatten(2).softmax(dim=2)  # N, C/2, HW
             logits = torch.bmm(query.transpose(1, 2), value)
         else:
@@ -214,34 +229,53 @@ class PolarizedSelfAttention(BaseModule):
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f'PolarizedSelfAttention(in_channels={self.in_channels}) expects '
-                f'an (N, {self.in_channels}, H, W) input, got {tuple(x.shape)}')
+                f'an (N, {self.in_channels}, H, W) input, got {tuple(x.shape)}'
+            )
         if self.mode == 'sequential':
             x = x * self.channel_attention(x)
             return x * self.spatial_attention(x)
         # parallel: both branches' logits in one product with the input, and
         # Z_ch + Z_sp == x * (A_ch + A_sp)
         flat = x.flatten(2)
-        rows = torch.cat([
-            self._matrix(self.ch_wq).expand(x.shape[0], 1, -1),
-            self._spatial_row(flat)
-        ], dim=1)  # N, 2, C
+        rows = torch.cat(
+            [
+                self._matrix(self.ch_wq).expand(x.shape[0], 1, -1),
+                self._spatial_row(flat),
+            ],
+            dim=1,
+        )  # N, 2, C
         logits = torch.bmm(rows, flat)  # N, 2, HW
-        return x * (self._channel_from_logits(flat, logits[:, :1]) +
-                    self._spatial_from_logits(logits[:, 1:], x))
+        return x * (
+            self._channel_from_logits(flat, logits[:, :1])
+            + self._spatial_from_logits(logits[:, 1:], x)
+        )
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata,
-                              strict, missing_keys, unexpected_keys,
-                              error_msgs) -> None:
+    def _load_from_state_dict(
+        self,
+        state_dict,
+        prefix,
+        local_metadata,
+        strict,
+        missing_keys,
+        unexpected_keys,
+        error_msgs,
+    ) -> None:
         """Load, and log the PSA weights a (plain-model) checkpoint lacks."""
-        super()._load_from_state_dict(state_dict, prefix, local_metadata,
-                                      strict, missing_keys, unexpected_keys,
-                                      error_msgs)
-        own = [key for key in self.state_dict(prefix=prefix)
-               if key not in state_dict]
+        super()._load_from_state_dict(
+            state_dict,
+            prefix,
+            local_metadata,
+            strict,
+            missing_keys,
+            unexpected_keys,
+            error_msgs,
+        )
+        own = [key for key in self.state_dict(prefix=prefix) if key not in state_dict]
         if own:
             print_log(
                 f'PolarizedSelfAttention {prefix.rstrip(".") or "(root)"}: '
                 f'{len(own)} tensors not in the checkpoint keep their new '
                 f'(official) initialisation: '
-                f'{", ".join(key[len(prefix):] for key in own)}',
-                logger='current')
+                f'{", ".join(key[len(prefix) :] for key in own)}',
+                logger='current',
+            )
