@@ -32,6 +32,7 @@ from mmcompress.calibrate import (bin_statistics, calibration_report,
 from mmcompress.calibrate.functional import top_label
 from mmcompress.calibrate.reliability_diagram import (draw_reliability_diagram,
                                                       save_image)
+from mmcompress.testing import shorten_schedule, shrink_data
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG_DIR = osp.join(ROOT, 'configs', 'calibrate', 'mmpretrain')
@@ -125,32 +126,24 @@ def benchmark_config(method, seed, args, options=None, run_name=None):
     cfg = Config.fromfile(osp.join(CONFIG_DIR, METHODS[method][1]))
     cfg.work_dir = osp.join(args.work_dir, run_name or f'{method}_seed{seed}')
     cfg.randomness = dict(seed=seed, deterministic=False)
-    sizes = dict(train=args.train_size, val=args.val_size,
-                 test=args.test_size or None)
-    for split, size in sizes.items():
-        loader = cfg[f'{split}_dataloader']
-        loader.num_workers = 0
-        loader.persistent_workers = False
-        loader.dataset.subset_size = size
+    shrink_data(cfg, subset_size=dict(train=args.train_size, val=args.val_size,
+                                      test=args.test_size or None))
     cfg.train_dataloader.batch_size = args.batch_size
     if not args.augment:
         cfg.train_dataloader.dataset.pipeline = [dict(type='PackInputs')]
     cfg.optim_wrapper.optimizer.lr = args.lr
     cfg.model.backbone.strides = tuple(args.backbone_strides)
-    cfg.train_cfg.max_epochs = args.epochs
-    cfg.train_cfg.val_interval = args.epochs
     if args.epochs < 2:
         raise ValueError(f'--epochs must be >= 2 (1 warm-up epoch + cosine), '
                          f'got {args.epochs}')
-    cfg.param_scheduler = [
-        dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0,
-             end=1, convert_to_iter_based=True),
-        dict(type='CosineAnnealingLR', by_epoch=True, begin=1,
-             end=args.epochs, eta_min=1e-4, convert_to_iter_based=True),
-    ]
-    cfg.default_hooks.checkpoint = dict(
-        type='CheckpointHook', interval=args.epochs, save_best=None)
-    cfg.default_hooks.logger = dict(type='LoggerHook', interval=100)
+    shorten_schedule(cfg, epochs=args.epochs, log_interval=100, save_best=None,
+                     param_scheduler=[
+                         dict(type='LinearLR', start_factor=0.1, by_epoch=True,
+                              begin=0, end=1, convert_to_iter_based=True),
+                         dict(type='CosineAnnealingLR', by_epoch=True, begin=1,
+                              end=args.epochs, eta_min=1e-4,
+                              convert_to_iter_based=True),
+                     ])
     if options:
         cfg.merge_from_dict(options)
     return cfg
@@ -242,7 +235,7 @@ def write_markdown(results, args, path):
         if not runs:
             continue
 
-        def col(stage, key, scale=100.0):
+        def col(stage, key, scale=100.0, runs=runs):
             return mean_std([r[stage][key] for r in runs], scale)
 
         lines.append(

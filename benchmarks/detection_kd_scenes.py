@@ -124,6 +124,7 @@ def write_run_config(config: str,
 
     import mmcompress  # noqa: F401
     from mmcompress.datasets.scenes import point_config_at_scenes
+    from mmcompress.testing import shorten_schedule
     cfg = Config.fromfile(osp.join(REPO_ROOT, config))
     point_config_at_scenes(cfg, data_root)
     _merge(cfg, overrides)
@@ -135,19 +136,15 @@ def write_run_config(config: str,
     cfg.randomness = dict(seed=seed)
     if iters is not None:
         warmup = max(1, min(50, iters // 8))
-        cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters,
-                             val_interval=iters)
-        cfg.param_scheduler = [
-            dict(type='LinearLR', start_factor=0.01, by_epoch=False,
-                 begin=0, end=warmup),
-            dict(type='CosineAnnealingLR', T_max=max(iters - warmup, 1),
-                 eta_min_ratio=0.01, by_epoch=False, begin=warmup,
-                 end=max(iters, warmup + 1))
-        ]
-        cfg.default_hooks.checkpoint = dict(type='CheckpointHook',
-                                            by_epoch=False, interval=iters)
-        cfg.default_hooks.logger = dict(type='LoggerHook',
-                                        interval=min(50, iters))
+        shorten_schedule(cfg, iters=iters, log_interval=min(50, iters),
+                         param_scheduler=[
+                             dict(type='LinearLR', start_factor=0.01,
+                                  by_epoch=False, begin=0, end=warmup),
+                             dict(type='CosineAnnealingLR',
+                                  T_max=max(iters - warmup, 1),
+                                  eta_min_ratio=0.01, by_epoch=False,
+                                  begin=warmup, end=max(iters, warmup + 1))
+                         ])
     os.makedirs(work_dir, exist_ok=True)
     path = osp.join(work_dir, osp.basename(config))
     cfg.dump(path)

@@ -419,7 +419,8 @@ def write_table(rows, args) -> None:
                                            if args.memory else '')
     ]
     for r in rows:
-        line = (f"| {r['what']} | {r['iters']} | {r['kd_ms']:.1f} | {r['student_ms']:.1f} "
+        line = (f"| {r['what']} | {r['iters']} | {r['kd_ms']:.1f} | "
+                f"{r['student_ms']:.1f} "
                 f"| {r['teacher_ms']:.1f} | {r['pair_ms']:.1f} "
                 f"| {r['distill_ms']:.1f} | {r['ratio']:.3f} "
                 f"| {r['ratio_framework']:.3f} | {r['ratio_separate']:.3f} |")

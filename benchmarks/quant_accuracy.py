@@ -25,6 +25,8 @@ import mmcompress.quant  # noqa: F401  (registers the quantizers)
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+from mmcompress.testing import shorten_schedule, shrink_data
+
 CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
                       'configs', 'quant', 'mmpretrain')
 
@@ -33,21 +35,14 @@ def run(config, work_dir, seed, epochs, subset, load_from=None, test=True):
     cfg = Config.fromfile(config)
     cfg.work_dir = work_dir
     cfg.randomness = dict(seed=seed, deterministic=False)
-    cfg.train_cfg.max_epochs = epochs
-    cfg.train_cfg.val_interval = epochs
+    shorten_schedule(cfg, epochs=epochs, log_interval=100, max_keep_ckpts=1)
     for scheduler in cfg.param_scheduler if isinstance(
             cfg.param_scheduler, list) else [cfg.param_scheduler]:
         if scheduler.get('end', 0) > epochs:
             scheduler.end = epochs
-    cfg.train_dataloader.dataset.subset_size = subset
-    cfg.default_hooks.logger.interval = 100
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=epochs,
-                                        max_keep_ckpts=1)
     cfg.load_from = load_from
     cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
-    for loader in ('train_dataloader', 'test_dataloader'):
-        cfg[loader].num_workers = 0
-        cfg[loader].persistent_workers = False
+    shrink_data(cfg, subset_size=dict(train=subset))
     runner = Runner.from_cfg(cfg)
     start = time.time()
     runner.train()
@@ -78,7 +73,8 @@ def write_table(results, args):
         lines.append(f'| {name} | {mean:.2f} | {std:.2f} | {runs} | '
                      f'{mean - fp_mean:+.2f} |')
     lines += [
-        '', 'Reproduce: `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/quant_accuracy.py '
+        '', 'Reproduce: `OMP_NUM_THREADS=1 .venv/bin/python '
+        'benchmarks/quant_accuracy.py '
         f'--seeds {" ".join(map(str, args.seeds))} --methods {" ".join(args.methods)} '
         f'--bits {" ".join(map(str, args.bits))} --fp-seed {args.fp_seed} '
         f'--fp-epochs {args.fp_epochs} --qat-epochs {args.qat_epochs} '

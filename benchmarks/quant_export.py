@@ -8,8 +8,9 @@
     quantizers on the residual tensors and the BN shifts on the int32 grid
     (``integer_bias``; quantizers initialized on those batches), as exported
     and after
-    :func:`~mmcompress.quant.export.optimize_for_onnxruntime`. Sessions: CPU provider, all graph
-    optimizations, 1 thread; median of interleaved runs in one process.
+    :func:`~mmcompress.quant.export.optimize_for_onnxruntime`. Sessions: CPU
+    provider, all graph optimizations, 1 thread; median of interleaved runs in
+    one process.
 (b) Agreement: a trained Fashion-MNIST QAT checkpoint exported and run on the
     10k test images: top-1 agreement with the PyTorch QAT model, and both
     accuracies.

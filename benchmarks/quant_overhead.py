@@ -95,12 +95,15 @@ def main():
         f'Batch {args.batch} x 3 x {args.size} x {args.size}, '
         f'{args.steps} timed steps per model after {args.warmup} warm-up, '
         f'round-robin in one process; torch {torch.__version__}, '
-        f'{torch.get_num_threads()} thread(s), {platform.processor() or platform.machine()}.',
+        f'{torch.get_num_threads()} thread(s), '
+        f'{platform.processor() or platform.machine()}.',
         '', '| model | median step (s) | / FP32 |', '|---|---|---|'
     ]
     lines += [f'| {k} | {t:.3f} | {r:.2f}x |' for k, t, r in rows]
     lines += [
-        '', f'mmcompress / torch.ao: {median["mmcompress_w4a4"] / median["torch_ao_w4a4"]:.2f}x',
+        '',
+        'mmcompress / torch.ao: '
+        f'{median["mmcompress_w4a4"] / median["torch_ao_w4a4"]:.2f}x',
         '', 'Reproduce: `OMP_NUM_THREADS=1 .venv/bin/python '
         f'benchmarks/quant_overhead.py --batch {args.batch} --size {args.size} '
         f'--steps {args.steps}`'

@@ -126,8 +126,8 @@ def train(package: str,
     Returns:
         float: Wall-clock seconds of the run.
     """
-    tool = osp.join(osp.dirname(__import__(package).__file__), '.mim', 'tools',
-                    'train.py')
+    from mmcompress.testing import stock_tool
+    tool = stock_tool(package)
     env = dict(os.environ)
     env.setdefault('OMP_NUM_THREADS', '1')
     command = [sys.executable, tool, config_path, '--work-dir', work_dir]

@@ -5,13 +5,15 @@ Static checks for all configs (fast), and a short run of each through the stock
 """
 import glob
 import os.path as osp
+import re
 
 import pytest
 from mmengine.config import Config
 
 from mmcompress.datasets.scenes import point_config_at_scenes
+from mmcompress.testing import shorten_schedule, shrink_data, stock_tool
 
-from .e2e.runs import REPO, run_tool, stock_tool
+from .e2e.runs import REPO, run_tool
 
 SCOPE_PACKAGE = dict(mmpretrain='mmpretrain', mmdet='mmdet', mmseg='mmseg',
                      mmpose='mmpose')
@@ -21,8 +23,51 @@ CONFIGS = sorted(
     if '_base_' not in p)
 
 
-def test_configs_exist():
-    assert len(CONFIGS) >= 2
+def test_configs_named_in_the_docs_are_collected():
+    """Every config the README and docs/ point at is a file collected here (an
+    empty or partial glob would make the parametrised checks below vacuous),
+    and every capability has configs."""
+    named = set()
+    for doc in [osp.join(REPO, 'README.md'),
+                *glob.glob(osp.join(REPO, 'docs', '**', '*.md'),
+                           recursive=True)]:
+        with open(doc) as f:
+            named.update(re.findall(r'(?<![\w/])configs/[\w./-]+?\.py\b',
+                                    f.read()))
+    named = {n for n in named if '_base_' not in n}
+    assert len(named) >= 10, named
+    assert sorted(named - set(CONFIGS)) == []
+    for capability in ('baselines', 'distill', 'quant', 'calibrate'):
+        assert any(c.startswith(f'configs/{capability}/') for c in CONFIGS), \
+            capability
+
+
+@pytest.mark.parametrize('config', CONFIGS)
+def test_config_folder_names_its_scope(config):
+    """``configs/<capability>/<scope>/<name>.py``: the folder is the scope
+    whose stock tools run the config."""
+    scope = config.split('/')[2]
+    cfg = Config.fromfile(osp.join(REPO, config))
+    assert cfg.get('default_scope') == scope, (
+        f'{config} is in the {scope} folder but has '
+        f'default_scope={cfg.get("default_scope")!r}')
+
+
+MACHINE_PATHS = ('/work/', '/root/', '/home/', '/tmp/', 'site-packages',
+                 '.venv/')
+
+
+@pytest.mark.parametrize(
+    'path', sorted(glob.glob(osp.join(REPO, 'configs', '**', '*.py'),
+                             recursive=True)),
+    ids=lambda p: osp.relpath(p, REPO))
+def test_config_names_no_machine_specific_path(path):
+    with open(path) as f:
+        text = f.read()
+    found = [m for m in MACHINE_PATHS if m in text]
+    assert not found, (
+        f'{osp.relpath(path, REPO)} names machine-specific paths {found}: '
+        'write repository-relative paths (tools/train.py, work_dirs/...)')
 
 
 @pytest.mark.parametrize('config', CONFIGS)
@@ -70,18 +115,6 @@ def test_named_checkpoints_are_what_their_recipe_writes(config):
             f'with {unit}_{last}.pth')
 
 
-def _shrink_loader(loader, size):
-    loader.batch_size = 2
-    loader.num_workers = 0
-    loader.persistent_workers = False
-    dataset = loader.dataset
-    while 'dataset' in dataset and dataset.type in ('RepeatDataset',
-                                                    'ClassBalancedDataset'):
-        dataset = dataset.dataset
-    if dataset.type == 'FashionMNISTDataset':
-        dataset.subset_size = size
-
-
 SCENE_TASKS = dict(FashionSceneDetDataset='det', FashionSceneSegDataset='seg',
                    FashionScenePoseDataset='pose')
 
@@ -113,38 +146,38 @@ def tiny_run_config(config: str, work_dir: str, scenes_root: str) -> str:
             teacher.checkpoint = None
     if cfg.get('load_from') and not osp.isfile(osp.join(REPO, cfg.load_from)):
         cfg.load_from = None
-    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=2, val_interval=2)
-    cfg.param_scheduler = []
-    _shrink_loader(cfg.train_dataloader, 8)
-    for key in ('val_dataloader', 'test_dataloader'):
-        if cfg.get(key):
-            _shrink_loader(cfg[key], 8)
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=2,
-                                        by_epoch=False)
-    cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
+    shorten_schedule(cfg, iters=2, log_interval=1, param_scheduler=[])
+    shrink_data(cfg, batch_size=2, subset_size=8)
     cfg.work_dir = work_dir
     path = osp.join(work_dir, osp.basename(config))
     cfg.dump(path)
     return path
 
 
-# Model-zoo recipes for GPU clusters (full COCO, ImageNet-pretrained
-# backbones, named ``*_coco.py``) cannot run offline on a CPU: they are not
-# trained here; tests/distill and tests/models check that they build.
-CLUSTER_RECIPES = [c for c in CONFIGS if c.endswith('_coco.py')]
+# Model-zoo recipes for GPU clusters (full COCO or Cityscapes, ImageNet-pretrained
+# backbones, named ``*_coco.py`` / ``*_cityscapes.py``) cannot run offline on a
+# CPU: they are not trained here; tests/distill and tests/models check that they
+# build.
+CLUSTER_DATASETS = dict(_coco='CocoDataset', _cityscapes='CityscapesDataset')
+CLUSTER_RECIPES = [c for c in CONFIGS
+                   if c[:-3].endswith(tuple(CLUSTER_DATASETS))]
 RUNNABLE_CONFIGS = [c for c in CONFIGS if c not in CLUSTER_RECIPES]
 
 
 def test_cluster_recipes_are_coco_configs():
-    """Only full-COCO recipes are exempt from the stock-tool run."""
+    """Only full-COCO / Cityscapes recipes are exempt from the stock-tool run."""
     for config in CLUSTER_RECIPES:
         cfg = Config.fromfile(osp.join(REPO, config))
-        assert cfg.train_dataloader.dataset.type == 'CocoDataset', config
+        suffix = '_' + config[:-3].rsplit('_', 1)[1]
+        assert cfg.train_dataloader.dataset.type == \
+            CLUSTER_DATASETS[suffix], config
     for config in RUNNABLE_CONFIGS:
         cfg = Config.fromfile(osp.join(REPO, config))
-        assert cfg.train_dataloader.dataset.type != 'CocoDataset', (
-            f'{config} trains on COCO: name it *_coco.py (a GPU-cluster '
-            'recipe) or point it at data that installs here')
+        assert cfg.train_dataloader.dataset.type not in \
+            CLUSTER_DATASETS.values(), (
+            f'{config} trains on COCO or Cityscapes: name it *_coco.py / '
+            '*_cityscapes.py (a GPU-cluster recipe) or point it at data that '
+            'installs here')
 
 
 @pytest.mark.slow

@@ -16,9 +16,8 @@ import pytest
 from mmengine.config import Config
 
 
-from mmcompress.datasets.scenes import (
-    generate_scenes,  # noqa: E402
-    point_config_at_scenes)
+from mmcompress.datasets.scenes import generate_scenes, point_config_at_scenes
+from mmcompress.testing import shorten_schedule, shrink_data, stock_tool
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 ITERS = 30
@@ -41,19 +40,11 @@ def _short_config(path, base, data_root):
     """A copy of a baseline config: tiny root, 30 iterations, 10 warm-up."""
     cfg = Config.fromfile(base)
     point_config_at_scenes(cfg, data_root)
-    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        cfg[key].batch_size = 4
-    cfg.train_cfg = dict(type='IterBasedTrainLoop',
-                         max_iters=ITERS,
-                         val_interval=ITERS)
-    cfg.param_scheduler = [
+    shrink_data(cfg, batch_size=4)
+    shorten_schedule(cfg, iters=ITERS, log_interval=5, param_scheduler=[
         dict(type='LinearLR', start_factor=0.1, by_epoch=False, end=10)
-    ]
+    ])
     cfg.randomness = dict(seed=0)  # deterministic: the loss check must not flake
-    cfg.default_hooks.logger = dict(type='LoggerHook', interval=5)
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook',
-                                        by_epoch=False,
-                                        interval=ITERS)
     cfg.dump(path)
 
 
@@ -70,8 +61,7 @@ def _scalars(work_dir):
                          ids=[osp.basename(case[2])[:-3] for case in CASES])
 def test_student_baseline_trains_with_stock_tool(tmp_path, task, package,
                                                  config, metric_key, loss_key):
-    tool = osp.join(osp.dirname(__import__(package).__file__), '.mim', 'tools',
-                    'train.py')
+    tool = stock_tool(package)
     data_root = str(tmp_path / f'{task}_small')
     generate_scenes(task, data_root, seed=0, num_train=16, num_val=8)
     config_path = str(tmp_path / 'short.py')

@@ -1,4 +1,8 @@
-"""Helpers for end-to-end runs of real tools on real (or generated-from-real) data."""
+"""Helpers for end-to-end runs of real tools on real (or generated-from-real) data.
+
+Config shrinking and the downstream tools' paths are in ``mmcompress.testing``
+(shared with benchmarks/).
+"""
 import glob
 import json
 import os
@@ -10,15 +14,6 @@ from typing import Dict, List, Sequence
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 OUR_TRAIN = osp.join(REPO, 'tools', 'train.py')
 OUR_TEST = osp.join(REPO, 'tools', 'test.py')
-
-
-def stock_tool(package: str, tool: str = 'train') -> str:
-    """Path of the downstream's own ``tools/<tool>.py`` shipped in the package."""
-    module = __import__(package)
-    path = osp.join(osp.dirname(module.__file__), '.mim', 'tools', f'{tool}.py')
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'{package} ships no {path}')
-    return path
 
 
 def run_tool(tool: str, args: Sequence[str], timeout: int = 900,

@@ -16,9 +16,9 @@ import pytest
 from mmengine.config import Config
 
 from mmcompress.datasets.scenes import generate_scenes, point_config_at_scenes
+from mmcompress.testing import shorten_schedule, shrink_data, stock_tool
 
-from .runs import (OUR_TRAIN, REPO, metrics, run_tool, stock_tool,
-                   train_losses)
+from .runs import OUR_TRAIN, REPO, metrics, run_tool, train_losses
 
 pytestmark = pytest.mark.slow
 
@@ -55,25 +55,16 @@ def small_config(downstream: str, folder, scenes_root: str) -> str:
     cfg = Config.fromfile(config)
     if task is not None:
         point_config_at_scenes(cfg, osp.join(scenes_root, task))
-    else:
-        cfg.train_dataloader.dataset.subset_size = 64
-        cfg.val_dataloader.dataset.subset_size = 100
-    for key in ('train_dataloader', 'val_dataloader'):
-        loader = cfg[key]
-        loader.batch_size = 4 if key == 'train_dataloader' else 8
-        loader.num_workers, loader.persistent_workers = 0, False
+    shrink_data(cfg, 4, dict(train=64), splits=['train'])
+    shrink_data(cfg, 8, dict(val=100), splits=['val'])
     dataset = cfg.train_dataloader.dataset
     dataset.pipeline = _deterministic(dataset.pipeline)
     # dropout draws from torch's RNG, whose state mmengine does not checkpoint
     for head in ('decode_head', 'auxiliary_head'):
         if cfg.model.get(head):
             cfg.model[head].dropout_ratio = 0.0
-    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=MAX_ITERS,
-                         val_interval=MAX_ITERS)
-    cfg.param_scheduler = []
-    cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False,
-                                        interval=CKPT_EVERY, max_keep_ckpts=-1)
+    shorten_schedule(cfg, iters=MAX_ITERS, log_interval=1, param_scheduler=[],
+                     interval=CKPT_EVERY, max_keep_ckpts=-1)
     cfg.log_processor = dict(by_epoch=False)
     cfg.randomness = dict(seed=0)
     path = str(folder / f'small_{downstream}.py')
