@@ -1,4 +1,5 @@
 """Reading Fashion-MNIST IDX files (numpy only; shared by the datasets and scenes)."""
+
 import gzip
 import os
 import os.path as osp
@@ -10,10 +11,22 @@ import numpy as np
 
 DEFAULT_ROOT = '/usr/share/datasets/fashion-mnist'
 ROOT_ENV = 'MMCOMPRESS_FASHION_MNIST'
-FASHION_MNIST_CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat',
-                         'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot')
-_FILES = {'train': ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
-          'test': ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')}
+FASHION_MNIST_CLASSES = (
+    'T-shirt/top',
+    'Trouser',
+    'Pullover',
+    'Dress',
+    'Coat',
+    'Sandal',
+    'Shirt',
+    'Sneaker',
+    'Bag',
+    'Ankle boot',
+)
+_FILES = {
+    'train': ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
+    'test': ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte'),
+}
 
 
 def read_idx(path: str) -> np.ndarray:
@@ -38,22 +51,26 @@ def read_idx(path: str) -> np.ndarray:
         raise ValueError(
             f'{candidate} cannot be read ({type(err).__name__}: {err}): the file '
             'is damaged or truncated. Reinstall it (`apt-get install --reinstall '
-            'dataset-fashion-mnist`) or copy it again.') from None
+            'dataset-fashion-mnist`) or copy it again.'
+        ) from None
     if len(data) < 4:
-        raise ValueError(f'{candidate} is not a uint8 IDX file: {len(data)} bytes, '
-                         'shorter than the 4-byte header')
+        raise ValueError(
+            f'{candidate} is not a uint8 IDX file: {len(data)} bytes, '
+            'shorter than the 4-byte header'
+        )
     magic = int.from_bytes(data[0:4], 'big')
     if magic >> 8 != 0x08:  # 0x08: unsigned byte payload
         raise ValueError(f'{path} is not a uint8 IDX file (magic {magic:#x})')
     ndim = magic & 0xFF
-    shape = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], 'big') for i in range(ndim)]
+    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], 'big') for i in range(ndim)]
     expected = 4 + 4 * ndim + int(np.prod(shape, dtype=np.int64))
     if len(data) != expected:
         raise ValueError(
             f'{candidate} holds {len(data)} bytes but its header announces '
             f'shape {tuple(shape)} ({expected} bytes): the file is truncated or '
             'damaged. Reinstall it (`apt-get install --reinstall '
-            'dataset-fashion-mnist`) or copy it again.')
+            'dataset-fashion-mnist`) or copy it again.'
+        )
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
@@ -65,8 +82,9 @@ def fashion_mnist_root(data_root: Optional[str] = None) -> str:
 
 
 @lru_cache(maxsize=4)
-def load_fashion_mnist(split: str, data_root: Optional[str] = None
-                       ) -> Tuple[np.ndarray, np.ndarray]:
+def load_fashion_mnist(
+    split: str, data_root: Optional[str] = None
+) -> Tuple[np.ndarray, np.ndarray]:
     """Load an official Fashion-MNIST split (cached, read-only arrays).
 
     Args:
@@ -77,8 +95,9 @@ def load_fashion_mnist(split: str, data_root: Optional[str] = None
         tuple[np.ndarray, np.ndarray]: uint8 images (N, 28, 28), int64 labels (N,).
     """
     if split not in _FILES:
-        raise ValueError(f'Fashion-MNIST split {split!r} is not valid; use one '
-                         f'of {sorted(_FILES)}')
+        raise ValueError(
+            f'Fashion-MNIST split {split!r} is not valid; use one of {sorted(_FILES)}'
+        )
     root = fashion_mnist_root(data_root)
     image_file, label_file = (osp.join(root, name) for name in _FILES[split])
     try:
@@ -88,10 +107,13 @@ def load_fashion_mnist(split: str, data_root: Optional[str] = None
             f'Fashion-MNIST file {err}(.gz) not found in {root!r}. Install it '
             f'with `apt-get install dataset-fashion-mnist` (files go to '
             f'{DEFAULT_ROOT}), or set data_root / ${ROOT_ENV} to the folder '
-            f'with the IDX files.') from None
+            f'with the IDX files.'
+        ) from None
     if len(images) != len(labels):
-        raise ValueError(f'Fashion-MNIST {split} in {root} has {len(images)} '
-                         f'images but {len(labels)} labels')
+        raise ValueError(
+            f'Fashion-MNIST {split} in {root} has {len(images)} '
+            f'images but {len(labels)} labels'
+        )
     labels = labels.astype(np.int64)
     labels.setflags(write=False)
     return images, labels
@@ -109,9 +131,14 @@ def stratified_indices(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
         np.ndarray: Sorted indices into ``labels``.
     """
     rng = np.random.default_rng(seed)
-    per_class = [rng.permutation(np.flatnonzero(labels == c))
-                 for c in np.unique(labels)]
+    per_class = [
+        rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)
+    ]
     # round-robin over the classes, so that every prefix is balanced
-    order = [idx[k] for k in range(max(map(len, per_class)))
-             for idx in per_class if k < len(idx)]
+    order = [
+        idx[k]
+        for k in range(max(map(len, per_class)))
+        for idx in per_class
+        if k < len(idx)
+    ]
     return np.sort(np.asarray(order[:size], dtype=np.int64))

@@ -31,6 +31,7 @@ Policy:
 ``_load_checkpoint_to_model``, and reads ``trusted_checkpoints`` and
 ``allow_unloaded_weights`` from the Runner's config.
 """
+
 import contextlib
 import contextvars
 import functools
@@ -46,17 +47,23 @@ import numpy as np
 import torch
 from mmengine.dist import get_dist_info
 from mmengine.logging import HistoryBuffer, print_log
-from mmengine.runner import Runner, checkpoint as mme_checkpoint
+from mmengine.runner import Runner
+from mmengine.runner import checkpoint as mme_checkpoint
 
-from .load_check import (ALLOW_KEY, allowed_unloaded_weights,
-                         checked_load_to_model, remember_source)
+from .load_check import (
+    ALLOW_KEY,
+    allowed_unloaded_weights,
+    checked_load_to_model,
+    remember_source,
+)
 
 TRUST_KEY = 'trusted_checkpoints'
 
 # set by the ``getattr`` stand-in when it refuses an attribute: torch re-raises
 # unpickling errors without their cause, and its static scan cannot see this one
 _refused_getattr: contextvars.ContextVar = contextvars.ContextVar(
-    'mmcompress_refused_getattr', default=None)
+    'mmcompress_refused_getattr', default=None
+)
 
 
 def _numpy_safe_globals() -> list:
@@ -78,21 +85,22 @@ def _history_buffer_getattr(obj, name: str):
     ``getattr`` would hand any attribute of any allowed object to the file; this
     resolves only the statistics methods of ``HistoryBuffer``.
     """
-    allowed = {'min', 'max', 'mean', 'current'} | set(
-        HistoryBuffer._statistics_methods)
+    allowed = {'min', 'max', 'mean', 'current'} | set(HistoryBuffer._statistics_methods)
     if obj is HistoryBuffer and name in allowed:
         return getattr(obj, name)
     what = f'getattr({getattr(obj, "__name__", type(obj).__name__)}, {name!r})'
     _refused_getattr.set(what)
-    raise pickle.UnpicklingError(
-        f'{what} is not allowed in a weights-only checkpoint')
+    raise pickle.UnpicklingError(f'{what} is not allowed in a weights-only checkpoint')
 
 
-SAFE_GLOBALS = [HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr')
-                ] + _numpy_safe_globals()
+SAFE_GLOBALS = [
+    HistoryBuffer,
+    (_history_buffer_getattr, 'builtins.getattr'),
+] + _numpy_safe_globals()
 
 _trusted: contextvars.ContextVar = contextvars.ContextVar(
-    'mmcompress_trusted_checkpoints', default=())
+    'mmcompress_trusted_checkpoints', default=()
+)
 
 
 class UntrustedCheckpointError(pickle.UnpicklingError):
@@ -162,7 +170,8 @@ def _not_empty(file, name: str, start: Optional[int]) -> None:
         raise CorruptCheckpointError(
             f'Checkpoint {name} is empty (0 bytes): an interrupted save or '
             'download leaves such a file. Delete it and save or download it '
-            'again.')
+            'again.'
+        )
 
 
 def _legacy_unsafe_globals(file) -> List[str]:
@@ -170,18 +179,19 @@ def _legacy_unsafe_globals(file) -> List[str]:
     pre-zip ``torch.save`` format (several pickles in a row: magic number,
     protocol, system info, then the object), with torch's own scanner."""
     from torch import _weights_only_unpickler as wo
+
     try:
         magic = wo.Unpickler(file).load()
     except Exception:  # noqa: B902 (any reason: not a pickle)
         magic = None
     if magic != torch.serialization.MAGIC_NUMBER:
-        raise _NotTorchSave('it is neither a zip archive nor a legacy '
-                            'torch.save file (no magic number)')
+        raise _NotTorchSave(
+            'it is neither a zip archive nor a legacy torch.save file (no magic number)'
+        )
     wo.Unpickler(file).load()  # protocol version
     wo.Unpickler(file).load()  # system info
     found = wo.get_globals_in_pkl(file)
-    allowed = set(wo._get_allowed_globals()) | set(
-        wo._get_user_allowed_globals())
+    allowed = set(wo._get_allowed_globals()) | set(wo._get_user_allowed_globals())
     return sorted(found - allowed)
 
 
@@ -192,14 +202,12 @@ def _unsafe_globals(file, start: Optional[int]) -> List[str]:
     if start is not None:
         file.seek(start)
     with contextlib.ExitStack() as stack:
-        handle = file if start is not None else stack.enter_context(
-            open(file, 'rb'))
+        handle = file if start is not None else stack.enter_context(open(file, 'rb'))
         position = handle.tell()
         is_zip = handle.read(4) == b'PK\x03\x04'
         handle.seek(position)
         if is_zip:
-            return sorted(
-                torch.serialization.get_unsafe_globals_in_checkpoint(handle))
+            return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(handle))
         return _legacy_unsafe_globals(handle)
 
 
@@ -210,14 +218,16 @@ def _reason(err: BaseException) -> str:
     if isinstance(err, EOFError) and not str(err):
         return 'it ends too early (truncated)'
     lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-    line = next((ln for ln in lines if 'WeightsUnpickler error' in ln),
-                lines[0] if lines else '')
-    return (f'{type(err).__name__}: {line}' if line else
-            type(err).__name__).rstrip('.')
+    line = next(
+        (ln for ln in lines if 'WeightsUnpickler error' in ln),
+        lines[0] if lines else '',
+    )
+    return (f'{type(err).__name__}: {line}' if line else type(err).__name__).rstrip('.')
 
 
-def safe_torch_load(file, map_location=None, trust: bool = False,
-                    name: Optional[str] = None):
+def safe_torch_load(
+    file, map_location=None, trust: bool = False, name: Optional[str] = None
+):
     """``torch.load`` under the project's policy.
 
     A file that fails the weights-only load is diagnosed with torch's own scan
@@ -250,8 +260,7 @@ def safe_torch_load(file, map_location=None, trust: bool = False,
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             try:
-                return torch.load(file, map_location=map_location,
-                                  weights_only=True)
+                return torch.load(file, map_location=map_location, weights_only=True)
             except Exception as err:  # noqa: B902 (diagnosed below)
                 load_error = err
             try:
@@ -260,7 +269,8 @@ def safe_torch_load(file, map_location=None, trust: bool = False,
                 raise CorruptCheckpointError(
                     f'Checkpoint {name}{where} is corrupt or not a checkpoint '
                     f'written by torch.save: {_reason(err)}. Download or save '
-                    'it again, or check the path.') from None
+                    'it again, or check the path.'
+                ) from None
         refused = _refused_getattr.get()
     finally:
         _refused_getattr.reset(token)
@@ -280,22 +290,25 @@ def safe_torch_load(file, map_location=None, trust: bool = False,
         raise CorruptCheckpointError(
             f'Checkpoint {name}{where} is corrupt: its pickle needs no '
             f'disallowed object, yet it cannot be read ({_reason(load_error)}). '
-            'Download or save it again.') from None
+            'Download or save it again.'
+        ) from None
     load_error.add_note(f'(while loading checkpoint {name}{where})')
     raise load_error
 
 
 def hub_cache_path(url: str) -> str:
     """Where torch.hub caches ``url`` (``$TORCH_HOME/hub/checkpoints/<name>``)."""
-    return osp.join(torch.hub.get_dir(), 'checkpoints',
-                    osp.basename(urlparse(url).path))
+    return osp.join(
+        torch.hub.get_dir(), 'checkpoints', osp.basename(urlparse(url).path)
+    )
 
 
 def _load_from_local(filename, map_location=None):
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
-        raise FileNotFoundError(f'checkpoint {filename} can not be found '
-                                f'(working directory: {os.getcwd()})')
+        raise FileNotFoundError(
+            f'checkpoint {filename} can not be found (working directory: {os.getcwd()})'
+        )
     return remember_source(safe_torch_load(filename, map_location), filename)
 
 
@@ -315,7 +328,8 @@ def _fetch_to_cache(url: str, cached: str, progress: bool):
         return FileNotFoundError(
             f'checkpoint {url} is not in the torch hub cache ({cached}) '
             f'and could not be downloaded ({type(err).__name__}: {err}). '
-            f'Copy the file to {cached}, or give a local path instead.')
+            f'Copy the file to {cached}, or give a local path instead.'
+        )
     return None
 
 
@@ -327,8 +341,11 @@ def _load_from_http(filename, map_location=None, model_dir=None, progress=False)
     it themselves only if it is still missing, e.g. on another node without
     a shared disk).
     """
-    cached = (osp.join(model_dir, osp.basename(urlparse(filename).path))
-              if model_dir else hub_cache_path(filename))
+    cached = (
+        osp.join(model_dir, osp.basename(urlparse(filename).path))
+        if model_dir
+        else hub_cache_path(filename)
+    )
     rank, world_size = get_dist_info()
     error = _fetch_to_cache(filename, cached, progress) if rank == 0 else None
     if world_size > 1:
@@ -338,15 +355,18 @@ def _load_from_http(filename, map_location=None, model_dir=None, progress=False)
     if error is not None:
         raise error
     return remember_source(
-        safe_torch_load(cached, map_location, name=filename), filename)
+        safe_torch_load(cached, map_location, name=filename), filename
+    )
 
 
 def _runner_load_checkpoint(original):
 
     @functools.wraps(original)
     def load_checkpoint(self, filename, *args, **kwargs):
-        with trusted_checkpoints(self.cfg.get(TRUST_KEY)), \
-                allowed_unloaded_weights(self.cfg.get(ALLOW_KEY)):
+        with (
+            trusted_checkpoints(self.cfg.get(TRUST_KEY)),
+            allowed_unloaded_weights(self.cfg.get(ALLOW_KEY)),
+        ):
             return original(self, filename, *args, **kwargs)
 
     return load_checkpoint
@@ -365,18 +385,28 @@ def install_checkpoint_policy() -> None:
       ``trusted_checkpoints`` and ``allow_unloaded_weights`` from the config.
     """
     mme_checkpoint.CheckpointLoader.register_scheme(
-        prefixes='', loader=_load_from_local, force=True)
+        prefixes='', loader=_load_from_local, force=True
+    )
     mme_checkpoint.CheckpointLoader.register_scheme(
-        prefixes=('http://', 'https://'), loader=_load_from_http, force=True)
+        prefixes=('http://', 'https://'), loader=_load_from_http, force=True
+    )
     # the openmmlab/torchvision/mmcls schemes call this module-level name
     mme_checkpoint.load_from_http = _load_from_http
-    for module_name in ('mmengine.runner.checkpoint', 'mmengine.runner.runner',
-                        'mmengine.infer.infer'):
+    for module_name in (
+        'mmengine.runner.checkpoint',
+        'mmengine.runner.runner',
+        'mmengine.infer.infer',
+    ):
         module = importlib.import_module(module_name)
         if not hasattr(module._load_checkpoint_to_model, '__wrapped__'):
             module._load_checkpoint_to_model = checked_load_to_model(
-                module._load_checkpoint_to_model)
+                module._load_checkpoint_to_model
+            )
     if not hasattr(Runner.load_checkpoint, '__wrapped__'):
         Runner.load_checkpoint = _runner_load_checkpoint(Runner.load_checkpoint)
-    print_log('mmcompress: checkpoint loading uses weights_only=True with '
-              'mmengine data types allowed', logger='current', level=10)
+    print_log(
+        'mmcompress: checkpoint loading uses weights_only=True with '
+        'mmengine data types allowed',
+        logger='current',
+        level=10,
+    )

@@ -37,6 +37,7 @@ e.g. ``DistillModel`` mapping plain student keys), and a tensor whose shape diff
 from the checkpoint's counts as mismatched only if its value did not change (a
 module's own pre-hook may resize it, e.g. a ViT position embedding).
 """
+
 import contextlib
 import contextvars
 import functools
@@ -55,7 +56,8 @@ OPTIONAL_ATTR = 'checkpoint_optional_state'
 ALLOW_KEY = 'allow_unloaded_weights'
 
 _allowed: contextvars.ContextVar = contextvars.ContextVar(
-    'mmcompress_allowed_unloaded_weights', default=())
+    'mmcompress_allowed_unloaded_weights', default=()
+)
 
 
 class UnloadedWeightsError(RuntimeError):
@@ -76,7 +78,7 @@ def allowed_unloaded_weights(allowed: Union[bool, Iterable[str], None]):
     elif allowed is True:
         value = True
     elif isinstance(allowed, str):
-        value = (allowed, )
+        value = (allowed,)
     else:
         value = tuple(allowed)
     token = _allowed.set(value)
@@ -134,8 +136,8 @@ def _own_state(model: nn.Module) -> Dict[str, torch.Tensor]:
 
 
 def _top_prefixes(keys: List[str], own: Iterable[str]) -> List[str]:
-    """Shortest module prefixes whose every key is in ``keys`` (plus the keys
-    covered by no such prefix), e.g. ``['student_head.', 'backbone.stem.conv.weight']``."""
+    """Shortest module prefixes whose every key is in ``keys``, plus the keys
+    covered by no such prefix, e.g. ``['head.*', 'backbone.stem.conv.weight']``."""
     wanted = set(keys)
     total, hit = Counter(), Counter()
     for key in own:
@@ -162,15 +164,14 @@ def _shorten(items: List[str], limit: int = 6) -> str:
     return shown + (f' ... ({len(items)} in all)' if len(items) > limit else '')
 
 
-def _prefix_hint(missing: List[str], ckpt_keys: Iterable[str],
-                 filename: str) -> str:
+def _prefix_hint(missing: List[str], ckpt_keys: Iterable[str], filename: str) -> str:
     """The likely cause of missing keys, read off the checkpoint's key names."""
     ckpt_keys = list(ckpt_keys)
     extra = Counter()
     for key in missing:
         for ck in ckpt_keys:
             if ck.endswith('.' + key):
-                extra[ck[:-len(key)]] += 1
+                extra[ck[: -len(key)]] += 1
     if extra:
         prefix, count = extra.most_common(1)[0]
         if count >= max(1, len(missing) // 2):
@@ -182,11 +183,14 @@ def _prefix_hint(missing: List[str], ckpt_keys: Iterable[str],
                     ' The checkpoint holds the model under `student.`: it is a '
                     'DistillModel (KD) checkpoint. Load the plain student '
                     'checkpoint DistillModel writes next to it, '
-                    f'{student}{there}, or use the distillation config.')
-            return (f' The checkpoint holds these weights under the prefix '
-                    f'`{prefix}`: it was saved from a model that wraps this one. '
-                    'Save or pick the plain model checkpoint, or load with '
-                    f'revise_keys=[(r"^{prefix.rstrip(".")}\\.", "")].')
+                    f'{student}{there}, or use the distillation config.'
+                )
+            return (
+                f' The checkpoint holds these weights under the prefix '
+                f'`{prefix}`: it was saved from a model that wraps this one. '
+                'Save or pick the plain model checkpoint, or load with '
+                f'revise_keys=[(r"^{prefix.rstrip(".")}\\.", "")].'
+            )
     shorter = Counter()
     ckpt_set = set(ckpt_keys)
     for key in missing:
@@ -198,12 +202,16 @@ def _prefix_hint(missing: List[str], ckpt_keys: Iterable[str],
     if shorter:
         prefix, count = shorter.most_common(1)[0]
         if count >= max(1, len(missing) // 2):
-            return (f' The checkpoint holds only a part of the model (its keys '
-                    f'match under `{prefix}`): load it into that part with '
-                    f"{prefix.rstrip('.')}=dict(init_cfg=dict(type='Pretrained', "
-                    'checkpoint=...)) instead of load_from.')
-    return (' The checkpoint is for another model (e.g. the teacher, or another '
-            'architecture): give the checkpoint trained with this config.')
+            return (
+                f' The checkpoint holds only a part of the model (its keys '
+                f'match under `{prefix}`): load it into that part with '
+                f"{prefix.rstrip('.')}=dict(init_cfg=dict(type='Pretrained', "
+                'checkpoint=...)) instead of load_from.'
+            )
+    return (
+        ' The checkpoint is for another model (e.g. the teacher, or another '
+        'architecture): give the checkpoint trained with this config.'
+    )
 
 
 class LoadObserver:
@@ -220,20 +228,32 @@ class LoadObserver:
         self.before: Dict[str, torch.Tensor] = {}
         self._handle = model.register_load_state_dict_pre_hook(self._pre_hook)
 
-    def _pre_hook(self, module, state_dict, prefix, local_metadata, strict,
-                  missing_keys, unexpected_keys, error_msgs) -> None:
+    def _pre_hook(
+        self,
+        module,
+        state_dict,
+        prefix,
+        local_metadata,
+        strict,
+        missing_keys,
+        unexpected_keys,
+        error_msgs,
+    ) -> None:
         if module is not self.model or self.missing is not None:
             return
         self.missing = missing_keys  # torch appends to this list as it loads
         self.ckpt_shapes = {
-            k[len(prefix):]: tuple(v.shape)
+            k[len(prefix) :]: tuple(v.shape)
             for k, v in state_dict.items()
             if k.startswith(prefix) and isinstance(v, torch.Tensor)
         }
         for key, tensor in _own_state(self.model).items():
             shape = self.ckpt_shapes.get(key)
-            if shape is not None and shape != tuple(tensor.shape) \
-                    and not is_lazy(tensor):
+            if (
+                shape is not None
+                and shape != tuple(tensor.shape)
+                and not is_lazy(tensor)
+            ):
                 self.before[key] = tensor.detach().clone()
 
     def detach(self) -> None:
@@ -250,21 +270,21 @@ class LoadObserver:
             return  # the model loaded itself without torch's machinery
         own = _own_state(self.model)
         missing = [
-            k for k in dict.fromkeys(self.missing)
+            k
+            for k in dict.fromkeys(self.missing)
             if not k.endswith('num_batches_tracked')
         ]
         mismatched = [
-            k for k, old in self.before.items()
+            k
+            for k, old in self.before.items()
             if k in own and torch.equal(own[k].detach(), old)
         ]
-        optional = [k for k in missing + mismatched
-                    if declared_optional(self.model, k)]
-        missing = [k for k in missing
-                   if k not in optional and not _opted_out(k)]
-        mismatched = [k for k in mismatched
-                      if k not in optional and not _opted_out(k)]
+        optional = [k for k in missing + mismatched if declared_optional(self.model, k)]
+        missing = [k for k in missing if k not in optional and not _opted_out(k)]
+        mismatched = [k for k in mismatched if k not in optional and not _opted_out(k)]
         class_count = [
-            k for k in mismatched
+            k
+            for k in mismatched
             if len(own[k].shape) == len(self.ckpt_shapes[k])
             and own[k].shape[1:] == self.ckpt_shapes[k][1:]
         ]
@@ -275,7 +295,8 @@ class LoadObserver:
                 f'{filename}: {len(optional)} tensors of {name} that it declares '
                 'optional (e.g. quantizer state) are not in the checkpoint and '
                 f'start from their initialization: {_shorten(optional, 4)}',
-                logger='current')
+                logger='current',
+            )
         if class_count and not (missing or other):
             print_log(
                 f'{filename}: {len(class_count)} tensors of {name} keep their '
@@ -284,35 +305,48 @@ class LoadObserver:
                 + _shorten(self._shape_list(class_count, own), 4)
                 + '. If this is not a fine-tune to new classes, the checkpoint '
                 'is for another model.',
-                logger='current', level=logging.WARNING)
+                logger='current',
+                level=logging.WARNING,
+            )
         if not (missing or other):
             return
         parts = []
         if missing:
-            parts.append('missing from the checkpoint: ' +
-                         _shorten(_top_prefixes(missing, own)))
+            parts.append(
+                'missing from the checkpoint: ' + _shorten(_top_prefixes(missing, own))
+            )
         if other or class_count:
             # the tensors that are not a class-count change first: the cause
-            parts.append('shape differs: ' + _shorten(
-                self._shape_list(other + class_count, own), 4))
-        hint = (_prefix_hint(missing, self.ckpt_shapes, filename) if missing
-                else ' The checkpoint is for another architecture (e.g. the '
-                "teacher's, or another width or depth): give the checkpoint "
-                'trained with this config.')
+            parts.append(
+                'shape differs: '
+                + _shorten(self._shape_list(other + class_count, own), 4)
+            )
+        hint = (
+            _prefix_hint(missing, self.ckpt_shapes, filename)
+            if missing
+            else ' The checkpoint is for another architecture (e.g. the '
+            "teacher's, or another width or depth): give the checkpoint "
+            'trained with this config.'
+        )
         example = _top_prefixes(missing or other, own)[0].rstrip('.*')
         raise UnloadedWeightsError(
             f'Checkpoint {filename} does not fit {name}: '
             f'{len(missing) + len(other) + len(class_count)} of '
             f'{sum(not k.endswith("num_batches_tracked") for k in own)} '
             'tensors would keep their initial (random) values; '
-            + '; '.join(parts) + '.' + hint +
-            ' To load a partial checkpoint on purpose, list what may stay '
+            + '; '.join(parts)
+            + '.'
+            + hint
+            + ' To load a partial checkpoint on purpose, list what may stay '
             f"unloaded in the config: `{ALLOW_KEY} = ['{example}']` (key "
-            'prefixes; True allows any).')
+            'prefixes; True allows any).'
+        )
 
     def _shape_list(self, keys: List[str], own) -> List[str]:
-        return [f'{k} (checkpoint {self.ckpt_shapes[k]}, model '
-                f'{tuple(own[k].shape)})' for k in keys]
+        return [
+            f'{k} (checkpoint {self.ckpt_shapes[k]}, model {tuple(own[k].shape)})'
+            for k in keys
+        ]
 
 
 def is_full_model(model: nn.Module) -> bool:
@@ -330,7 +364,8 @@ def is_full_model(model: nn.Module) -> bool:
 
 
 _source: contextvars.ContextVar = contextvars.ContextVar(
-    'mmcompress_checkpoint_source', default=(None, None))
+    'mmcompress_checkpoint_source', default=(None, None)
+)
 
 
 def remember_source(checkpoint, name: str):
@@ -364,12 +399,16 @@ def checked_load_to_model(original):
     """
 
     @functools.wraps(original)
-    def load_to_model(model, checkpoint, strict=False, logger=None,
-                      revise_keys=[(r'^module\.', '')]):  # noqa: B006 (mmengine's)
+    def load_to_model(
+        model,
+        checkpoint,
+        strict=False,
+        logger=None,
+        revise_keys=[(r'^module\.', '')],  # noqa: B006 (mmengine's default)
+    ):
         if not is_full_model(model) or _allowed.get() is True:
             return original(model, checkpoint, strict, logger, revise_keys)
-        observer = LoadObserver(
-            model.module if is_model_wrapper(model) else model)
+        observer = LoadObserver(model.module if is_model_wrapper(model) else model)
         try:
             result = original(model, checkpoint, strict, logger, revise_keys)
         finally:

@@ -1,14 +1,21 @@
 """FashionMNISTDataset and the small real sets: real files, splits, subsets, errors."""
+
 import gzip
 
 import numpy as np
 import pytest
 
 import mmcompress  # noqa: F401
-from mmcompress.datasets import (FashionMNISTDataset, FoolboxSamplesDataset,
-                                 SklearnDigitsDataset)
-from mmcompress.datasets.fashion_mnist_io import (load_fashion_mnist, read_idx,
-                                                  stratified_indices)
+from mmcompress.datasets import (
+    FashionMNISTDataset,
+    FoolboxSamplesDataset,
+    SklearnDigitsDataset,
+)
+from mmcompress.datasets.fashion_mnist_io import (
+    load_fashion_mnist,
+    read_idx,
+    stratified_indices,
+)
 
 
 def test_real_files_shapes_and_balance():
@@ -29,8 +36,10 @@ def test_splits_are_disjoint_and_cover_trainval():
     assert np.bincount(val.get_gt_labels()).tolist() == [50] * 10
     # disjoint: no image of val is the same array position as a train image
     val_imgs = {val.get_data_info(i)['img'].tobytes() for i in range(len(val))}
-    hits = sum(train.get_data_info(i)['img'].tobytes() in val_imgs
-               for i in range(0, len(train), 97))
+    hits = sum(
+        train.get_data_info(i)['img'].tobytes() in val_imgs
+        for i in range(0, len(train), 97)
+    )
     assert hits == 0
     assert len(FashionMNISTDataset(split='trainval')) == 60000
     assert len(FashionMNISTDataset(split='test')) == 10000
@@ -41,15 +50,20 @@ def test_subset_is_balanced_and_deterministic():
     b = FashionMNISTDataset(split='test', subset_size=100, seed=3)
     c = FashionMNISTDataset(split='test', subset_size=100, seed=4)
     assert np.bincount(a.get_gt_labels()).tolist() == [10] * 10
-    assert all(np.array_equal(a.get_data_info(i)['img'], b.get_data_info(i)['img'])
-               for i in range(100))
-    assert not all(np.array_equal(a.get_data_info(i)['img'],
-                                  c.get_data_info(i)['img']) for i in range(100))
+    assert all(
+        np.array_equal(a.get_data_info(i)['img'], b.get_data_info(i)['img'])
+        for i in range(100)
+    )
+    assert not all(
+        np.array_equal(a.get_data_info(i)['img'], c.get_data_info(i)['img'])
+        for i in range(100)
+    )
 
 
 def test_pipeline_output_is_a_1x28x28_tensor():
-    ds = FashionMNISTDataset(split='test', subset_size=10,
-                             pipeline=[dict(type='PackInputs')])
+    ds = FashionMNISTDataset(
+        split='test', subset_size=10, pipeline=[dict(type='PackInputs')]
+    )
     item = ds[0]
     assert tuple(item['inputs'].shape) == (1, 28, 28)
     assert int(item['data_samples'].gt_label) == ds.get_gt_labels()[0]
@@ -66,7 +80,8 @@ def test_bad_arguments_and_missing_files(tmp_path):
 
 def test_read_idx_plain_and_gzip(tmp_path):
     header = (0x0803).to_bytes(4, 'big') + b''.join(
-        n.to_bytes(4, 'big') for n in (2, 3, 4))
+        n.to_bytes(4, 'big') for n in (2, 3, 4)
+    )
     payload = np.arange(24, dtype=np.uint8)
     (tmp_path / 'x-idx3-ubyte').write_bytes(header + payload.tobytes())
     with gzip.open(tmp_path / 'y-idx3-ubyte.gz', 'wb') as f:
@@ -94,9 +109,9 @@ def test_sklearn_digits_splits():
 
 
 def test_foolbox_imagenet_samples_are_labelled_images():
-    ds = FoolboxSamplesDataset('imagenet',
-                               pipeline=[dict(type='LoadImageFromFile'),
-                                         dict(type='PackInputs')])
+    ds = FoolboxSamplesDataset(
+        'imagenet', pipeline=[dict(type='LoadImageFromFile'), dict(type='PackInputs')]
+    )
     assert len(ds) == 20
     labels = ds.get_gt_labels()
     assert ((0 <= labels) & (labels < 1000)).all() and len(set(labels)) > 10
@@ -106,8 +121,12 @@ def test_foolbox_imagenet_samples_are_labelled_images():
 
 
 def test_root_from_argument_environment_or_default(monkeypatch, tmp_path):
-    from mmcompress.datasets.fashion_mnist_io import (DEFAULT_ROOT, ROOT_ENV,
-                                                      fashion_mnist_root)
+    from mmcompress.datasets.fashion_mnist_io import (
+        DEFAULT_ROOT,
+        ROOT_ENV,
+        fashion_mnist_root,
+    )
+
     monkeypatch.setenv(ROOT_ENV, str(tmp_path))
     assert fashion_mnist_root() == str(tmp_path)
     assert fashion_mnist_root('/given') == '/given'

@@ -1,4 +1,5 @@
 """Checkpoint loading: weights and run files load safely; code-running pickles don't."""
+
 import os
 import os.path as osp
 import pickle
@@ -11,9 +12,13 @@ from mmengine.runner.checkpoint import _load_checkpoint
 
 import mmcompress  # noqa: F401  (installs the policy)
 from mmcompress.utils import checkpoint as policy
-from mmcompress.utils.checkpoint import (CorruptCheckpointError,
-                                         UntrustedCheckpointError, hub_cache_path,
-                                         safe_torch_load, trusted_checkpoints)
+from mmcompress.utils.checkpoint import (
+    CorruptCheckpointError,
+    UntrustedCheckpointError,
+    hub_cache_path,
+    safe_torch_load,
+    trusted_checkpoints,
+)
 
 
 class _Payload:
@@ -59,12 +64,22 @@ def test_explicit_trust_opts_in(tmp_path):
 
 def test_model_zoo_style_file_loads(tmp_path):
     import numpy as np
+
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
     path = str(tmp_path / 'zoo.pth')
-    torch.save({'state_dict': model.state_dict(),
-                'meta': dict(epoch=3, classes=('a', 'b'), mean=np.zeros(3),
-                             score=np.float64(0.5), mmengine_version='0.10.7')},
-               path)
+    torch.save(
+        {
+            'state_dict': model.state_dict(),
+            'meta': dict(
+                epoch=3,
+                classes=('a', 'b'),
+                mean=np.zeros(3),
+                score=np.float64(0.5),
+                mmengine_version='0.10.7',
+            ),
+        },
+        path,
+    )
     other = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
     ckpt = load_checkpoint(other, path)
     assert ckpt['meta']['epoch'] == 3
@@ -103,11 +118,13 @@ class _GetattrPayload:
 
     def __reduce__(self):
         from mmengine.logging import HistoryBuffer
+
         return (getattr, (HistoryBuffer, '__init__'))
 
 
 def test_getattr_is_restricted_to_history_buffer_statistics(tmp_path):
     from mmengine.logging import HistoryBuffer, MessageHub
+
     hub = MessageHub.get_instance('mmcompress_test_hub')
     hub.update_scalar('train/loss', 1.5)
     ok = str(tmp_path / 'hub.pth')
@@ -125,20 +142,19 @@ def test_getattr_is_restricted_to_history_buffer_statistics(tmp_path):
 def test_legacy_format_loads_and_its_malicious_pickle_is_refused(tmp_path):
     """The pre-zip ``torch.save`` format (old model-zoo files) is scanned too."""
     good = str(tmp_path / 'legacy.pth')
-    torch.save({'state_dict': {'w': torch.ones(2)}}, good,
-               _use_new_zipfile_serialization=False)
+    torch.save(
+        {'state_dict': {'w': torch.ones(2)}}, good, _use_new_zipfile_serialization=False
+    )
     assert torch.equal(_load_checkpoint(good)['state_dict']['w'], torch.ones(2))
     marker = str(tmp_path / 'pwned.txt')
     evil = str(tmp_path / 'legacy_evil.pth')
-    torch.save({'meta': _Payload(marker)}, evil,
-               _use_new_zipfile_serialization=False)
+    torch.save({'meta': _Payload(marker)}, evil, _use_new_zipfile_serialization=False)
     with pytest.raises(UntrustedCheckpointError, match='`builtins.exec`'):
         _load_checkpoint(evil)
     assert not osp.exists(marker)
 
 
-def test_untrusted_is_decided_by_torch_scan_not_by_error_text(tmp_path,
-                                                              monkeypatch):
+def test_untrusted_is_decided_by_torch_scan_not_by_error_text(tmp_path, monkeypatch):
     """The diagnosis asks torch which globals are unsafe: a refusal whose text
     does not say so is still untrusted, and a clean scan is not."""
     path, marker = _malicious_checkpoint(tmp_path)
@@ -149,15 +165,17 @@ def test_untrusted_is_decided_by_torch_scan_not_by_error_text(tmp_path,
         calls.append(f)
         return real(f)
 
-    monkeypatch.setattr(torch.serialization, 'get_unsafe_globals_in_checkpoint',
-                        scan)
+    monkeypatch.setattr(torch.serialization, 'get_unsafe_globals_in_checkpoint', scan)
     with pytest.raises(UntrustedCheckpointError, match='`builtins.exec`'):
         safe_torch_load(path)
     assert len(calls) == 1 and not osp.exists(marker)
-    monkeypatch.setattr(torch.serialization, 'get_unsafe_globals_in_checkpoint',
-                        lambda f: [])
-    with pytest.raises(CorruptCheckpointError,
-                       match='needs no disallowed object, yet it cannot be read'):
+    monkeypatch.setattr(
+        torch.serialization, 'get_unsafe_globals_in_checkpoint', lambda f: []
+    )
+    with pytest.raises(
+        CorruptCheckpointError,
+        match='needs no disallowed object, yet it cannot be read',
+    ):
         safe_torch_load(path)
     assert not osp.exists(marker)
 
@@ -169,7 +187,7 @@ def test_unreadable_files_are_corrupt_not_untrusted(tmp_path, kind):
     torch.save({'state_dict': torch.nn.Linear(8, 8).state_dict()}, str(good))
     content = {
         'random': bytes(range(256)) * 8,
-        'truncated': good.read_bytes()[:good.stat().st_size // 2],
+        'truncated': good.read_bytes()[: good.stat().st_size // 2],
         'empty': b'',
         'text': b'<html>404 Not Found</html>',
     }[kind]
@@ -218,32 +236,41 @@ def _http_run(tmp_path, monkeypatch, rank, world_size, cached_exists):
         torch.save({'state_dict': {'w': torch.ones(1)}}, cached)
     monkeypatch.setattr(torch.hub, 'download_url_to_file', download)
     monkeypatch.setattr(policy, 'get_dist_info', lambda: (rank, world_size))
-    monkeypatch.setattr(torch.distributed, 'barrier',
-                        lambda *a, **k: events.append('barrier'))
+    monkeypatch.setattr(
+        torch.distributed, 'barrier', lambda *a, **k: events.append('barrier')
+    )
     real_load = policy.safe_torch_load
-    monkeypatch.setattr(policy, 'safe_torch_load',
-                        lambda *a, **k: events.append('read') or real_load(*a, **k))
+    monkeypatch.setattr(
+        policy,
+        'safe_torch_load',
+        lambda *a, **k: events.append('read') or real_load(*a, **k),
+    )
     _load_checkpoint(url)
     return events
 
 
-def test_http_rank0_downloads_then_barrier_then_other_ranks_read(tmp_path,
-                                                                monkeypatch):
+def test_http_rank0_downloads_then_barrier_then_other_ranks_read(tmp_path, monkeypatch):
     """As mmengine: rank 0 downloads, every rank meets at a barrier, the
     other ranks then read rank 0's file (no download of their own)."""
     assert _http_run(tmp_path / 'r0', monkeypatch, 0, 2, False) == [
-        'download', 'barrier', 'read']
-    assert _http_run(tmp_path / 'r1', monkeypatch, 1, 2, True) == [
-        'barrier', 'read']
+        'download',
+        'barrier',
+        'read',
+    ]
+    assert _http_run(tmp_path / 'r1', monkeypatch, 1, 2, True) == ['barrier', 'read']
     # another node without a shared disk: the file is missing after the barrier
     assert _http_run(tmp_path / 'r2', monkeypatch, 1, 2, False) == [
-        'barrier', 'download', 'read']
+        'barrier',
+        'download',
+        'read',
+    ]
     assert _http_run(tmp_path / 'single', monkeypatch, 0, 1, False) == [
-        'download', 'read']
+        'download',
+        'read',
+    ]
 
 
-def test_http_failed_download_on_rank0_still_reaches_the_barrier(tmp_path,
-                                                                 monkeypatch):
+def test_http_failed_download_on_rank0_still_reaches_the_barrier(tmp_path, monkeypatch):
     """Rank 0 reaches the barrier before raising, so other ranks do not hang."""
     monkeypatch.setattr(torch.hub, '_hub_dir', str(tmp_path / 'hub'))
     events = []
@@ -253,8 +280,9 @@ def test_http_failed_download_on_rank0_still_reaches_the_barrier(tmp_path,
 
     monkeypatch.setattr(torch.hub, 'download_url_to_file', no_network)
     monkeypatch.setattr(policy, 'get_dist_info', lambda: (0, 2))
-    monkeypatch.setattr(torch.distributed, 'barrier',
-                        lambda *a, **k: events.append('barrier'))
+    monkeypatch.setattr(
+        torch.distributed, 'barrier', lambda *a, **k: events.append('barrier')
+    )
     with pytest.raises(FileNotFoundError, match='torch hub cache'):
         _load_checkpoint('http://127.0.0.1:9/models/w.pth')
     assert events == ['barrier']
@@ -266,6 +294,7 @@ def test_what_importing_mmcompress_patches():
     import mmengine.runner.checkpoint as mme_ckpt
     import mmengine.runner.runner as mme_runner
     from mmengine.runner import Runner
+
     loaders = mme_ckpt.CheckpointLoader._schemes
     assert loaders[''] is policy._load_from_local
     assert loaders['http://'] is policy._load_from_http

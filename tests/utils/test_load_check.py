@@ -1,4 +1,5 @@
 """Full-model loads fail when they leave weights unloaded; partial loads don't."""
+
 import os.path as osp
 
 import pytest
@@ -10,9 +11,11 @@ from mmengine.runner import Runner, load_checkpoint, save_checkpoint
 from torch import nn
 
 import mmcompress  # noqa: F401  (installs the policy)
-from mmcompress.utils.load_check import (UnloadedWeightsError,
-                                         allowed_unloaded_weights,
-                                         declared_optional)
+from mmcompress.utils.load_check import (
+    UnloadedWeightsError,
+    allowed_unloaded_weights,
+    declared_optional,
+)
 
 
 class Toy(BaseModel):
@@ -42,7 +45,7 @@ class ToyWithOptional(Toy):
     """A quantized-like layer: float weight plus an optional scale and a
     quantizer child."""
 
-    checkpoint_optional_state = ('extra_scale', )
+    checkpoint_optional_state = ('extra_scale',)
 
     def __init__(self):
         super().__init__()
@@ -51,11 +54,14 @@ class ToyWithOptional(Toy):
 
 
 def _save(model_or_state, path, prefix=''):
-    state = (model_or_state.state_dict() if isinstance(model_or_state, nn.Module)
-             else model_or_state)
-    save_checkpoint({'meta': {}, 'state_dict': {prefix + k: v
-                                                for k, v in state.items()}},
-                    str(path))
+    state = (
+        model_or_state.state_dict()
+        if isinstance(model_or_state, nn.Module)
+        else model_or_state
+    )
+    save_checkpoint(
+        {'meta': {}, 'state_dict': {prefix + k: v for k, v in state.items()}}, str(path)
+    )
     return str(path)
 
 
@@ -81,14 +87,17 @@ def test_kd_checkpoint_names_the_prefix_and_the_student_file(tmp_path):
     assert 'under `student.`' in msg and 'epoch_3_student.pth' in msg
     assert '(it exists)' not in msg
     _save(Toy(), tmp_path / 'epoch_3_student.pth')
-    with pytest.raises(UnloadedWeightsError, match=r'epoch_3_student\.pth \(it exists\)'):
+    with pytest.raises(
+        UnloadedWeightsError, match=r'epoch_3_student\.pth \(it exists\)'
+    ):
         load_checkpoint(Toy(), path)
 
 
 def test_wrapped_and_sub_model_checkpoints_get_their_hint(tmp_path):
     wrapped = _save(Toy(), tmp_path / 'wrapped.pth', prefix='model.')
-    with pytest.raises(UnloadedWeightsError,
-                       match=r'under the prefix `model\.`.*revise_keys'):
+    with pytest.raises(
+        UnloadedWeightsError, match=r'under the prefix `model\.`.*revise_keys'
+    ):
         load_checkpoint(Toy(), wrapped)
     backbone_only = _save(Toy().backbone, tmp_path / 'backbone.pth')
     with pytest.raises(UnloadedWeightsError) as err:
@@ -103,8 +112,10 @@ def test_other_architecture_shapes_fail(tmp_path):
     with pytest.raises(UnloadedWeightsError) as err:
         load_checkpoint(Toy(width=4), path)
     msg = str(err.value)
-    assert ('shape differs: head.weight (checkpoint (3, 8), model (3, 4)), '
-            'backbone.0.weight (checkpoint (8, 1, 3, 3), model (4, 1, 3, 3))') in msg
+    assert (
+        'shape differs: head.weight (checkpoint (3, 8), model (3, 4)), '
+        'backbone.0.weight (checkpoint (8, 1, 3, 3), model (4, 1, 3, 3))'
+    ) in msg
     assert 'another architecture' in msg
 
 
@@ -115,8 +126,10 @@ def test_class_count_change_warns_and_loads_the_rest(tmp_path, capsys):
     MMLogger.get_instance('test_load_check_warn')
     load_checkpoint(dst, _save(src, tmp_path / 'c5.pth'))
     text = capsys.readouterr().out
-    assert ('2 tensors of Toy keep their initial values: their first dimension '
-            'differs from the checkpoint') in text
+    assert (
+        '2 tensors of Toy keep their initial values: their first dimension '
+        'differs from the checkpoint'
+    ) in text
     assert 'head.weight (checkpoint (5, 4), model (3, 4))' in text
     assert _same(src, dst, [k for k in src.state_dict() if k.startswith('backbone')])
     assert torch.equal(dst.head.weight, head_before)
@@ -130,12 +143,15 @@ def test_declared_optional_state_may_be_missing(tmp_path, capsys):
     float_ckpt = _save(Toy(), tmp_path / 'float.pth')
     MMLogger.get_instance('test_load_check_optional')
     load_checkpoint(model, float_ckpt)
-    assert '3 tensors of ToyWithOptional that it declares optional' in \
-        capsys.readouterr().out
+    assert (
+        '3 tensors of ToyWithOptional that it declares optional'
+        in capsys.readouterr().out
+    )
     # the float weights must still be there
     partial = {k: v for k, v in Toy().state_dict().items() if k != 'head.bias'}
-    with pytest.raises(UnloadedWeightsError,
-                       match='missing from the checkpoint: head.bias'):
+    with pytest.raises(
+        UnloadedWeightsError, match='missing from the checkpoint: head.bias'
+    ):
         load_checkpoint(model, _save(partial, tmp_path / 'partial.pth'))
 
 
@@ -144,7 +160,6 @@ def test_module_pre_hook_that_resizes_is_not_a_mismatch(tmp_path):
     embedding) loads it: not reported as a shape mismatch."""
 
     class Resizing(Toy):
-
         def __init__(self):
             super().__init__()
             self.pos = nn.Parameter(torch.zeros(1, 4))
@@ -170,7 +185,6 @@ def test_partial_loads_into_sub_modules_are_not_checked(tmp_path):
     full = _save(Toy(), tmp_path / 'full.pth')
 
     class Backbone(BaseModule):
-
         def __init__(self):
             super().__init__()
             self.add_module('0', nn.Conv2d(1, 4, 3))
@@ -179,32 +193,39 @@ def test_partial_loads_into_sub_modules_are_not_checked(tmp_path):
 
     prefixed = Backbone()
     PretrainedInit(checkpoint=full, prefix='backbone.')(prefixed)
-    assert torch.equal(prefixed._modules['0'].weight,
-                       torch.load(full)['state_dict']['backbone.0.weight'])
+    assert torch.equal(
+        prefixed._modules['0'].weight,
+        torch.load(full)['state_dict']['backbone.0.weight'],
+    )
     classifier = _save(Toy().backbone, tmp_path / 'classifier.pth')
     PretrainedInit(checkpoint=classifier)(Backbone())
 
 
 def test_opt_out_by_context_and_by_runner_config(tmp_path):
-    partial = {k: v for k, v in Toy().state_dict().items()
-               if not k.startswith('head')}
+    partial = {k: v for k, v in Toy().state_dict().items() if not k.startswith('head')}
     path = _save(partial, tmp_path / 'partial.pth')
     with allowed_unloaded_weights(['head']):
         load_checkpoint(Toy(), path)
     with allowed_unloaded_weights(['backbone']):
-        with pytest.raises(UnloadedWeightsError,
-                           match=r"allow_unloaded_weights = \['head'\]"):
+        with pytest.raises(
+            UnloadedWeightsError, match=r"allow_unloaded_weights = \['head'\]"
+        ):
             load_checkpoint(Toy(), path)
-    runner = Runner(model=Toy(), work_dir=str(tmp_path / 'w'),
-                    cfg=dict(allow_unloaded_weights=True))
+    runner = Runner(
+        model=Toy(), work_dir=str(tmp_path / 'w'), cfg=dict(allow_unloaded_weights=True)
+    )
     runner.load_checkpoint(path)
 
 
 def test_runner_load_from_and_resume_check_the_model(tmp_path):
     kd = _save(Toy(), tmp_path / 'kd.pth', prefix='student.')
     for resume in (False, True):
-        runner = Runner(model=Toy(), work_dir=str(tmp_path / f'w{resume}'),
-                        load_from=kd, resume=resume)
+        runner = Runner(
+            model=Toy(),
+            work_dir=str(tmp_path / f'w{resume}'),
+            load_from=kd,
+            resume=resume,
+        )
         with pytest.raises(UnloadedWeightsError, match='under `student.`'):
             runner.load_or_resume()
     assert osp.isfile(kd)
@@ -215,6 +236,7 @@ def _config_model_checkpoint(config, path):
     from mmengine.registry import DefaultScope
 
     from mmcompress.registry import MODELS
+
     cfg = Config.fromfile(config)
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         model = MODELS.build(cfg.model)
@@ -226,18 +248,22 @@ def test_real_configs_start_from_float_and_plain_student_checkpoints(tmp_path):
     FitNets ``load_from`` a plain student checkpoint (adapter missing) load,
     with the float weights in place."""
     from mmengine.config import Config
+
     repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
     configs = osp.join(repo, 'configs')
     student, student_ckpt = _config_model_checkpoint(
         osp.join(configs, 'baselines/mmpretrain/fmnist_student.py'),
-        tmp_path / 'student.pth')
+        tmp_path / 'student.pth',
+    )
     _, teacher_ckpt = _config_model_checkpoint(
         osp.join(configs, 'baselines/mmpretrain/fmnist_teacher.py'),
-        tmp_path / 'teacher.pth')
+        tmp_path / 'teacher.pth',
+    )
     expected = student.state_dict()['backbone.layer1.0.conv1.weight']
     for name, config, prefix in (
-            ('qat', 'quant/mmpretrain/lsq_w4a4_fmnist.py', ''),
-            ('fitnets', 'distill/mmpretrain/fitnets_fmnist.py', 'student.')):
+        ('qat', 'quant/mmpretrain/lsq_w4a4_fmnist.py', ''),
+        ('fitnets', 'distill/mmpretrain/fitnets_fmnist.py', 'student.'),
+    ):
         cfg = Config.fromfile(osp.join(configs, config))
         cfg.work_dir = str(tmp_path / name)
         cfg.load_from = student_ckpt
@@ -246,7 +272,8 @@ def test_real_configs_start_from_float_and_plain_student_checkpoints(tmp_path):
         runner = Runner.from_cfg(cfg)
         runner.load_or_resume()
         state = runner.model.state_dict()
-        assert torch.equal(state[prefix + 'backbone.layer1.0.conv1.weight'],
-                           expected), name
+        assert torch.equal(
+            state[prefix + 'backbone.layer1.0.conv1.weight'], expected
+        ), name
         if name == 'fitnets':
             assert any(k.startswith('adapters.') for k in state)

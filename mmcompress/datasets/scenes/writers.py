@@ -15,6 +15,7 @@ Every root also gets ``scenes_meta.json`` with the generation parameters and the
 provenance of the image content. The ``train`` subset composes Fashion-MNIST
 *train* items, the ``val`` subset *test* items.
 """
+
 import json
 import logging
 import os
@@ -27,8 +28,7 @@ import cv2
 import numpy as np
 from mmengine.logging import print_log
 
-from .composer import (IGNORE_INDEX, STYLES, Scene, SceneOptions,
-                       compose_scene)
+from .composer import IGNORE_INDEX, STYLES, Scene, SceneOptions, compose_scene
 from .keypoints import GARMENT_KEYPOINT_NAMES, GARMENT_SKELETON
 from .sources import BACKGROUND_PHOTOS, FASHION_MNIST_CLASSES
 
@@ -67,11 +67,13 @@ def default_data_root(task: str, split: str, domain: str = 'source') -> str:
 def _check_choice(what: str, given, valid) -> None:
     if given not in valid:
         raise ValueError(
-            f'{what} {given!r} is not valid; choose one of {sorted(valid)}.')
+            f'{what} {given!r} is not valid; choose one of {sorted(valid)}.'
+        )
 
 
-def iter_scenes(subset: str, count: int, seed: int, domain: str,
-                options: SceneOptions) -> Iterator[Scene]:
+def iter_scenes(
+    subset: str, count: int, seed: int, domain: str, options: SceneOptions
+) -> Iterator[Scene]:
     """Compose the scenes of one subset, each from its own seeded generator.
 
     Args:
@@ -88,7 +90,8 @@ def iter_scenes(subset: str, count: int, seed: int, domain: str,
     _check_choice('domain', domain, STYLES)
     for index in range(count):
         rng = np.random.default_rng(
-            [seed, _SUBSET_CODES[subset], _DOMAIN_CODES[domain], index])
+            [seed, _SUBSET_CODES[subset], _DOMAIN_CODES[domain], index]
+        )
         yield compose_scene(rng, options, STYLES[domain], _ITEM_SPLITS[subset])
 
 
@@ -119,35 +122,39 @@ def mask_to_bbox(mask: np.ndarray) -> List[float]:
         float(cols[0]),
         float(rows[0]),
         float(cols[-1] + 1 - cols[0]),
-        float(rows[-1] + 1 - rows[0])
+        float(rows[-1] + 1 - rows[0]),
     ]
 
 
 def _image_record(image_id: int, file_name: str, scene: Scene) -> Dict:
     height, width = scene.image.shape[:2]
-    return dict(id=image_id,
-                file_name=file_name,
-                width=int(width),
-                height=int(height),
-                background=scene.background)
+    return dict(
+        id=image_id,
+        file_name=file_name,
+        width=int(width),
+        height=int(height),
+        background=scene.background,
+    )
 
 
 def _provenance() -> Dict:
-    return dict(objects='Fashion-MNIST (Zalando Research), MIT licence',
-                backgrounds={
-                    name: dict(file=f'skimage/data/{file_name}',
-                               licence=licence)
-                    for name, (file_name,
-                               licence) in BACKGROUND_PHOTOS.items()
-                })
+    return dict(
+        objects='Fashion-MNIST (Zalando Research), MIT licence',
+        backgrounds={
+            name: dict(file=f'skimage/data/{file_name}', licence=licence)
+            for name, (file_name, licence) in BACKGROUND_PHOTOS.items()
+        },
+    )
 
 
 def _coco_info(task: str, subset: str, seed: int, domain: str) -> Dict:
-    return dict(description=f'mmcompress fashion scenes ({task}, {subset}, '
-                f'domain={domain}, seed={seed})',
-                version='1.0',
-                contributor='mmcompress tools/generate_scenes.py',
-                **_provenance())
+    return dict(
+        description=f'mmcompress fashion scenes ({task}, {subset}, '
+        f'domain={domain}, seed={seed})',
+        version='1.0',
+        contributor='mmcompress tools/generate_scenes.py',
+        **_provenance(),
+    )
 
 
 def _write_image(path: str, image: np.ndarray) -> None:
@@ -155,39 +162,41 @@ def _write_image(path: str, image: np.ndarray) -> None:
         raise OSError(f'OpenCV could not write {path}.')
 
 
-def _detection_annotations(scene: Scene, image_id: int,
-                           first_id: int) -> List[Dict]:
+def _detection_annotations(scene: Scene, image_id: int, first_id: int) -> List[Dict]:
     annotations = []
     for instance in scene.instances:
         visible = instance.visible_mask
         annotations.append(
-            dict(id=first_id + len(annotations),
-                 image_id=image_id,
-                 category_id=instance.label + 1,
-                 bbox=mask_to_bbox(visible),
-                 area=float(visible.sum()),
-                 iscrowd=0,
-                 segmentation=mask_to_rle(visible)))
+            dict(
+                id=first_id + len(annotations),
+                image_id=image_id,
+                category_id=instance.label + 1,
+                bbox=mask_to_bbox(visible),
+                area=float(visible.sum()),
+                iscrowd=0,
+                segmentation=mask_to_rle(visible),
+            )
+        )
     return annotations
 
 
-def _pose_annotations(scene: Scene, image_id: int,
-                      first_id: int) -> List[Dict]:
+def _pose_annotations(scene: Scene, image_id: int, first_id: int) -> List[Dict]:
     annotations = []
     for instance in scene.instances:
         keypoints = instance.keypoints
         annotations.append(
-            dict(id=first_id + len(annotations),
-                 image_id=image_id,
-                 category_id=1,
-                 garment_class=instance.label,
-                 bbox=mask_to_bbox(instance.mask),
-                 area=float(instance.mask.sum()),
-                 iscrowd=0,
-                 num_keypoints=int((keypoints[:, 2] > 0).sum()),
-                 keypoints=[
-                     round(float(value), 3) for value in keypoints.ravel()
-                 ]))
+            dict(
+                id=first_id + len(annotations),
+                image_id=image_id,
+                category_id=1,
+                garment_class=instance.label,
+                bbox=mask_to_bbox(instance.mask),
+                area=float(instance.mask.sum()),
+                iscrowd=0,
+                num_keypoints=int((keypoints[:, 2] > 0).sum()),
+                keypoints=[round(float(value), 3) for value in keypoints.ravel()],
+            )
+        )
     return annotations
 
 
@@ -195,11 +204,13 @@ def _categories(task: str) -> List[Dict]:
     if task == 'pose':
         index = {name: i + 1 for i, name in enumerate(GARMENT_KEYPOINT_NAMES)}
         return [
-            dict(id=1,
-                 name='garment',
-                 supercategory='garment',
-                 keypoints=list(GARMENT_KEYPOINT_NAMES),
-                 skeleton=[[index[a], index[b]] for a, b in GARMENT_SKELETON])
+            dict(
+                id=1,
+                name='garment',
+                supercategory='garment',
+                keypoints=list(GARMENT_KEYPOINT_NAMES),
+                skeleton=[[index[a], index[b]] for a, b in GARMENT_SKELETON],
+            )
         ]
     return [
         dict(id=i + 1, name=name, supercategory='garment')
@@ -207,8 +218,15 @@ def _categories(task: str) -> List[Dict]:
     ]
 
 
-def _write_subset(task: str, out_dir: str, subset: str, count: int, seed: int,
-                  domain: str, options: SceneOptions) -> List[int]:
+def _write_subset(
+    task: str,
+    out_dir: str,
+    subset: str,
+    count: int,
+    seed: int,
+    domain: str,
+    options: SceneOptions,
+) -> List[int]:
     """Write one subset; return the number of garments of each image."""
     image_dir = osp.join(out_dir, 'images', subset)
     os.makedirs(image_dir, exist_ok=True)
@@ -217,43 +235,40 @@ def _write_subset(task: str, out_dir: str, subset: str, count: int, seed: int,
         os.makedirs(label_dir, exist_ok=True)
     images, annotations = [], []
     per_image = []
-    for index, scene in enumerate(
-            iter_scenes(subset, count, seed, domain, options)):
+    for index, scene in enumerate(iter_scenes(subset, count, seed, domain, options)):
         file_name = f'{index:06d}.png'
         _write_image(osp.join(image_dir, file_name), scene.image)
         per_image.append(len(scene.instances))
         if task == 'seg':
-            if not cv2.imwrite(osp.join(label_dir, file_name),
-                               scene.semantic_map()):
-                raise OSError(f'OpenCV could not write a label map into '
-                              f'{label_dir}.')
+            if not cv2.imwrite(osp.join(label_dir, file_name), scene.semantic_map()):
+                raise OSError(f'OpenCV could not write a label map into {label_dir}.')
             continue
         image_id = index + 1
         images.append(_image_record(image_id, file_name, scene))
         if task == 'det':
             annotations.extend(
-                _detection_annotations(scene, image_id,
-                                       len(annotations) + 1))
+                _detection_annotations(scene, image_id, len(annotations) + 1)
+            )
         else:
-            annotations.extend(
-                _pose_annotations(scene, image_id,
-                                  len(annotations) + 1))
+            annotations.extend(_pose_annotations(scene, image_id, len(annotations) + 1))
     if task != 'seg':
         stem = 'instances' if task == 'det' else 'keypoints'
         os.makedirs(osp.join(out_dir, 'annotations'), exist_ok=True)
-        coco = dict(info=_coco_info(task, subset, seed, domain),
-                    licenses=[],
-                    images=images,
-                    annotations=annotations,
-                    categories=_categories(task))
-        with open(osp.join(out_dir, 'annotations', f'{stem}_{subset}.json'),
-                  'w') as handle:
+        coco = dict(
+            info=_coco_info(task, subset, seed, domain),
+            licenses=[],
+            images=images,
+            annotations=annotations,
+            categories=_categories(task),
+        )
+        with open(
+            osp.join(out_dir, 'annotations', f'{stem}_{subset}.json'), 'w'
+        ) as handle:
             json.dump(coco, handle)
     return per_image
 
 
-def _warn_if_short(per_image: Dict[str, List[int]],
-                   options: SceneOptions) -> None:
+def _warn_if_short(per_image: Dict[str, List[int]], options: SceneOptions) -> None:
     """Warn when images hold fewer garments than ``min_objects`` asked for."""
     counts = [n for subset in SUBSETS for n in per_image[subset]]
     short = sum(n < options.min_objects for n in counts)
@@ -269,17 +284,21 @@ def _warn_if_short(per_image: Dict[str, List[int]],
         f'dropped. On {options.image_size}x{options.image_size} images lower '
         'min_objects or min_visible_fraction, or raise image_size or lower '
         'max_item_size.',
-        logger='current', level=logging.WARNING)
+        logger='current',
+        level=logging.WARNING,
+    )
 
 
-def generate_scenes(task: str,
-                    out_dir: str,
-                    split: str = 'small',
-                    seed: int = 0,
-                    domain: str = 'source',
-                    num_train: Optional[int] = None,
-                    num_val: Optional[int] = None,
-                    **scene_options) -> Dict:
+def generate_scenes(
+    task: str,
+    out_dir: str,
+    split: str = 'small',
+    seed: int = 0,
+    domain: str = 'source',
+    num_train: Optional[int] = None,
+    num_val: Optional[int] = None,
+    **scene_options,
+) -> Dict:
     """Generate the train and val subsets of one task into ``out_dir``.
 
     Args:
@@ -305,8 +324,9 @@ def generate_scenes(task: str,
     valid_options = {item.name for item in fields(SceneOptions)}
     unknown = sorted(set(scene_options) - valid_options)
     if unknown:
-        raise ValueError(f'Unknown scene options {unknown}; valid ones are '
-                         f'{sorted(valid_options)}.')
+        raise ValueError(
+            f'Unknown scene options {unknown}; valid ones are {sorted(valid_options)}.'
+        )
     options = SceneOptions(**scene_options)
     counts = dict(SPLIT_PRESETS[split])
     if num_train is not None:
@@ -318,9 +338,9 @@ def generate_scenes(task: str,
             raise ValueError(f'{name} must be >= 1, got {value}.')
     start = time.perf_counter()
     per_image = {
-        subset:
-        _write_subset(task, out_dir, subset, counts[f'num_{subset}'], seed,
-                      domain, options)
+        subset: _write_subset(
+            task, out_dir, subset, counts[f'num_{subset}'], seed, domain, options
+        )
         for subset in SUBSETS
     }
     _warn_if_short(per_image, options)
@@ -331,13 +351,13 @@ def generate_scenes(task: str,
         seed=seed,
         domain=domain,
         options=asdict(options),
-        num_images={subset: counts[f'num_{subset}']
-                    for subset in SUBSETS},
+        num_images={subset: counts[f'num_{subset}'] for subset in SUBSETS},
         num_instances=instances,
         classes=list(FASHION_MNIST_CLASSES),
         ignore_index=IGNORE_INDEX,
         seconds=round(time.perf_counter() - start, 2),
-        **_provenance())
+        **_provenance(),
+    )
     with open(osp.join(out_dir, 'scenes_meta.json'), 'w') as handle:
         json.dump(meta, handle, indent=1)
     return meta
@@ -360,4 +380,5 @@ def require_generated(path: str, task: str, data_root: str) -> None:
         f'{path} does not exist: the {task} scenes have not been generated. '
         f'Run `python tools/generate_scenes.py --task {task} --split {split}'
         f'{domain} --out {data_root}` from the repository root '
-        '(see docs/scenes.md).')
+        '(see docs/scenes.md).'
+    )
