@@ -3,8 +3,8 @@
 # at stride 16, three 64-channel deconvolutions to 32x32 heatmaps from 64x64
 # crops; trained from scratch.
 # Data: python tools/generate_scenes.py --task pose --split bench
-# Train: python .venv/lib/python3.11/site-packages/mmpose/.mim/tools/train.py \
-#            configs/baselines/mmpose/topdown_heatmap_r18-w16_scenes.py
+# Train: python tools/train.py \
+#     configs/baselines/mmpose/topdown_heatmap_r18-w16_scenes.py
 _base_ = [
     '../../_base_/datasets/scenes_pose.py', 'mmpose::_base_/default_runtime.py'
 ]

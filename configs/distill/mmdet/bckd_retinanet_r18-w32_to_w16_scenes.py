@@ -2,7 +2,8 @@
 # student with the released weights (binary-classification KD 1.0, GIoU
 # localisation KD 4.0); each model decodes its own regression output
 # (docs/distill/detection.md). Data, schedule and runtime: the student's.
-# Teacher: python tools/train.py configs/baselines/mmdet/retinanet_r18-w32_scenes_teacher.py
+# Teacher: python tools/train.py \
+#     configs/baselines/mmdet/retinanet_r18-w32_scenes_teacher.py
 _base_ = [
     '../../baselines/mmdet/retinanet_r18-w16_scenes.py',
     './_base_/bckd_dense_head.py'

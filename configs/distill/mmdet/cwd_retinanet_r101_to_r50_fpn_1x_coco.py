@@ -5,7 +5,8 @@
 # The teacher runs backbone + neck only. A model-zoo-style recipe for a GPU
 # cluster (8 GPUs x 2 images = batch 16, SGD lr 0.01, the mmdet 1x schedule);
 # benchmarks/distill_overhead.py times its step (case det-fpn-zoo).
-#   bash tools/dist_train.sh configs/distill/mmdet/cwd_retinanet_r101_to_r50_fpn_1x_coco.py 8
+#   bash tools/dist_train.sh \
+#     configs/distill/mmdet/cwd_retinanet_r101_to_r50_fpn_1x_coco.py 8
 # The plain student (epoch_12_student.pth) tests with mmdet's own config:
 #   bash tools/dist_test.sh mmdet::retinanet/retinanet_r50_fpn_1x_coco.py \
 #       work_dirs/cwd_retinanet_r101_to_r50_fpn_1x_coco/epoch_12_student.pth 8

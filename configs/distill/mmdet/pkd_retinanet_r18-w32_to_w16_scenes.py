@@ -3,7 +3,8 @@
 # levels in one entry (weight 6 per level, the mmrazor Faster R-CNN setting).
 # The student FPN has 64 channels, the teacher's 128: a 1x1 conv + BN adapter
 # per level is built automatically. The teacher runs backbone + neck only.
-# Teacher: python tools/train.py configs/baselines/mmdet/retinanet_r18-w32_scenes_teacher.py
+# Teacher: python tools/train.py \
+#     configs/baselines/mmdet/retinanet_r18-w32_scenes_teacher.py
 _base_ = ['../../baselines/mmdet/retinanet_r18-w16_scenes.py']
 
 model = dict(

@@ -6,8 +6,7 @@
 # As in AdamBNN's binary-weight step: Adam and no weight decay. RSign shifts are
 # quantizer parameters ('_quantizer.' key of the base): same lr, no decay.
 # For the ReActNet architecture and the two-step recipe see adambnn_step*_fmnist.py.
-# Train: python .venv/lib/python3.11/site-packages/mmpretrain/.mim/tools/train.py \
-#            configs/quant/mmpretrain/binary_w1a1_fmnist.py
+# Train: python tools/train.py configs/quant/mmpretrain/binary_w1a1_fmnist.py
 _base_ = ['./_base_/qat_fmnist.py']
 
 model = dict(

@@ -5,8 +5,7 @@
 # Quantizer parameters and output scales: lr x 0.1, no decay (official: Adam 1e-4
 # for them; the weights use SGD, here Adam 1e-3 for all, one optimizer).
 # W4A4 on Fashion-MNIST, fine-tuned from the float student.
-# Train: python .venv/lib/python3.11/site-packages/mmpretrain/.mim/tools/train.py \
-#            configs/quant/mmpretrain/daq_w4a4_fmnist.py
+# Train: python tools/train.py configs/quant/mmpretrain/daq_w4a4_fmnist.py
 _base_ = ['./_base_/qat_fmnist.py']
 
 model = dict(

@@ -6,8 +6,7 @@
 # scales: lr x 0.01, no decay (official: Adam 1e-5 vs 1e-3 for the weights).
 # Fixed-delta variant ("ours (fix)"): set delta=1e-3 in w/a and drop the hook.
 # W4A4 on Fashion-MNIST, fine-tuned from the float student.
-# Train: python .venv/lib/python3.11/site-packages/mmpretrain/.mim/tools/train.py \
-#            configs/quant/mmpretrain/ewgs_w4a4_fmnist.py
+# Train: python tools/train.py configs/quant/mmpretrain/ewgs_w4a4_fmnist.py
 _base_ = ['./_base_/qat_fmnist.py']
 
 model = dict(

@@ -5,8 +5,7 @@
 # in [0, 2] from RPReLU blocks). Activation-quantizer parameters: lr / 10, no
 # decay, as the official code.
 # W4A4 on Fashion-MNIST, fine-tuned from the float student.
-# Train: python .venv/lib/python3.11/site-packages/mmpretrain/.mim/tools/train.py \
-#            configs/quant/mmpretrain/n2uq_w4a4_fmnist.py
+# Train: python tools/train.py configs/quant/mmpretrain/n2uq_w4a4_fmnist.py
 _base_ = ['./_base_/qat_fmnist.py']
 
 model = dict(

@@ -2,8 +2,7 @@
 # weights per output channel from their current min/max, activations from an
 # EMA of batch min/max (like torch.ao's eager QAT fake quants). No learned range.
 # W4A4 on Fashion-MNIST, fine-tuned from the float student.
-# Train: python .venv/lib/python3.11/site-packages/mmpretrain/.mim/tools/train.py \
-#            configs/quant/mmpretrain/ste_w4a4_fmnist.py
+# Train: python tools/train.py configs/quant/mmpretrain/ste_w4a4_fmnist.py
 _base_ = ['./_base_/qat_fmnist.py']
 
 model = dict(

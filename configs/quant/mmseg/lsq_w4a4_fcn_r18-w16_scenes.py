@@ -2,11 +2,12 @@
 # convs quantized (weights and inputs, 4 bits); the stem conv and the pixel
 # classifiers (decode_head.conv_seg) stay float by the default rule.
 # Fine-tuned from the float baseline checkpoint.
-# 1. python .venv/lib/python3.11/site-packages/mmseg/.mim/tools/train.py \
-#        configs/baselines/mmseg/fcn_r18-w16_scenes.py
-# 2. python .venv/lib/python3.11/site-packages/mmseg/.mim/tools/train.py \
-#        configs/quant/mmseg/lsq_w4a4_fcn_r18-w16_scenes.py
-_base_ = ['../../baselines/mmseg/fcn_r18-w16_scenes.py']
+# 1. python tools/train.py configs/baselines/mmseg/fcn_r18-w16_scenes.py
+# 2. python tools/train.py configs/quant/mmseg/lsq_w4a4_fcn_r18-w16_scenes.py
+_base_ = [
+    '../../baselines/mmseg/fcn_r18-w16_scenes.py',
+    '../_base_/qat_scenes.py',
+]
 
 model = dict(
     _delete_=True,
@@ -17,16 +18,9 @@ model = dict(
         a=dict(type='LSQQuantizer', bits=4)))
 load_from = 'work_dirs/fcn_r18-w16_scenes/iter_2000.pth'
 
-# QAT fine-tuning: 200 iterations from the float checkpoint, cosine decay.
+# QAT fine-tuning (../_base_/qat_scenes.py): 200 iterations from the float checkpoint.
+optim_wrapper = {{_base_.qat_optim_wrapper}}
+param_scheduler = {{_base_.qat_param_scheduler}}
 max_iters = 200
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
-optim_wrapper = dict(
-    optimizer=dict(lr=5e-4),
-    # quantizer parameters ('<layer>.weight_quantizer.step', '.act_quantizer.step'):
-    # no weight decay
-    paramwise_cfg=dict(custom_keys={'_quantizer.': dict(decay_mult=0.0)}))
-param_scheduler = [
-    dict(type='CosineAnnealingLR', T_max=max_iters, eta_min_ratio=0.01,
-         by_epoch=False, begin=0, end=max_iters)
-]
 default_hooks = dict(checkpoint=dict(interval=max_iters))
