@@ -281,3 +281,55 @@ def test_hook_skips_only_the_initialisation_step():
     assert runner.optim_wrapper.steps == 2
     assert any('optimizer step skipped' in str(m) for m in logs)
     assert lbt_target(4) == pytest.approx(1e-3 / 15)
+
+
+@pytest.mark.slow
+def test_train_and_resume_through_tools_train(tmp_path):
+    """4/4/4 LBT config: 4 iterations through our tools/train.py, then the
+    stock mmpretrain tools/train.py resumes from iteration 2; gamma, the
+    losses and the noise counters at iteration 4 are identical."""
+    import os.path as osp
+    import shutil
+
+    from mmengine.config import Config
+
+    from mmcompress.testing import shorten_schedule, shrink_data, stock_tool
+    from tests.e2e.runs import OUR_TRAIN, REPO, run_tool, train_losses
+
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'quant', 'mmpretrain',
+                                   'lbt_w4a4g4_fmnist.py'))
+    cfg.load_from = None  # quantizers and gammas initialise from the batches
+    shrink_data(cfg, 8, dict(train=64, val=50))
+    dataset = cfg.train_dataloader.dataset
+    dataset.pipeline = [t for t in dataset.pipeline
+                        if not t['type'].startswith('Random')]
+    shorten_schedule(cfg, iters=4, log_interval=1, param_scheduler=[],
+                     interval=2, max_keep_ckpts=-1)
+    cfg.log_processor = dict(by_epoch=False)
+    cfg.randomness = dict(seed=0)
+    config = str(tmp_path / 'lbt_small.py')
+    cfg.dump(config)
+    full, resumed = str(tmp_path / 'full'), str(tmp_path / 'resumed')
+    proc = run_tool(OUR_TRAIN, [config, '--work-dir', full])
+    assert 'optimizer step skipped' in proc.stdout + proc.stderr
+    shutil.copytree(full, resumed, ignore=lambda d, names: [
+        n for n in names if n != 'iter_2.pth' and not n.endswith('.py')])
+    with open(osp.join(resumed, 'last_checkpoint'), 'w') as f:
+        f.write(osp.join(resumed, 'iter_2.pth'))
+    run_tool(stock_tool('mmpretrain'), [config, '--work-dir', resumed, '--resume'])
+
+    def controller(path, it):
+        state = torch.load(osp.join(path, f'iter_{it}.pth'), map_location='cpu',
+                           weights_only=False)['state_dict']
+        return {k: v for k, v in state.items() if '.grad_quantizer.' in k}
+
+    mid, end, end_resumed = (controller(full, 2), controller(full, 4),
+                             controller(resumed, 4))
+    gammas = [k for k in end if k.endswith('.gamma')]
+    assert len(gammas) > 5
+    assert any(float(mid[k]) != float(end[k]) for k in gammas)  # they moved
+    for key, value in end.items():
+        assert torch.equal(end_resumed[key], value), key
+    before, after = train_losses(full), train_losses(resumed)
+    for step, loss in after.items():
+        assert loss == pytest.approx(before[step], rel=1e-5, abs=1e-6)
