@@ -9,13 +9,30 @@ be invisible from a config whose ``default_scope`` is ``mmdet``.
 The rule, therefore: every mmcompress registry is a child of the mmengine root with
 scope ``mmcompress`` (so ``type='mmcompress.DistillModel'`` works from anywhere), and
 every registration is mirrored into the root registry (so plain ``type='DistillModel'``
-resolves from all four downstream scopes, which all descend from the root). Names that
-already exist in the root raise at import time instead of silently shadowing.
+resolves from all four downstream scopes, which all descend from the root).
+
+Name clashes (mirroring makes mmcompress names global, so the mirror never takes a
+name that is not free):
+
+* a name already registered in the mmengine root by another package (mmengine itself,
+  another plugin) is **not** mirrored: the root entry stays untouched and a
+  ``UserWarning`` names both classes. The mmcompress class stays reachable as
+  ``type='mmcompress.<Name>'`` from every scope (and unprefixed inside the
+  ``mmcompress`` scope); ``type='<Name>'`` from a downstream scope keeps resolving to
+  the other package's class;
+* a second mmcompress class of a name mmcompress already registered raises mmengine's
+  ``KeyError`` (``... is already registered``), as in any registry;
+* ``force=True`` replaces an mmcompress class in the root only where the root entry is
+  the mirror of an mmcompress class, never another package's;
+* a package registering a name into the root *after* mmcompress mirrored it gets
+  mmengine's ``KeyError`` naming the mmcompress class: register it in that package's
+  own scope, or refer to it with its scope prefix.
 
 A downstream child registry is searched before the root, so a downstream class of the
 same name would win inside that scope: ``tests/test_registry.py`` checks, for every
 mmcompress name, that no downstream scope shadows it.
 """
+import warnings
 from typing import List, Optional, Type, Union
 
 from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
@@ -52,13 +69,30 @@ class MirroredRegistry(Registry):
 
     def __init__(self, name: str, parent: Registry) -> None:
         super().__init__(name, parent=parent, scope=SCOPE)
+        self._mirrored = set()
 
     def _register_module(self,
                          module: Type,
                          module_name: Optional[Union[str, List[str]]] = None,
                          force: bool = False) -> None:
         super()._register_module(module, module_name, force)
-        self.parent._register_module(module, module_name, force)
+        if module_name is None:
+            module_name = module.__name__
+        names = [module_name] if isinstance(module_name, str) else module_name
+        for name in names:
+            taken = self.parent.module_dict.get(name)
+            if taken is None or (force and name in self._mirrored):
+                self.parent._register_module(module, name, force=True)
+                self._mirrored.add(name)
+            elif taken is not module:
+                warnings.warn(
+                    f'mmcompress {module.__module__}.{module.__qualname__} is '
+                    f'registered as {SCOPE}.{name} only: the name {name!r} is '
+                    f'already taken in the mmengine root {self.name!r} registry '
+                    f'by {taken.__module__}.{taken.__qualname__}, which '
+                    f"type='{name}' keeps meaning outside the {SCOPE} scope. "
+                    f"Use type='{SCOPE}.{name}' in configs.", UserWarning,
+                    stacklevel=3)
 
 
 MODELS = MirroredRegistry('model', MMENGINE_MODELS)

@@ -58,6 +58,69 @@ def test_duplicate_name_fails_loudly():
             name='FashionMNISTDataset', module=type('Other', (), {}))
 
 
+@pytest.fixture
+def restore_models():
+    """Undo test registrations in the mmcompress MODELS and its root."""
+    own, root = dict(MODELS.module_dict), dict(MODELS.parent.module_dict)
+    mirrored = set(MODELS._mirrored)
+    yield MODELS
+    for registry, saved in ((MODELS, own), (MODELS.parent, root)):
+        registry.module_dict.clear()
+        registry.module_dict.update(saved)
+    MODELS._mirrored = mirrored
+
+
+def test_root_name_clash_warns_and_keeps_both_names(restore_models):
+    """A class named like an mmengine root class: the root entry is untouched,
+    the mmcompress class is reachable through its scope prefix."""
+    from mmengine.model import ImgDataPreprocessor
+    assert MODELS.parent.get('ImgDataPreprocessor') is ImgDataPreprocessor
+    ours = type('ImgDataPreprocessor', (), {'__module__': 'mmcompress.fake'})
+    with pytest.warns(UserWarning) as record:
+        MODELS.register_module(module=ours)
+    message = str(record[0].message)
+    assert "registered as mmcompress.ImgDataPreprocessor only" in message
+    assert ("'ImgDataPreprocessor' is already taken in the mmengine root "
+            f"'model' registry by {ImgDataPreprocessor.__module__}"
+            ".ImgDataPreprocessor") in message
+    assert "Use type='mmcompress.ImgDataPreprocessor' in configs" in message
+    # the root (and every downstream scope through it) keeps mmengine's class
+    assert MODELS.parent.get('ImgDataPreprocessor') is ImgDataPreprocessor
+    for scope in DOWNSTREAM_SCOPES:
+        _register_downstream(scope)
+        assert _resolve(MODELS, scope, 'ImgDataPreprocessor') is \
+            ImgDataPreprocessor
+        assert _resolve(MODELS, scope, 'mmcompress.ImgDataPreprocessor') is ours
+    # inside the mmcompress scope the unprefixed name is the mmcompress class
+    assert _resolve(MODELS, SCOPE, 'ImgDataPreprocessor') is ours
+    # force=True does not take another package's root entry either
+    again = type('ImgDataPreprocessor', (), {'__module__': 'mmcompress.fake'})
+    with pytest.warns(UserWarning, match='already taken in the mmengine root'):
+        MODELS.register_module(module=again, force=True)
+    assert MODELS.parent.get('ImgDataPreprocessor') is ImgDataPreprocessor
+    assert MODELS.get('ImgDataPreprocessor') is again
+
+
+def test_force_replaces_only_the_own_mirror(restore_models):
+    first = type('McTmpLoss', (), {})
+    MODELS.register_module(module=first)
+    assert MODELS.parent.get('McTmpLoss') is first
+    second = type('McTmpLoss', (), {})
+    MODELS.register_module(module=second, force=True)
+    assert MODELS.parent.get('McTmpLoss') is second
+    assert MODELS.get('McTmpLoss') is second
+
+
+def test_later_root_registration_names_the_mmcompress_class():
+    from mmcompress.distill import DistillModel
+    assert MODELS.parent.get('DistillModel') is DistillModel
+    with pytest.raises(KeyError, match=r'DistillModel is already registered '
+                       r'in model at mmcompress\.distill'):
+        MODELS.parent.register_module(name='DistillModel',
+                                      module=type('Other', (), {}))
+    assert MODELS.parent.get('DistillModel') is DistillModel
+
+
 @pytest.mark.parametrize('scope', DOWNSTREAM_SCOPES)
 def test_custom_imports_from_a_config_file(tmp_path, scope):
     """A fresh interpreter: only the config's custom_imports imports mmcompress."""

@@ -1,0 +1,102 @@
+"""Contract of every registered metric: hand-computed ECE on a known batch and
+on a batch of 1, values in percent, and clear errors for a sample without the
+needed fields and for mismatched shapes.
+
+The table ``CASES`` must hold one entry per metric registered by mmcompress:
+``test_every_registered_metric_has_a_case`` fails for a new metric without one.
+"""
+import pytest
+import torch
+
+from mmcompress.registry import METRICS
+
+from .registered import missing_and_stale, registered_metrics
+
+
+def cls_sample(label, predicted, confidence=1.0, classes=4):
+    score = torch.full((classes, ), (1 - confidence) / (classes - 1))
+    score[predicted] = confidence
+    return dict(pred_score=score, gt_label=torch.tensor([label]))
+
+
+def seg_sample(labels, predicted):
+    """Near-certain logits (C=3) predicting ``predicted`` for each pixel."""
+    predicted = torch.tensor(predicted).reshape(2, 2)
+    logits = torch.nn.functional.one_hot(predicted, 3).permute(2, 0, 1) * 50.
+    return dict(seg_logits=dict(data=logits.float()),
+                gt_sem_seg=dict(data=torch.tensor(labels).reshape(1, 2, 2)))
+
+
+# name -> (build args, samples of a batch where 3 of 4 predictions are right
+# at confidence ~1 (ECE 25 %), one right sample (ECE 0 %), a sample missing a
+# field with the message, a sample of mismatched shapes with the message)
+CASES = {
+    'ClsCalibrationMetric': (
+        dict(),
+        [cls_sample(0, 0), cls_sample(1, 1), cls_sample(2, 2),
+         cls_sample(3, 0)],
+        [cls_sample(2, 2)],
+        (dict(gt_label=torch.tensor([1])), 'needs `pred_score`'),
+        (dict(pred_score=torch.ones(4) / 4, gt_label=torch.tensor([1, 2])),
+         'needs one gt_label per sample'),
+    ),
+    'SegCalibrationMetric': (
+        dict(),
+        [seg_sample([0, 1, 2, 1], [0, 1, 2, 0])],
+        [seg_sample([0, 1, 2, 1], [0, 1, 2, 1])],
+        (dict(seg_logits=dict(data=torch.zeros(3, 2, 2))),
+         'needs `seg_logits` and `gt_sem_seg`'),
+        (dict(seg_logits=dict(data=torch.zeros(3, 2, 2)),
+              gt_sem_seg=dict(data=torch.zeros(1, 3, 3, dtype=torch.long))),
+         'gt_sem_seg has 9 pixels but seg_logits has 4'),
+    ),
+}
+NAMES = sorted(CASES)
+
+
+def test_every_registered_metric_has_a_case():
+    registered = registered_metrics()
+    assert len(registered) == len(NAMES), missing_and_stale(registered, CASES)
+    assert not missing_and_stale(registered, CASES)
+
+
+def evaluate(name, samples):
+    metric = METRICS.build(dict(type=name, **CASES[name][0]))
+    metric.process({}, samples)
+    return metric.compute_metrics(metric.results)
+
+
+def ece(results):
+    return next(v for k, v in results.items() if k.split('/')[-1] == 'ece')
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_ece_on_known_predictions(name):
+    results = evaluate(name, CASES[name][1])
+    assert ece(results) == pytest.approx(25.0, abs=1e-3)
+    assert all(v == v for v in results.values())  # no NaN
+    single = evaluate(name, CASES[name][2])
+    assert ece(single) == pytest.approx(0.0, abs=1e-3)
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_missing_field_raises(name):
+    sample, message = CASES[name][3]
+    metric = METRICS.build(dict(type=name, **CASES[name][0]))
+    with pytest.raises(KeyError, match=message):
+        metric.process({}, [sample])
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_mismatched_shapes_raise(name):
+    sample, message = CASES[name][4]
+    metric = METRICS.build(dict(type=name, **CASES[name][0]))
+    with pytest.raises(ValueError, match=message):
+        metric.process({}, [sample])
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_no_predictions_raise(name):
+    metric = METRICS.build(dict(type=name, **CASES[name][0]))
+    with pytest.raises(ValueError, match='received no'):
+        metric.compute_metrics([])
