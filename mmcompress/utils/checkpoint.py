@@ -251,10 +251,10 @@ def safe_torch_load(
     """
     is_path = isinstance(file, (str, os.PathLike))
     name = str(name or (file if is_path else '<buffer>'))
-    if trust or is_trusted(name):
-        return torch.load(file, map_location=map_location, weights_only=False)
     start = None if is_path else file.tell()
     _not_empty(file, name, start)
+    if trust or is_trusted(name):
+        return torch.load(file, map_location=map_location, weights_only=False)
     where = f' ({file})' if is_path and str(file) != name else ''
     token = _refused_getattr.set(None)
     try:

@@ -200,6 +200,9 @@ def test_unreadable_files_are_corrupt_not_untrusted(tmp_path, kind):
     }[kind]
     with pytest.raises(CorruptCheckpointError) as err:
         load_checkpoint(torch.nn.Linear(8, 8), str(path))
+    if kind == 'empty':  # also when the file is trusted
+        with trusted_checkpoints(True), pytest.raises(CorruptCheckpointError):
+            load_checkpoint(torch.nn.Linear(8, 8), str(path))
     assert str(path) in str(err.value)
     assert 'trusted_checkpoints' not in str(err.value)
     assert re.search(expected, str(err.value))
@@ -305,3 +308,52 @@ def test_what_importing_mmcompress_patches():
     assert hasattr(Runner.load_checkpoint, '__wrapped__')
     # torch itself is left alone: its default and its global allowlist
     assert policy.HistoryBuffer not in torch.serialization.get_safe_globals()
+
+
+def _dist_http_worker(rank, hub_dir, port, log_dir):
+    import torch.distributed as dist
+
+    import mmcompress  # noqa: F401
+    from mmengine.runner.checkpoint import _load_checkpoint as load
+
+    torch.hub.set_dir(hub_dir)
+
+    def download(src, dst, progress=False):
+        open(osp.join(log_dir, f'download_rank{rank}'), 'w').close()
+        torch.save({'state_dict': {'w': torch.full((1,), 7.0)}}, dst)
+
+    torch.hub.download_url_to_file = download
+    dist.init_process_group(
+        'gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank, world_size=2
+    )
+    try:
+        value = load('http://127.0.0.1:9/models/w.pth')['state_dict']['w']
+        torch.save(value, osp.join(log_dir, f'loaded_rank{rank}.pt'))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow  # two fresh interpreters importing mmcompress: about a minute
+def test_http_download_once_across_two_real_processes(tmp_path):
+    """Two gloo processes load one URL: only rank 0 downloads, both read it."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    mp.spawn(
+        _dist_http_worker,
+        args=(str(tmp_path / 'hub'), port, str(tmp_path)),
+        nprocs=2,
+        join=True,
+    )
+    assert sorted(os.listdir(tmp_path)) == [
+        'download_rank0',
+        'hub',
+        'loaded_rank0.pt',
+        'loaded_rank1.pt',
+    ]
+    for rank in (0, 1):
+        assert torch.load(str(tmp_path / f'loaded_rank{rank}.pt')).item() == 7.0
