@@ -333,3 +333,36 @@ def test_train_and_resume_through_tools_train(tmp_path):
     before, after = train_losses(full), train_losses(resumed)
     for step, loss in after.items():
         assert loss == pytest.approx(before[step], rel=1e-5, abs=1e-6)
+
+
+def test_kd_composition_quantizes_student_errors_only():
+    """lbt_w4a4g4_kd_fmnist.py: the student's quantized layers carry gradient
+    quantizers that initialise from the (CE + KD) error; the float teacher has
+    none and gets no gradient."""
+    import os.path as osp
+
+    from mmengine.config import Config
+    from mmpretrain.registry import MODELS
+    from mmpretrain.utils import register_all_modules
+
+    from tests.e2e.runs import REPO
+    register_all_modules(init_default_scope=True)
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'quant', 'mmpretrain',
+                                   'lbt_w4a4g4_kd_fmnist.py'))
+    cfg.model.teacher.checkpoint = None
+    cfg.model.data_preprocessor = cfg.data_preprocessor
+    model = MODELS.build(cfg.model)
+    student_q = [q for q in model.student.modules()
+                 if isinstance(q, LBTGradQuantizer)]
+    assert student_q and not any(isinstance(q, LBTGradQuantizer)
+                                 for q in model._teachers["teacher"].modules())
+    from mmpretrain.structures import DataSample
+    data = dict(inputs=torch.randint(0, 255, (4, 1, 28, 28), dtype=torch.uint8),
+                data_samples=[DataSample().set_gt_label(i) for i in range(4)])
+    model.train()
+    batch = model.data_preprocessor(data, True)
+    losses = model(**batch, mode='loss')
+    assert any('kd' in k for k in losses)
+    sum(v for k, v in losses.items() if 'loss' in k).backward()
+    assert all(not q.needs_init and 0 < float(q.gamma) < 1 for q in student_q)
+    assert all(p.grad is None for p in model._teachers["teacher"].parameters())
