@@ -311,10 +311,8 @@ def test_what_importing_mmcompress_patches():
 
 
 def _dist_http_worker(rank, hub_dir, port, log_dir):
+    # spawn re-imports this module: mmcompress's policy is installed
     import torch.distributed as dist
-
-    import mmcompress  # noqa: F401
-    from mmengine.runner.checkpoint import _load_checkpoint as load
 
     torch.hub.set_dir(hub_dir)
 
@@ -327,7 +325,7 @@ def _dist_http_worker(rank, hub_dir, port, log_dir):
         'gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank, world_size=2
     )
     try:
-        value = load('http://127.0.0.1:9/models/w.pth')['state_dict']['w']
+        value = _load_checkpoint('http://127.0.0.1:9/models/w.pth')['state_dict']['w']
         torch.save(value, osp.join(log_dir, f'loaded_rank{rank}.pt'))
     finally:
         dist.destroy_process_group()
