@@ -9,7 +9,8 @@ from . import losses  # noqa: F401
 from .adapters import ConvBNAdapter, EntryAdapter, LinearAdapter
 from .distill_model import DistillModel
 from .preprocessor import DistillDataPreprocessor
-from .recorders import FeatureRecorder, RecordSpec, StopForward
+from .record_spec import RecordSpec
+from .recorders import FeatureRecorder, StopForward
 from .schedule import LossWeightSchedule
 from .student_checkpoint import (
     StudentCheckpointHook,

@@ -3,7 +3,7 @@ the loss that compares it, its adapter, teacher and weight schedule."""
 
 from typing import Optional, Sequence
 
-from .recorders import RecordSpec
+from .record_spec import RecordSpec
 from .schedule import LossWeightSchedule
 
 ENTRY_KEYS = ('student', 'teacher', 'loss', 'adapter', 'teacher_name', 'schedule')
