@@ -256,9 +256,9 @@ def build_entry_adapter(
         resize.append(_spatial_differs(s, t))
     for i, (layer, resized) in enumerate(zip(layers, resize)):
         if layer is not None or resized:
-            what = (type(layer).__name__ if layer is not None else 'no layer') + (
-                ", then resize to the teacher's (H, W)" if resized else ''
-            )
+            steps = [type(layer).__name__] if layer is not None else []
+            steps += ["resize to the teacher's (H, W)"] if resized else []
+            what = ', then '.join(steps)
             print_log(
                 f'Distill entry {name!r} tensor {i}: adapter {what} maps '
                 f'student {_shape_text(shapes_S[i])} to teacher '

@@ -130,8 +130,10 @@ def test_probability_losses_only_resize_dense_logits(monkeypatch):
     assert [type(m) for m in adapter.layers] == [nn.Identity, nn.Identity]
     assert adapter.resize == [True, False]
     assert len(logs) == 1
-    assert "entry 'seg_kd' tensor 0: adapter no layer, then resize" in logs[0][0]
-    assert '(N, 5, 8, 8) to teacher (N, 5, 4, 4)' in logs[0][0]
+    assert logs[0][0] == (
+        "Distill entry 'seg_kd' tensor 0: adapter resize to the teacher's "
+        '(H, W) maps student (N, 5, 8, 8) to teacher (N, 5, 4, 4).'
+    )
     with pytest.raises(ValueError, match=r'10 vs 20 classes'):
         build_entry_adapter(
             'auto', 'kd', [(2, 10)], [(2, 20)], compares_class_distributions=True
