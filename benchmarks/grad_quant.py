@@ -24,6 +24,7 @@ Usage (the full benchmark; CPU hours):
 Smoke setting (minutes; numbers meaningless): --seeds 0 --epochs 1 --subset 256
     --fp-checkpoint none --error-iters 5 --timing-steps 3
 """
+
 import argparse
 import json
 import os
@@ -73,12 +74,26 @@ def accuracy(args):
                 continue
             work_dir = osp.join(args.work_dir, f'{name}_seed{seed}')
             _, metrics, seconds = run(
-                osp.join(CONFIG_DIR, name + '.py'), work_dir, seed,
-                args.epochs, args.subset, load_from=load_from)
+                osp.join(CONFIG_DIR, name + '.py'),
+                work_dir,
+                seed,
+                args.epochs,
+                args.subset,
+                load_from=load_from,
+            )
             done[(label, seed)] = metrics['accuracy/top1']
             with open(path, 'a') as f:
-                f.write(json.dumps(dict(label=label, seed=seed, top1=done[(label, seed)],
-                                        seconds=seconds)) + '\n')
+                f.write(
+                    json.dumps(
+                        dict(
+                            label=label,
+                            seed=seed,
+                            top1=done[(label, seed)],
+                            seconds=seconds,
+                        )
+                    )
+                    + '\n'
+                )
     return {label: [done[(label, s)] for s in args.seeds] for label in ACCURACY_CONFIGS}
 
 
@@ -122,12 +137,18 @@ def gradient_error(args):
 
 def plot_error(errors, path):
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for ax, key, title in zip(axes, ('mse_large', 'mse_all'),
-                              ('0.1% largest |g|', 'all elements')):
+    for ax, key, title in zip(
+        axes, ('mse_large', 'mse_all'), ('0.1% largest |g|', 'all elements')
+    ):
         for (label, layers), style in zip(errors.items(), ('-', '--')):
-            for i, (layer, rows) in enumerate(sorted(layers.items())):
-                ax.plot([r[key] for r in rows], style, color=f'C{i % 10}',
-                        label=f'{label}' if i == 0 else None, linewidth=0.8)
+            for i, (_, rows) in enumerate(sorted(layers.items())):
+                ax.plot(
+                    [r[key] for r in rows],
+                    style,
+                    color=f'C{i % 10}',
+                    label=f'{label}' if i == 0 else None,
+                    linewidth=0.8,
+                )
         ax.set_yscale('log')
         ax.set_xlabel('iteration')
         ax.set_title(f'gradient quantization MSE, {title}')
@@ -141,6 +162,7 @@ def step_times(args):
     """Median step seconds of the 4/4/4 LBT and 4/4/32 LSQ models."""
     from mmpretrain.registry import MODELS
     from mmpretrain.utils import register_all_modules
+
     register_all_modules(init_default_scope=True)
     times = {}
     gen = torch.Generator().manual_seed(0)
@@ -166,29 +188,44 @@ def step_times(args):
 def write(args, acc, errors, times, plot_path):
     mean = {k: statistics.mean(v) for k, v in acc.items()}
     lines = [
-        '# Gradient quantization (LBT) on Fashion-MNIST', '',
-        f'Command: `{args.command}`', '',
+        '# Gradient quantization (LBT) on Fashion-MNIST',
+        '',
+        f'Command: `{args.command}`',
+        '',
         f'Seeds {args.seeds}, {args.epochs} epoch(s) on a {args.subset}-image '
-        f'training subset, start: {args.fp_checkpoint}; test split (10k).', '',
+        f'training subset, start: {args.fp_checkpoint}; test split (10k).',
+        '',
         '| W/A/G | ' + ' | '.join(f'seed {s}' for s in args.seeds) + ' | mean |',
         '|---|' + '---|' * (len(args.seeds) + 1),
     ]
     for label, values in acc.items():
-        lines.append(f'| {label} | ' + ' | '.join(f'{v:.2f}' for v in values)
-                     + f' | {mean[label]:.2f} |')
-    lines += ['', f'Gradient quantization error per layer over {args.error_iters} '
-              f'iterations: ![error]({osp.basename(plot_path)})', '']
+        lines.append(
+            f'| {label} | '
+            + ' | '.join(f'{v:.2f}' for v in values)
+            + f' | {mean[label]:.2f} |'
+        )
+    lines += [
+        '',
+        f'Gradient quantization error per layer over {args.error_iters} '
+        f'iterations: ![error]({osp.basename(plot_path)})',
+        '',
+    ]
     for label, layers in errors.items():
         last = [rows[-1] for rows in layers.values()]
         lines.append(
             f'- {label}: last iteration, mean over {len(last)} layers: MSE large '
             f'{statistics.mean(r["mse_large"] for r in last):.3e}, MSE all '
             f'{statistics.mean(r["mse_all"] for r in last):.3e}, gamma '
-            f'{statistics.mean(r["gamma"] for r in last):.3f}')
-    lines += ['', f'Step time (CPU, batch {args.batch}, median of '
-              f'{args.timing_steps}): 4/4/4 {times["4/4/4"] * 1e3:.1f} ms, 4/4/32 '
-              f'{times["4/4/32"] * 1e3:.1f} ms, ratio '
-              f'{times["4/4/4"] / times["4/4/32"]:.2f}.', '']
+            f'{statistics.mean(r["gamma"] for r in last):.3f}'
+        )
+    lines += [
+        '',
+        f'Step time (CPU, batch {args.batch}, median of '
+        f'{args.timing_steps}): 4/4/4 {times["4/4/4"] * 1e3:.1f} ms, 4/4/32 '
+        f'{times["4/4/32"] * 1e3:.1f} ms, ratio '
+        f'{times["4/4/4"] / times["4/4/32"]:.2f}.',
+        '',
+    ]
     text = '\n'.join(lines)
     print(text)
     if args.out:
@@ -201,9 +238,11 @@ def main():
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--epochs', type=int, default=3)
     parser.add_argument('--subset', type=int, default=20000)
-    parser.add_argument('--fp-checkpoint',
-                        default='work_dirs/fp32_resnet18-w8_fmnist/epoch_8.pth',
-                        help="float student checkpoint, or 'none'")
+    parser.add_argument(
+        '--fp-checkpoint',
+        default='work_dirs/fp32_resnet18-w8_fmnist/epoch_8.pth',
+        help="float student checkpoint, or 'none'",
+    )
     parser.add_argument('--error-iters', type=int, default=200)
     parser.add_argument('--timing-steps', type=int, default=20)
     parser.add_argument('--batch', type=int, default=128)
@@ -211,17 +250,20 @@ def main():
     parser.add_argument('--out', default=None, help='markdown file to write')
     args = parser.parse_args()
     args.command = 'python benchmarks/grad_quant.py ' + ' '.join(
-        a for a in os.sys.argv[1:])
+        a for a in os.sys.argv[1:]
+    )
     if args.fp_checkpoint != 'none' and not osp.isfile(args.fp_checkpoint):
         raise FileNotFoundError(
             f'--fp-checkpoint {args.fp_checkpoint} does not exist: train '
             'configs/quant/mmpretrain/fp32_resnet18-w8_fmnist.py first, or pass '
-            "--fp-checkpoint none (quantized training from scratch)")
+            '--fp-checkpoint none (quantized training from scratch)'
+        )
     os.makedirs(args.work_dir, exist_ok=True)
     acc = accuracy(args)
     errors = gradient_error(args)
-    plot_path = (osp.splitext(args.out)[0] if args.out else
-                 osp.join(args.work_dir, 'grad_quant')) + '_error.png'
+    plot_path = (
+        osp.splitext(args.out)[0] if args.out else osp.join(args.work_dir, 'grad_quant')
+    ) + '_error.png'
     plot_error(errors, plot_path)
     times = step_times(args)
     write(args, acc, errors, times, plot_path)

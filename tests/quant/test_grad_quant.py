@@ -1,6 +1,7 @@
 """LBT gradient quantization: levels, clipping, stochastic rounding, the gamma
 controller against a hand simulation, layer gradients from the quantized
 error, resume."""
+
 import copy
 from types import SimpleNamespace
 
@@ -10,8 +11,12 @@ import torch
 import torch.nn as nn
 
 from mmcompress.quant import LBTGradQuantizer, QuantLinear, quantize_model
-from mmcompress.quant.grad import (LBTIntervalInitHook, expected_sr_error,
-                                   lbt_target, quantize_gradient)
+from mmcompress.quant.grad import (
+    LBTIntervalInitHook,
+    expected_sr_error,
+    lbt_target,
+    quantize_gradient,
+)
 
 
 def _backward(quantizer, grad):
@@ -31,8 +36,9 @@ def test_levels_are_symmetric_and_clipped(bits):
     expected = -2.0 + step * torch.arange(2**bits - 1)
     assert len(levels) == 2**bits - 1
     assert torch.allclose(levels, expected, atol=1e-6)
-    assert (levels == 0).any() or torch.isclose(levels.abs().min(),
-                                                torch.tensor(0.), atol=1e-6)
+    assert (levels == 0).any() or torch.isclose(
+        levels.abs().min(), torch.tensor(0.0), atol=1e-6
+    )
     assert g_q.max() == pytest.approx(2.0) and g_q.min() == pytest.approx(-2.0)
     inside = g.abs() <= 2.0
     # round to nearest with zero noise: within half a step inside the clip
@@ -60,7 +66,7 @@ def test_stochastic_rounding_is_unbiased():
     batch[0, 0] = 1.0  # max|g| = 1: c = 1, step = 2 / 14
     g_q = _backward(q, batch)[1:]
     step = 2 / (2**bits - 2)
-    bound = 5 * step / (2 * (n - 1)**0.5)
+    bound = 5 * step / (2 * (n - 1) ** 0.5)
     assert (g_q.mean(0) - g).abs().max() < bound
     # and the draws are not round-to-nearest (which is biased by up to step/2)
     nearest = quantize_gradient(g, torch.tensor(1.0), bits, torch.zeros(d))
@@ -71,8 +77,12 @@ def test_expected_sr_error_matches_monte_carlo():
     g = torch.randn(500, generator=torch.Generator().manual_seed(0))
     c = torch.tensor(1.5)
     gen = torch.Generator().manual_seed(1)
-    draws = [((quantize_gradient(g, c, 3, torch.rand(500, generator=gen) - 0.5)
-               - g)**2).sum() for _ in range(2000)]
+    draws = [
+        (
+            (quantize_gradient(g, c, 3, torch.rand(500, generator=gen) - 0.5) - g) ** 2
+        ).sum()
+        for _ in range(2000)
+    ]
     mc = torch.stack(draws)
     expected = expected_sr_error(g, c, 3)
     # 5 standard errors of the Monte-Carlo mean
@@ -83,8 +93,10 @@ def test_mse_interval_picks_the_grid_minimum():
     g = torch.randn(4000, generator=torch.Generator().manual_seed(2)) ** 3
     q = LBTGradQuantizer(bits=4, interval='mse', mse_grid=[1.0, 0.5, 0.2, 0.05])
     _backward(q, g)
-    errors = {gamma: float(expected_sr_error(g, gamma * g.abs().max(), 4))
-              for gamma in (1.0, 0.5, 0.2, 0.05)}
+    errors = {
+        gamma: float(expected_sr_error(g, gamma * g.abs().max(), 4))
+        for gamma in (1.0, 0.5, 0.2, 0.05)
+    }
     assert float(q.gamma) == pytest.approx(min(errors, key=errors.get))
 
 
@@ -118,8 +130,9 @@ def _simulate(grads, bits):
     for g in grads[1:]:
         a = np.abs(g)
         r = np.float32(np.mean(a > gamma * a.max()))
-        gamma = np.float32(np.clip(gamma + np.float32(1e-3) * np.sign(r - target),
-                                   1e-3, 1.0))
+        gamma = np.float32(
+            np.clip(gamma + np.float32(1e-3) * np.sign(r - target), 1e-3, 1.0)
+        )
         trajectory.append(float(gamma))
     return trajectory
 
@@ -175,8 +188,11 @@ def test_linear_gradients_come_from_the_quantized_error():
     torch.manual_seed(0)
     float_layer = nn.Linear(6, 5)
     layer = QuantLinear.from_float(
-        float_layer, grad_quantizer=dict(type='LBTGradQuantizer', bits=3,
-                                         interval='fixed', gamma=0.7))
+        float_layer,
+        grad_quantizer=dict(
+            type='LBTGradQuantizer', bits=3, interval='fixed', gamma=0.7
+        ),
+    )
     x = torch.randn(4, 6, requires_grad=True)
     g = torch.randn(4, 5)
     twin = copy.deepcopy(layer.grad_quantizer)  # same noise stream and count
@@ -191,9 +207,13 @@ def test_linear_gradients_come_from_the_quantized_error():
 def test_conv_gradients_use_quantized_weights_inputs_and_error():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3))
-    quantize_model(model, w=dict(type='LSQQuantizer', bits=4, signed=True),
-                   a=dict(type='LSQQuantizer', bits=4),
-                   g=dict(type='LBTGradQuantizer', bits=4), keep_output_float=False)
+    quantize_model(
+        model,
+        w=dict(type='LSQQuantizer', bits=4, signed=True),
+        a=dict(type='LSQQuantizer', bits=4),
+        g=dict(type='LBTGradQuantizer', bits=4),
+        keep_output_float=False,
+    )
     layer = model[1]
     x = torch.randn(2, 4, 8, 8)
     layer(x)  # quantizers initialise
@@ -204,8 +224,9 @@ def test_conv_gradients_use_quantized_weights_inputs_and_error():
     layer(x).backward(g)
     plain(x).backward(twin_q.quantize_backward(g))
     assert torch.allclose(layer.weight.grad, plain.weight.grad, atol=1e-6)
-    for p, p_ref in zip(layer.act_quantizer.parameters(),
-                        plain.act_quantizer.parameters()):
+    for p, p_ref in zip(
+        layer.act_quantizer.parameters(), plain.act_quantizer.parameters()
+    ):
         assert torch.allclose(p.grad, p_ref.grad, atol=1e-6)
 
 
@@ -220,19 +241,24 @@ def _train(model, steps, start=0):
         with torch.no_grad():
             for p in model.parameters():
                 p -= 0.01 * p.grad
-        gammas.append([float(q.gamma) for q in model.modules()
-                       if isinstance(q, LBTGradQuantizer)])
+        gammas.append(
+            [float(q.gamma) for q in model.modules() if isinstance(q, LBTGradQuantizer)]
+        )
     return gammas
 
 
 def _lbt_model():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3),
-                          nn.ReLU(), nn.Conv2d(8, 4, 3))
-    return quantize_model(model, w=dict(type='LSQQuantizer', bits=4, signed=True),
-                          a=dict(type='LSQQuantizer', bits=4),
-                          g=dict(type='LBTGradQuantizer', bits=4),
-                          keep_output_float=False)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 3)
+    )
+    return quantize_model(
+        model,
+        w=dict(type='LSQQuantizer', bits=4, signed=True),
+        a=dict(type='LSQQuantizer', bits=4),
+        g=dict(type='LBTGradQuantizer', bits=4),
+        keep_output_float=False,
+    )
 
 
 def test_resume_gives_identical_gamma_trajectory():
@@ -264,8 +290,9 @@ class _Wrapper:
 def _runner(model):
     logs = []
     logger = SimpleNamespace(info=logs.append, warning=logs.append)
-    return SimpleNamespace(model=model, optim_wrapper=_Wrapper(), logger=logger,
-                           iter=0, _resume=False), logs
+    return SimpleNamespace(
+        model=model, optim_wrapper=_Wrapper(), logger=logger, iter=0, _resume=False
+    ), logs
 
 
 def test_hook_skips_only_the_initialisation_step():
@@ -296,15 +323,18 @@ def test_train_and_resume_through_tools_train(tmp_path):
     from mmcompress.testing import shorten_schedule, shrink_data, stock_tool
     from tests.e2e.runs import OUR_TRAIN, REPO, run_tool, train_losses
 
-    cfg = Config.fromfile(osp.join(REPO, 'configs', 'quant', 'mmpretrain',
-                                   'lbt_w4a4g4_fmnist.py'))
+    cfg = Config.fromfile(
+        osp.join(REPO, 'configs', 'quant', 'mmpretrain', 'lbt_w4a4g4_fmnist.py')
+    )
     cfg.load_from = None  # quantizers and gammas initialise from the batches
     shrink_data(cfg, 8, dict(train=64, val=50))
     dataset = cfg.train_dataloader.dataset
-    dataset.pipeline = [t for t in dataset.pipeline
-                        if not t['type'].startswith('Random')]
-    shorten_schedule(cfg, iters=4, log_interval=1, param_scheduler=[],
-                     interval=2, max_keep_ckpts=-1)
+    dataset.pipeline = [
+        t for t in dataset.pipeline if not t['type'].startswith('Random')
+    ]
+    shorten_schedule(
+        cfg, iters=4, log_interval=1, param_scheduler=[], interval=2, max_keep_ckpts=-1
+    )
     cfg.log_processor = dict(by_epoch=False)
     cfg.randomness = dict(seed=0)
     config = str(tmp_path / 'lbt_small.py')
@@ -312,19 +342,28 @@ def test_train_and_resume_through_tools_train(tmp_path):
     full, resumed = str(tmp_path / 'full'), str(tmp_path / 'resumed')
     proc = run_tool(OUR_TRAIN, [config, '--work-dir', full])
     assert 'optimizer step skipped' in proc.stdout + proc.stderr
-    shutil.copytree(full, resumed, ignore=lambda d, names: [
-        n for n in names if n != 'iter_2.pth' and not n.endswith('.py')])
+    shutil.copytree(
+        full,
+        resumed,
+        ignore=lambda d, names: [
+            n for n in names if n != 'iter_2.pth' and not n.endswith('.py')
+        ],
+    )
     with open(osp.join(resumed, 'last_checkpoint'), 'w') as f:
         f.write(osp.join(resumed, 'iter_2.pth'))
     run_tool(stock_tool('mmpretrain'), [config, '--work-dir', resumed, '--resume'])
 
     def controller(path, it):
-        state = torch.load(osp.join(path, f'iter_{it}.pth'), map_location='cpu',
-                           weights_only=False)['state_dict']
+        state = torch.load(
+            osp.join(path, f'iter_{it}.pth'), map_location='cpu', weights_only=False
+        )['state_dict']
         return {k: v for k, v in state.items() if '.grad_quantizer.' in k}
 
-    mid, end, end_resumed = (controller(full, 2), controller(full, 4),
-                             controller(resumed, 4))
+    mid, end, end_resumed = (
+        controller(full, 2),
+        controller(full, 4),
+        controller(resumed, 4),
+    )
     gammas = [k for k in end if k.endswith('.gamma')]
     assert len(gammas) > 5
     assert any(float(mid[k]) != float(end[k]) for k in gammas)  # they moved
@@ -346,23 +385,28 @@ def test_kd_composition_quantizes_student_errors_only():
     from mmpretrain.utils import register_all_modules
 
     from tests.e2e.runs import REPO
+
     register_all_modules(init_default_scope=True)
-    cfg = Config.fromfile(osp.join(REPO, 'configs', 'quant', 'mmpretrain',
-                                   'lbt_w4a4g4_kd_fmnist.py'))
+    cfg = Config.fromfile(
+        osp.join(REPO, 'configs', 'quant', 'mmpretrain', 'lbt_w4a4g4_kd_fmnist.py')
+    )
     cfg.model.teacher.checkpoint = None
     cfg.model.data_preprocessor = cfg.data_preprocessor
     model = MODELS.build(cfg.model)
-    student_q = [q for q in model.student.modules()
-                 if isinstance(q, LBTGradQuantizer)]
-    assert student_q and not any(isinstance(q, LBTGradQuantizer)
-                                 for q in model._teachers["teacher"].modules())
+    student_q = [q for q in model.student.modules() if isinstance(q, LBTGradQuantizer)]
+    assert student_q and not any(
+        isinstance(q, LBTGradQuantizer) for q in model._teachers['teacher'].modules()
+    )
     from mmpretrain.structures import DataSample
-    data = dict(inputs=torch.randint(0, 255, (4, 1, 28, 28), dtype=torch.uint8),
-                data_samples=[DataSample().set_gt_label(i) for i in range(4)])
+
+    data = dict(
+        inputs=torch.randint(0, 255, (4, 1, 28, 28), dtype=torch.uint8),
+        data_samples=[DataSample().set_gt_label(i) for i in range(4)],
+    )
     model.train()
     batch = model.data_preprocessor(data, True)
     losses = model(**batch, mode='loss')
     assert any('kd' in k for k in losses)
     sum(v for k, v in losses.items() if 'loss' in k).backward()
     assert all(not q.needs_init and 0 < float(q.gamma) < 1 for q in student_q)
-    assert all(p.grad is None for p in model._teachers["teacher"].parameters())
+    assert all(p.grad is None for p in model._teachers['teacher'].parameters())

@@ -6,5 +6,6 @@
 _base_ = ['./lbt_w4a4g4_fmnist.py']
 
 model = dict(
-    quant=dict(g=dict(type='LBTGradQuantizer', bits=4, interval='fixed', gamma=1.0)))
+    quant=dict(g=dict(type='LBTGradQuantizer', bits=4, interval='fixed', gamma=1.0))
+)
 custom_hooks = []

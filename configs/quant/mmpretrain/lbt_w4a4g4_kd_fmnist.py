@@ -8,6 +8,6 @@
 _base_ = ['./lsq_w4a4_kd_fmnist.py']
 
 model = dict(
-    student=dict(
-        quant=dict(g=dict(type='LBTGradQuantizer', bits=4, interval='lbt'))))
+    student=dict(quant=dict(g=dict(type='LBTGradQuantizer', bits=4, interval='lbt')))
+)
 custom_hooks = [dict(type='LBTIntervalInitHook')]

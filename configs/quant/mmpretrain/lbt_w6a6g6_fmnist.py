@@ -7,4 +7,6 @@ model = dict(
     quant=dict(
         w=dict(type='LSQQuantizer', bits=6, signed=True),
         a=dict(type='LSQQuantizer', bits=6),
-        g=dict(type='LBTGradQuantizer', bits=6, interval='lbt')))
+        g=dict(type='LBTGradQuantizer', bits=6, interval='lbt'),
+    )
+)

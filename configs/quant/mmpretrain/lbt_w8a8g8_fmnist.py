@@ -7,4 +7,6 @@ model = dict(
     quant=dict(
         w=dict(type='LSQQuantizer', bits=8, signed=True),
         a=dict(type='LSQQuantizer', bits=8),
-        g=dict(type='LBTGradQuantizer', bits=8, interval='lbt')))
+        g=dict(type='LBTGradQuantizer', bits=8, interval='lbt'),
+    )
+)

@@ -58,7 +58,8 @@ class LBTIntervalInitHook(Hook):
             return
         state = checkpoint.get('state_dict', {})
         missing = [
-            name for name in _lbt_quantizers(runner)
+            name
+            for name in _lbt_quantizers(runner)
             if not any(k.endswith(f'{name}.gamma') for k in state)
         ]
         if missing:
@@ -86,7 +87,9 @@ class LBTIntervalInitHook(Hook):
             f'initialisation of {len(pending)} LBT gammas; optimizer step skipped'
         )
 
-    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+    def after_train_iter(
+        self, runner, batch_idx: int, data_batch=None, outputs=None
+    ) -> None:
         if self._skipping is not None:
             del self._skipping.step
             self._skipping = None
@@ -98,8 +101,12 @@ class LBTIntervalInitHook(Hook):
         quantizers = _lbt_quantizers(runner)
         if not quantizers:
             return
-        counts = [int(v) for v in torch.stack(
-            [q.num_nonfinite for q in quantizers.values()]).tolist()]
+        counts = [
+            int(v)
+            for v in torch.stack(
+                [q.num_nonfinite for q in quantizers.values()]
+            ).tolist()
+        ]
         total = sum(counts)
         if total > self._nonfinite:
             names = [n for n, c in zip(quantizers, counts) if c]

@@ -112,7 +112,9 @@ def lbt_walk_down(
     gamma, ema = 1.0, 0.0
     while True:
         threshold = torch.tensor(gamma, dtype=abs_g.dtype, device=abs_g.device) * g_max
-        above = total - int(torch.searchsorted(ordered, threshold.reshape(1), right=True))
+        above = total - int(
+            torch.searchsorted(ordered, threshold.reshape(1), right=True)
+        )
         ema = momentum * ema + (1 - momentum) * above / total
         if ema > target or gamma - step < gamma_min:
             return gamma
@@ -252,7 +254,10 @@ class LBTGradQuantizer(nn.Module):
         generator.manual_seed(mixed)
         self._count += 1
         self.num_backward.fill_(self._count)
-        return torch.rand(g.shape, generator=generator, device=g.device, dtype=g.dtype) - 0.5
+        return (
+            torch.rand(g.shape, generator=generator, device=g.device, dtype=g.dtype)
+            - 0.5
+        )
 
     def quantize_backward(self, g: Tensor) -> Tensor:
         """Quantize the error ``g`` and update gamma (the backward pass).
@@ -275,8 +280,12 @@ class LBTGradQuantizer(nn.Module):
                 return g
             self.gamma.fill_(
                 lbt_walk_down(
-                    abs_g, g_max, lbt_target(self.bits, self.c_large),
-                    self.step_size, self.momentum, self.gamma_min,
+                    abs_g,
+                    g_max,
+                    lbt_target(self.bits, self.c_large),
+                    self.step_size,
+                    self.momentum,
+                    self.gamma_min,
                 )
             )
             self.initialized.fill_(1)
@@ -289,15 +298,23 @@ class LBTGradQuantizer(nn.Module):
     def _choose_mse_gamma(self, g: Tensor, g_max: Tensor, finite: Tensor) -> None:
         safe_max = torch.where(finite & (g_max > 0), g_max, torch.ones_like(g_max))
         errors = torch.stack(
-            [expected_sr_error(g, gamma * safe_max, self.bits) for gamma in self.mse_grid]
+            [
+                expected_sr_error(g, gamma * safe_max, self.bits)
+                for gamma in self.mse_grid
+            ]
         )
         grid = torch.tensor(self.mse_grid, dtype=self.gamma.dtype, device=g.device)
         best = grid[errors.argmin()]
         self.gamma.copy_(torch.where(finite, best, self.gamma))
 
     def _quantize(
-        self, g: Tensor, abs_g: Tensor, g_max: Tensor, finite: Tensor,
-        noise: Tensor, update: bool,
+        self,
+        g: Tensor,
+        abs_g: Tensor,
+        g_max: Tensor,
+        finite: Tensor,
+        noise: Tensor,
+        update: bool,
     ) -> Tensor:
         c = self.gamma.to(g.dtype) * g_max
         usable = finite & (c > 0)
@@ -309,7 +326,8 @@ class LBTGradQuantizer(nn.Module):
             target = lbt_target(self.bits, self.c_large)
             new = torch.clamp(
                 self.gamma + self.step_size * torch.sign(r - target),
-                self.gamma_min, 1.0,
+                self.gamma_min,
+                1.0,
             )
             self.gamma.copy_(torch.where(finite, new, self.gamma))
         if self.record_error:
@@ -317,7 +335,9 @@ class LBTGradQuantizer(nn.Module):
         return g_q
 
 
-def quantization_error(g: Tensor, g_q: Tensor, large_fraction: float = 1e-3) -> Dict[str, float]:
+def quantization_error(
+    g: Tensor, g_q: Tensor, large_fraction: float = 1e-3
+) -> Dict[str, float]:
     """MSE of the quantized gradient over all elements and over the large ones.
 
     Args:
