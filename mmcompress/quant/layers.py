@@ -45,6 +45,8 @@ from torch import Tensor
 
 from mmcompress.registry import MODELS
 
+from .grad.slots import check_grad_slot
+
 QuantizerSpec = Optional[Union[dict, nn.Module]]
 
 
@@ -67,19 +69,6 @@ def build_quantizer(spec: QuantizerSpec, **default_args) -> Optional[nn.Module]:
             f'an nn.Module or None; got {spec!r}'
         )
     return MODELS.build(copy.deepcopy(dict(spec)), default_args=default_args)
-
-
-def _spec_name(spec: QuantizerSpec) -> str:
-    return spec.get('type', '?') if isinstance(spec, dict) else type(spec).__name__
-
-
-def _is_grad_quantizer(spec: QuantizerSpec) -> bool:
-    """Whether a quantizer config / module is a gradient quantizer (its
-    class sets ``is_grad_quantizer``)."""
-    if isinstance(spec, dict):
-        kind = spec.get('type')
-        spec = MODELS.get(kind) if isinstance(kind, str) else kind
-    return bool(getattr(spec, 'is_grad_quantizer', False))
 
 
 class QuantLayerMixin:
@@ -162,7 +151,13 @@ class QuantLayerMixin:
         out_channels: int,
         in_channels: int,
     ) -> None:
-        self._check_grad_slot(weight_quantizer, act_quantizer, grad_quantizer)
+        check_grad_slot(
+            type(self).__name__,
+            self.quantized_backward,
+            weight_quantizer,
+            act_quantizer,
+            grad_quantizer,
+        )
         self.weight_quantizer = build_quantizer(
             weight_quantizer,
             num_channels=out_channels,
@@ -183,39 +178,6 @@ class QuantLayerMixin:
             )
         else:
             self.output_scale = None
-
-    def _check_grad_slot(
-        self,
-        weight_quantizer: QuantizerSpec,
-        act_quantizer: QuantizerSpec,
-        grad_quantizer: QuantizerSpec,
-    ) -> None:
-        """Gradient quantizers go in the ``g`` slot only, and only on a
-        layer type with a quantized backward."""
-        layer = type(self).__name__
-        for slot, spec in (('w', weight_quantizer), ('a', act_quantizer)):
-            if _is_grad_quantizer(spec):
-                raise ValueError(
-                    f'{layer}: {_spec_name(spec)} is a gradient quantizer '
-                    f'but was given as the {slot} quantizer; put it in g '
-                    "(quant=dict(g=dict(type='LBTGradQuantizer', bits=4)))"
-                )
-        if grad_quantizer is None:
-            return
-        if not _is_grad_quantizer(grad_quantizer):
-            raise ValueError(
-                f'{layer}: g must be a gradient quantizer (identity forward, '
-                f'quantized backward, e.g. LBTGradQuantizer), got '
-                f'{_spec_name(grad_quantizer)}, which would quantize the '
-                'layer output in the forward pass'
-            )
-        if not self.quantized_backward:
-            raise ValueError(
-                f'{layer} has no quantized backward (quantized_backward='
-                f'False): a gradient quantizer ({_spec_name(grad_quantizer)}) '
-                'cannot be attached; keep this layer type out of g with '
-                "layer_overrides={'<pattern>': dict(g=None)}"
-            )
 
     def _bias_view(self, out: Tensor) -> Tensor:
         return self.bias.view([1, -1] + [1] * (out.dim() - 2))
