@@ -410,3 +410,33 @@ def test_kd_composition_quantizes_student_errors_only():
     sum(v for k, v in losses.items() if 'loss' in k).backward()
     assert all(not q.needs_init and 0 < float(q.gamma) < 1 for q in student_q)
     assert all(p.grad is None for p in model._teachers['teacher'].parameters())
+
+
+def test_forward_and_onnx_export_unchanged_by_gradient_quantizers():
+    from mmcompress.quant.export import export_onnx
+
+    def build(g):
+        torch.manual_seed(0)
+        model = nn.Sequential(
+            nn.Conv2d(3, 8, 3),
+            nn.ReLU(),
+            nn.Conv2d(8, 8, 3),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(512, 4),
+        )
+        return quantize_model(
+            model,
+            w=dict(type='LSQQuantizer', bits=8, signed=True),
+            a=dict(type='LSQQuantizer', bits=8),
+            g=g,
+        )
+
+    x = torch.randn(4, 3, 12, 12)
+    with_g = build(dict(type='LBTGradQuantizer', bits=8))
+    without = build(None)
+    assert torch.equal(with_g(x), without(x))  # training mode, initialises
+    with_g.eval()
+    without.eval()
+    example = torch.randn(1, 3, 12, 12)
+    assert export_onnx(with_g, example) == export_onnx(without, example)
