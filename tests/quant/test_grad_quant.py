@@ -440,3 +440,30 @@ def test_forward_and_onnx_export_unchanged_by_gradient_quantizers():
     without.eval()
     example = torch.randn(1, 3, 12, 12)
     assert export_onnx(with_g, example) == export_onnx(without, example)
+
+
+def test_all_zero_error_leaves_gamma_and_the_walk_down_pending():
+    q = LBTGradQuantizer(bits=4)
+    assert torch.equal(_backward(q, torch.zeros(50)), torch.zeros(50))
+    assert q.needs_init and float(q.gamma) == 1.0
+    _backward(q, torch.randn(50))
+    gamma = float(q.gamma)
+    assert not q.needs_init
+    _backward(q, torch.zeros(50))
+    assert float(q.gamma) == gamma and int(q.num_nonfinite) == 0
+
+
+def test_hook_skips_once_even_if_a_layer_initialises_later():
+    model = _lbt_model()
+    runner, logs = _runner(model)
+    hook = LBTIntervalInitHook()
+    late = model[2].grad_quantizer
+    hook.before_train_iter(runner, 0)
+    late.initialized.fill_(0)  # as if its first error had been all zero
+    late._ready = None
+    runner.optim_wrapper.step()
+    hook.after_train_iter(runner, 0)
+    hook.before_train_iter(runner, 1)
+    runner.optim_wrapper.step()
+    hook.after_train_iter(runner, 1)
+    assert runner.optim_wrapper.steps == 1 and late.needs_init

@@ -6,9 +6,11 @@ The walk-down itself runs inside the gradient quantizer's first backward
 code then skips that iteration's optimizer step, which this hook does: before
 an iteration in which some LBT quantizer is not initialized, the optimizer
 wrapper's ``step`` is replaced by a no-op for that iteration (gradients are
-still zeroed; learning-rate schedulers advance as usual). The check reads the
-``initialized`` buffers once and then stops (a resumed checkpoint carries
-them).
+still zeroed; learning-rate schedulers advance as usual). This happens once
+per run, on the first iteration with a pending walk-down (a resumed checkpoint
+carries the ``initialized`` buffers, so a resumed LBT run skips nothing); a
+layer whose first errors are all zero initialises on its first non-zero error,
+without a skipped step.
 """
 
 import torch
@@ -79,6 +81,9 @@ class LBTIntervalInitHook(Hook):
         if not pending:
             self._done = True
             return
+        # once per run: a layer whose first errors are all zero (e.g. behind
+        # a zero-initialised BN) initialises later, with the step taken
+        self._done = True
         wrapper = runner.optim_wrapper
         self._skipping = wrapper
         wrapper.step = lambda *args, **kwargs: None

@@ -35,7 +35,8 @@ count, so a resumed run draws the same noise). The interval ``gamma`` is:
   on the gradient itself instead of a fitted Laplace prior).
 
 Non-finite gradients (NaN / inf anywhere in ``g``) are passed through
-unchanged, gamma is left as it was and ``num_nonfinite`` counts them; no
+unchanged, gamma is left as it was and ``num_nonfinite`` counts them; an
+all-zero error leaves gamma (and a pending walk-down) as it was; no
 host-device synchronisation is needed except for the one-off walk-down.
 State in buffers (``gamma``, ``initialized``, ``num_backward``,
 ``num_nonfinite``), so checkpoints carry the controller.
@@ -278,6 +279,8 @@ class LBTGradQuantizer(nn.Module):
             if not bool(finite):
                 self.num_nonfinite.add_(1)
                 return g
+            if not bool(g_max > 0):  # an all-zero error says nothing
+                return g
             self.gamma.fill_(
                 lbt_walk_down(
                     abs_g,
@@ -329,7 +332,8 @@ class LBTGradQuantizer(nn.Module):
                 self.gamma_min,
                 1.0,
             )
-            self.gamma.copy_(torch.where(finite, new, self.gamma))
+            informative = finite & (g_max > 0)
+            self.gamma.copy_(torch.where(informative, new, self.gamma))
         if self.record_error:
             self.last_error = quantization_error(g, g_q)
         return g_q
