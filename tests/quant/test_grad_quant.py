@@ -467,3 +467,18 @@ def test_hook_skips_once_even_if_a_layer_initialises_later():
     runner.optim_wrapper.step()
     hook.after_train_iter(runner, 1)
     assert runner.optim_wrapper.steps == 1 and late.needs_init
+
+
+def test_hook_does_not_skip_when_the_controller_is_running():
+    """A resumed run with one layer still waiting for its walk-down takes
+    every step (the uninterrupted run skipped only its first)."""
+    model = _lbt_model()
+    model(torch.randn(2, 3, 10, 10)).sum().backward()
+    model[2].grad_quantizer.initialized.fill_(0)
+    model[2].grad_quantizer._ready = None
+    runner, _ = _runner(model)
+    hook = LBTIntervalInitHook()
+    hook.before_train_iter(runner, 0)
+    runner.optim_wrapper.step()
+    hook.after_train_iter(runner, 0)
+    assert runner.optim_wrapper.steps == 1

@@ -8,7 +8,8 @@ an iteration in which some LBT quantizer is not initialized, the optimizer
 wrapper's ``step`` is replaced by a no-op for that iteration (gradients are
 still zeroed; learning-rate schedulers advance as usual). This happens once
 per run, on the first iteration with a pending walk-down (a resumed checkpoint
-carries the ``initialized`` buffers, so a resumed LBT run skips nothing); a
+carries the ``initialized`` buffers, so a resumed LBT run skips nothing:
+the hook skips only while no LBT gamma is initialised yet); a
 layer whose first errors are all zero initialises on its first non-zero error,
 without a skipped step.
 """
@@ -77,8 +78,10 @@ class LBTIntervalInitHook(Hook):
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         if self._done:
             return
-        pending = [q for q in _lbt_quantizers(runner).values() if q.needs_init]
-        if not pending:
+        quantizers = list(_lbt_quantizers(runner).values())
+        pending = [q for q in quantizers if q.needs_init]
+        if len(pending) < len(quantizers):
+            # a controller already running (resumed): nothing to skip
             self._done = True
             return
         # once per run: a layer whose first errors are all zero (e.g. behind
