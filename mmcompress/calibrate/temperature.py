@@ -12,6 +12,7 @@ classification head by default) by ``T``; it changes no weight, so the stock
 ``tools/calibrate_temperature.py`` fits ``T`` and writes such a config.
 """
 
+import difflib
 import warnings
 from typing import Optional, Sequence, Tuple
 
@@ -22,6 +23,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from mmcompress.registry import HOOKS
+from mmcompress.utils.checks import check_number
 
 PHASES = ('val', 'test')
 
@@ -85,8 +87,7 @@ def fit_temperature(
         raise ValueError(
             f'labels must have shape ({logits.shape[0]},), got {tuple(labels.shape)}'
         )
-    if not initial_temperature > 0:
-        raise ValueError(f'initial_temperature must be > 0, got {initial_temperature}')
+    check_number('initial_temperature', initial_temperature, low=0, low_open=True)
     low, high = bounds
     if not 0 < low <= 1 <= high < float('inf'):
         raise ValueError(
@@ -201,12 +202,13 @@ def find_logits_module(model: nn.Module, name: str) -> Tuple[str, nn.Module]:
             continue
     names = [n for n, _ in model.named_modules() if n]
     close = [n for n in names if n.endswith(name.split('.')[-1])]
+    close += [n for n in difflib.get_close_matches(name, names, n=5) if n not in close]
     raise ValueError(
         f'the model ({type(model).__name__}) has no sub-module {name!r}'
         + (' (nor has its student)' if len(candidates) > 1 else '')
         + f'; give the module whose output are the (N, num_classes) logits, '
         f"e.g. 'head' for mmpretrain classifiers ('student.head' for a "
-        f'DistillModel); modules ending like it: {close[:10]}; top-level '
+        f'DistillModel); modules named like it: {close[:10]}; top-level '
         f'modules: {[n for n in names if "." not in n]}'
     )
 
@@ -321,8 +323,7 @@ class TemperatureScalingHook(Hook):
     def __init__(
         self, temperature: float, module: str = 'head', phases: Sequence[str] = PHASES
     ) -> None:
-        if not temperature > 0:
-            raise ValueError(f'temperature must be > 0, got {temperature!r}')
+        check_number('temperature', temperature, low=0, low_open=True)
         unknown = set(phases) - set(PHASES)
         if unknown:
             raise ValueError(f'phases must be among {PHASES}, got {sorted(unknown)}')

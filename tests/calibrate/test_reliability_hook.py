@@ -2,6 +2,7 @@
 and test-only loops name the diagrams by the step they were drawn at."""
 
 import os
+import uuid
 
 import pytest
 import torch
@@ -57,6 +58,9 @@ def make_runner(work_dir, train_cfg=None, evaluator='ClsCalibrationMetric', **ho
     return Runner(
         model=ToyClassifier(),
         work_dir=str(work_dir),
+        # a unique name: runners built in the same second would otherwise
+        # share mmengine's visualizer instance (named by the timestamp)
+        experiment_name=f'reliability_{uuid.uuid4().hex}',
         train_dataloader=loader() if training else None,
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)) if training else None,
         train_cfg=train_cfg,

@@ -2,5 +2,4 @@
 # FocalLoss is the sigmoid/multi-label variant, hence SoftmaxFocalLoss).
 _base_ = ['./ce_resnet18-w8_fmnist.py']
 
-model = dict(
-    head=dict(loss=dict(_delete_=True, type='SoftmaxFocalLoss', gamma=3.0)))
+model = dict(head=dict(loss=dict(_delete_=True, type='SoftmaxFocalLoss', gamma=3.0)))

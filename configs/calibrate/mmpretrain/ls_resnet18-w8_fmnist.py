@@ -10,4 +10,7 @@ model = dict(
             type='LabelSmoothLoss',
             label_smooth_val=0.2,
             mode='original',
-            loss_weight=1.0)))
+            loss_weight=1.0,
+        )
+    )
+)

@@ -5,6 +5,8 @@ _base_ = ['./ce_resnet18-w8_fmnist.py']
 model = dict(
     head=dict(
         loss=dict(
-            _delete_=True, type='CrossEntropyLoss', loss_weight=1.0,
-            use_soft=True)),
-    train_cfg=dict(augments=dict(type='Mixup', alpha=1.0)))
+            _delete_=True, type='CrossEntropyLoss', loss_weight=1.0, use_soft=True
+        )
+    ),
+    train_cfg=dict(augments=dict(type='Mixup', alpha=1.0)),
+)

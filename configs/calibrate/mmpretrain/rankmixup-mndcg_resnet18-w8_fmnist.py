@@ -6,4 +6,5 @@ model = dict(
     type='RankMixupClassifier',
     rank_loss=dict(type='MixupNDCGLoss', loss_weight=0.1),
     num_mixup=3,
-    mixup_alpha=2.0)
+    mixup_alpha=2.0,
+)

@@ -10,6 +10,8 @@ model = dict(
         type='MixupMarginRankingLoss',
         margin=2.0,
         loss_weight=0.1,
-        faithful_broadcast=True),
+        faithful_broadcast=True,
+    ),
     num_mixup=1,
-    mixup_alpha=2.0)
+    mixup_alpha=2.0,
+)
