@@ -83,7 +83,7 @@ def main(argv=None) -> None:
                                num_val=args.num_val,
                                **scene_options)
     except ValueError as error:
-        raise SystemExit(f'generate_scenes.py: error: {error}')
+        raise SystemExit(f'generate_scenes.py: error: {error}') from error
     print(f'wrote {out_dir}: {meta["num_images"]} images, '
           f'{meta["num_instances"]} garments in {meta["seconds"]} s')
 

@@ -1,7 +1,8 @@
 """Evaluate a checkpoint (same CLI as the OpenMMLab tools).
 
 Example:
-    python tools/test.py configs/distill/mmpretrain/kd_fmnist.py work_dirs/kd/epoch_3.pth
+    python tools/test.py configs/distill/mmpretrain/kd_fmnist.py \\
+        work_dirs/kd/epoch_3.pth
 """
 import argparse
 import os

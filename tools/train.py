@@ -5,7 +5,8 @@ Works for any downstream config (mmpretrain, mmdet, mmseg, mmpose): the config's
 downstream ``tools/train.py`` plus ``custom_imports=['mmcompress']``.
 
 Example:
-    python tools/train.py configs/distill/mmpretrain/kd_fmnist.py --work-dir work_dirs/kd
+    python tools/train.py configs/distill/mmpretrain/kd_fmnist.py \\
+        --work-dir work_dirs/kd
     bash tools/dist_train.sh configs/distill/mmpretrain/kd_fmnist.py 2
 """
 import argparse

@@ -1,9 +1,10 @@
 """Short stock-tool trainings of the scene baselines (student configs).
 
 Each test generates a tiny scene root, dumps a copy of the baseline student
-config pointed at that root (``point_config_at_scenes``), runs the downstream package's own
-``tools/train.py`` for a few tens of iterations and checks that the training loss
-falls and that the downstream metric was computed on the validation split.
+config pointed at that root (``point_config_at_scenes``), runs the downstream
+package's own ``tools/train.py`` for a few tens of iterations and checks that the
+training loss falls and that the downstream metric was computed on the validation
+split.
 """
 import glob
 import json
