@@ -43,7 +43,7 @@ def test_psa_scenes_config_trains_and_tests_with_stock_tools(
     work_dir = str(tmp_path / 'work')
     run_tool(stock_tool(package), [short, '--work-dir', work_dir])
     losses = [r['loss'] for r in scalars(work_dir) if 'lr' in r]
-    assert len(losses) == ITERS // 5 and losses[-1] < losses[0], losses
+    assert len(losses) >= ITERS // 5 and losses[-1] < losses[0], losses
     checkpoint = osp.join(work_dir, f'iter_{ITERS}.pth')
     assert osp.isfile(checkpoint)
     test_dir = str(tmp_path / 'test')
