@@ -291,8 +291,9 @@ def test_reactnet_binary_switches_and_step1_to_step2_checkpoint():
     for inp in seen.values():
         assert set(inp.unique().tolist()) <= {-1.0, 0.0, 1.0}
     assert all(not c.weight_quantizer.enabled for c in convs)
-    assert all(c.weight_quantizer.enabled for c in step2.modules()
-               if isinstance(c, QuantConv2d))
+    step2_convs = [c for c in step2.modules() if isinstance(c, QuantConv2d)]
+    assert len(step2_convs) == 10
+    assert all(c.weight_quantizer.enabled for c in step2_convs)
 
 
 # ---------------------------------------------------------- real-data training
