@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmcompress.registry import MODELS
+from mmcompress.utils.checks import check_number
 
 REDUCTIONS = ('none', 'mean', 'sum')
 
@@ -26,6 +27,11 @@ def _soft_targets(target: torch.Tensor, cls_score: torch.Tensor) -> torch.Tensor
     if target.dim() == 1 or (target.dim() == 2 and target.shape[1] == 1
                              and cls_score.shape[1] != 1):
         labels = target.reshape(-1).long()
+        if labels.shape[0] != cls_score.shape[0]:
+            raise ValueError(
+                f'got {labels.shape[0]} labels for {cls_score.shape[0]} rows '
+                f'of scores {tuple(cls_score.shape)}; give one label per '
+                f'sample')
         if labels.numel() and (labels.min() < 0
                                or labels.max() >= cls_score.shape[1]):
             raise ValueError(
@@ -69,7 +75,7 @@ class _ClsLossBase(nn.Module, metaclass=ABCMeta):
             raise ValueError(f'reduction must be one of {REDUCTIONS}, got '
                              f'{reduction!r}')
         self.reduction = reduction
-        self.loss_weight = loss_weight
+        self.loss_weight = check_number('loss_weight', loss_weight, low=0)
 
     @abstractmethod
     def per_sample_loss(self, cls_score: torch.Tensor,
@@ -117,9 +123,7 @@ class SoftmaxFocalLoss(_ClsLossBase):
 
     def __init__(self, gamma: float = 3.0, **kwargs) -> None:
         super().__init__(**kwargs)
-        if gamma < 0:
-            raise ValueError(f'gamma must be >= 0, got {gamma}')
-        self.gamma = gamma
+        self.gamma = check_number('gamma', gamma, low=0)
 
     def per_sample_loss(self, cls_score: torch.Tensor,
                         targets: torch.Tensor) -> torch.Tensor:
@@ -147,10 +151,8 @@ class MarginLogitSmoothLoss(_ClsLossBase):
     def __init__(self, margin: float = 6.0, alpha: float = 0.1,
                  **kwargs) -> None:
         super().__init__(**kwargs)
-        if margin < 0:
-            raise ValueError(f'margin must be >= 0, got {margin}')
-        self.margin = margin
-        self.alpha = alpha
+        self.margin = check_number('margin', margin, low=0)
+        self.alpha = check_number('alpha', alpha, low=0)
 
     def per_sample_loss(self, cls_score: torch.Tensor,
                         targets: torch.Tensor) -> torch.Tensor:

@@ -30,6 +30,7 @@ EXPECTED_ADAPTERS = {
     'pkd_gfl_r18-w32_to_w16_scenes.py': {'fpn': ['Conv2d'] * 3},
     'cwd_fcn_r18-w32_to_w16_scenes.py': {},
     'heatmap_kd_r18-w32_to_w16_scenes.py': {},
+    'heatmap_kd_r18-w32-psa-p_to_w16_scenes.py': {},
     'bckd_gfl_r18-w32_to_w16_scenes.py': {},
     'klkd_gfl_r18-w32_to_w16_scenes.py': {},
     'bckd_retinanet_r18-w32_to_w16_scenes.py': {},

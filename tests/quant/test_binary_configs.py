@@ -7,6 +7,7 @@ from mmengine.config import Config
 
 import mmcompress.models  # noqa: F401  (registers ReActNet)
 import mmcompress.quant.binary  # noqa: F401  (registers the binary quantizers)
+from mmcompress.testing import shorten_schedule, shrink_data
 
 CONFIG_DIR = osp.join(
     osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs',
@@ -121,26 +122,18 @@ def test_binary_w1a1_generic_transform_config():
 def _small_run_cfg(name, work_dir, **overrides):
     cfg = _config(name)
     cfg.work_dir = str(work_dir)
+    shrink_data(cfg, subset_size=dict(train=2560, val=1000))
     cfg.train_dataloader.batch_size = 64
-    cfg.train_dataloader.dataset.subset_size = 2560
-    cfg.val_dataloader.dataset.subset_size = 1000
-    for loader in (cfg.train_dataloader, cfg.val_dataloader,
-                   cfg.test_dataloader):
-        loader.num_workers = 0
-        loader.persistent_workers = False
-    cfg.train_cfg.max_epochs = 1
-    cfg.default_hooks.logger.interval = 10
-    cfg.default_hooks.checkpoint.save_best = None
+    shorten_schedule(cfg, epochs=1, log_interval=10)
     cfg.merge_from_dict(overrides)
     return cfg
 
 
 @pytest.mark.slow
-def test_adambnn_two_step_recipe_trains_on_fashion_mnist(tmp_path):
+def test_adambnn_two_step_recipe_trains_on_fashion_mnist(tmp_path, deterministic):
     """Step 1 (binary activations) then step 2 (binary weights, load_from step 1),
     each one epoch of 40 iterations on real Fashion-MNIST."""
     from mmengine.runner import Runner
-    torch.set_num_threads(1)
     step1 = Runner.from_cfg(
         _small_run_cfg('adambnn_step1_fmnist.py', tmp_path / 'step1'))
     step1.train()
