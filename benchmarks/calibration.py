@@ -14,6 +14,7 @@ Usage::
     OMP_NUM_THREADS=1 python benchmarks/calibration.py \
         [--seeds 0 1 2] [--train-size 2000] [--epochs 12] [--methods ce mrl]
 """
+
 import argparse
 import json
 import os
@@ -26,12 +27,18 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from mmcompress.calibrate import (bin_statistics, calibration_report,
-                                  collect_logits, equal_width_edges,
-                                  fit_temperature)
+from mmcompress.calibrate import (
+    bin_statistics,
+    calibration_report,
+    collect_logits,
+    equal_width_edges,
+    fit_temperature,
+)
 from mmcompress.calibrate.functional import top_label
-from mmcompress.calibrate.reliability_diagram import (draw_reliability_diagram,
-                                                      save_image)
+from mmcompress.calibrate.reliability_diagram import (
+    draw_reliability_diagram,
+    save_image,
+)
 from mmcompress.testing import shorten_schedule, shrink_data
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -42,19 +49,22 @@ METHODS = {
     'focal': ('Focal (gamma 3)', 'focal_resnet18-w8_fmnist.py'),
     'mbls': ('MbLS (m 6)', 'mbls_resnet18-w8_fmnist.py'),
     'mixup': ('Mixup (alpha 1)', 'mixup_resnet18-w8_fmnist.py'),
-    'mrl': ('RankMixup MRL (faithful, official CIFAR setting)',
-            'rankmixup-mrl_resnet18-w8_fmnist.py'),
-    'mrl-short': ('RankMixup MRL (faithful, short-schedule setting)',
-                  'rankmixup-mrl-short_resnet18-w8_fmnist.py'),
-    'mrl-perpair': ('RankMixup MRL (per-pair)',
-                    'rankmixup-mrl-perpair_resnet18-w8_fmnist.py'),
-    'mndcg': ('RankMixup M-NDCG (M=3)',
-              'rankmixup-mndcg_resnet18-w8_fmnist.py'),
+    'mrl': (
+        'RankMixup MRL (faithful, official CIFAR setting)',
+        'rankmixup-mrl_resnet18-w8_fmnist.py',
+    ),
+    'mrl-short': (
+        'RankMixup MRL (faithful, short-schedule setting)',
+        'rankmixup-mrl-short_resnet18-w8_fmnist.py',
+    ),
+    'mrl-perpair': (
+        'RankMixup MRL (per-pair)',
+        'rankmixup-mrl-perpair_resnet18-w8_fmnist.py',
+    ),
+    'mndcg': ('RankMixup M-NDCG (M=3)', 'rankmixup-mndcg_resnet18-w8_fmnist.py'),
 }
 RANKMIXUP_METHODS = ('mrl', 'mrl-short', 'mrl-perpair', 'mndcg')
-DEFAULT_METHODS = [
-    'ce', 'ls', 'focal', 'mbls', 'mixup', 'mrl', 'mrl-short', 'mndcg'
-]
+DEFAULT_METHODS = ['ce', 'ls', 'focal', 'mbls', 'mixup', 'mrl', 'mrl-short', 'mndcg']
 REPORTED = ('accuracy', 'ece', 'aece', 'cece', 'nll')
 SHORT_SETTING_NOTE = (
     'Official CIFAR setting: MRL loss weight 0.1, margin 2, Beta(2, 2) '
@@ -65,45 +75,66 @@ SHORT_SETTING_NOTE = (
     'budget ([tuning.md](tuning.md)); the test split played no part in the '
     'choice. Its ECE varies a lot between seeds (see the per-seed rows). '
     'Train times depend on the load of the shared CPU when each run was '
-    'made: compare them within one method only.')
+    'made: compare them within one method only.'
+)
 
 
 def add_training_arguments(parser):
     """The training-budget options shared with ``calibration_sweep.py``."""
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
-    parser.add_argument('--train-size', type=int, default=500,
-                        help='class-balanced training subset')
-    parser.add_argument('--val-size', type=int, default=1000,
-                        help='validation subset (temperature fitting)')
-    parser.add_argument('--test-size', type=int, default=5000,
-                        help='test subset (0: all 10k)')
+    parser.add_argument(
+        '--train-size', type=int, default=500, help='class-balanced training subset'
+    )
+    parser.add_argument(
+        '--val-size',
+        type=int,
+        default=1000,
+        help='validation subset (temperature fitting)',
+    )
+    parser.add_argument(
+        '--test-size', type=int, default=5000, help='test subset (0: all 10k)'
+    )
     parser.add_argument('--epochs', type=int, default=30)
     parser.add_argument('--batch-size', type=int, default=32)
     parser.add_argument('--lr', type=float, default=0.1)
-    parser.add_argument('--backbone-strides', type=int, nargs=3,
-                        default=[2, 2, 2],
-                        help='strides of the 3 stages (the configs use '
-                        '1 2 2; 2 2 2 is ~3x cheaper on CPU)')
-    parser.add_argument('--augment', action='store_true',
-                        help='keep the configs\' RandomCrop/RandomFlip (off: '
-                        'the small-data overfitting regime where CE is '
-                        'clearly over-confident)')
-    parser.add_argument('--work-dir',
-                        default=osp.join(ROOT, 'work_dirs', 'calibration'))
+    parser.add_argument(
+        '--backbone-strides',
+        type=int,
+        nargs=3,
+        default=[2, 2, 2],
+        help='strides of the 3 stages (the configs use '
+        '1 2 2; 2 2 2 is ~3x cheaper on CPU)',
+    )
+    parser.add_argument(
+        '--augment',
+        action='store_true',
+        help="keep the configs' RandomCrop/RandomFlip (off: "
+        'the small-data overfitting regime where CE is '
+        'clearly over-confident)',
+    )
+    parser.add_argument(
+        '--work-dir', default=osp.join(ROOT, 'work_dirs', 'calibration')
+    )
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--methods', nargs='+', default=DEFAULT_METHODS,
-                        choices=sorted(METHODS))
+    parser.add_argument(
+        '--methods', nargs='+', default=DEFAULT_METHODS, choices=sorted(METHODS)
+    )
     add_training_arguments(parser)
-    parser.add_argument('--out-dir',
-                        default=osp.join(ROOT, 'docs', 'calibrate'))
-    parser.add_argument('--from-json', action='store_true',
-                        help='only rewrite results.md from results.json')
-    parser.add_argument('--append', action='store_true',
-                        help='add the runs to those of results.json (same '
-                        'settings; runs already there are skipped)')
+    parser.add_argument('--out-dir', default=osp.join(ROOT, 'docs', 'calibrate'))
+    parser.add_argument(
+        '--from-json',
+        action='store_true',
+        help='only rewrite results.md from results.json',
+    )
+    parser.add_argument(
+        '--append',
+        action='store_true',
+        help='add the runs to those of results.json (same '
+        'settings; runs already there are skipped)',
+    )
     return parser.parse_args()
 
 
@@ -126,24 +157,45 @@ def benchmark_config(method, seed, args, options=None, run_name=None):
     cfg = Config.fromfile(osp.join(CONFIG_DIR, METHODS[method][1]))
     cfg.work_dir = osp.join(args.work_dir, run_name or f'{method}_seed{seed}')
     cfg.randomness = dict(seed=seed, deterministic=False)
-    shrink_data(cfg, subset_size=dict(train=args.train_size, val=args.val_size,
-                                      test=args.test_size or None))
+    shrink_data(
+        cfg,
+        subset_size=dict(
+            train=args.train_size, val=args.val_size, test=args.test_size or None
+        ),
+    )
     cfg.train_dataloader.batch_size = args.batch_size
     if not args.augment:
         cfg.train_dataloader.dataset.pipeline = [dict(type='PackInputs')]
     cfg.optim_wrapper.optimizer.lr = args.lr
     cfg.model.backbone.strides = tuple(args.backbone_strides)
     if args.epochs < 2:
-        raise ValueError(f'--epochs must be >= 2 (1 warm-up epoch + cosine), '
-                         f'got {args.epochs}')
-    shorten_schedule(cfg, epochs=args.epochs, log_interval=100, save_best=None,
-                     param_scheduler=[
-                         dict(type='LinearLR', start_factor=0.1, by_epoch=True,
-                              begin=0, end=1, convert_to_iter_based=True),
-                         dict(type='CosineAnnealingLR', by_epoch=True, begin=1,
-                              end=args.epochs, eta_min=1e-4,
-                              convert_to_iter_based=True),
-                     ])
+        raise ValueError(
+            f'--epochs must be >= 2 (1 warm-up epoch + cosine), got {args.epochs}'
+        )
+    shorten_schedule(
+        cfg,
+        epochs=args.epochs,
+        log_interval=100,
+        save_best=None,
+        param_scheduler=[
+            dict(
+                type='LinearLR',
+                start_factor=0.1,
+                by_epoch=True,
+                begin=0,
+                end=1,
+                convert_to_iter_based=True,
+            ),
+            dict(
+                type='CosineAnnealingLR',
+                by_epoch=True,
+                begin=1,
+                end=args.epochs,
+                eta_min=1e-4,
+                convert_to_iter_based=True,
+            ),
+        ],
+    )
     if options:
         cfg.merge_from_dict(options)
     return cfg
@@ -166,7 +218,8 @@ def train_model(cfg):
 def split_logits(model, cfg, split):
     """Head logits and labels of the ``split`` ('val'/'test') dataloader."""
     return collect_logits(
-        model, Runner.build_dataloader(cfg[f'{split}_dataloader']), 'head')
+        model, Runner.build_dataloader(cfg[f'{split}_dataloader']), 'head'
+    )
 
 
 def run_one(method, seed, args):
@@ -177,15 +230,18 @@ def run_one(method, seed, args):
     test_logits, test_labels = split_logits(model, cfg, 'test')
     temperature = fit_temperature(val_logits, val_labels)
     before = calibration_report(test_logits.softmax(dim=1), test_labels)
-    after = calibration_report((test_logits / temperature).softmax(dim=1),
-                               test_labels)
-    stats = bin_statistics(*top_label(test_logits.softmax(dim=1),
-                                      test_labels), equal_width_edges(15))
+    after = calibration_report((test_logits / temperature).softmax(dim=1), test_labels)
+    stats = bin_statistics(
+        *top_label(test_logits.softmax(dim=1), test_labels), equal_width_edges(15)
+    )
     result = dict(
-        method=method, seed=seed, temperature=temperature,
+        method=method,
+        seed=seed,
+        temperature=temperature,
         train_seconds=train_seconds,
         before={k: before[k] for k in REPORTED},
-        after={k: after[k] for k in REPORTED})
+        after={k: after[k] for k in REPORTED},
+    )
     return result, stats, before['ece']
 
 
@@ -200,20 +256,25 @@ def write_markdown(results, args, path):
     by_method = {}
     for r in results:
         by_method.setdefault(r['method'], []).append(r)
-    command = ('OMP_NUM_THREADS=1 .venv/bin/python benchmarks/calibration.py '
-               f'--seeds {" ".join(map(str, args.seeds))} --train-size '
-               f'{args.train_size} --val-size {args.val_size}'
-               + f' --test-size {args.test_size}'
-               + f' --epochs {args.epochs} --batch-size {args.batch_size} '
-               f'--lr {args.lr} --backbone-strides '
-               f'{" ".join(map(str, args.backbone_strides))}'
-               + (' --augment' if args.augment else '')
-               + f' --methods {" ".join(args.methods)}')
+    command = (
+        'OMP_NUM_THREADS=1 .venv/bin/python benchmarks/calibration.py '
+        f'--seeds {" ".join(map(str, args.seeds))} --train-size '
+        f'{args.train_size} --val-size {args.val_size}'
+        + f' --test-size {args.test_size}'
+        + f' --epochs {args.epochs} --batch-size {args.batch_size} '
+        f'--lr {args.lr} --backbone-strides '
+        f'{" ".join(map(str, args.backbone_strides))}'
+        + (' --augment' if args.augment else '')
+        + f' --methods {" ".join(args.methods)}'
+    )
     lines = [
-        '# Calibration benchmark (Fashion-MNIST, CPU)', '',
+        '# Calibration benchmark (Fashion-MNIST, CPU)',
+        '',
         'Generated by `benchmarks/calibration.py` (regenerate this page from '
-        '`results.json` with `--from-json`); reproduce with:', '',
-        f'```\n{command}\n```', '',
+        '`results.json` with `--from-json`); reproduce with:',
+        '',
+        f'```\n{command}\n```',
+        '',
         'Setup: the configs of `configs/calibrate/mmpretrain/` (student '
         'ResNet-18-CIFAR, 3 stages of widths 8/16/32, SGD momentum 0.9, wd '
         '5e-4, gradient-norm clip 2) shrunk to the CPU budget: stage strides '
@@ -225,10 +286,11 @@ def write_markdown(results, args, path):
         'split. Temperature scaling (TS) is fitted on '
         f'{args.val_size} held-out validation images. Accuracy, ECE, AECE and '
         'classwise ECE in %, 15 bins; mean ± std over seeds '
-        f'{args.seeds}.', '',
+        f'{args.seeds}.',
+        '',
         '| method | accuracy | ECE | AECE | classwise ECE | NLL | ECE (TS) '
         '| AECE (TS) | T | train time / run (s) |',
-        '|---|---|---|---|---|---|---|---|---|---|'
+        '|---|---|---|---|---|---|---|---|---|---|',
     ]
     for method in args.methods:
         runs = by_method.get(method, [])
@@ -244,44 +306,55 @@ def write_markdown(results, args, path):
             f'{col("before", "cece")} | {col("before", "nll", 1.0)} | '
             f'{col("after", "ece")} | {col("after", "aece")} | '
             f'{mean_std([r["temperature"] for r in runs])} | '
-            f'{statistics.mean(r["train_seconds"] for r in runs):.0f} |')
+            f'{statistics.mean(r["train_seconds"] for r in runs):.0f} |'
+        )
     if 'ce' in by_method:
         ce_ece = statistics.mean(r['before']['ece'] for r in by_method['ce'])
-        ce_acc = statistics.mean(r['before']['accuracy']
-                                 for r in by_method['ce'])
-        lines += ['', 'Goal: RankMixup ECE ≤ 0.5 × CE ECE with accuracy '
-                  'within 1 point (means over seeds).', '',
-                  '| method | ECE / CE ECE | accuracy − CE accuracy (pt) '
-                  '| goal met |', '|---|---|---|---|']
+        ce_acc = statistics.mean(r['before']['accuracy'] for r in by_method['ce'])
+        lines += [
+            '',
+            'Goal: RankMixup ECE ≤ 0.5 × CE ECE with accuracy '
+            'within 1 point (means over seeds).',
+            '',
+            '| method | ECE / CE ECE | accuracy − CE accuracy (pt) | goal met |',
+            '|---|---|---|---|',
+        ]
         for method in args.methods:
             if method not in RANKMIXUP_METHODS or method not in by_method:
                 continue
-            ece = statistics.mean(r['before']['ece']
-                                  for r in by_method[method])
-            acc = statistics.mean(r['before']['accuracy']
-                                  for r in by_method[method])
+            ece = statistics.mean(r['before']['ece'] for r in by_method[method])
+            acc = statistics.mean(r['before']['accuracy'] for r in by_method[method])
             ratio = ece / ce_ece
             delta = 100 * (acc - ce_acc)
             met = 'yes' if ratio <= 0.5 and delta >= -1 else 'no'
-            lines.append(f'| {METHODS[method][0]} | {ratio:.2f} | '
-                         f'{delta:+.2f} | {met} |')
+            lines.append(
+                f'| {METHODS[method][0]} | {ratio:.2f} | {delta:+.2f} | {met} |'
+            )
         if 'mrl-short' in by_method:
             lines += ['', SHORT_SETTING_NOTE]
-    lines += ['', '## Reliability diagrams (test split, seed '
-              f'{args.seeds[0]}, before TS)', '']
+    lines += [
+        '',
+        f'## Reliability diagrams (test split, seed {args.seeds[0]}, before TS)',
+        '',
+    ]
     for method in args.methods:
         if method in by_method:
             lines.append(f'![{METHODS[method][0]}](reliability_{method}.png)')
-    lines += ['', '## Per-seed numbers', '',
-              '| method | seed | accuracy | ECE | AECE | NLL | ECE (TS) | T |',
-              '|---|---|---|---|---|---|---|---|']
+    lines += [
+        '',
+        '## Per-seed numbers',
+        '',
+        '| method | seed | accuracy | ECE | AECE | NLL | ECE (TS) | T |',
+        '|---|---|---|---|---|---|---|---|',
+    ]
     for r in results:
         b, a = r['before'], r['after']
         lines.append(
             f'| {METHODS[r["method"]][0]} | {r["seed"]} | '
             f'{100 * b["accuracy"]:.2f} | {100 * b["ece"]:.2f} | '
             f'{100 * b["aece"]:.2f} | {b["nll"]:.4f} | '
-            f'{100 * a["ece"]:.2f} | {r["temperature"]:.3f} |')
+            f'{100 * a["ece"]:.2f} | {r["temperature"]:.3f} |'
+        )
     with open(path, 'w') as f:
         f.write('\n'.join(lines) + '\n')
 
@@ -294,8 +367,7 @@ def main():
             stored = json.load(f)
         out_dir = args.out_dir
         args = argparse.Namespace(**stored['args'])
-        write_markdown(stored['results'], args,
-                       osp.join(out_dir, 'results.md'))
+        write_markdown(stored['results'], args, osp.join(out_dir, 'results.md'))
         return
     results = []
     if args.append:
@@ -312,20 +384,23 @@ def main():
                 continue
             result, stats, ece = run_one(method, seed, args)
             results.append(result)
-            print(f'[calibration benchmark] {method} seed {seed}: '
-                  f'acc {100 * result["before"]["accuracy"]:.2f} '
-                  f'ECE {100 * ece:.2f} -> TS {100 * result["after"]["ece"]:.2f}'
-                  f' ({result["train_seconds"]:.0f} s)', file=sys.stderr)
+            print(
+                f'[calibration benchmark] {method} seed {seed}: '
+                f'acc {100 * result["before"]["accuracy"]:.2f} '
+                f'ECE {100 * ece:.2f} -> TS {100 * result["after"]["ece"]:.2f}'
+                f' ({result["train_seconds"]:.0f} s)',
+                file=sys.stderr,
+            )
             if seed == args.seeds[0]:
                 save_image(
                     draw_reliability_diagram(
-                        stats, ece, title=f'{METHODS[method][0]} (test)'),
-                    osp.join(args.out_dir, f'reliability_{method}.png'))
+                        stats, ece, title=f'{METHODS[method][0]} (test)'
+                    ),
+                    osp.join(args.out_dir, f'reliability_{method}.png'),
+                )
             with open(osp.join(args.out_dir, 'results.json'), 'w') as f:
-                json.dump(dict(args=vars(args), results=results), f,
-                          indent=1)
-            write_markdown(results, args, osp.join(args.out_dir,
-                                                   'results.md'))
+                json.dump(dict(args=vars(args), results=results), f, indent=1)
+            write_markdown(results, args, osp.join(args.out_dir, 'results.md'))
 
 
 if __name__ == '__main__':

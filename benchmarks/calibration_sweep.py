@@ -23,6 +23,7 @@ Usage::
         [--seeds 0] [--train-size 500 --epochs 30]
     python benchmarks/calibration_sweep.py --report   # only rewrite the page
 """
+
 import argparse
 import ast
 import itertools
@@ -32,14 +33,27 @@ import statistics
 import sys
 
 import torch
+from calibration import (
+    METHODS,
+    ROOT,
+    add_training_arguments,
+    benchmark_config,
+    split_logits,
+    train_model,
+)
 
-from calibration import (METHODS, ROOT, add_training_arguments,
-                         benchmark_config, split_logits, train_model)
 from mmcompress.calibrate import calibration_report
 
 OUT_DIR = osp.join(ROOT, 'docs', 'calibrate')
-BUDGET_KEYS = ('train_size', 'val_size', 'epochs', 'batch_size', 'lr',
-               'backbone_strides', 'augment')
+BUDGET_KEYS = (
+    'train_size',
+    'val_size',
+    'epochs',
+    'batch_size',
+    'lr',
+    'backbone_strides',
+    'augment',
+)
 REPORTED = ('accuracy', 'ece', 'aece', 'cece', 'nll', 'oe', 'ue')
 ACCURACY_TOLERANCE = 0.01
 ECE_RATIO_GOAL = 0.5
@@ -69,13 +83,20 @@ def parse_grid(items):
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--method', choices=sorted(METHODS))
-    parser.add_argument('--grid', nargs='*', default=[],
-                        help='KEY=V1,V2,... config overrides; the sweep '
-                        'runs their product (none: the config as it is)')
+    parser.add_argument(
+        '--grid',
+        nargs='*',
+        default=[],
+        help='KEY=V1,V2,... config overrides; the sweep '
+        'runs their product (none: the config as it is)',
+    )
     add_training_arguments(parser)
     parser.add_argument('--out-dir', default=OUT_DIR)
-    parser.add_argument('--report', action='store_true',
-                        help='only rewrite tuning_results.md from tuning.json')
+    parser.add_argument(
+        '--report',
+        action='store_true',
+        help='only rewrite tuning_results.md from tuning.json',
+    )
     args = parser.parse_args()
     if not args.report and args.method is None:
         parser.error('--method is required unless --report is given')
@@ -87,33 +108,50 @@ def budget_of(args):
 
 
 def run_key(run):
-    return (json.dumps(run['budget'], sort_keys=True), run['method'],
-            json.dumps(run['options'], sort_keys=True), run['seed'])
+    return (
+        json.dumps(run['budget'], sort_keys=True),
+        run['method'],
+        json.dumps(run['options'], sort_keys=True),
+        run['seed'],
+    )
 
 
 def run_name(method, options, seed, budget):
-    slug = '_'.join(f'{key.split(".")[-1]}{value}'
-                    for key, value in sorted(options.items()))
-    return (f'sweep_{method}_{slug or "config"}_n{budget["train_size"]}'
-            f'_e{budget["epochs"]}_seed{seed}')
+    slug = '_'.join(
+        f'{key.split(".")[-1]}{value}' for key, value in sorted(options.items())
+    )
+    return (
+        f'sweep_{method}_{slug or "config"}_n{budget["train_size"]}'
+        f'_e{budget["epochs"]}_seed{seed}'
+    )
 
 
 def sweep_one(method, options, seed, args):
     """Train one grid point and measure it on the validation split."""
     cfg = benchmark_config(
-        method, seed, args, options,
-        run_name(method, options, seed, budget_of(args)))
+        method, seed, args, options, run_name(method, options, seed, budget_of(args))
+    )
     model, train_seconds = train_model(cfg)
     logits, labels = split_logits(model, cfg, 'val')
     report = calibration_report(logits.softmax(dim=1), labels)
-    return dict(method=method, options=options, seed=seed,
-                budget=budget_of(args), train_seconds=train_seconds,
-                val={key: report[key] for key in REPORTED})
+    return dict(
+        method=method,
+        options=options,
+        seed=seed,
+        budget=budget_of(args),
+        train_seconds=train_seconds,
+        val={key: report[key] for key in REPORTED},
+    )
 
 
 def describe(options):
-    return ', '.join(f'{key.replace("model.", "")}={value}'
-                     for key, value in sorted(options.items())) or 'config'
+    return (
+        ', '.join(
+            f'{key.replace("model.", "")}={value}'
+            for key, value in sorted(options.items())
+        )
+        or 'config'
+    )
 
 
 def mean_of(runs, key):
@@ -127,8 +165,10 @@ def compare_with_ce(runs, ce_runs):
     if not all(seed in ce_runs for seed in seeds):
         return None
     ce = [ce_runs[seed] for seed in seeds]
-    return (mean_of(runs, 'ece') / mean_of(ce, 'ece'),
-            mean_of(runs, 'accuracy') - mean_of(ce, 'accuracy'))
+    return (
+        mean_of(runs, 'ece') / mean_of(ce, 'ece'),
+        mean_of(runs, 'accuracy') - mean_of(ce, 'accuracy'),
+    )
 
 
 def select_settings(settings, ce_runs):
@@ -146,8 +186,7 @@ def select_settings(settings, ce_runs):
         comparison = compare_with_ce(runs, ce_runs)
         if method == 'ce' or comparison is None:
             continue
-        candidates.setdefault(method, []).append(
-            (len(runs), *comparison, options_json))
+        candidates.setdefault(method, []).append((len(runs), *comparison, options_json))
     selected = {}
     for method, rows in candidates.items():
         most_seeds = max(row[0] for row in rows)
@@ -175,7 +214,8 @@ def write_report(runs, path):
         setting = (run['method'], json.dumps(run['options'], sort_keys=True))
         groups.setdefault(budget, {}).setdefault(setting, []).append(run)
     lines = [
-        '## Sweep results (validation split)', '',
+        '## Sweep results (validation split)',
+        '',
         'Generated by `benchmarks/calibration_sweep.py` from `tuning.json` '
         '(mean over the listed seeds; ECE/AECE/classwise ECE and accuracy '
         'in %, 15 bins, final model, no temperature scaling). "ECE / CE" '
@@ -184,32 +224,43 @@ def write_report(runs, path):
         'validation ECE among those meeting the goal on validation (ECE ≤ '
         '0.5 × CE, accuracy ≥ CE − 1 pt); if none, the most accurate among '
         'those with ECE ≤ 0.5 × CE; if none, the lowest ECE within 1 pt of '
-        'CE\'s accuracy.', ''
+        "CE's accuracy.",
+        '',
     ]
     for budget_json, settings in groups.items():
         budget = json.loads(budget_json)
-        ce_runs = {r['seed']: r for (method, _), rs in settings.items()
-                   if method == 'ce' for r in rs}
+        ce_runs = {
+            r['seed']: r
+            for (method, _), rs in settings.items()
+            if method == 'ce'
+            for r in rs
+        }
         lines += [
             f'### {budget["train_size"]} training images, '
             f'{budget["epochs"]} epochs, batch {budget["batch_size"]}, '
             f'lr {budget["lr"]}, strides {tuple(budget["backbone_strides"])}'
-            f'{", crop + flip" if budget["augment"] else ""}', '',
+            f'{", crop + flip" if budget["augment"] else ""}',
+            '',
             '| method | setting | seeds | val accuracy | val ECE | val AECE '
             '| val classwise ECE | val NLL | ECE / CE | Δacc vs CE (pt) '
-            '| train s / run |', '|---' * 11 + '|'
+            '| train s / run |',
+            '|---' * 11 + '|',
         ]
         selected = select_settings(settings, ce_runs)
-        order = sorted(settings.items(),
-                       key=lambda item: (item[0][0] != 'ce', item[0][0],
-                                         -len(item[1]), mean_of(item[1],
-                                                                'ece')))
+        order = sorted(
+            settings.items(),
+            key=lambda item: (
+                item[0][0] != 'ce',
+                item[0][0],
+                -len(item[1]),
+                mean_of(item[1], 'ece'),
+            ),
+        )
         for (method, options_json), rs in order:
             seeds = sorted(r['seed'] for r in rs)
             comparison = compare_with_ce(rs, ce_runs)
             if method != 'ce' and comparison is not None:
-                ratio, delta = (f'{comparison[0]:.2f}',
-                                f'{100 * comparison[1]:+.2f}')
+                ratio, delta = (f'{comparison[0]:.2f}', f'{100 * comparison[1]:+.2f}')
             else:
                 ratio = delta = '—'
             bold = '**' if selected.get(method) == options_json else ''
@@ -223,7 +274,8 @@ def write_report(runs, path):
                 f'{100 * mean_of(rs, "aece"):.2f} | '
                 f'{100 * mean_of(rs, "cece"):.2f} | '
                 f'{mean_of(rs, "nll"):.3f} | {ratio} | {delta} | '
-                f'{statistics.mean(r["train_seconds"] for r in rs):.0f} |')
+                f'{statistics.mean(r["train_seconds"] for r in rs):.0f} |'
+            )
         lines.append('')
     with open(path, 'w') as f:
         f.write('\n'.join(lines))
@@ -243,16 +295,25 @@ def main():
     done = {run_key(r) for r in runs}
     for seed in args.seeds:
         for options in parse_grid(args.grid):
-            key = run_key(dict(budget=budget_of(args), method=args.method,
-                               options=options, seed=seed))
+            key = run_key(
+                dict(
+                    budget=budget_of(args),
+                    method=args.method,
+                    options=options,
+                    seed=seed,
+                )
+            )
             if key in done:
                 continue
             run = sweep_one(args.method, options, seed, args)
             runs.append(run)
-            print(f'[calibration sweep] {args.method} {describe(options)} '
-                  f'seed {seed}: val acc {100 * run["val"]["accuracy"]:.2f} '
-                  f'ECE {100 * run["val"]["ece"]:.2f} '
-                  f'({run["train_seconds"]:.0f} s)', file=sys.stderr)
+            print(
+                f'[calibration sweep] {args.method} {describe(options)} '
+                f'seed {seed}: val acc {100 * run["val"]["accuracy"]:.2f} '
+                f'ECE {100 * run["val"]["ece"]:.2f} '
+                f'({run["train_seconds"]:.0f} s)',
+                file=sys.stderr,
+            )
             with open(json_path, 'w') as f:
                 json.dump(runs, f, indent=1)
             write_report(runs, report_path)

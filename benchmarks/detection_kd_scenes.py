@@ -32,6 +32,7 @@ A smoke run on the small split (seconds per run)::
         --iters 4 --work-root /tmp/dkd --teacher-root /tmp/dkd \\
         --out /tmp/dkd/detection.md
 """
+
 import argparse
 import json
 import math
@@ -43,8 +44,12 @@ from typing import Dict, List, Optional, Sequence
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from doc_blocks import write_block  # noqa: E402
-from scenes_baselines import (baseline_record, final_metrics,  # noqa: E402
-                              run_in_pool, train)
+from scenes_baselines import (  # noqa: E402
+    baseline_record,
+    final_metrics,
+    run_in_pool,
+    train,
+)
 
 METRIC = 'coco/bbox_mAP'
 DEFAULT_DATA_ROOT = 'data/scenes/det_bench'
@@ -70,6 +75,7 @@ def student_config(detector: str) -> str:
 def config_iters(config: str) -> int:
     """``train_cfg.max_iters`` of a config."""
     from mmengine.config import Config
+
     return Config.fromfile(osp.join(REPO_ROOT, config)).train_cfg.max_iters
 
 
@@ -77,12 +83,10 @@ def kd_arms(detector: str) -> List[tuple]:
     """(name, config, overrides) of the distillation comparison."""
     student = osp.join(REPO_ROOT, student_config(detector))
     teacher = osp.join(REPO_ROOT, teacher_config(detector))
-    kl = dict(model=dict(student=dict(config=student),
-                         teacher=dict(config=teacher)))
+    kl = dict(model=dict(student=dict(config=student), teacher=dict(config=teacher)))
     return [
         ('no KD', student_config(detector), {}),
-        ('softmax-KL KD', f'{DISTILL}/klkd_gfl_r18-w32_to_w16_scenes.py',
-         kl),
+        ('softmax-KL KD', f'{DISTILL}/klkd_gfl_r18-w32_to_w16_scenes.py', kl),
         ('BCKD', f'{DISTILL}/bckd_{detector}_r18-w32_to_w16_scenes.py', {}),
     ]
 
@@ -95,13 +99,15 @@ def _merge(cfg, overrides: dict) -> None:
             cfg[key] = value
 
 
-def write_run_config(config: str,
-                     work_dir: str,
-                     data_root: str,
-                     iters: Optional[int],
-                     seed: int,
-                     overrides: dict,
-                     schedule_from: Optional[str] = None) -> str:
+def write_run_config(
+    config: str,
+    work_dir: str,
+    data_root: str,
+    iters: Optional[int],
+    seed: int,
+    overrides: dict,
+    schedule_from: Optional[str] = None,
+) -> str:
     """Dump the config of one run into its work dir.
 
     Args:
@@ -125,6 +131,7 @@ def write_run_config(config: str,
     import mmcompress  # noqa: F401
     from mmcompress.datasets.scenes import point_config_at_scenes
     from mmcompress.testing import shorten_schedule
+
     cfg = Config.fromfile(osp.join(REPO_ROOT, config))
     point_config_at_scenes(cfg, data_root)
     _merge(cfg, overrides)
@@ -136,15 +143,28 @@ def write_run_config(config: str,
     cfg.randomness = dict(seed=seed)
     if iters is not None:
         warmup = max(1, min(50, iters // 8))
-        shorten_schedule(cfg, iters=iters, log_interval=min(50, iters),
-                         param_scheduler=[
-                             dict(type='LinearLR', start_factor=0.01,
-                                  by_epoch=False, begin=0, end=warmup),
-                             dict(type='CosineAnnealingLR',
-                                  T_max=max(iters - warmup, 1),
-                                  eta_min_ratio=0.01, by_epoch=False,
-                                  begin=warmup, end=max(iters, warmup + 1))
-                         ])
+        shorten_schedule(
+            cfg,
+            iters=iters,
+            log_interval=min(50, iters),
+            param_scheduler=[
+                dict(
+                    type='LinearLR',
+                    start_factor=0.01,
+                    by_epoch=False,
+                    begin=0,
+                    end=warmup,
+                ),
+                dict(
+                    type='CosineAnnealingLR',
+                    T_max=max(iters - warmup, 1),
+                    eta_min_ratio=0.01,
+                    by_epoch=False,
+                    begin=warmup,
+                    end=max(iters, warmup + 1),
+                ),
+            ],
+        )
     os.makedirs(work_dir, exist_ok=True)
     path = osp.join(work_dir, osp.basename(config))
     cfg.dump(path)
@@ -155,31 +175,47 @@ def run_arm(job: dict) -> dict:
     """Train one arm (or reuse its ``benchmark.json``) and return its
     record."""
     record_path = osp.join(job['work_dir'], 'benchmark.json')
-    key = dict(config=job['config'], seed=job['seed'], iters=job['iters'],
-               data_root=job['data_root'], overrides=job['overrides'],
-               schedule_from=job['schedule_from'])
+    key = dict(
+        config=job['config'],
+        seed=job['seed'],
+        iters=job['iters'],
+        data_root=job['data_root'],
+        overrides=job['overrides'],
+        schedule_from=job['schedule_from'],
+    )
     if osp.isfile(record_path):
         with open(record_path) as handle:
             record = json.load(handle)
         if record.get('key') == key:
             return record
     baseline = baseline_record(job['config'])
-    if (baseline and baseline['seed'] == job['seed'] and not job['overrides']
-            and job['iters'] is None
-            and job['data_root'] == DEFAULT_DATA_ROOT):
+    if (
+        baseline
+        and baseline['seed'] == job['seed']
+        and not job['overrides']
+        and job['iters'] is None
+        and job['data_root'] == DEFAULT_DATA_ROOT
+    ):
         # this run is the baseline benchmarks/scenes_baselines.py trained
         value, seconds = baseline['value'], baseline['minutes'] * 60
     else:
-        path = write_run_config(job['config'], job['work_dir'],
-                                job['data_root'], job['iters'], job['seed'],
-                                job['overrides'], job['schedule_from'])
+        path = write_run_config(
+            job['config'],
+            job['work_dir'],
+            job['data_root'],
+            job['iters'],
+            job['seed'],
+            job['overrides'],
+            job['schedule_from'],
+        )
         seconds = train('mmdet', path, job['work_dir'])
         try:
             value = 100.0 * final_metrics(job['work_dir'])[METRIC]
         except (ValueError, KeyError):
             value = float('nan')  # no detection passed the score threshold
-    record = dict(key=key, group=job['group'], arm=job['arm'],
-                  value=value, minutes=seconds / 60)
+    record = dict(
+        key=key, group=job['group'], arm=job['arm'], value=value, minutes=seconds / 60
+    )
     os.makedirs(job['work_dir'], exist_ok=True)
     with open(record_path, 'w') as handle:
         json.dump(record, handle, indent=1)
@@ -190,14 +226,14 @@ def run_arm(job: dict) -> dict:
 def ensure_teacher(detector: str, args) -> str:
     """The teacher checkpoint of ``detector``, trained when missing."""
     name = osp.basename(teacher_config(detector))[:-3]
-    iters = args.teacher_iters or args.iters or \
-        config_iters(teacher_config(detector))
+    iters = args.teacher_iters or args.iters or config_iters(teacher_config(detector))
     work_dir = osp.join(args.teacher_root, name)
     checkpoint = osp.join(work_dir, f'iter_{iters}.pth')
     if not osp.isfile(checkpoint):
         print(f'training teacher {name} ({iters} iterations)', flush=True)
-        path = write_run_config(teacher_config(detector), work_dir,
-                                args.data_root, iters, 0, {})
+        path = write_run_config(
+            teacher_config(detector), work_dir, args.data_root, iters, 0, {}
+        )
         train('mmdet', path, work_dir)
     return osp.abspath(checkpoint)
 
@@ -206,16 +242,26 @@ def _fmt(value: float) -> str:
     return 'n/a' if math.isnan(value) else f'{value:.1f}'
 
 
-def markdown(groups: Dict[str, List[dict]], seeds: Sequence[int],
-             command: str, iters: Optional[int], data_root: str) -> str:
+def markdown(
+    groups: Dict[str, List[dict]],
+    seeds: Sequence[int],
+    command: str,
+    iters: Optional[int],
+    data_root: str,
+) -> str:
     """The result tables, one per comparison."""
-    schedule = f'{iters} iterations per run' if iters else \
-        "each student config's schedule"
+    schedule = (
+        f'{iters} iterations per run' if iters else "each student config's schedule"
+    )
     lines = [
         f'COCO bbox mAP (%) on the scenes val split `{data_root}`, '
         f'{schedule}, seeds {list(seeds)}, stock mmdet '
-        '`tools/train.py` on CPU. Reproduce with:', '', '```bash', command,
-        '```', ''
+        '`tools/train.py` on CPU. Reproduce with:',
+        '',
+        '```bash',
+        command,
+        '```',
+        '',
     ]
     for group, records in groups.items():
         lines += [f'**{group}**', '']
@@ -223,7 +269,7 @@ def markdown(groups: Dict[str, List[dict]], seeds: Sequence[int],
         lines += [
             f'| arm | mean mAP | {seed_cols} | vs {records[0]["arm"]} | '
             'train min/run |',
-            '|---|---|' + '---|' * len(seeds) + '---|---|'
+            '|---|---|' + '---|' * len(seeds) + '---|---|',
         ]
         arms = []
         for record in records:
@@ -231,54 +277,82 @@ def markdown(groups: Dict[str, List[dict]], seeds: Sequence[int],
                 arms.append(record['arm'])
         means = {}
         for arm in arms:
-            by_seed = {r['key']['seed']: r for r in records
-                       if r['arm'] == arm}
+            by_seed = {r['key']['seed']: r for r in records if r['arm'] == arm}
             values = [by_seed[s]['value'] for s in seeds]
             means[arm] = sum(values) / len(values)
             minutes = sum(by_seed[s]['minutes'] for s in seeds) / len(seeds)
             delta = means[arm] - means[arms[0]]
-            delta_text = '' if arm == arms[0] else \
-                ('n/a' if math.isnan(delta) else f'{delta:+.1f}')
-            lines.append(f'| {arm} | {_fmt(means[arm])} | ' +
-                         ' | '.join(_fmt(v) for v in values) +
-                         f' | {delta_text} | {minutes:.1f} |')
+            delta_text = (
+                ''
+                if arm == arms[0]
+                else ('n/a' if math.isnan(delta) else f'{delta:+.1f}')
+            )
+            lines.append(
+                f'| {arm} | {_fmt(means[arm])} | '
+                + ' | '.join(_fmt(v) for v in values)
+                + f' | {delta_text} | {minutes:.1f} |'
+            )
         lines.append('')
     return '\n'.join(lines)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--data-root', default=DEFAULT_DATA_ROOT,
-                        help='scenes det root (tools/generate_scenes.py)')
+    parser.add_argument(
+        '--data-root',
+        default=DEFAULT_DATA_ROOT,
+        help='scenes det root (tools/generate_scenes.py)',
+    )
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
-    parser.add_argument('--detectors', nargs='+', default=['gfl', 'retinanet'],
-                        choices=DETECTORS,
-                        help='students of the distillation comparison')
-    parser.add_argument('--only', nargs='+', default=['kd', 'anchors'],
-                        choices=['kd', 'anchors'],
-                        help='comparisons to run')
-    parser.add_argument('--iters', type=int, default=None,
-                        help="training iterations of every run (default: "
-                        "each student config's max_iters)")
-    parser.add_argument('--teacher-iters', type=int, default=None,
-                        help='training iterations of the teachers (default: '
-                        '--iters); their checkpoint is read from / written '
-                        'to <teacher-root>/<config>/iter_<N>.pth')
-    parser.add_argument('--jobs', type=int, default=1,
-                        help='runs at a time (one thread each)')
+    parser.add_argument(
+        '--detectors',
+        nargs='+',
+        default=['gfl', 'retinanet'],
+        choices=DETECTORS,
+        help='students of the distillation comparison',
+    )
+    parser.add_argument(
+        '--only',
+        nargs='+',
+        default=['kd', 'anchors'],
+        choices=['kd', 'anchors'],
+        help='comparisons to run',
+    )
+    parser.add_argument(
+        '--iters',
+        type=int,
+        default=None,
+        help='training iterations of every run (default: '
+        "each student config's max_iters)",
+    )
+    parser.add_argument(
+        '--teacher-iters',
+        type=int,
+        default=None,
+        help='training iterations of the teachers (default: '
+        '--iters); their checkpoint is read from / written '
+        'to <teacher-root>/<config>/iter_<N>.pth',
+    )
+    parser.add_argument(
+        '--jobs', type=int, default=1, help='runs at a time (one thread each)'
+    )
     parser.add_argument('--work-root', default='work_dirs/detection_kd_scenes')
-    parser.add_argument('--teacher-root', default='work_dirs',
-                        help='where teachers are read from / trained into')
+    parser.add_argument(
+        '--teacher-root',
+        default='work_dirs',
+        help='where teachers are read from / trained into',
+    )
     parser.add_argument('--out', default='docs/distill/detection.md')
     args = parser.parse_args(argv)
     if not osp.isdir(args.data_root):
-        parser.error(f'--data-root {args.data_root} does not exist; generate '
-                     'it with tools/generate_scenes.py --task det')
+        parser.error(
+            f'--data-root {args.data_root} does not exist; generate '
+            'it with tools/generate_scenes.py --task det'
+        )
     for name in ('iters', 'teacher_iters'):
         value = getattr(args, name)
         if value is not None and value < 1:
-            parser.error(f'--{name.replace("_", "-")} must be >= 1, got '
-                         f'{value}')
+            parser.error(f'--{name.replace("_", "-")} must be >= 1, got {value}')
     return args
 
 
@@ -286,14 +360,20 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     jobs = []
 
-    def add(group, arm, config, seed, name, overrides=None,
-            schedule_from=None):
-        jobs.append(dict(group=group, arm=arm, config=config, seed=seed,
-                         iters=args.iters, data_root=args.data_root,
-                         overrides=overrides or {},
-                         schedule_from=schedule_from,
-                         work_dir=osp.join(args.work_root, f'seed{seed}',
-                                           name)))
+    def add(group, arm, config, seed, name, overrides=None, schedule_from=None):
+        jobs.append(
+            dict(
+                group=group,
+                arm=arm,
+                config=config,
+                seed=seed,
+                iters=args.iters,
+                data_root=args.data_root,
+                overrides=overrides or {},
+                schedule_from=schedule_from,
+                work_dir=osp.join(args.work_root, f'seed{seed}', name),
+            )
+        )
 
     if 'kd' in args.only:
         for detector in args.detectors:
@@ -306,19 +386,32 @@ def main(argv=None) -> None:
                     overrides['model'] = dict(
                         overrides['model'],
                         teacher=dict(
-                            overrides['model'].get('teacher', {}),
-                            checkpoint=checkpoint))
+                            overrides['model'].get('teacher', {}), checkpoint=checkpoint
+                        ),
+                    )
                 slug = arm.split()[0].lower()
                 for seed in args.seeds:
-                    add(group, arm, config, seed,
-                        f'{detector}_{slug}' if overrides else
-                        osp.basename(config)[:-3], overrides,
-                        student_config(detector))
+                    add(
+                        group,
+                        arm,
+                        config,
+                        seed,
+                        f'{detector}_{slug}'
+                        if overrides
+                        else osp.basename(config)[:-3],
+                        overrides,
+                        student_config(detector),
+                    )
     if 'anchors' in args.only:
         for arm, config in ANCHOR_ARMS:
             for seed in args.seeds:
-                add('RetinaNet vs FreeAnchor vs MAL (w16)', arm, config, seed,
-                    osp.basename(config)[:-3])
+                add(
+                    'RetinaNet vs FreeAnchor vs MAL (w16)',
+                    arm,
+                    config,
+                    seed,
+                    osp.basename(config)[:-3],
+                )
     # a run shared by two comparisons (the RetinaNet baseline) is trained
     # once and listed in both
     unique = list({job['work_dir']: job for job in jobs}.values())
@@ -329,11 +422,12 @@ def main(argv=None) -> None:
     groups: Dict[str, List[dict]] = {}
     for job in jobs:
         groups.setdefault(job['group'], []).append(
-            dict(by_dir[job['work_dir']], group=job['group'], arm=job['arm']))
-    command = 'OMP_NUM_THREADS=1 python benchmarks/detection_kd_scenes.py ' + \
-        ' '.join(sys.argv[1:] if argv is None else argv)
-    block = markdown(groups, args.seeds, command.strip(), args.iters,
-                     args.data_root)
+            dict(by_dir[job['work_dir']], group=job['group'], arm=job['arm'])
+        )
+    command = 'OMP_NUM_THREADS=1 python benchmarks/detection_kd_scenes.py ' + ' '.join(
+        sys.argv[1:] if argv is None else argv
+    )
+    block = markdown(groups, args.seeds, command.strip(), args.iters, args.data_root)
     write_block(args.out, 'detection_kd_scenes', block)
     print(block)
 

@@ -20,6 +20,7 @@ block between ``<!-- distill_fmnist_accuracy:begin/end -->`` of ``--out``;
 the text around it is kept); ``--resume`` reuses the teacher and the runs
 already in that file.
 """
+
 import argparse
 import json
 import math
@@ -33,6 +34,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from doc_blocks import write_block  # noqa: E402
+
 TEACHER_CFG = 'configs/baselines/mmpretrain/fmnist_teacher.py'
 STUDENT_CFG = 'configs/baselines/mmpretrain/fmnist_student.py'
 METHODS = {
@@ -42,8 +44,9 @@ METHODS = {
     'KD (bf16 teacher)': 'configs/distill/mmpretrain/kd_fmnist.py',
     'Decoupled KD': 'configs/distill/mmpretrain/dkd_fmnist.py',
     # the official ImageNet setting (beta=0.5, tau=1)
-    'Decoupled KD (beta 0.5, tau 1)':
-    'configs/distill/mmpretrain/dkd-beta0.5-tau1_fmnist.py',
+    'Decoupled KD (beta 0.5, tau 1)': (
+        'configs/distill/mmpretrain/dkd-beta0.5-tau1_fmnist.py'
+    ),
     'DIST': 'configs/distill/mmpretrain/dist_fmnist.py',
     'FitNets': 'configs/distill/mmpretrain/fitnets_fmnist.py',
     'ICKD (+KD)': 'configs/distill/mmpretrain/ickd_fmnist.py',
@@ -64,9 +67,10 @@ def _options(args, seed, epochs):
     # The cosine phase (param_scheduler[1]) of fmnist_sgd.py ends at its own
     # max_epochs (8): end it with the shortened/lengthened training too.
     opts = [
-        f'randomness.seed={seed}', f'train_cfg.max_epochs={epochs}',
+        f'randomness.seed={seed}',
+        f'train_cfg.max_epochs={epochs}',
         f'param_scheduler.1.end={epochs}',
-        f'train_cfg.val_interval={epochs + 1}'
+        f'train_cfg.val_interval={epochs + 1}',
     ]
     if args.subset:
         opts.append(f'train_dataloader.dataset.subset_size={args.subset}')
@@ -92,8 +96,12 @@ def _method_options(method, args):
 def train(config, work_dir, options):
     """Train ``config`` with tools/train.py; return the last checkpoint."""
     cmd = [
-        sys.executable, 'tools/train.py', config, '--work-dir', work_dir,
-        '--cfg-options'
+        sys.executable,
+        'tools/train.py',
+        config,
+        '--work-dir',
+        work_dir,
+        '--cfg-options',
     ] + options
     subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     with open(os.path.join(work_dir, 'last_checkpoint')) as f:
@@ -103,9 +111,11 @@ def train(config, work_dir, options):
 def test_accuracy(config, checkpoint, options=None):
     """Top-1 (%) on the test split of ``checkpoint`` loaded into ``config``
     (updated with the ``options`` dict)."""
-    import mmcompress  # noqa: F401
     from mmengine.config import Config
     from mmengine.runner import Runner
+
+    import mmcompress  # noqa: F401
+
     cfg = Config.fromfile(os.path.join(ROOT, config))
     cfg.merge_from_dict(options or {})
     cfg.work_dir = os.path.join(os.path.dirname(checkpoint), 'test')
@@ -120,17 +130,26 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--epochs', type=int, default=8)
-    parser.add_argument('--teacher-epochs', type=int,
-                        help='epochs of the teacher (default: --epochs)')
-    parser.add_argument('--subset', type=int, default=0,
-                        help='class-balanced training subset (0: all 55k)')
-    parser.add_argument('--methods', nargs='+', default=list(METHODS),
-                        choices=list(METHODS))
+    parser.add_argument(
+        '--teacher-epochs', type=int, help='epochs of the teacher (default: --epochs)'
+    )
+    parser.add_argument(
+        '--subset',
+        type=int,
+        default=0,
+        help='class-balanced training subset (0: all 55k)',
+    )
+    parser.add_argument(
+        '--methods', nargs='+', default=list(METHODS), choices=list(METHODS)
+    )
     parser.add_argument('--work-dir', default='work_dirs/bench_fmnist_kd')
     parser.add_argument('--out', help='markdown file for the table')
-    parser.add_argument('--resume', action='store_true',
-                        help='reuse the teacher and the finished runs '
-                        'recorded in the json next to --out')
+    parser.add_argument(
+        '--resume',
+        action='store_true',
+        help='reuse the teacher and the finished runs '
+        'recorded in the json next to --out',
+    )
     args = parser.parse_args()
     work = os.path.join(ROOT, args.work_dir)
     raw_path = os.path.splitext(args.out)[0] + '.json' if args.out else None
@@ -146,12 +165,20 @@ def main():
         teacher_ckpt = done['teacher', 0]['checkpoint']
     else:
         start = time.time()
-        teacher_ckpt = train(TEACHER_CFG, os.path.join(work, 'teacher'),
-                             _options(args, 0, teacher_epochs))
+        teacher_ckpt = train(
+            TEACHER_CFG,
+            os.path.join(work, 'teacher'),
+            _options(args, 0, teacher_epochs),
+        )
         runs.append(
-            dict(method='teacher', seed=0, checkpoint=teacher_ckpt,
-                 train_s=round(time.time() - start, 1),
-                 top1=test_accuracy(TEACHER_CFG, teacher_ckpt)))
+            dict(
+                method='teacher',
+                seed=0,
+                checkpoint=teacher_ckpt,
+                train_s=round(time.time() - start, 1),
+                top1=test_accuracy(TEACHER_CFG, teacher_ckpt),
+            )
+        )
         _save(runs, raw_path, args)
     for seed in args.seeds:
         for method in args.methods:
@@ -160,20 +187,17 @@ def main():
             config = METHODS[method]
             slug = re.sub(r'\W+', '_', method).strip('_')
             work_dir = os.path.join(work, f'{slug}_s{seed}')
-            options = _options(args, seed, args.epochs) + \
-                _method_options(method, args)
+            options = _options(args, seed, args.epochs) + _method_options(method, args)
             if method not in TEACHER_FREE:
                 options.append(f'model.teacher.checkpoint={teacher_ckpt}')
             start = time.time()
             last = train(config, work_dir, options)
             train_s = round(time.time() - start, 1)
             if method not in TEACHER_FREE:
-                last = last[:-len('.pth')] + '_student.pth'
-            run = dict(method=method, seed=seed, checkpoint=last,
-                       train_s=train_s)
+                last = last[: -len('.pth')] + '_student.pth'
+            run = dict(method=method, seed=seed, checkpoint=last, train_s=train_s)
             if method == 'FFL':
-                run['top1'] = test_accuracy(config, last,
-                                            {'model.predict_from': 0})
+                run['top1'] = test_accuracy(config, last, {'model.predict_from': 0})
                 run['top1_fused'] = test_accuracy(config, last)
             else:
                 run['top1'] = test_accuracy(STUDENT_CFG, last)
@@ -188,16 +212,23 @@ def _save(runs, raw_path, args):
     if not args.out:
         return
     with open(raw_path, 'w') as f:
-        json.dump(dict(subset=args.subset, epochs=args.epochs,
-                       teacher_epochs=args.teacher_epochs or args.epochs,
-                       runs=runs),
-                  f, indent=1)
+        json.dump(
+            dict(
+                subset=args.subset,
+                epochs=args.epochs,
+                teacher_epochs=args.teacher_epochs or args.epochs,
+                runs=runs,
+            ),
+            f,
+            indent=1,
+        )
     results = {}
     for run in runs:
         if run['method'] == 'FFL':
             results.setdefault('FFL (branch 0)', []).append(run)
             results.setdefault('FFL (fused 2 branches)', []).append(
-                dict(run, top1=run['top1_fused']))
+                dict(run, top1=run['top1_fused'])
+            )
         else:
             results.setdefault(run['method'], []).append(run)
     write_table(results, args)
@@ -205,17 +236,29 @@ def _save(runs, raw_path, args):
 
 def write_table(results, args):
     """Markdown table: mean +- std over seeds, and the gain over CE."""
-    base = statistics.mean(run['top1'] for run in results['CE student']) \
-        if 'CE student' in results else None
-    cmd = ('python benchmarks/distill_fmnist_accuracy.py --seeds ' +
-           ' '.join(map(str, args.seeds)) + f' --epochs {args.epochs}' +
-           (f' --teacher-epochs {args.teacher_epochs}'
-            if args.teacher_epochs else '') +
-           (f' --subset {args.subset}' if args.subset else '') +
-           ('' if args.methods == list(METHODS) else ' --methods ' +
-            ' '.join(f"'{m}'" for m in args.methods)) + f' --out {args.out}')
-    training_set = (f'class-balanced {args.subset}-image subset of the 55k '
-                    'train split' if args.subset else 'the 55k train split')
+    base = (
+        statistics.mean(run['top1'] for run in results['CE student'])
+        if 'CE student' in results
+        else None
+    )
+    cmd = (
+        'python benchmarks/distill_fmnist_accuracy.py --seeds '
+        + ' '.join(map(str, args.seeds))
+        + f' --epochs {args.epochs}'
+        + (f' --teacher-epochs {args.teacher_epochs}' if args.teacher_epochs else '')
+        + (f' --subset {args.subset}' if args.subset else '')
+        + (
+            ''
+            if args.methods == list(METHODS)
+            else ' --methods ' + ' '.join(f"'{m}'" for m in args.methods)
+        )
+        + f' --out {args.out}'
+    )
+    training_set = (
+        f'class-balanced {args.subset}-image subset of the 55k train split'
+        if args.subset
+        else 'the 55k train split'
+    )
     lines = [
         'Teacher: CIFAR-style ResNet-18, widths 16-128 (0.69 M params); '
         'student: 3-stage ResNet-18, widths 8-32 (0.045 M params). '
@@ -224,22 +267,30 @@ def write_table(results, args):
         'seed 0, shared by all students), SGD + cosine; '
         'test top-1 (%) of the last checkpoint on the official '
         '10k test split, evaluated from the plain `*_student.pth` files with '
-        'the baseline student config.', '', f'Command: `{cmd}`', '',
+        'the baseline student config.',
+        '',
+        f'Command: `{cmd}`',
+        '',
         '| model | top-1 (mean ± std) | vs CE student | seeds | '
         'per-seed top-1 | train wall time / run (s) |',
-        '|---|---|---|---|---|---|'
+        '|---|---|---|---|---|---|',
     ]
     for method, method_runs in results.items():
         accs = [run['top1'] for run in method_runs]
         mean = statistics.mean(accs)
         std = statistics.stdev(accs) if len(accs) > 1 else 0.0
-        gain = '' if method in ('teacher', 'CE student') or base is None \
+        gain = (
+            ''
+            if method in ('teacher', 'CE student') or base is None
             else f'{mean - base:+.2f}'
+        )
         seeds = ', '.join(str(run['seed']) for run in method_runs)
         per_seed = ', '.join(f'{acc:.2f}' for acc in accs)
         wall = statistics.mean(run['train_s'] for run in method_runs)
-        lines.append(f'| {method} | {mean:.2f} ± {std:.2f} | {gain} | '
-                     f'{seeds} | {per_seed} | {wall:.0f} |')
+        lines.append(
+            f'| {method} | {mean:.2f} ± {std:.2f} | {gain} | '
+            f'{seeds} | {per_seed} | {wall:.0f} |'
+        )
     write_block(args.out, 'distill_fmnist_accuracy', '\n'.join(lines))
 
 

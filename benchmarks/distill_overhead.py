@@ -39,6 +39,7 @@ Usage::
     python benchmarks/distill_overhead.py --cases cls det-fpn det-head \
         det-fpn-zoo seg pose --iters 20 --memory --out docs/distill/overhead.md
 """
+
 import argparse
 import copy
 import json
@@ -58,20 +59,23 @@ from doc_blocks import write_block  # noqa: E402
 
 #: glibc malloc settings of the timing runs: blocks up to 32 MiB come from
 #: the heap (not mmap) and the heap is never trimmed.
-MALLOC_ENV = dict(MALLOC_MMAP_THRESHOLD_=str(32 * 2**20),
-                  MALLOC_TRIM_THRESHOLD_=str(2**32))
+MALLOC_ENV = dict(
+    MALLOC_MMAP_THRESHOLD_=str(32 * 2**20), MALLOC_TRIM_THRESHOLD_=str(2**32)
+)
 
 CASES = {
     'cls': dict(
         config='configs/distill/mmpretrain/kd_fmnist.py',
         reference='tensor',
         what='classification: KD on logits (Fashion-MNIST ResNet-18 '
-        'w16 -> w8, batch 128)'),
+        'w16 -> w8, batch 128)',
+    ),
     'det-fpn': dict(
         config='configs/distill/mmdet/pkd_retinanet_r18-w32_to_w16_scenes.py',
         reference='feat',
         what='detection: PKD on 3 FPN levels (RetinaNet R-18 w32 -> w16, '
-        'batch 8, 128x128)'),
+        'batch 8, 128x128)',
+    ),
     'det-head': dict(
         config='configs/distill/mmdet/pkd_retinanet_r18-w32_to_w16_scenes.py',
         reference='tensor',
@@ -79,32 +83,35 @@ CASES = {
             cls=dict(
                 student=dict(module='bbox_head', index=0),
                 teacher=dict(module='bbox_head', index=0),
-                loss=dict(type='ChannelWiseDivergenceLoss', tau=1.0,
-                          loss_weight=1.0))),
+                loss=dict(type='ChannelWiseDivergenceLoss', tau=1.0, loss_weight=1.0),
+            )
+        ),
         what='detection: CWD on head class logits (RetinaNet R-18 w32 -> '
-        'w16, batch 8, 128x128)'),
+        'w16, batch 8, 128x128)',
+    ),
     'det-fpn-zoo': dict(
         config='configs/distill/mmdet/cwd_retinanet_r101_to_r50_fpn_1x_coco.py',
         data=dict(
-            config='configs/distill/mmdet/'
-            'pkd_retinanet_r18-w32_to_w16_scenes.py',
+            config='configs/distill/mmdet/pkd_retinanet_r18-w32_to_w16_scenes.py',
             batch_size=2,
-            image_size=512),
+            image_size=512,
+        ),
         reference='feat',
         iters=8,  # ~20 s per interleaved iteration on one CPU thread
         what='detection at model-zoo scale: CWD on 5 FPN levels (mmdet '
         'RetinaNet R-101 -> R-50, 256-channel FPNs, batch 2, 512x512 '
-        'scenes)'),
+        'scenes)',
+    ),
     'seg': dict(
         config='configs/distill/mmseg/cwd_fcn_r18-w32_to_w16_scenes.py',
         reference='tensor',
-        what='segmentation: CWD on logits (FCN R-18 w32 -> w16, batch 8, '
-        '128x128)'),
+        what='segmentation: CWD on logits (FCN R-18 w32 -> w16, batch 8, 128x128)',
+    ),
     'pose': dict(
         config='configs/distill/mmpose/heatmap_kd_r18-w32_to_w16_scenes.py',
         reference='tensor',
-        what='pose: heatmap KD (top-down R-18 w32 -> w16, batch 32, '
-        '64x64)'),
+        what='pose: heatmap KD (top-down R-18 w32 -> w16, batch 32, 64x64)',
+    ),
 }
 
 
@@ -114,16 +121,18 @@ def _train_loader(case: dict, cfg):
     ``case['data']['config']`` with the batch size and a square image size
     of ``case['data']``."""
     from mmengine.config import Config
+
     data = case.get('data')
     if data is None:
         loader = copy.deepcopy(cfg.train_dataloader)
     else:
         loader = copy.deepcopy(
-            Config.fromfile(os.path.join(ROOT, data['config'])).train_dataloader)
+            Config.fromfile(os.path.join(ROOT, data['config'])).train_dataloader
+        )
         loader.batch_size = data['batch_size']
         for transform in loader.dataset.pipeline:
             if transform.type == 'Resize':
-                transform.scale = (data['image_size'], ) * 2
+                transform.scale = (data['image_size'],) * 2
     loader.update(num_workers=0, persistent_workers=False)
     return loader
 
@@ -135,11 +144,11 @@ def _setup(case: dict, parts=('kd', 'student')):
     Teachers are randomly initialised (the checkpoint is dropped) and the
     ImageNet-pretrained init of model-zoo backbones is not run: weights do
     not change the cost."""
-    import mmcompress  # noqa: F401
     from mmengine.config import Config
     from mmengine.registry import DefaultScope, init_default_scope
     from mmengine.runner import Runner
 
+    import mmcompress  # noqa: F401
     from mmcompress.distill.teacher import build_model, load_model_config
     from mmcompress.registry import MODELS
 
@@ -147,10 +156,11 @@ def _setup(case: dict, parts=('kd', 'student')):
     init_default_scope(cfg.default_scope)
     model_cfg = copy.deepcopy(cfg.model.to_dict())
     model_cfg['teacher']['checkpoint'] = None
-    if isinstance(model_cfg['teacher']['config'], str) and \
-            '::' in model_cfg['teacher']['config']:
-        teacher_cfg, _ = load_model_config(model_cfg['teacher']['config'],
-                                           'teacher')
+    if (
+        isinstance(model_cfg['teacher']['config'], str)
+        and '::' in model_cfg['teacher']['config']
+    ):
+        teacher_cfg, _ = load_model_config(model_cfg['teacher']['config'], 'teacher')
         teacher_cfg.backbone.pop('init_cfg', None)
         model_cfg['teacher']['config'] = teacher_cfg
     if 'distill' in case:
@@ -158,8 +168,7 @@ def _setup(case: dict, parts=('kd', 'student')):
     top_preprocessor = cfg.get('data_preprocessor')
     if top_preprocessor is not None:
         model_cfg.setdefault('data_preprocessor', top_preprocessor)
-    raw = next(iter(Runner.build_dataloader(_train_loader(case, cfg),
-                                            seed=0)))
+    raw = next(iter(Runner.build_dataloader(_train_loader(case, cfg), seed=0)))
     built = {}
     # Both students start from the same weights (DistillModel builds its
     # student first): data-dependent steps (OHEM's top-k, label assignment)
@@ -171,7 +180,8 @@ def _setup(case: dict, parts=('kd', 'student')):
         built['kd'] = (model, model.data_preprocessor(raw, True))
     if 'student' in parts:
         student_cfg, scope = load_model_config(
-            model_cfg['student']['config'], 'student')
+            model_cfg['student']['config'], 'student'
+        )
         if top_preprocessor is not None and scope is None:
             student_cfg.setdefault('data_preprocessor', top_preprocessor)
         torch.manual_seed(0)
@@ -200,6 +210,7 @@ def _recorded_features(model, data: dict) -> Dict:
     """Recorded (student, teacher) tensors of every entry, for timing the
     distillation compute (adapters + losses, forward and backward) alone."""
     from mmcompress.distill import StopForward
+
     teacher = model.teachers['teacher']
     recorder_T = model._teacher_recorders['teacher']
     with torch.no_grad():
@@ -211,28 +222,31 @@ def _recorded_features(model, data: dict) -> Dict:
         with model._student_recorder:
             model.student(data['inputs'], data['data_samples'], mode='loss')
     return {
-        name: ([f.detach().requires_grad_() for f in
-                model._student_recorder.get(name)], recorder_T.get(name))
+        name: (
+            [f.detach().requires_grad_() for f in model._student_recorder.get(name)],
+            recorder_T.get(name),
+        )
         for name in model.distill_losses
     }
 
 
 def _distill_compute(model, feats: Dict, data: dict) -> None:
     samples = data['data_samples']
-    labels = torch.cat([s.gt_label for s in samples]) \
-        if hasattr(samples[0], 'gt_label') else None
+    labels = (
+        torch.cat([s.gt_label for s in samples])
+        if hasattr(samples[0], 'gt_label')
+        else None
+    )
     total = 0
     for entry in model._entries:
         feats_S, feats_T = feats[entry.name]
         if entry.name in model.adapters:
             feats_S = model.adapters[entry.name](feats_S, feats_T)
-        total = total + model._call_loss(entry, feats_S, feats_T, labels,
-                                         samples)
+        total = total + model._call_loss(entry, feats_S, feats_T, labels, samples)
     total.backward()
 
 
-def run_timing(name: str, iters: int, warmup: int,
-               bf16_teacher: bool = False) -> Dict:
+def run_timing(name: str, iters: int, warmup: int, bf16_teacher: bool = False) -> Dict:
     """Time KD step, student step, teacher reference and the distillation
     compute alone, interleaved iteration by iteration; with
     ``bf16_teacher`` also the teacher reference under bf16 autocast and the
@@ -258,7 +272,8 @@ def run_timing(name: str, iters: int, warmup: int,
         pair=pair,
         student=lambda: _step(student, student_data, opt_s),
         teacher=lambda: _teacher_reference(teacher, data, case['reference']),
-        distill=lambda: _distill_compute(distill_model, feats, data))
+        distill=lambda: _distill_compute(distill_model, feats, data),
+    )
     if bf16_teacher:
         device = data['inputs'].device.type
         distill_bf16 = copy.copy(distill_model)  # shares every module
@@ -269,8 +284,8 @@ def run_timing(name: str, iters: int, warmup: int,
                 _teacher_reference(teacher, data, case['reference'])
 
         runs.update(
-            teacher_bf16=teacher_bf16,
-            kd_bf16=lambda: _step(distill_bf16, data, opt_kd))
+            teacher_bf16=teacher_bf16, kd_bf16=lambda: _step(distill_bf16, data, opt_kd)
+        )
     times = {key: [] for key in runs}
     for i in range(warmup + iters):
         for key, fn in runs.items():
@@ -281,9 +296,13 @@ def run_timing(name: str, iters: int, warmup: int,
             if i >= warmup:
                 times[key].append(time.perf_counter() - start)
     med = {k: statistics.median(v) for k, v in times.items()}
-    extra = dict(
-        teacher_bf16_ms=1000 * med['teacher_bf16'],
-        kd_bf16_ms=1000 * med['kd_bf16']) if bf16_teacher else {}
+    extra = (
+        dict(
+            teacher_bf16_ms=1000 * med['teacher_bf16'], kd_bf16_ms=1000 * med['kd_bf16']
+        )
+        if bf16_teacher
+        else {}
+    )
     return dict(
         **extra,
         case=name,
@@ -297,8 +316,9 @@ def run_timing(name: str, iters: int, warmup: int,
         ratio=med['kd'] / med['pair'],
         ratio_framework=(med['kd'] - med['distill']) / med['pair'],
         ratio_separate=med['kd'] / (med['student'] + med['teacher']),
-        teacher_mb=sum(p.numel() * p.element_size()
-                       for p in teacher.parameters()) / 2**20)
+        teacher_mb=sum(p.numel() * p.element_size() for p in teacher.parameters())
+        / 2**20,
+    )
 
 
 def _proc_status_mb(field: str) -> float:
@@ -318,7 +338,8 @@ def run_memory(name: str, mode: str, iters: int) -> Dict:
     the steps (activations, gradients, optimizer state).
     """
     import gc
-    model, batch = _setup(CASES[name], parts=(mode, ))[mode]
+
+    model, batch = _setup(CASES[name], parts=(mode,))[mode]
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4)
     gc.collect()
@@ -331,32 +352,46 @@ def run_memory(name: str, mode: str, iters: int) -> Dict:
         before = _proc_status_mb('VmRSS')
     for _ in range(iters):
         _step(model, batch, optimizer)
-    peak = torch.cuda.max_memory_allocated() / 2**20 \
-        if torch.cuda.is_available() else _proc_status_mb('VmHWM')
+    peak = (
+        torch.cuda.max_memory_allocated() / 2**20
+        if torch.cuda.is_available()
+        else _proc_status_mb('VmHWM')
+    )
     return dict(peak_mb=peak, rise_mb=peak - before)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--cases', nargs='+', default=list(CASES),
-                        choices=list(CASES))
+    parser.add_argument('--cases', nargs='+', default=list(CASES), choices=list(CASES))
     parser.add_argument('--iters', type=int, default=20)
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--threads', type=int, default=1)
-    parser.add_argument('--memory', action='store_true',
-                        help='also measure peak memory (child processes)')
-    parser.add_argument('--bf16-teacher', action='store_true',
-                        help="also time the teacher with precision='bf16'")
+    parser.add_argument(
+        '--memory',
+        action='store_true',
+        help='also measure peak memory (child processes)',
+    )
+    parser.add_argument(
+        '--bf16-teacher',
+        action='store_true',
+        help="also time the teacher with precision='bf16'",
+    )
     parser.add_argument('--out', help='markdown file to write the table to')
-    parser.add_argument('--system-malloc', action='store_true',
-                        help='keep the default glibc malloc settings')
-    parser.add_argument('--child', nargs=2, metavar=('CASE', 'MODE'),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        '--system-malloc',
+        action='store_true',
+        help='keep the default glibc malloc settings',
+    )
+    parser.add_argument(
+        '--child', nargs=2, metavar=('CASE', 'MODE'), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if not args.system_malloc and any(
-            os.environ.get(key) != value for key, value in MALLOC_ENV.items()):
-        os.execve(sys.executable, [sys.executable] + sys.argv,
-                  dict(os.environ, **MALLOC_ENV))
+        os.environ.get(key) != value for key, value in MALLOC_ENV.items()
+    ):
+        os.execve(
+            sys.executable, [sys.executable] + sys.argv, dict(os.environ, **MALLOC_ENV)
+        )
     torch.set_num_threads(args.threads)
     if args.child:
         print(json.dumps(run_memory(*args.child, iters=3)))
@@ -366,12 +401,26 @@ def main() -> None:
         row = run_timing(name, args.iters, args.warmup, args.bf16_teacher)
         if args.memory:
             for mode in ('kd', 'student'):
-                out = subprocess.run(
-                    [sys.executable, __file__, '--threads',
-                     str(args.threads), '--child', name, mode] +
-                    (['--system-malloc'] if args.system_malloc else []),
-                    capture_output=True, text=True, check=True,
-                    cwd=ROOT).stdout.strip().splitlines()[-1]
+                out = (
+                    subprocess.run(
+                        [
+                            sys.executable,
+                            __file__,
+                            '--threads',
+                            str(args.threads),
+                            '--child',
+                            name,
+                            mode,
+                        ]
+                        + (['--system-malloc'] if args.system_malloc else []),
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                        cwd=ROOT,
+                    )
+                    .stdout.strip()
+                    .splitlines()[-1]
+                )
                 result = json.loads(out)
                 row[f'{mode}_peak_mb'] = result['peak_mb']
                 row[f'{mode}_rise_mb'] = result['rise_mb']
@@ -383,69 +432,93 @@ def main() -> None:
 
 def write_table(rows, args) -> None:
     """Write the results as a markdown table with the reproducing command."""
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() \
+    device = (
+        torch.cuda.get_device_name()
+        if torch.cuda.is_available()
         else f'CPU, {args.threads} thread(s)'
-    cmd = 'python benchmarks/distill_overhead.py --cases ' + ' '.join(
-        args.cases) + f' --iters {args.iters} --threads {args.threads}' + (
-            ' --memory' if args.memory else '') + (
-                ' --bf16-teacher' if args.bf16_teacher else '') + (
-                    ' --system-malloc' if args.system_malloc else '') + \
-        f' --out {args.out}'
-    memory_head = (' KD peak / rise (MB) | student peak / rise (MB) | '
-                   'teacher weights (MB) |') if args.memory else ''
+    )
+    cmd = (
+        'python benchmarks/distill_overhead.py --cases '
+        + ' '.join(args.cases)
+        + f' --iters {args.iters} --threads {args.threads}'
+        + (' --memory' if args.memory else '')
+        + (' --bf16-teacher' if args.bf16_teacher else '')
+        + (' --system-malloc' if args.system_malloc else '')
+        + f' --out {args.out}'
+    )
+    memory_head = (
+        (' KD peak / rise (MB) | student peak / rise (MB) | teacher weights (MB) |')
+        if args.memory
+        else ''
+    )
     lines = [
         'KD training step time divided by (student-only training step + the '
         "teacher's inference of the recorded parts, written by hand), "
         'measured in one run, interleaved, medians of the given number of '
         f'iterations on one real batch; device: {device}, glibc malloc '
-        + ('defaults' if args.system_malloc else
-           'with ' + ', '.join(f'{k}={v}' for k, v in MALLOC_ENV.items())) +
-        '. Goal: <= 1.02. '
+        + (
+            'defaults'
+            if args.system_malloc
+            else 'with ' + ', '.join(f'{k}={v}' for k, v in MALLOC_ENV.items())
+        )
+        + '. Goal: <= 1.02. '
         '"ratio" divides by one timed call that runs the teacher reference '
         'and then the student step (the order of the KD step, so caches and '
         'the allocator see the same sequence); "ratio, separate" divides by '
         'the sum of their separately timed medians.',
-        '', '"distill compute" is the adapters + distillation losses alone '
+        '',
+        '"distill compute" is the adapters + distillation losses alone '
         '(forward and backward on recorded features); "ratio w/o distill '
         'compute" subtracts it from the KD step, leaving what the framework '
         'adds (recording, the cut-short teacher forward, bookkeeping). '
         'Memory: peak resident set during the steps / its rise over the '
-        'resident set before them (CPU), or peak allocated (CUDA).', '',
-        f'Command: `{cmd}`', '',
+        'resident set before them (CPU), or peak allocated (CUDA).',
+        '',
+        f'Command: `{cmd}`',
+        '',
         '| case | iters | KD step (ms) | student step (ms) | teacher ref. (ms) | '
         'teacher ref. + student step (ms) | distill compute (ms) | ratio | '
         'ratio w/o distill compute | ratio, separate |' + memory_head,
-        '|---|---|---|---|---|---|---|---|---|---|' + ('---|---|---|'
-                                           if args.memory else '')
+        '|---|---|---|---|---|---|---|---|---|---|'
+        + ('---|---|---|' if args.memory else ''),
     ]
     for r in rows:
-        line = (f"| {r['what']} | {r['iters']} | {r['kd_ms']:.1f} | "
-                f"{r['student_ms']:.1f} "
-                f"| {r['teacher_ms']:.1f} | {r['pair_ms']:.1f} "
-                f"| {r['distill_ms']:.1f} | {r['ratio']:.3f} "
-                f"| {r['ratio_framework']:.3f} | {r['ratio_separate']:.3f} |")
+        line = (
+            f'| {r["what"]} | {r["iters"]} | {r["kd_ms"]:.1f} | '
+            f'{r["student_ms"]:.1f} '
+            f'| {r["teacher_ms"]:.1f} | {r["pair_ms"]:.1f} '
+            f'| {r["distill_ms"]:.1f} | {r["ratio"]:.3f} '
+            f'| {r["ratio_framework"]:.3f} | {r["ratio_separate"]:.3f} |'
+        )
         if args.memory:
-            line += (f" {r['kd_peak_mb']:.0f} / {r['kd_rise_mb']:.0f} "
-                     f"| {r['student_peak_mb']:.0f} / "
-                     f"{r['student_rise_mb']:.0f} | {r['teacher_mb']:.1f} |")
+            line += (
+                f' {r["kd_peak_mb"]:.0f} / {r["kd_rise_mb"]:.0f} '
+                f'| {r["student_peak_mb"]:.0f} / '
+                f'{r["student_rise_mb"]:.0f} | {r["teacher_mb"]:.1f} |'
+            )
         lines.append(line)
     if args.bf16_teacher:
         lines += [
-            '', '## Reduced-precision teacher (`precision=\'bf16\'`)', '',
+            '',
+            "## Reduced-precision teacher (`precision='bf16'`)",
+            '',
             "The same cases with the teacher's forward under bf16 autocast "
-            '(`teacher=dict(..., precision=\'bf16\')`), timed in the same '
-            'interleaved run.', '',
+            "(`teacher=dict(..., precision='bf16')`), timed in the same "
+            'interleaved run.',
+            '',
             '| case | teacher ref. fp32 (ms) | teacher ref. bf16 (ms) | '
             'teacher speed-up | KD step, fp32 teacher (ms) | KD step, bf16 '
-            'teacher (ms) | KD step speed-up |', '|---|---|---|---|---|---|---|'
+            'teacher (ms) | KD step speed-up |',
+            '|---|---|---|---|---|---|---|',
         ]
         for r in rows:
             lines.append(
-                f"| {r['what']} | {r['teacher_ms']:.1f} | "
-                f"{r['teacher_bf16_ms']:.1f} | "
-                f"{r['teacher_ms'] / r['teacher_bf16_ms']:.2f}x | "
-                f"{r['kd_ms']:.1f} | {r['kd_bf16_ms']:.1f} | "
-                f"{r['kd_ms'] / r['kd_bf16_ms']:.2f}x |")
+                f'| {r["what"]} | {r["teacher_ms"]:.1f} | '
+                f'{r["teacher_bf16_ms"]:.1f} | '
+                f'{r["teacher_ms"] / r["teacher_bf16_ms"]:.2f}x | '
+                f'{r["kd_ms"]:.1f} | {r["kd_bf16_ms"]:.1f} | '
+                f'{r["kd_ms"] / r["kd_bf16_ms"]:.2f}x |'
+            )
     write_block(args.out, 'distill_overhead', '\n'.join(lines))
 
 

@@ -4,6 +4,7 @@ the hand-written text around it.
 The generated part sits between ``<!-- NAME:begin -->`` and
 ``<!-- NAME:end -->``; a page without these markers gets the block appended.
 """
+
 import os
 import os.path as osp
 

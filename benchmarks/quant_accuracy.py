@@ -13,6 +13,7 @@ Usage (CPU minutes per run; see the table's header for the settings used):
     OMP_NUM_THREADS=1 python benchmarks/quant_accuracy.py --seeds 0 1 2 \
         --methods ste lsq ewgs daq n2uq --bits 4 2 --out docs/quant/accuracy.md
 """
+
 import argparse
 import json
 import os
@@ -20,15 +21,16 @@ import os.path as osp
 import statistics
 import time
 
-import mmcompress  # noqa: F401
-import mmcompress.quant  # noqa: F401  (registers the quantizers)
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+import mmcompress  # noqa: F401
+import mmcompress.quant  # noqa: F401  (registers the quantizers)
 from mmcompress.testing import shorten_schedule, shrink_data
 
-CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
-                      'configs', 'quant', 'mmpretrain')
+CONFIG_DIR = osp.join(
+    osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs', 'quant', 'mmpretrain'
+)
 
 
 def run(config, work_dir, seed, epochs, subset, load_from=None, test=True):
@@ -36,8 +38,11 @@ def run(config, work_dir, seed, epochs, subset, load_from=None, test=True):
     cfg.work_dir = work_dir
     cfg.randomness = dict(seed=seed, deterministic=False)
     shorten_schedule(cfg, epochs=epochs, log_interval=100, max_keep_ckpts=1)
-    for scheduler in cfg.param_scheduler if isinstance(
-            cfg.param_scheduler, list) else [cfg.param_scheduler]:
+    for scheduler in (
+        cfg.param_scheduler
+        if isinstance(cfg.param_scheduler, list)
+        else [cfg.param_scheduler]
+    ):
         if scheduler.get('end', 0) > epochs:
             scheduler.end = epochs
     cfg.load_from = load_from
@@ -55,30 +60,35 @@ def write_table(results, args):
     """Print the results table and write it to ``args.out`` (after every run)."""
     fp_mean = statistics.mean(results.get('FP32_finetune', results['FP32']))
     lines = [
-        '# QAT accuracy on Fashion-MNIST (test split, 10k images)', '',
+        '# QAT accuracy on Fashion-MNIST (test split, 10k images)',
+        '',
         f'Student: CIFAR-style ResNet-18, widths 8/16/32 (first conv and fc float). '
         f'FP32: {args.fp_epochs} epochs (seed {args.fp_seed}); QAT: '
         f'{args.qat_epochs} epoch(s) from that checkpoint per seed; training on a '
-        f'class-balanced {args.subset}-image subset; seeds {args.seeds}.', '',
+        f'class-balanced {args.subset}-image subset; seeds {args.seeds}.',
+        '',
         'FP32 is the pre-trained float model; FP32_finetune is that model fine-tuned '
         'with the QAT recipe without quantization (the reference of the last '
-        'column).', '',
+        'column).',
+        '',
         '| model | top-1 mean | std | runs | vs FP32_finetune (pt) |',
-        '|---|---|---|---|---|'
+        '|---|---|---|---|---|',
     ]
     for name, values in results.items():
         mean = statistics.mean(values)
         std = statistics.stdev(values) if len(values) > 1 else 0.0
         runs = ', '.join(f'{v:.2f}' for v in values)
-        lines.append(f'| {name} | {mean:.2f} | {std:.2f} | {runs} | '
-                     f'{mean - fp_mean:+.2f} |')
+        lines.append(
+            f'| {name} | {mean:.2f} | {std:.2f} | {runs} | {mean - fp_mean:+.2f} |'
+        )
     lines += [
-        '', 'Reproduce: `OMP_NUM_THREADS=1 .venv/bin/python '
+        '',
+        'Reproduce: `OMP_NUM_THREADS=1 .venv/bin/python '
         'benchmarks/quant_accuracy.py '
         f'--seeds {" ".join(map(str, args.seeds))} --methods {" ".join(args.methods)} '
         f'--bits {" ".join(map(str, args.bits))} --fp-seed {args.fp_seed} '
         f'--fp-epochs {args.fp_epochs} --qat-epochs {args.qat_epochs} '
-        f'--subset {args.subset}`'
+        f'--subset {args.subset}`',
     ]
     text = '\n'.join(lines) + '\n'
     print(text)
@@ -90,15 +100,18 @@ def write_table(results, args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    parser.add_argument('--methods', nargs='+',
-                        default=['ste', 'lsq', 'ewgs', 'daq', 'n2uq'])
+    parser.add_argument(
+        '--methods', nargs='+', default=['ste', 'lsq', 'ewgs', 'daq', 'n2uq']
+    )
     parser.add_argument('--bits', type=int, nargs='+', default=[4, 2])
-    parser.add_argument('--fp-seed', type=int, default=0,
-                        help='seed of the one float pre-training run')
+    parser.add_argument(
+        '--fp-seed', type=int, default=0, help='seed of the one float pre-training run'
+    )
     parser.add_argument('--fp-epochs', type=int, default=4)
     parser.add_argument('--qat-epochs', type=int, default=1)
-    parser.add_argument('--subset', type=int, default=10000,
-                        help='class-balanced training subset size')
+    parser.add_argument(
+        '--subset', type=int, default=10000, help='class-balanced training subset size'
+    )
     parser.add_argument('--work-dir', default='work_dirs/quant_accuracy')
     parser.add_argument('--out', default=None, help='markdown file to write')
     args = parser.parse_args()
@@ -117,21 +130,31 @@ def main():
         if (name, seed) not in done:
             _, metrics, seconds = run(
                 osp.join(CONFIG_DIR, config),
-                osp.join(args.work_dir, f'{name}_seed{seed}'), seed, epochs,
-                args.subset, load_from=load_from)
+                osp.join(args.work_dir, f'{name}_seed{seed}'),
+                seed,
+                epochs,
+                args.subset,
+                load_from=load_from,
+            )
             done[(name, seed)] = metrics['accuracy/top1']
             with open(log, 'a') as file:
-                file.write(json.dumps(dict(run=name, seed=seed, seconds=seconds,
-                                           **metrics)) + '\n')
+                file.write(
+                    json.dumps(dict(run=name, seed=seed, seconds=seconds, **metrics))
+                    + '\n'
+                )
         results.setdefault(name, []).append(done[(name, seed)])
         write_table(results, args)
 
     record('FP32', args.fp_seed, 'fp32_resnet18-w8_fmnist.py', args.fp_epochs)
-    fp_ckpt = osp.join(args.work_dir, f'FP32_seed{args.fp_seed}',
-                       f'epoch_{args.fp_epochs}.pth')
+    fp_ckpt = osp.join(
+        args.work_dir, f'FP32_seed{args.fp_seed}', f'epoch_{args.fp_epochs}.pth'
+    )
     runs = [('FP32_finetune', 'fp32_finetune_fmnist.py')]
-    runs += [(f'{m}_w{b}a{b}', f'{m}_w{b}a{b}_fmnist.py') for b in args.bits
-             for m in args.methods]
+    runs += [
+        (f'{m}_w{b}a{b}', f'{m}_w{b}a{b}_fmnist.py')
+        for b in args.bits
+        for m in args.methods
+    ]
     for name, config in runs:
         for seed in args.seeds:
             record(name, seed, config, args.qat_epochs, load_from=fp_ckpt)

@@ -13,36 +13,47 @@ Usage:
     OMP_NUM_THREADS=1 python benchmarks/quant_overhead.py --batch 8 --size 224 \
         --steps 10 --out docs/quant/overhead.md
 """
+
 import argparse
 import copy
 import platform
 import statistics
 import time
 
-import mmcompress  # noqa: F401
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.registry import DefaultScope, MODELS
+from mmengine.registry import MODELS, DefaultScope
 
+import mmcompress  # noqa: F401
 from mmcompress.quant import quantize_model
 
 FLOAT_MODEL = dict(
     type='ImageClassifier',
     backbone=dict(type='ResNet', depth=18),
     neck=dict(type='GlobalAveragePooling'),
-    head=dict(type='LinearClsHead', num_classes=1000, in_channels=512))
+    head=dict(type='LinearClsHead', num_classes=1000, in_channels=512),
+)
 
 
 def torch_ao_qat(model: nn.Module) -> nn.Module:
     """torch.ao eager-mode QAT with 4-bit fake quants on Conv2d / Linear."""
     from torch.ao import quantization as tq
+
     act = tq.FakeQuantize.with_args(
-        observer=tq.MovingAverageMinMaxObserver, quant_min=0, quant_max=15,
-        dtype=torch.quint8, qscheme=torch.per_tensor_affine)
+        observer=tq.MovingAverageMinMaxObserver,
+        quant_min=0,
+        quant_max=15,
+        dtype=torch.quint8,
+        qscheme=torch.per_tensor_affine,
+    )
     weight = tq.FakeQuantize.with_args(
-        observer=tq.MovingAveragePerChannelMinMaxObserver, quant_min=-8,
-        quant_max=7, dtype=torch.qint8, qscheme=torch.per_channel_symmetric)
+        observer=tq.MovingAveragePerChannelMinMaxObserver,
+        quant_min=-8,
+        quant_max=7,
+        dtype=torch.qint8,
+        qscheme=torch.per_channel_symmetric,
+    )
     qconfig = tq.QConfig(activation=act, weight=weight)
     model.backbone.qconfig = qconfig
     model.head.qconfig = qconfig
@@ -75,13 +86,16 @@ def main():
     ours = quantize_model(
         copy.deepcopy(fp32),
         w=dict(type='LSQQuantizer', bits=4, signed=True),
-        a=dict(type='LSQQuantizer', bits=4))
+        a=dict(type='LSQQuantizer', bits=4),
+    )
     tao = torch_ao_qat(copy.deepcopy(fp32)).train()
     images = torch.randn(args.batch, 3, args.size, args.size)
-    labels = torch.randint(0, 1000, (args.batch, ))
+    labels = torch.randint(0, 1000, (args.batch,))
     models = dict(fp32=fp32, mmcompress_w4a4=ours, torch_ao_w4a4=tao)
-    optims = {k: torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9)
-              for k, m in models.items()}
+    optims = {
+        k: torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9)
+        for k, m in models.items()
+    }
     times = {k: [] for k in models}
     for i in range(args.warmup + args.steps):
         for key, model in models.items():
@@ -91,22 +105,26 @@ def main():
     median = {k: statistics.median(v) for k, v in times.items()}
     rows = [(k, median[k], median[k] / median['fp32']) for k in models]
     lines = [
-        '# QAT training-step overhead (mmpretrain ResNet-18)', '',
+        '# QAT training-step overhead (mmpretrain ResNet-18)',
+        '',
         f'Batch {args.batch} x 3 x {args.size} x {args.size}, '
         f'{args.steps} timed steps per model after {args.warmup} warm-up, '
         f'round-robin in one process; torch {torch.__version__}, '
         f'{torch.get_num_threads()} thread(s), '
         f'{platform.processor() or platform.machine()}.',
-        '', '| model | median step (s) | / FP32 |', '|---|---|---|'
+        '',
+        '| model | median step (s) | / FP32 |',
+        '|---|---|---|',
     ]
     lines += [f'| {k} | {t:.3f} | {r:.2f}x |' for k, t, r in rows]
     lines += [
         '',
         'mmcompress / torch.ao: '
         f'{median["mmcompress_w4a4"] / median["torch_ao_w4a4"]:.2f}x',
-        '', 'Reproduce: `OMP_NUM_THREADS=1 .venv/bin/python '
+        '',
+        'Reproduce: `OMP_NUM_THREADS=1 .venv/bin/python '
         f'benchmarks/quant_overhead.py --batch {args.batch} --size {args.size} '
-        f'--steps {args.steps}`'
+        f'--steps {args.steps}`',
     ]
     text = '\n'.join(lines) + '\n'
     print(text)

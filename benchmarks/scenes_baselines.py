@@ -18,6 +18,7 @@ Usage (from the repository root, data generated first)::
     python tools/generate_scenes.py --task pose --split bench
     python benchmarks/scenes_baselines.py --jobs 2 --out docs/scenes_baselines.md
 """
+
 import argparse
 import glob
 import json
@@ -34,17 +35,18 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # (downstream package, config relative to configs/baselines, metric key, role)
 BASELINES: List[Tuple[str, str, str, str]] = [
     ('mmdet', 'mmdet/retinanet_r18-w16_scenes.py', 'coco/bbox_mAP', 'student'),
-    ('mmdet', 'mmdet/retinanet_r18-w32_scenes_teacher.py', 'coco/bbox_mAP',
-     'teacher'),
+    ('mmdet', 'mmdet/retinanet_r18-w32_scenes_teacher.py', 'coco/bbox_mAP', 'teacher'),
     ('mmdet', 'mmdet/gfl_r18-w16_scenes.py', 'coco/bbox_mAP', 'student'),
-    ('mmdet', 'mmdet/gfl_r18-w32_scenes_teacher.py', 'coco/bbox_mAP',
-     'teacher'),
+    ('mmdet', 'mmdet/gfl_r18-w32_scenes_teacher.py', 'coco/bbox_mAP', 'teacher'),
     ('mmseg', 'mmseg/fcn_r18-w16_scenes.py', 'mIoU', 'student'),
     ('mmseg', 'mmseg/fcn_r18-w32_scenes_teacher.py', 'mIoU', 'teacher'),
-    ('mmpose', 'mmpose/topdown_heatmap_r18-w16_scenes.py', 'coco/AP',
-     'student'),
-    ('mmpose', 'mmpose/topdown_heatmap_r18-w32_scenes_teacher.py', 'coco/AP',
-     'teacher'),
+    ('mmpose', 'mmpose/topdown_heatmap_r18-w16_scenes.py', 'coco/AP', 'student'),
+    (
+        'mmpose',
+        'mmpose/topdown_heatmap_r18-w32_scenes_teacher.py',
+        'coco/AP',
+        'teacher',
+    ),
 ]
 
 
@@ -52,7 +54,7 @@ BASELINES: List[Tuple[str, str, str, str]] = [
 SECONDARY = {
     'coco/bbox_mAP': 'coco/bbox_mAP_50',
     'mIoU': 'aAcc',
-    'coco/AP': 'coco/AP .5'
+    'coco/AP': 'coco/AP .5',
 }
 
 
@@ -69,6 +71,7 @@ def count_parameters(config_path: str) -> int:
     from mmengine.registry import MODELS, init_default_scope
 
     import mmcompress  # noqa: F401  (registers the scene datasets)
+
     config = Config.fromfile(config_path)
     init_default_scope(config.default_scope)
     model = MODELS.build(config.model)
@@ -84,11 +87,11 @@ def final_metrics(work_dir: str) -> Dict[str, float]:
     Returns:
         dict: Metric name to value of the last record without a loss.
     """
-    files = sorted(
-        glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
+    files = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
     if not files:
-        raise FileNotFoundError(f'No vis_data/scalars.json under {work_dir}; '
-                                'did the training finish?')
+        raise FileNotFoundError(
+            f'No vis_data/scalars.json under {work_dir}; did the training finish?'
+        )
     with open(files[-1]) as handle:
         records = [json.loads(line) for line in handle if line.strip()]
     evaluations = [record for record in records if 'loss' not in record]
@@ -110,10 +113,9 @@ def metric_percent(metric_key: str, value: float) -> float:
     return value if metric_key in ('mIoU', 'aAcc', 'mAcc') else 100.0 * value
 
 
-def train(package: str,
-          config_path: str,
-          work_dir: str,
-          options: Sequence[str] = ()) -> float:
+def train(
+    package: str, config_path: str, work_dir: str, options: Sequence[str] = ()
+) -> float:
     """Run the stock ``tools/train.py`` of ``package``; return seconds taken.
 
     Args:
@@ -127,6 +129,7 @@ def train(package: str,
         float: Wall-clock seconds of the run.
     """
     from mmcompress.testing import stock_tool
+
     tool = stock_tool(package)
     env = dict(os.environ)
     env.setdefault('OMP_NUM_THREADS', '1')
@@ -136,11 +139,12 @@ def train(package: str,
     os.makedirs(work_dir, exist_ok=True)
     start = time.perf_counter()
     with open(osp.join(work_dir, 'train.log'), 'w') as log:
-        result = subprocess.run(
-            command, cwd=REPO_ROOT, env=env, stdout=log, stderr=log)
+        result = subprocess.run(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=log)
     if result.returncode != 0:
-        raise RuntimeError(f'{" ".join(command)} exited {result.returncode}; '
-                           f'see {osp.join(work_dir, "train.log")}')
+        raise RuntimeError(
+            f'{" ".join(command)} exited {result.returncode}; '
+            f'see {osp.join(work_dir, "train.log")}'
+        )
     return time.perf_counter() - start
 
 
@@ -159,8 +163,7 @@ def run_in_pool(jobs: int, function, items: Sequence) -> List:
         return list(pool.map(function, items))
 
 
-def run_baseline(entry: Tuple[str, str, str, str], work_root: str,
-                 seed: int) -> dict:
+def run_baseline(entry: Tuple[str, str, str, str], work_root: str, seed: int) -> dict:
     """Train one baseline and write its ``benchmark.json``.
 
     Args:
@@ -174,8 +177,7 @@ def run_baseline(entry: Tuple[str, str, str, str], work_root: str,
     package, config, metric_key, role = entry
     config_path = osp.join(REPO_ROOT, 'configs', 'baselines', config)
     work_dir = osp.join(work_root, osp.basename(config)[:-3])
-    seconds = train(package, config_path, work_dir,
-                    [f'randomness.seed={seed}'])
+    seconds = train(package, config_path, work_dir, [f'randomness.seed={seed}'])
     metrics = final_metrics(work_dir)
     record = dict(
         package=package,
@@ -186,7 +188,8 @@ def run_baseline(entry: Tuple[str, str, str, str], work_root: str,
         metrics=metrics,
         minutes=seconds / 60,
         params_m=count_parameters(config_path) / 1e6,
-        seed=seed)
+        seed=seed,
+    )
     with open(osp.join(work_dir, 'benchmark.json'), 'w') as handle:
         json.dump(record, handle, indent=1)
     print(json.dumps(record), flush=True)
@@ -204,8 +207,7 @@ def baseline_record(config: str) -> Optional[dict]:
         dict | None: The record :func:`run_baseline` wrote into
         ``work_dirs/<config name>/``.
     """
-    path = osp.join(REPO_ROOT, 'work_dirs',
-                    osp.basename(config)[:-3], 'benchmark.json')
+    path = osp.join(REPO_ROOT, 'work_dirs', osp.basename(config)[:-3], 'benchmark.json')
     if not osp.isfile(path):
         return None
     with open(path) as handle:
@@ -218,16 +220,18 @@ def markdown_table(records: List[dict]) -> str:
     rows = [
         '| downstream | config | role | metric | value | second metric | '
         'train min | params (M) | seed |',
-        '|---|---|---|---|---|---|---|---|---|'
+        '|---|---|---|---|---|---|---|---|---|',
     ]
     for record in sorted(records, key=lambda r: order.index(r['config'])):
         second = SECONDARY[record['metric']]
         second_value = metric_percent(second, record['metrics'][second])
-        rows.append(f'| {record["package"]} | `{record["config"]}` | '
-                    f'{record["role"]} | {record["metric"]} | '
-                    f'{record["value"]:.1f} | {second} {second_value:.1f} | '
-                    f'{record["minutes"]:.1f} | {record["params_m"]:.2f} | '
-                    f'{record["seed"]} |')
+        rows.append(
+            f'| {record["package"]} | `{record["config"]}` | '
+            f'{record["role"]} | {record["metric"]} | '
+            f'{record["value"]:.1f} | {second} {second_value:.1f} | '
+            f'{record["minutes"]:.1f} | {record["params_m"]:.2f} | '
+            f'{record["seed"]} |'
+        )
     return '\n'.join(rows)
 
 
@@ -235,8 +239,7 @@ def collect(work_root: str) -> List[dict]:
     """Every baseline ``benchmark.json`` under ``work_root``."""
     records = []
     for _, config, _, _ in BASELINES:
-        path = osp.join(work_root, osp.basename(config)[:-3],
-                        'benchmark.json')
+        path = osp.join(work_root, osp.basename(config)[:-3], 'benchmark.json')
         if osp.isfile(path):
             with open(path) as handle:
                 records.append(json.load(handle))
@@ -248,24 +251,33 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--work-dir', default='work_dirs')
     parser.add_argument('--out', help='markdown file for the table')
-    parser.add_argument('--only',
-                        nargs='+',
-                        default=None,
-                        help='substrings of the configs to run (default: all)')
+    parser.add_argument(
+        '--only',
+        nargs='+',
+        default=None,
+        help='substrings of the configs to run (default: all)',
+    )
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--jobs', type=int, default=1,
-                        help='runs at a time (one thread each)')
-    parser.add_argument('--table-only', action='store_true',
-                        help='only assemble the table from finished runs')
+    parser.add_argument(
+        '--jobs', type=int, default=1, help='runs at a time (one thread each)'
+    )
+    parser.add_argument(
+        '--table-only',
+        action='store_true',
+        help='only assemble the table from finished runs',
+    )
     args = parser.parse_args(argv)
     if not args.table_only:
         selected = [
-            entry for entry in BASELINES if not args.only or any(
-                part in entry[1] for part in args.only)
+            entry
+            for entry in BASELINES
+            if not args.only or any(part in entry[1] for part in args.only)
         ]
-        run_in_pool(args.jobs,
-                    lambda entry: run_baseline(entry, args.work_dir, args.seed),
-                    selected)
+        run_in_pool(
+            args.jobs,
+            lambda entry: run_baseline(entry, args.work_dir, args.seed),
+            selected,
+        )
     table = markdown_table(collect(args.work_dir))
     print(table)
     if args.out:

@@ -4,8 +4,12 @@ Importing the package (``custom_imports = dict(imports=['mmcompress'])``) applie
 stack compatibility fixes once and registers every component; see ``registry.py``
 for how the names reach the ``mmdet``/``mmseg``/``mmpretrain``/``mmpose`` scopes.
 """
-from .utils.compat import (install_cpu_amp_fix, install_cpu_distributed_fix,
-                           install_torchvision_fix)
+
+from .utils.compat import (
+    install_cpu_amp_fix,
+    install_cpu_distributed_fix,
+    install_torchvision_fix,
+)
 
 install_torchvision_fix()
 install_cpu_distributed_fix()
@@ -19,7 +23,13 @@ from .utils.runner import install_runner_integration  # noqa: E402
 
 install_runner_integration()
 
-from . import registry  # noqa: E402,F401
-from . import calibrate, datasets, distill, models, quant  # noqa: E402,F401
+from . import (  # noqa: E402,F401
+    calibrate,
+    datasets,
+    distill,
+    models,
+    quant,
+    registry,  # noqa: E402,F401
+)
 
 __version__ = '0.1.0'

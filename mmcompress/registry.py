@@ -32,6 +32,7 @@ A downstream child registry is searched before the root, so a downstream class o
 same name would win inside that scope: ``tests/test_registry.py`` checks, for every
 mmcompress name, that no downstream scope shadows it.
 """
+
 import warnings
 from typing import List, Optional, Type, Union
 
@@ -44,8 +45,9 @@ from mmengine.registry import LOOPS as MMENGINE_LOOPS
 from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import MODELS as MMENGINE_MODELS
-from mmengine.registry import \
-    OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
+from mmengine.registry import (
+    OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,
+)
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import OPTIMIZERS as MMENGINE_OPTIMIZERS
 from mmengine.registry import PARAM_SCHEDULERS as MMENGINE_PARAM_SCHEDULERS
@@ -71,10 +73,12 @@ class MirroredRegistry(Registry):
         super().__init__(name, parent=parent, scope=SCOPE)
         self._mirrored = set()
 
-    def _register_module(self,
-                         module: Type,
-                         module_name: Optional[Union[str, List[str]]] = None,
-                         force: bool = False) -> None:
+    def _register_module(
+        self,
+        module: Type,
+        module_name: Optional[Union[str, List[str]]] = None,
+        force: bool = False,
+    ) -> None:
         super()._register_module(module, module_name, force)
         if module_name is None:
             module_name = module.__name__
@@ -91,14 +95,17 @@ class MirroredRegistry(Registry):
                     f'already taken in the mmengine root {self.name!r} registry '
                     f'by {taken.__module__}.{taken.__qualname__}, which '
                     f"type='{name}' keeps meaning outside the {SCOPE} scope. "
-                    f"Use type='{SCOPE}.{name}' in configs.", UserWarning,
-                    stacklevel=3)
+                    f"Use type='{SCOPE}.{name}' in configs.",
+                    UserWarning,
+                    stacklevel=3,
+                )
 
 
 MODELS = MirroredRegistry('model', MMENGINE_MODELS)
 MODEL_WRAPPERS = MirroredRegistry('model_wrapper', MMENGINE_MODEL_WRAPPERS)
-WEIGHT_INITIALIZERS = MirroredRegistry('weight initializer',
-                                       MMENGINE_WEIGHT_INITIALIZERS)
+WEIGHT_INITIALIZERS = MirroredRegistry(
+    'weight initializer', MMENGINE_WEIGHT_INITIALIZERS
+)
 DATASETS = MirroredRegistry('dataset', MMENGINE_DATASETS)
 DATA_SAMPLERS = MirroredRegistry('data sampler', MMENGINE_DATA_SAMPLERS)
 TRANSFORMS = MirroredRegistry('transform', MMENGINE_TRANSFORMS)
@@ -109,16 +116,31 @@ EVALUATOR = MirroredRegistry('evaluator', MMENGINE_EVALUATOR)
 OPTIMIZERS = MirroredRegistry('optimizer', MMENGINE_OPTIMIZERS)
 OPTIM_WRAPPERS = MirroredRegistry('optim_wrapper', MMENGINE_OPTIM_WRAPPERS)
 OPTIM_WRAPPER_CONSTRUCTORS = MirroredRegistry(
-    'optimizer wrapper constructor', MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS)
-PARAM_SCHEDULERS = MirroredRegistry('parameter scheduler',
-                                    MMENGINE_PARAM_SCHEDULERS)
+    'optimizer wrapper constructor', MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
+)
+PARAM_SCHEDULERS = MirroredRegistry('parameter scheduler', MMENGINE_PARAM_SCHEDULERS)
 TASK_UTILS = MirroredRegistry('task util', MMENGINE_TASK_UTILS)
 VISUALIZERS = MirroredRegistry('visualizer', MMENGINE_VISUALIZERS)
 VISBACKENDS = MirroredRegistry('vis_backend', MMENGINE_VISBACKENDS)
 LOG_PROCESSORS = MirroredRegistry('log_processor', MMENGINE_LOG_PROCESSORS)
 
-ALL_REGISTRIES = (MODELS, MODEL_WRAPPERS, WEIGHT_INITIALIZERS, DATASETS,
-                  DATA_SAMPLERS, TRANSFORMS, HOOKS, LOOPS, METRICS, EVALUATOR,
-                  OPTIMIZERS, OPTIM_WRAPPERS, OPTIM_WRAPPER_CONSTRUCTORS,
-                  PARAM_SCHEDULERS, TASK_UTILS, VISUALIZERS, VISBACKENDS,
-                  LOG_PROCESSORS)
+ALL_REGISTRIES = (
+    MODELS,
+    MODEL_WRAPPERS,
+    WEIGHT_INITIALIZERS,
+    DATASETS,
+    DATA_SAMPLERS,
+    TRANSFORMS,
+    HOOKS,
+    LOOPS,
+    METRICS,
+    EVALUATOR,
+    OPTIMIZERS,
+    OPTIM_WRAPPERS,
+    OPTIM_WRAPPER_CONSTRUCTORS,
+    PARAM_SCHEDULERS,
+    TASK_UTILS,
+    VISUALIZERS,
+    VISBACKENDS,
+    LOG_PROCESSORS,
+)

@@ -1,4 +1,5 @@
 """Fixtures shared by every test folder."""
+
 import random
 
 import numpy as np

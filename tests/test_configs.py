@@ -3,6 +3,7 @@
 Static checks for all configs (fast), and a short run of each through the stock
 ``tools/train.py`` that ships inside its downstream package (slow).
 """
+
 import glob
 import os.path as osp
 import re
@@ -15,12 +16,14 @@ from mmcompress.testing import shorten_schedule, shrink_data, stock_tool
 
 from .e2e.runs import REPO, run_tool
 
-SCOPE_PACKAGE = dict(mmpretrain='mmpretrain', mmdet='mmdet', mmseg='mmseg',
-                     mmpose='mmpose')
+SCOPE_PACKAGE = dict(
+    mmpretrain='mmpretrain', mmdet='mmdet', mmseg='mmseg', mmpose='mmpose'
+)
 CONFIGS = sorted(
     osp.relpath(p, REPO)
     for p in glob.glob(osp.join(REPO, 'configs', '**', '*.py'), recursive=True)
-    if '_base_' not in p)
+    if '_base_' not in p
+)
 
 
 def test_configs_named_in_the_docs_are_collected():
@@ -28,9 +31,10 @@ def test_configs_named_in_the_docs_are_collected():
     empty or partial glob would make the parametrised checks below vacuous),
     and every capability has configs."""
     named = set()
-    for doc in [osp.join(REPO, 'README.md'),
-                *glob.glob(osp.join(REPO, 'docs', '**', '*.md'),
-                           recursive=True)]:
+    for doc in [
+        osp.join(REPO, 'README.md'),
+        *glob.glob(osp.join(REPO, 'docs', '**', '*.md'), recursive=True),
+    ]:
         with open(doc) as f:
             # code comments hold illustrative paths (``# configs/my_kd/kd.py``)
             text = '\n'.join(line.split('# ')[0] for line in f)
@@ -39,8 +43,7 @@ def test_configs_named_in_the_docs_are_collected():
     assert len(named) >= 10, named
     assert sorted(named - set(CONFIGS)) == []
     for capability in ('baselines', 'distill', 'quant', 'calibrate'):
-        assert any(c.startswith(f'configs/{capability}/') for c in CONFIGS), \
-            capability
+        assert any(c.startswith(f'configs/{capability}/') for c in CONFIGS), capability
 
 
 @pytest.mark.parametrize('config', CONFIGS)
@@ -51,24 +54,26 @@ def test_config_folder_names_its_scope(config):
     cfg = Config.fromfile(osp.join(REPO, config))
     assert cfg.get('default_scope') == scope, (
         f'{config} is in the {scope} folder but has '
-        f'default_scope={cfg.get("default_scope")!r}')
+        f'default_scope={cfg.get("default_scope")!r}'
+    )
 
 
-MACHINE_PATHS = ('/work/', '/root/', '/home/', '/tmp/', 'site-packages',
-                 '.venv/')
+MACHINE_PATHS = ('/work/', '/root/', '/home/', '/tmp/', 'site-packages', '.venv/')
 
 
 @pytest.mark.parametrize(
-    'path', sorted(glob.glob(osp.join(REPO, 'configs', '**', '*.py'),
-                             recursive=True)),
-    ids=lambda p: osp.relpath(p, REPO))
+    'path',
+    sorted(glob.glob(osp.join(REPO, 'configs', '**', '*.py'), recursive=True)),
+    ids=lambda p: osp.relpath(p, REPO),
+)
 def test_config_names_no_machine_specific_path(path):
     with open(path) as f:
         text = f.read()
     found = [m for m in MACHINE_PATHS if m in text]
     assert not found, (
         f'{osp.relpath(path, REPO)} names machine-specific paths {found}: '
-        'write repository-relative paths (tools/train.py, work_dirs/...)')
+        'write repository-relative paths (tools/train.py, work_dirs/...)'
+    )
 
 
 @pytest.mark.parametrize('config', CONFIGS)
@@ -76,7 +81,8 @@ def test_config_declares_scope_and_custom_imports(config):
     cfg = Config.fromfile(osp.join(REPO, config))
     assert cfg.get('default_scope') in SCOPE_PACKAGE, (
         f'{config}: default_scope must be one of {sorted(SCOPE_PACKAGE)} so the '
-        f'stock downstream tools resolve its names')
+        f'stock downstream tools resolve its names'
+    )
     imports = cfg.get('custom_imports', {}).get('imports', [])
     assert 'mmcompress' in imports, f'{config}: custom_imports lacks mmcompress'
     assert cfg.custom_imports.get('allow_failed_imports') is False
@@ -87,8 +93,11 @@ def _named_checkpoints(cfg):
     """Teacher checkpoints and ``load_from`` of a config under ``work_dirs/``."""
     paths = []
     if cfg.model.get('type') == 'DistillModel':
-        teachers = ([cfg.model.teacher] if cfg.model.get('teacher') else
-                    list(cfg.model.teachers.values()))
+        teachers = (
+            [cfg.model.teacher]
+            if cfg.model.get('teacher')
+            else list(cfg.model.teachers.values())
+        )
         paths += [t.checkpoint for t in teachers if t.get('checkpoint')]
     if cfg.get('load_from'):
         paths.append(cfg.load_from)
@@ -107,23 +116,29 @@ def test_named_checkpoints_are_what_their_recipe_writes(config):
     for path in _named_checkpoints(cfg):
         run_name, file_name = path.split('/')[1:3]
         assert run_name in CONFIG_BY_NAME, (
-            f'{config} names {path}, but no config is called {run_name}.py')
+            f'{config} names {path}, but no config is called {run_name}.py'
+        )
         source = Config.fromfile(osp.join(REPO, CONFIG_BY_NAME[run_name]))
         unit = 'iter' if source.train_cfg.get('max_iters') else 'epoch'
         last = source.train_cfg.get(f'max_{unit}s')
         assert file_name == f'{unit}_{last}.pth', (
             f'{config} names {path}, but {CONFIG_BY_NAME[run_name]} ends '
-            f'with {unit}_{last}.pth')
+            f'with {unit}_{last}.pth'
+        )
 
 
-SCENE_TASKS = dict(FashionSceneDetDataset='det', FashionSceneSegDataset='seg',
-                   FashionScenePoseDataset='pose')
+SCENE_TASKS = dict(
+    FashionSceneDetDataset='det',
+    FashionSceneSegDataset='seg',
+    FashionScenePoseDataset='pose',
+)
 
 
 @pytest.fixture(scope='session')
 def scenes_root(tmp_path_factory):
     """Small real-image scenes for every task, generated once per session."""
     from mmcompress.datasets.scenes import generate_scenes
+
     root = tmp_path_factory.mktemp('scenes')
     for task in SCENE_TASKS.values():
         generate_scenes(task, str(root / task), split='small')
@@ -142,8 +157,11 @@ def tiny_run_config(config: str, work_dir: str, scenes_root: str) -> str:
     if task is not None:
         point_config_at_scenes(cfg, osp.join(scenes_root, task))
     if cfg.model.get('type') == 'DistillModel':
-        for teacher in ([cfg.model.teacher] if cfg.model.get('teacher')
-                        else cfg.model.teachers.values()):
+        for teacher in (
+            [cfg.model.teacher]
+            if cfg.model.get('teacher')
+            else cfg.model.teachers.values()
+        ):
             teacher.checkpoint = None
     if cfg.get('load_from') and not osp.isfile(osp.join(REPO, cfg.load_from)):
         cfg.load_from = None
@@ -160,8 +178,7 @@ def tiny_run_config(config: str, work_dir: str, scenes_root: str) -> str:
 # CPU: they are not trained here; tests/distill and tests/models check that they
 # build.
 CLUSTER_DATASETS = dict(_coco='CocoDataset', _cityscapes='CityscapesDataset')
-CLUSTER_RECIPES = [c for c in CONFIGS
-                   if c[:-3].endswith(tuple(CLUSTER_DATASETS))]
+CLUSTER_RECIPES = [c for c in CONFIGS if c[:-3].endswith(tuple(CLUSTER_DATASETS))]
 RUNNABLE_CONFIGS = [c for c in CONFIGS if c not in CLUSTER_RECIPES]
 
 
@@ -170,15 +187,14 @@ def test_cluster_recipes_are_coco_configs():
     for config in CLUSTER_RECIPES:
         cfg = Config.fromfile(osp.join(REPO, config))
         suffix = '_' + config[:-3].rsplit('_', 1)[1]
-        assert cfg.train_dataloader.dataset.type == \
-            CLUSTER_DATASETS[suffix], config
+        assert cfg.train_dataloader.dataset.type == CLUSTER_DATASETS[suffix], config
     for config in RUNNABLE_CONFIGS:
         cfg = Config.fromfile(osp.join(REPO, config))
-        assert cfg.train_dataloader.dataset.type not in \
-            CLUSTER_DATASETS.values(), (
+        assert cfg.train_dataloader.dataset.type not in CLUSTER_DATASETS.values(), (
             f'{config} trains on COCO or Cityscapes: name it *_coco.py / '
             '*_cityscapes.py (a GPU-cluster recipe) or point it at data that '
-            'installs here')
+            'installs here'
+        )
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
 """mmcompress names resolve from every downstream scope, unprefixed and prefixed."""
+
 import importlib
 import subprocess
 import sys
@@ -36,7 +37,8 @@ def test_every_name_resolves_from_downstream_scope(scope):
         for name, obj in registry.module_dict.items():
             assert _resolve(registry, scope, name) is obj, (
                 f'{name} in scope {scope} resolves to another class: a '
-                f'downstream name shadows it; rename the mmcompress class')
+                f'downstream name shadows it; rename the mmcompress class'
+            )
             assert _resolve(registry, scope, f'{SCOPE}.{name}') is obj
             checked += 1
     assert checked > 0
@@ -47,15 +49,19 @@ def test_registry_is_child_of_root_with_own_scope():
     assert MODELS.parent.scope == 'mmengine'
     assert MODELS.parent.get('FashionMNISTDataset') is None  # not a model
     from mmcompress.registry import DATASETS
+
     assert DATASETS.parent.get('FashionMNISTDataset') is DATASETS.get(
-        'FashionMNISTDataset')
+        'FashionMNISTDataset'
+    )
 
 
 def test_duplicate_name_fails_loudly():
     from mmcompress.registry import DATASETS
+
     with pytest.raises(KeyError, match='already registered'):
         DATASETS.register_module(
-            name='FashionMNISTDataset', module=type('Other', (), {}))
+            name='FashionMNISTDataset', module=type('Other', (), {})
+        )
 
 
 @pytest.fixture
@@ -74,22 +80,24 @@ def test_root_name_clash_warns_and_keeps_both_names(restore_models):
     """A class named like an mmengine root class: the root entry is untouched,
     the mmcompress class is reachable through its scope prefix."""
     from mmengine.model import ImgDataPreprocessor
+
     assert MODELS.parent.get('ImgDataPreprocessor') is ImgDataPreprocessor
     ours = type('ImgDataPreprocessor', (), {'__module__': 'mmcompress.fake'})
     with pytest.warns(UserWarning) as record:
         MODELS.register_module(module=ours)
     message = str(record[0].message)
-    assert "registered as mmcompress.ImgDataPreprocessor only" in message
-    assert ("'ImgDataPreprocessor' is already taken in the mmengine root "
-            f"'model' registry by {ImgDataPreprocessor.__module__}"
-            ".ImgDataPreprocessor") in message
+    assert 'registered as mmcompress.ImgDataPreprocessor only' in message
+    assert (
+        "'ImgDataPreprocessor' is already taken in the mmengine root "
+        f"'model' registry by {ImgDataPreprocessor.__module__}"
+        '.ImgDataPreprocessor'
+    ) in message
     assert "Use type='mmcompress.ImgDataPreprocessor' in configs" in message
     # the root (and every downstream scope through it) keeps mmengine's class
     assert MODELS.parent.get('ImgDataPreprocessor') is ImgDataPreprocessor
     for scope in DOWNSTREAM_SCOPES:
         _register_downstream(scope)
-        assert _resolve(MODELS, scope, 'ImgDataPreprocessor') is \
-            ImgDataPreprocessor
+        assert _resolve(MODELS, scope, 'ImgDataPreprocessor') is ImgDataPreprocessor
         assert _resolve(MODELS, scope, 'mmcompress.ImgDataPreprocessor') is ours
     # inside the mmcompress scope the unprefixed name is the mmcompress class
     assert _resolve(MODELS, SCOPE, 'ImgDataPreprocessor') is ours
@@ -113,11 +121,14 @@ def test_force_replaces_only_the_own_mirror(restore_models):
 
 def test_later_root_registration_names_the_mmcompress_class():
     from mmcompress.distill import DistillModel
+
     assert MODELS.parent.get('DistillModel') is DistillModel
-    with pytest.raises(KeyError, match=r'DistillModel is already registered '
-                       r'in model at mmcompress\.distill'):
-        MODELS.parent.register_module(name='DistillModel',
-                                      module=type('Other', (), {}))
+    with pytest.raises(
+        KeyError,
+        match=r'DistillModel is already registered '
+        r'in model at mmcompress\.distill',
+    ):
+        MODELS.parent.register_module(name='DistillModel', module=type('Other', (), {}))
     assert MODELS.parent.get('DistillModel') is DistillModel
 
 
@@ -125,13 +136,15 @@ def test_later_root_registration_names_the_mmcompress_class():
 def test_custom_imports_from_a_config_file(tmp_path, scope):
     """A fresh interpreter: only the config's custom_imports imports mmcompress."""
     cfg = tmp_path / 'cfg.py'
-    cfg.write_text(textwrap.dedent(f"""
+    cfg.write_text(
+        textwrap.dedent(f"""
         default_scope = '{scope}'
         custom_imports = dict(imports=['mmcompress'], allow_failed_imports=False)
         dataset = dict(type='FashionMNISTDataset', split='test', subset_size=20)
         prefixed = dict(type='mmcompress.FashionMNISTDataset', split='test',
                         subset_size=10)
-    """))
+    """)
+    )
     code = textwrap.dedent(f"""
         import sys
         from mmengine.config import Config
@@ -143,8 +156,8 @@ def test_custom_imports_from_a_config_file(tmp_path, scope):
         b = DATASETS.build(cfg.prefixed)
         print(type(a).__module__, len(a), len(b))
     """)
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, '-c', code], capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.split()[-3:] == ['mmcompress.datasets.fashion_mnist',
-                                       '20', '10']
+    assert out.stdout.split()[-3:] == ['mmcompress.datasets.fashion_mnist', '20', '10']

@@ -9,14 +9,16 @@ Example:
         --work-dir work_dirs/kd
     bash tools/dist_train.sh configs/distill/mmpretrain/kd_fmnist.py 2
 """
+
 import argparse
 import os
 import os.path as osp
 
-import mmcompress  # noqa: F401  (compatibility fixes and registration first)
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+
+import mmcompress  # noqa: F401  (compatibility fixes and registration first)
 
 
 def parse_args():
@@ -24,21 +26,38 @@ def parse_args():
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument(
-        '--resume', nargs='?', type=str, const='auto',
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
         help='resume from the given checkpoint, or from the latest checkpoint '
-        'in the work dir when no path is given')
-    parser.add_argument('--amp', action='store_true',
-                        help='enable automatic mixed precision training')
-    parser.add_argument('--no-validate', action='store_true',
-                        help='do not evaluate checkpoints during training')
-    parser.add_argument('--auto-scale-lr', action='store_true',
-                        help='scale the learning rate by the real batch size')
+        'in the work dir when no path is given',
+    )
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config settings, e.g. train_cfg.max_epochs=3')
-    parser.add_argument('--launcher', default='none',
-                        choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        help='job launcher')
+        '--amp', action='store_true', help='enable automatic mixed precision training'
+    )
+    parser.add_argument(
+        '--no-validate',
+        action='store_true',
+        help='do not evaluate checkpoints during training',
+    )
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the learning rate by the real batch size',
+    )
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, e.g. train_cfg.max_epochs=3',
+    )
+    parser.add_argument(
+        '--launcher',
+        default='none',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        help='job launcher',
+    )
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -51,13 +70,16 @@ def merge_args(cfg: Config, args) -> Config:
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+        cfg.work_dir = osp.join(
+            './work_dirs', osp.splitext(osp.basename(args.config))[0]
+        )
     if args.amp:
         optim_wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
         if optim_wrapper not in ('OptimWrapper', 'AmpOptimWrapper'):
-            raise ValueError(f'--amp needs optim_wrapper.type OptimWrapper or '
-                             f'AmpOptimWrapper, got {optim_wrapper!r}')
+            raise ValueError(
+                f'--amp needs optim_wrapper.type OptimWrapper or '
+                f'AmpOptimWrapper, got {optim_wrapper!r}'
+            )
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.no_validate:
@@ -68,8 +90,10 @@ def merge_args(cfg: Config, args) -> Config:
         cfg.resume, cfg.load_from = True, args.resume
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg:
-            raise KeyError('--auto-scale-lr needs `auto_scale_lr = dict('
-                           'base_batch_size=...)` in the config')
+            raise KeyError(
+                '--auto-scale-lr needs `auto_scale_lr = dict('
+                'base_batch_size=...)` in the config'
+            )
         cfg.auto_scale_lr.enable = True
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)

@@ -6,8 +6,9 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2,
-                    save_best='auto'),
+    checkpoint=dict(
+        type='CheckpointHook', interval=1, max_keep_ckpts=2, save_best='auto'
+    ),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False),
 )

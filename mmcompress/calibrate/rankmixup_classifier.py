@@ -6,6 +6,7 @@ only the ranking loss, as in the official trainer. Both forwards run with the
 model in train mode (BN statistics updated by both). Pair it with
 ``optim_wrapper = dict(..., clip_grad=dict(max_norm=2.0))`` (official recipe).
 """
+
 from typing import Dict, List
 
 import torch
@@ -13,6 +14,7 @@ from mmpretrain.models import ImageClassifier
 
 from mmcompress.registry import MODELS
 from mmcompress.utils.checks import check_number
+
 from .rankmixup_losses import mix_inputs
 
 
@@ -41,17 +43,16 @@ class RankMixupClassifier(ImageClassifier):
             would replace the raw-sample cross-entropy.
     """
 
-    def __init__(self,
-                 rank_loss: dict,
-                 num_mixup: int = 1,
-                 mixup_alpha: float = 2.0,
-                 **kwargs) -> None:
+    def __init__(
+        self, rank_loss: dict, num_mixup: int = 1, mixup_alpha: float = 2.0, **kwargs
+    ) -> None:
         train_cfg = kwargs.get('train_cfg') or {}
         if train_cfg.get('augments'):
             raise ValueError(
                 'RankMixupClassifier builds its mixed copies itself; remove '
                 f'train_cfg.augments={train_cfg["augments"]!r} (batch '
-                'augments would replace the raw-sample cross-entropy)')
+                'augments would replace the raw-sample cross-entropy)'
+            )
         super().__init__(**kwargs)
         if num_mixup < 1:
             raise ValueError(f'num_mixup must be >= 1, got {num_mixup}')
@@ -60,8 +61,7 @@ class RankMixupClassifier(ImageClassifier):
         self.num_mixup = num_mixup
         self.mixup_alpha = mixup_alpha
 
-    def loss(self, inputs: torch.Tensor,
-             data_samples: List) -> Dict[str, torch.Tensor]:
+    def loss(self, inputs: torch.Tensor, data_samples: List) -> Dict[str, torch.Tensor]:
         """Head loss on the raw batch plus the ranking loss on mixed copies.
 
         Args:
@@ -76,9 +76,12 @@ class RankMixupClassifier(ImageClassifier):
         raw_logits = self.head(feats)
         labels = torch.cat([sample.gt_label for sample in data_samples])
         mixed_inputs, mixed_targets, _ = mix_inputs(
-            inputs, labels.to(inputs.device), raw_logits.shape[1],
-            self.num_mixup, self.mixup_alpha)
+            inputs,
+            labels.to(inputs.device),
+            raw_logits.shape[1],
+            self.num_mixup,
+            self.mixup_alpha,
+        )
         mixed_logits = self.head(self.extract_feat(mixed_inputs))
-        losses['loss_rank'] = self.rank_loss(raw_logits, mixed_logits,
-                                             mixed_targets)
+        losses['loss_rank'] = self.rank_loss(raw_logits, mixed_logits, mixed_targets)
         return losses

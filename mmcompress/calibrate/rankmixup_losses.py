@@ -5,6 +5,7 @@ mixed copies concatenated copy after copy ``(M * B, K)`` (row ``m * B + i`` is
 copy ``m`` mixed *from* raw sample ``i``, i.e. ``lam_m * x_i +
 (1 - lam_m) * x_perm_m(i)``) and the mixed soft targets ``(M * B, K)``.
 """
+
 from typing import Tuple
 
 import torch
@@ -18,10 +19,14 @@ from mmcompress.utils.checks import check_number
 SAME_CLASS_THRESHOLD = 1.0 - 1e-6
 
 
-def mix_inputs(inputs: torch.Tensor, labels: torch.Tensor, num_classes: int,
-               num_mixup: int, alpha: float,
-               generator: torch.Generator = None
-               ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def mix_inputs(
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    num_mixup: int,
+    alpha: float,
+    generator: torch.Generator = None,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Build ``num_mixup`` mixed copies of a batch (input-level mixup).
 
     Each copy ``m`` draws one ``lam_m ~ Beta(alpha, alpha)`` and one random
@@ -46,31 +51,36 @@ def mix_inputs(inputs: torch.Tensor, labels: torch.Tensor, num_classes: int,
     check_number('mixup alpha', alpha, low=0, low_open=True)
     batch_size = inputs.shape[0]
     onehot = F.one_hot(labels.long(), num_classes).to(inputs.dtype)
-    lams = torch.distributions.Beta(alpha, alpha).sample((num_mixup, ))
+    lams = torch.distributions.Beta(alpha, alpha).sample((num_mixup,))
     mixed_inputs, mixed_targets = [], []
     for lam in lams.tolist():
-        perm = torch.randperm(
-            batch_size, generator=generator).to(inputs.device)
+        perm = torch.randperm(batch_size, generator=generator).to(inputs.device)
         mixed_inputs.append(lam * inputs + (1 - lam) * inputs[perm])
         mixed_targets.append(lam * onehot + (1 - lam) * onehot[perm])
     return torch.cat(mixed_inputs), torch.cat(mixed_targets), lams
 
 
-def _check_shapes(raw_logits: torch.Tensor, mixed_logits: torch.Tensor,
-                  mixed_targets: torch.Tensor) -> int:
+def _check_shapes(
+    raw_logits: torch.Tensor, mixed_logits: torch.Tensor, mixed_targets: torch.Tensor
+) -> int:
     """Validate shapes and return the number of mixed copies M."""
     if raw_logits.dim() != 2 or mixed_logits.dim() != 2:
-        raise ValueError('raw and mixed logits must be 2-D (N, K), got '
-                         f'{tuple(raw_logits.shape)} and '
-                         f'{tuple(mixed_logits.shape)}')
+        raise ValueError(
+            'raw and mixed logits must be 2-D (N, K), got '
+            f'{tuple(raw_logits.shape)} and '
+            f'{tuple(mixed_logits.shape)}'
+        )
     batch_size = raw_logits.shape[0]
     if batch_size == 0 or mixed_logits.shape[0] % batch_size:
         raise ValueError(
             f'mixed logits ({mixed_logits.shape[0]} rows) must hold M whole '
-            f'copies of the raw batch ({batch_size} rows)')
+            f'copies of the raw batch ({batch_size} rows)'
+        )
     if mixed_targets.shape != mixed_logits.shape:
-        raise ValueError(f'mixed targets {tuple(mixed_targets.shape)} must '
-                         f'match mixed logits {tuple(mixed_logits.shape)}')
+        raise ValueError(
+            f'mixed targets {tuple(mixed_targets.shape)} must '
+            f'match mixed logits {tuple(mixed_logits.shape)}'
+        )
     return mixed_logits.shape[0] // batch_size
 
 
@@ -96,17 +106,23 @@ class MixupMarginRankingLoss(nn.Module):
             Defaults to True.
     """
 
-    def __init__(self,
-                 margin: float = 2.0,
-                 loss_weight: float = 0.1,
-                 faithful_broadcast: bool = True) -> None:
+    def __init__(
+        self,
+        margin: float = 2.0,
+        loss_weight: float = 0.1,
+        faithful_broadcast: bool = True,
+    ) -> None:
         super().__init__()
         self.margin = check_number('margin', margin)
         self.loss_weight = check_number('loss_weight', loss_weight, low=0)
         self.faithful_broadcast = faithful_broadcast
 
-    def forward(self, raw_logits: torch.Tensor, mixed_logits: torch.Tensor,
-                mixed_targets: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        raw_logits: torch.Tensor,
+        mixed_logits: torch.Tensor,
+        mixed_targets: torch.Tensor,
+    ) -> torch.Tensor:
         """Compute the weighted MRL.
 
         Args:
@@ -149,8 +165,12 @@ class MixupNDCGLoss(nn.Module):
         super().__init__()
         self.loss_weight = check_number('loss_weight', loss_weight, low=0)
 
-    def forward(self, raw_logits: torch.Tensor, mixed_logits: torch.Tensor,
-                mixed_targets: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        raw_logits: torch.Tensor,
+        mixed_logits: torch.Tensor,
+        mixed_targets: torch.Tensor,
+    ) -> torch.Tensor:
         """Compute the weighted M-NDCG loss (same arguments as MRL)."""
         num_mixup = _check_shapes(raw_logits, mixed_logits, mixed_targets)
         batch_size = raw_logits.shape[0]
@@ -159,19 +179,21 @@ class MixupNDCGLoss(nn.Module):
         mixed_rel = mixed_targets.max(dim=1).values
         # (B, 1 + M): column 0 the raw sample, column m the copy m
         conf = torch.cat(
-            [raw_conf[:, None],
-             mixed_conf.view(num_mixup, batch_size).t()], dim=1)
-        rel = torch.cat([
-            torch.ones_like(raw_conf)[:, None],
-            mixed_rel.view(num_mixup, batch_size).t().to(raw_conf)
-        ], dim=1)
+            [raw_conf[:, None], mixed_conf.view(num_mixup, batch_size).t()], dim=1
+        )
+        rel = torch.cat(
+            [
+                torch.ones_like(raw_conf)[:, None],
+                mixed_rel.view(num_mixup, batch_size).t().to(raw_conf),
+            ],
+            dim=1,
+        )
         rel, order = rel.sort(dim=1, descending=True, stable=True)
         conf = conf.gather(1, order)
         discount = 1.0 / torch.log2(
-            torch.arange(2, num_mixup + 3, dtype=conf.dtype,
-                         device=conf.device))
+            torch.arange(2, num_mixup + 3, dtype=conf.dtype, device=conf.device)
+        )
         dcg = (conf * discount).sum(dim=1)
         idcg = (rel * discount).sum(dim=1)
         ndcg = torch.minimum(dcg / idcg, idcg / dcg)
         return self.loss_weight * (1 - ndcg).mean()
-

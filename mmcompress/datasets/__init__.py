@@ -1,4 +1,5 @@
 """Datasets built from the real data this project can install."""
+
 from mmcompress.utils import has_package
 
 from . import scenes  # noqa: F401  (dataset classes register per downstream)

@@ -1,4 +1,5 @@
 """Fashion-MNIST for mmpretrain, read from the Debian package's IDX files."""
+
 from typing import List, Optional
 
 import numpy as np
@@ -6,8 +7,12 @@ from mmpretrain.datasets import BaseDataset
 
 from mmcompress.registry import DATASETS
 
-from .fashion_mnist_io import (FASHION_MNIST_CLASSES, fashion_mnist_root,
-                               load_fashion_mnist, stratified_indices)
+from .fashion_mnist_io import (
+    FASHION_MNIST_CLASSES,
+    fashion_mnist_root,
+    load_fashion_mnist,
+    stratified_indices,
+)
 
 SPLITS = ('train', 'val', 'trainval', 'test')
 
@@ -37,13 +42,15 @@ class FashionMNISTDataset(BaseDataset):
 
     METAINFO = {'classes': FASHION_MNIST_CLASSES}
 
-    def __init__(self,
-                 data_root: Optional[str] = None,
-                 split: str = 'train',
-                 val_size: int = 5000,
-                 subset_size: Optional[int] = None,
-                 seed: int = 0,
-                 **kwargs) -> None:
+    def __init__(
+        self,
+        data_root: Optional[str] = None,
+        split: str = 'train',
+        val_size: int = 5000,
+        subset_size: Optional[int] = None,
+        seed: int = 0,
+        **kwargs,
+    ) -> None:
         if split not in SPLITS:
             raise ValueError(f'split={split!r} is not valid; use one of {SPLITS}')
         if not 0 < val_size < 60000:
@@ -55,20 +62,20 @@ class FashionMNISTDataset(BaseDataset):
         self.subset_size = subset_size
         self.seed = seed
         kwargs.setdefault('test_mode', split in ('val', 'test'))
-        super().__init__(ann_file='', data_root=fashion_mnist_root(data_root),
-                         **kwargs)
+        super().__init__(ann_file='', data_root=fashion_mnist_root(data_root), **kwargs)
 
     def load_data_list(self) -> List[dict]:
         """Images and labels of the selected split."""
         images, labels = load_fashion_mnist(
-            'test' if self.split == 'test' else 'train', self.data_root)
+            'test' if self.split == 'test' else 'train', self.data_root
+        )
         indices = np.arange(len(labels))
         if self.split in ('train', 'val'):
             held_out = stratified_indices(labels, self.val_size, self.seed)
-            indices = held_out if self.split == 'val' else np.setdiff1d(
-                indices, held_out)
+            indices = (
+                held_out if self.split == 'val' else np.setdiff1d(indices, held_out)
+            )
         if self.subset_size is not None and self.subset_size < len(indices):
-            keep = stratified_indices(labels[indices], self.subset_size,
-                                      self.seed + 1)
+            keep = stratified_indices(labels[indices], self.subset_size, self.seed + 1)
             indices = indices[keep]
         return [dict(img=images[i], gt_label=int(labels[i])) for i in indices]

@@ -5,6 +5,7 @@
   3.3.4 ships (ImageNet with its class ids, CIFAR-10, CIFAR-100, MNIST,
   Fashion-MNIST); e.g. real ImageNet inputs for checking an exported model.
 """
+
 import importlib.util
 import os
 import os.path as osp
@@ -27,7 +28,8 @@ def foolbox_data_dir() -> str:
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
             'foolbox is not installed; `pip install --no-deps foolbox==3.3.4` '
-            '(tools/setup_env.sh does) to get its sample images')
+            '(tools/setup_env.sh does) to get its sample images'
+        )
     return osp.join(list(spec.submodule_search_locations)[0], 'data')
 
 
@@ -41,17 +43,20 @@ def foolbox_samples(dataset: str = 'imagenet') -> List[dict]:
         list[dict]: ``dict(img_path=..., gt_label=int)`` for each of the 20 images.
     """
     if dataset not in FOOLBOX_SETS:
-        raise ValueError(f'dataset={dataset!r} is not valid; use one of '
-                         f'{FOOLBOX_SETS}')
+        raise ValueError(f'dataset={dataset!r} is not valid; use one of {FOOLBOX_SETS}')
     pattern = re.compile(rf'^{dataset}_(\d+)_(\d+)\.\w+$')
     folder = foolbox_data_dir()
-    found = sorted((int(m.group(1)), int(m.group(2)), name)
-                   for name in os.listdir(folder)
-                   if (m := pattern.match(name)))
+    found = sorted(
+        (int(m.group(1)), int(m.group(2)), name)
+        for name in os.listdir(folder)
+        if (m := pattern.match(name))
+    )
     if not found:
         raise FileNotFoundError(f'no {dataset} samples in {folder}')
-    return [dict(img_path=osp.join(folder, name), gt_label=label)
-            for _, label, name in found]
+    return [
+        dict(img_path=osp.join(folder, name), gt_label=label)
+        for _, label, name in found
+    ]
 
 
 @DATASETS.register_module()
@@ -67,17 +72,20 @@ class FoolboxSamplesDataset(BaseDataset):
         **kwargs: Passed to :class:`mmpretrain.datasets.BaseDataset`.
     """
 
-    NUM_CLASSES = dict(imagenet=1000, cifar10=10, cifar100=100, mnist=10,
-                       fashionMNIST=10)
+    NUM_CLASSES = dict(
+        imagenet=1000, cifar10=10, cifar100=100, mnist=10, fashionMNIST=10
+    )
 
     def __init__(self, dataset: str = 'imagenet', **kwargs) -> None:
         if dataset not in FOOLBOX_SETS:
-            raise ValueError(f'dataset={dataset!r} is not valid; use one of '
-                             f'{FOOLBOX_SETS}')
+            raise ValueError(
+                f'dataset={dataset!r} is not valid; use one of {FOOLBOX_SETS}'
+            )
         self.dataset = dataset
         kwargs.setdefault('test_mode', True)
-        kwargs.setdefault('metainfo', dict(classes=[
-            str(i) for i in range(self.NUM_CLASSES[dataset])]))
+        kwargs.setdefault(
+            'metainfo', dict(classes=[str(i) for i in range(self.NUM_CLASSES[dataset])])
+        )
         super().__init__(ann_file='', **kwargs)
 
     def load_data_list(self) -> List[dict]:
@@ -99,11 +107,11 @@ class SklearnDigitsDataset(BaseDataset):
     METAINFO = {'classes': tuple(str(i) for i in range(10))}
     SPLITS = ('train', 'test', 'all')
 
-    def __init__(self, split: str = 'train', test_size: int = 297,
-                 seed: int = 0, **kwargs) -> None:
+    def __init__(
+        self, split: str = 'train', test_size: int = 297, seed: int = 0, **kwargs
+    ) -> None:
         if split not in self.SPLITS:
-            raise ValueError(f'split={split!r} is not valid; use one of '
-                             f'{self.SPLITS}')
+            raise ValueError(f'split={split!r} is not valid; use one of {self.SPLITS}')
         self.split, self.test_size, self.seed = split, test_size, seed
         kwargs.setdefault('test_mode', split == 'test')
         super().__init__(ann_file='', **kwargs)
@@ -111,6 +119,7 @@ class SklearnDigitsDataset(BaseDataset):
     def load_data_list(self) -> List[dict]:
         """Images and labels of the split."""
         from sklearn.datasets import load_digits
+
         digits = load_digits()
         images = np.clip(digits.images * 16, 0, 255).astype(np.uint8)
         labels = digits.target

@@ -19,6 +19,7 @@ target and b as prediction, and the sigmoid ramp-up
 This module needs mmpretrain; it is imported by ``mmcompress.distill`` only
 when mmpretrain is installed.
 """
+
 import copy
 import math
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -33,6 +34,7 @@ from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 from mmpretrain.structures import DataSample
 
 from mmcompress.registry import MODELS
+
 from .losses.base import check_choice, check_positive, soft_kl_divergence
 
 FFL_TARGET_EPS = 1e-7
@@ -75,30 +77,37 @@ class FFLFusionModule(nn.Module):
         num_classes (int): Number of classes.
     """
 
-    def __init__(self, in_channels: int, num_branches: int,
-                 num_classes: int) -> None:
+    def __init__(self, in_channels: int, num_branches: int, num_classes: int) -> None:
         super().__init__()
         self.num_branches = num_branches
         fused = in_channels * num_branches
         self.depthwise = nn.Sequential(
             nn.Conv2d(fused, fused, 3, padding=1, groups=fused, bias=False),
-            nn.BatchNorm2d(fused), nn.ReLU(inplace=True))
+            nn.BatchNorm2d(fused),
+            nn.ReLU(inplace=True),
+        )
         self.pointwise = nn.Sequential(
             nn.Conv2d(fused, in_channels, 1, bias=False),
-            nn.BatchNorm2d(in_channels), nn.ReLU(inplace=True))
+            nn.BatchNorm2d(in_channels),
+            nn.ReLU(inplace=True),
+        )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(in_channels, num_classes)
 
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
         """Fuse the branch feature maps (each N x C x H x W) into logits."""
         if len(features) != self.num_branches:
-            raise ValueError(f'FFLFusionModule expects {self.num_branches} '
-                             f'branch features, got {len(features)}')
+            raise ValueError(
+                f'FFLFusionModule expects {self.num_branches} '
+                f'branch features, got {len(features)}'
+            )
         shapes = {tuple(f.shape) for f in features}
         if len(shapes) != 1:
-            raise ValueError(f'FFLFusionModule: branch features must share '
-                             f'one shape to be concatenated, got '
-                             f'{sorted(shapes)}')
+            raise ValueError(
+                f'FFLFusionModule: branch features must share '
+                f'one shape to be concatenated, got '
+                f'{sorted(shapes)}'
+            )
         fused = self.pointwise(self.depthwise(torch.cat(features, dim=1)))
         return self.fc(self.pool(fused).flatten(1))
 
@@ -147,42 +156,48 @@ class FFLClassifier(BaseClassifier):
         init_cfg (dict, optional): Initialisation config. Defaults to None.
     """
 
-    def __init__(self,
-                 backbone: dict,
-                 num_classes: int,
-                 split_stage: int,
-                 num_branches: int = 2,
-                 temperature: float = 3.0,
-                 kd_weight: float = 1.0,
-                 rampup_length: float = 80,
-                 rampup_unit: str = 'epoch',
-                 predict_from: Union[str, int] = 'fused',
-                 loss_cls: Optional[dict] = None,
-                 train_cfg: Optional[dict] = None,
-                 data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None) -> None:
+    def __init__(
+        self,
+        backbone: dict,
+        num_classes: int,
+        split_stage: int,
+        num_branches: int = 2,
+        temperature: float = 3.0,
+        kd_weight: float = 1.0,
+        rampup_length: float = 80,
+        rampup_unit: str = 'epoch',
+        predict_from: Union[str, int] = 'fused',
+        loss_cls: Optional[dict] = None,
+        train_cfg: Optional[dict] = None,
+        data_preprocessor: Optional[dict] = None,
+        init_cfg: Optional[dict] = None,
+    ) -> None:
         data_preprocessor = dict(data_preprocessor or {})
         data_preprocessor.setdefault('type', 'ClsDataPreprocessor')
         data_preprocessor.setdefault('batch_augments', train_cfg)
         super().__init__(
             init_cfg=init_cfg,
-            data_preprocessor=build_in_mmpretrain_scope(data_preprocessor))
-        if isinstance(num_branches, bool) or not isinstance(
-                num_branches, int) or num_branches < 2:
-            raise ValueError(f'num_branches must be an int >= 2, got '
-                             f'{num_branches!r}')
+            data_preprocessor=build_in_mmpretrain_scope(data_preprocessor),
+        )
+        if (
+            isinstance(num_branches, bool)
+            or not isinstance(num_branches, int)
+            or num_branches < 2
+        ):
+            raise ValueError(f'num_branches must be an int >= 2, got {num_branches!r}')
         self.num_branches = num_branches
         self.temperature = check_positive('temperature', temperature)
-        self.kd_weight = check_positive('kd_weight', kd_weight,
-                                        allow_zero=True)
+        self.kd_weight = check_positive('kd_weight', kd_weight, allow_zero=True)
         self.rampup_length = check_positive(
-            'rampup_length', rampup_length, allow_zero=True)
+            'rampup_length', rampup_length, allow_zero=True
+        )
         check_choice('rampup_unit', rampup_unit, ('epoch', 'iter'))
         self.rampup_unit = rampup_unit
         valid_predict = ('fused', 'ensemble') + tuple(range(num_branches))
         if isinstance(predict_from, bool):
-            raise ValueError(f'predict_from must be one of {valid_predict}, '
-                             f'got {predict_from!r}')
+            raise ValueError(
+                f'predict_from must be one of {valid_predict}, got {predict_from!r}'
+            )
         check_choice('predict_from', predict_from, valid_predict)
         self.predict_from = predict_from
 
@@ -190,7 +205,7 @@ class FFLClassifier(BaseClassifier):
         stage_names = self._check_split(self.backbone, split_stage)
         self.split_stage = split_stage
         self._keep_stages(self.backbone, stage_names[:split_stage])
-        self.backbone.out_indices = (split_stage - 1, )
+        self.backbone.out_indices = (split_stage - 1,)
         branches = []
         for _ in range(num_branches):
             branch = build_in_mmpretrain_scope(backbone)
@@ -201,33 +216,40 @@ class FFLClassifier(BaseClassifier):
         self.branches = ModuleList(branches)
         channels = self.backbone.feat_dim
         self.branch_heads = nn.ModuleList(
-            nn.Linear(channels, num_classes) for _ in range(num_branches))
+            nn.Linear(channels, num_classes) for _ in range(num_branches)
+        )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fusion = FFLFusionModule(channels, num_branches, num_classes)
         self.loss_cls = build_in_mmpretrain_scope(
-            loss_cls or dict(type='CrossEntropyLoss', loss_weight=1.0))
+            loss_cls or dict(type='CrossEntropyLoss', loss_weight=1.0)
+        )
 
     @staticmethod
     def _check_split(backbone: nn.Module, split_stage: int) -> List[str]:
-        """Validate ``split_stage`` for ``backbone``; return its stage names.
-        """
+        """Validate ``split_stage`` for ``backbone``; return its stage names."""
         stage_names = getattr(backbone, 'res_layers', None)
         if stage_names is None or not hasattr(backbone, 'feat_dim'):
             raise TypeError(
                 f'FFLClassifier needs an mmpretrain ResNet-family backbone '
                 f'(with res_layers and feat_dim), got '
-                f'{type(backbone).__name__}')
-        if isinstance(split_stage, bool) or not isinstance(
-                split_stage, int) or not 1 <= split_stage < len(stage_names):
+                f'{type(backbone).__name__}'
+            )
+        if (
+            isinstance(split_stage, bool)
+            or not isinstance(split_stage, int)
+            or not 1 <= split_stage < len(stage_names)
+        ):
             raise ValueError(
                 f'split_stage must be an int in [1, {len(stage_names) - 1}] '
                 f'for a backbone with {len(stage_names)} stages, got '
-                f'{split_stage!r}')
+                f'{split_stage!r}'
+            )
         if backbone.frozen_stages > split_stage:
             raise ValueError(
                 f'backbone frozen_stages={backbone.frozen_stages} freezes '
                 f'stages beyond the shared trunk (split_stage={split_stage}); '
-                f'use frozen_stages <= {split_stage}')
+                f'use frozen_stages <= {split_stage}'
+            )
         return list(stage_names)
 
     @staticmethod
@@ -240,8 +262,11 @@ class FFLClassifier(BaseClassifier):
         """
         is_trunk = keep[0] == backbone.res_layers[0]
         for name, _ in list(backbone.named_children()):
-            if name in backbone.res_layers and name not in keep or (
-                    not is_trunk and name not in keep):
+            if (
+                name in backbone.res_layers
+                and name not in keep
+                or (not is_trunk and name not in keep)
+            ):
                 delattr(backbone, name)
         backbone.res_layers = list(keep)
 
@@ -258,8 +283,8 @@ class FFLClassifier(BaseClassifier):
         return [self._run_stages(branch, shared) for branch in self.branches]
 
     def forward_logits(
-            self,
-            inputs: torch.Tensor) -> Tuple[List[torch.Tensor], torch.Tensor]:
+        self, inputs: torch.Tensor
+    ) -> Tuple[List[torch.Tensor], torch.Tensor]:
         """Logits of every branch and of the fusion classifier.
 
         Returns:
@@ -272,8 +297,9 @@ class FFLClassifier(BaseClassifier):
         ]
         return branch_logits, self.fusion(features)
 
-    def select_logits(self, branch_logits: List[torch.Tensor],
-                      fused_logits: torch.Tensor) -> torch.Tensor:
+    def select_logits(
+        self, branch_logits: List[torch.Tensor], fused_logits: torch.Tensor
+    ) -> torch.Tensor:
         """The logits named by ``predict_from``."""
         if self.predict_from == 'fused':
             return fused_logits
@@ -281,10 +307,12 @@ class FFLClassifier(BaseClassifier):
             return torch.stack(branch_logits).mean(0)
         return branch_logits[self.predict_from]
 
-    def forward(self,
-                inputs: torch.Tensor,
-                data_samples: Optional[List[DataSample]] = None,
-                mode: str = 'tensor'):
+    def forward(
+        self,
+        inputs: torch.Tensor,
+        data_samples: Optional[List[DataSample]] = None,
+        mode: str = 'tensor',
+    ):
         """``'tensor'``: selected logits; ``'loss'``: loss dict;
         ``'predict'``: list of :obj:`DataSample`."""
         if mode == 'tensor':
@@ -293,30 +321,33 @@ class FFLClassifier(BaseClassifier):
             return self.loss(inputs, data_samples)
         if mode == 'predict':
             return self.predict(inputs, data_samples)
-        raise ValueError(f"mode must be 'tensor', 'loss' or 'predict', "
-                         f'got {mode!r}')
+        raise ValueError(f"mode must be 'tensor', 'loss' or 'predict', got {mode!r}")
 
     def consistency_weight(self) -> float:
         """``kd_weight * w(progress)`` with progress from the MessageHub."""
-        progress = MessageHub.get_current_instance().get_info(
-            self.rampup_unit, 0)
-        return self.kd_weight * ffl_rampup_weight(progress,
-                                                  self.rampup_length)
+        progress = MessageHub.get_current_instance().get_info(self.rampup_unit, 0)
+        return self.kd_weight * ffl_rampup_weight(progress, self.rampup_length)
 
-    def loss(self, inputs: torch.Tensor,
-             data_samples: List[DataSample]) -> Dict[str, torch.Tensor]:
+    def loss(
+        self, inputs: torch.Tensor, data_samples: List[DataSample]
+    ) -> Dict[str, torch.Tensor]:
         """Compute the FFL losses of a batch (see :meth:`ffl_losses`)."""
         branch_logits, fused_logits = self.forward_logits(inputs)
         if 'gt_score' in data_samples[0]:
             targets = torch.stack([sample.gt_score for sample in data_samples])
         else:
             targets = torch.cat([sample.gt_label for sample in data_samples])
-        return self.ffl_losses(branch_logits, fused_logits, targets,
-                               self.consistency_weight())
+        return self.ffl_losses(
+            branch_logits, fused_logits, targets, self.consistency_weight()
+        )
 
-    def ffl_losses(self, branch_logits: List[torch.Tensor],
-                   fused_logits: torch.Tensor, targets: torch.Tensor,
-                   weight: float) -> Dict[str, torch.Tensor]:
+    def ffl_losses(
+        self,
+        branch_logits: List[torch.Tensor],
+        fused_logits: torch.Tensor,
+        targets: torch.Tensor,
+        weight: float,
+    ) -> Dict[str, torch.Tensor]:
         """CE of every classifier plus the weighted mutual KD terms.
 
         Args:
@@ -332,27 +363,29 @@ class FFLClassifier(BaseClassifier):
         """
         num = fused_logits.shape[0]
         losses = {
-            f'loss_cls_branch{i}': self.loss_cls(
-                logits, targets, avg_factor=num)
+            f'loss_cls_branch{i}': self.loss_cls(logits, targets, avg_factor=num)
             for i, logits in enumerate(branch_logits)
         }
-        losses['loss_cls_fused'] = self.loss_cls(
-            fused_logits, targets, avg_factor=num)
+        losses['loss_cls_fused'] = self.loss_cls(fused_logits, targets, avg_factor=num)
         ensemble = torch.stack(branch_logits).mean(0)
         losses['loss_kd_branches'] = weight * sum(
-            soft_kl_divergence(logits, fused_logits, self.temperature,
-                               'batchmean', FFL_TARGET_EPS)
-            for logits in branch_logits)
+            soft_kl_divergence(
+                logits, fused_logits, self.temperature, 'batchmean', FFL_TARGET_EPS
+            )
+            for logits in branch_logits
+        )
         losses['loss_kd_fused'] = weight * soft_kl_divergence(
-            fused_logits, ensemble, self.temperature, 'batchmean',
-            FFL_TARGET_EPS)
+            fused_logits, ensemble, self.temperature, 'batchmean', FFL_TARGET_EPS
+        )
         losses['kd_weight'] = fused_logits.new_tensor(weight)
         return losses
 
-    def predict(self,
-                inputs: torch.Tensor,
-                data_samples: Optional[List[DataSample]] = None,
-                **kwargs) -> List[DataSample]:
+    def predict(
+        self,
+        inputs: torch.Tensor,
+        data_samples: Optional[List[DataSample]] = None,
+        **kwargs,
+    ) -> List[DataSample]:
         """Predict with the logits named by ``predict_from``."""
         scores = self.forward(inputs, mode='tensor').softmax(dim=1)
         labels = scores.argmax(dim=1, keepdim=True).detach()

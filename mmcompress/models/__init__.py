@@ -1,7 +1,9 @@
 """Task models, backbones and plugin layers that extend downstream OpenMMLab models
 (``detectors``: MAL, imported only when mmdet is installed; ``plugins``: Polarized
 Self-Attention)."""
+
 from mmcompress.utils import has_package
+
 from .backbones import ReActBlock, ReActNet
 from .plugins import PolarizedSelfAttention
 

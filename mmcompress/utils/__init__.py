@@ -1,4 +1,5 @@
 """Cross-cutting helpers: stack compatibility and checkpoint loading."""
+
 import importlib.util
 
 

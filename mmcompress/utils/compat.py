@@ -24,6 +24,7 @@ Likewise ``AmpOptimWrapper`` (``--amp`` of every OpenMMLab ``tools/train.py``) a
 a GPU. :func:`install_cpu_amp_fix` lets it run on a CPU-only machine with bfloat16
 autocast, which needs no loss scaling (bfloat16 has float32's exponent range).
 """
+
 import atexit
 import functools
 import importlib.abc
@@ -80,10 +81,14 @@ def install_torchvision_fix() -> None:
 
 
 def _cpu_only() -> bool:
-    from mmengine.device import (is_mlu_available, is_musa_available,
-                                 is_npu_available)
-    return not (torch.cuda.is_available() or is_npu_available()
-                or is_mlu_available() or is_musa_available())
+    from mmengine.device import is_mlu_available, is_musa_available, is_npu_available
+
+    return not (
+        torch.cuda.is_available()
+        or is_npu_available()
+        or is_mlu_available()
+        or is_musa_available()
+    )
 
 
 def _destroy_process_group() -> None:
@@ -115,8 +120,11 @@ def install_cpu_distributed_fix() -> None:
             if not _cpu_only() or init_backend != 'torch':
                 return init_pytorch(backend, init_backend=init_backend, **kwargs)
             if backend != 'gloo':
-                print_log(f'mmcompress: no accelerator found, using the gloo '
-                          f'backend instead of {backend!r}', logger='current')
+                print_log(
+                    f'mmcompress: no accelerator found, using the gloo '
+                    f'backend instead of {backend!r}',
+                    logger='current',
+                )
             torch.distributed.init_process_group(backend='gloo', **kwargs)
             atexit.register(_destroy_process_group)
 
@@ -153,22 +161,25 @@ def install_cpu_amp_fix() -> None:
         return
 
     @functools.wraps(amp_init)
-    def __init__(self, loss_scale='dynamic', dtype=None, use_fsdp=False,
-                 **kwargs):
+    def __init__(self, loss_scale='dynamic', dtype=None, use_fsdp=False, **kwargs):
         if not _cpu_only():
             return amp_init(self, loss_scale, dtype, use_fsdp, **kwargs)
         OptimWrapper.__init__(self, **kwargs)
         if isinstance(dtype, str):
             if dtype not in AmpOptimWrapper.valid_dtypes:
-                raise ValueError(f'dtype={dtype!r} is not valid; use one of '
-                                 f'{AmpOptimWrapper.valid_dtypes}')
+                raise ValueError(
+                    f'dtype={dtype!r} is not valid; use one of '
+                    f'{AmpOptimWrapper.valid_dtypes}'
+                )
             dtype = getattr(torch, dtype)
         self.cast_dtype = dtype or torch.bfloat16
         self._scale_update_param = None
         self.loss_scaler = torch.amp.GradScaler('cpu', enabled=False)
-        print_log(f'mmcompress: no accelerator found, AMP autocasts to '
-                  f'{self.cast_dtype} on the CPU without loss scaling',
-                  logger='current')
+        print_log(
+            f'mmcompress: no accelerator found, AMP autocasts to '
+            f'{self.cast_dtype} on the CPU without loss scaling',
+            logger='current',
+        )
 
     __init__._mmcompress_cpu_fix = True
     AmpOptimWrapper.__init__ = __init__

@@ -14,6 +14,7 @@ the page and the tests disagree.
 
 Usage: ``python -m tests.bad_input.table`` (rewrites the page).
 """
+
 import ast
 import glob
 import os.path as osp
@@ -43,6 +44,7 @@ class Case(NamedTuple):
         mistake (str): The mistake, one line.
         message (str): The message fragment the user sees.
     """
+
     area: str
     test: str
     mistake: str
@@ -64,8 +66,9 @@ def parse_docstring(doc: str, where: str) -> tuple:
     if not lines or not messages:
         raise ValueError(
             f'{where}: a bad-input test needs a docstring whose first line names the '
-            f"mistake and a line 'Message: <text the user sees>'; got {doc!r}")
-    message = messages[0][len('Message:'):].strip()
+            f"mistake and a line 'Message: <text the user sees>'; got {doc!r}"
+        )
+    message = messages[0][len('Message:') :].strip()
     return lines[0].rstrip('.'), message
 
 
@@ -80,7 +83,7 @@ def collect_cases(folder: str = HERE) -> List[Case]:
     """
     cases = []
     for path in sorted(glob.glob(osp.join(folder, 'test_*.py'))):
-        area = osp.basename(path)[len('test_'):-len('.py')]
+        area = osp.basename(path)[len('test_') : -len('.py')]
         if area == 'docs_table':
             continue
         with open(path, encoding='utf-8') as f:
@@ -109,12 +112,17 @@ def render(cases: List[Case]) -> str:
     Returns:
         str: The page text.
     """
-    rows = [HEADER, f'{len(cases)} cases.\n\n',
-            '| # | area | mistake | message (fragment) | test |\n',
-            '|---|---|---|---|---|\n']
+    rows = [
+        HEADER,
+        f'{len(cases)} cases.\n\n',
+        '| # | area | mistake | message (fragment) | test |\n',
+        '|---|---|---|---|---|\n',
+    ]
     for i, case in enumerate(cases, 1):
-        rows.append(f'| {i} | {case.area} | {_cell(case.mistake)} | '
-                    f'`{_cell(case.message)}` | `{case.test}` |\n')
+        rows.append(
+            f'| {i} | {case.area} | {_cell(case.mistake)} | '
+            f'`{_cell(case.message)}` | `{case.test}` |\n'
+        )
     return ''.join(rows)
 
 

@@ -1,4 +1,5 @@
 """docs/common_mistakes.md lists exactly the mistakes the bad-input tests assert."""
+
 import pytest
 
 from tests.bad_input.table import PAGE, collect_cases, parse_docstring, render
@@ -9,7 +10,8 @@ def test_page_matches_the_tests():
     with open(PAGE, encoding='utf-8') as f:
         page = f.read()
     assert page == render(cases), (
-        'docs/common_mistakes.md is out of date: run python -m tests.bad_input.table')
+        'docs/common_mistakes.md is out of date: run python -m tests.bad_input.table'
+    )
 
 
 def test_docstring_without_message_line_is_refused():
@@ -19,5 +21,6 @@ def test_docstring_without_message_line_is_refused():
 
 def test_docstring_parts():
     mistake, message = parse_docstring(
-        'Bits out of range.\n\n    Message: valid bit-widths are 2..8\n', 'x.py::t')
+        'Bits out of range.\n\n    Message: valid bit-widths are 2..8\n', 'x.py::t'
+    )
     assert (mistake, message) == ('Bits out of range', 'valid bit-widths are 2..8')

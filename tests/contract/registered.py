@@ -1,5 +1,6 @@
 """What the contract tests cover: every loss, quantizer and metric registered by
 mmcompress, enumerated from its registries (never a hand-kept list)."""
+
 import mmcompress  # noqa: F401  (registers every component)
 from mmcompress.distill.losses.base import DistillLoss
 from mmcompress.quant.quantizers import BaseQuantizer
@@ -12,8 +13,8 @@ def registered_losses() -> dict:
     return {
         name: cls
         for name, cls in MODELS.module_dict.items()
-        if isinstance(cls, type) and (issubclass(cls, DistillLoss)
-                                      or name.endswith('Loss'))
+        if isinstance(cls, type)
+        and (issubclass(cls, DistillLoss) or name.endswith('Loss'))
     }
 
 
@@ -37,8 +38,10 @@ def missing_and_stale(registered: dict, cases: dict) -> str:
     stale = sorted(set(cases) - set(registered))
     lines = []
     if missing:
-        lines.append(f'registered without a contract case: {missing}; add one '
-                     'to the table of this file')
+        lines.append(
+            f'registered without a contract case: {missing}; add one '
+            'to the table of this file'
+        )
     if stale:
         lines.append(f'cases for classes that are not registered: {stale}')
     return '\n'.join(lines)

@@ -5,6 +5,7 @@ needed fields and for mismatched shapes.
 The table ``CASES`` must hold one entry per metric registered by mmcompress:
 ``test_every_registered_metric_has_a_case`` fails for a new metric without one.
 """
+
 import pytest
 import torch
 
@@ -14,7 +15,7 @@ from .registered import missing_and_stale, registered_metrics
 
 
 def cls_sample(label, predicted, confidence=1.0, classes=4):
-    score = torch.full((classes, ), (1 - confidence) / (classes - 1))
+    score = torch.full((classes,), (1 - confidence) / (classes - 1))
     score[predicted] = confidence
     return dict(pred_score=score, gt_label=torch.tensor([label]))
 
@@ -22,9 +23,11 @@ def cls_sample(label, predicted, confidence=1.0, classes=4):
 def seg_sample(labels, predicted):
     """Near-certain logits (C=3) predicting ``predicted`` for each pixel."""
     predicted = torch.tensor(predicted).reshape(2, 2)
-    logits = torch.nn.functional.one_hot(predicted, 3).permute(2, 0, 1) * 50.
-    return dict(seg_logits=dict(data=logits.float()),
-                gt_sem_seg=dict(data=torch.tensor(labels).reshape(1, 2, 2)))
+    logits = torch.nn.functional.one_hot(predicted, 3).permute(2, 0, 1) * 50.0
+    return dict(
+        seg_logits=dict(data=logits.float()),
+        gt_sem_seg=dict(data=torch.tensor(labels).reshape(1, 2, 2)),
+    )
 
 
 # name -> (build args, samples of a batch where 3 of 4 predictions are right
@@ -33,22 +36,29 @@ def seg_sample(labels, predicted):
 CASES = {
     'ClsCalibrationMetric': (
         dict(),
-        [cls_sample(0, 0), cls_sample(1, 1), cls_sample(2, 2),
-         cls_sample(3, 0)],
+        [cls_sample(0, 0), cls_sample(1, 1), cls_sample(2, 2), cls_sample(3, 0)],
         [cls_sample(2, 2)],
         (dict(gt_label=torch.tensor([1])), 'needs `pred_score`'),
-        (dict(pred_score=torch.ones(4) / 4, gt_label=torch.tensor([1, 2])),
-         'needs one gt_label per sample'),
+        (
+            dict(pred_score=torch.ones(4) / 4, gt_label=torch.tensor([1, 2])),
+            'needs one gt_label per sample',
+        ),
     ),
     'SegCalibrationMetric': (
         dict(),
         [seg_sample([0, 1, 2, 1], [0, 1, 2, 0])],
         [seg_sample([0, 1, 2, 1], [0, 1, 2, 1])],
-        (dict(seg_logits=dict(data=torch.zeros(3, 2, 2))),
-         'needs `seg_logits` and `gt_sem_seg`'),
-        (dict(seg_logits=dict(data=torch.zeros(3, 2, 2)),
-              gt_sem_seg=dict(data=torch.zeros(1, 3, 3, dtype=torch.long))),
-         'gt_sem_seg has 9 pixels but seg_logits has 4'),
+        (
+            dict(seg_logits=dict(data=torch.zeros(3, 2, 2))),
+            'needs `seg_logits` and `gt_sem_seg`',
+        ),
+        (
+            dict(
+                seg_logits=dict(data=torch.zeros(3, 2, 2)),
+                gt_sem_seg=dict(data=torch.zeros(1, 3, 3, dtype=torch.long)),
+            ),
+            'gt_sem_seg has 9 pixels but seg_logits has 4',
+        ),
     ),
 }
 NAMES = sorted(CASES)

@@ -7,6 +7,7 @@ The table ``CASES`` must hold one entry per quantizer registered by
 mmcompress: ``test_every_registered_quantizer_has_a_case`` fails for a new
 quantizer without one.
 """
+
 import pytest
 import torch
 
@@ -49,8 +50,7 @@ def sample(role, batch=4, channels=4, seed=0):
 
 
 def levels_per_channel(out, axis):
-    return max(len(torch.unique(out.select(axis, c)))
-               for c in range(out.shape[axis]))
+    return max(len(torch.unique(out.select(axis, c))) for c in range(out.shape[axis]))
 
 
 @pytest.mark.parametrize('name', NAMES)
@@ -62,8 +62,7 @@ def test_shape_levels_and_gradients(name, batch):
     out = quantizer(x)
     assert out.shape == x.shape and out.dtype == x.dtype
     assert torch.isfinite(out).all()
-    assert levels_per_channel(out.detach(), CHANNEL_AXIS[role]) <= \
-        2**quantizer.bits
+    assert levels_per_channel(out.detach(), CHANNEL_AXIS[role]) <= 2**quantizer.bits
     # not the identity: the output takes few values
     assert len(torch.unique(out.detach())) < len(torch.unique(x.detach()))
     torch.manual_seed(0)
@@ -79,16 +78,20 @@ def test_shape_levels_and_gradients(name, batch):
 @pytest.mark.parametrize('name', NAMES)
 def test_bits_outside_the_class_range_raise(name):
     cls = MODELS.get(name)
-    with pytest.raises(ValueError, match=rf'{name}: bits={cls.max_bits + 1} '
-                       rf'is not supported; valid bit-widths are '
-                       rf'{cls.min_bits}\.\.{cls.max_bits}'):
+    with pytest.raises(
+        ValueError,
+        match=rf'{name}: bits={cls.max_bits + 1} '
+        rf'is not supported; valid bit-widths are '
+        rf'{cls.min_bits}\.\.{cls.max_bits}',
+    ):
         build(name, bits=cls.max_bits + 1)
 
 
 def per_channel(name):
     role = CASES[name][1]
-    return build(name, per_channel=True, num_channels=4,
-                 channel_axis=CHANNEL_AXIS[role])
+    return build(
+        name, per_channel=True, num_channels=4, channel_axis=CHANNEL_AXIS[role]
+    )
 
 
 # N2UQ quantizers are per-tensor (activation) or per-channel over any channel
@@ -97,15 +100,17 @@ PER_CHANNEL = [name for name in NAMES if per_channel(name).per_channel]
 
 
 def test_per_channel_cases_are_the_expected_ones():
-    assert set(NAMES) - set(PER_CHANNEL) == {'N2UQActQuantizer',
-                                             'N2UQWeightQuantizer'}
+    assert set(NAMES) - set(PER_CHANNEL) == {'N2UQActQuantizer', 'N2UQWeightQuantizer'}
 
 
 @pytest.mark.parametrize('name', PER_CHANNEL)
 def test_wrong_channel_count_raises(name):
     quantizer = per_channel(name).train()
-    with pytest.raises(ValueError, match=rf'{name}: expected 4 channels along '
-                       r'axis \d, got a tensor of shape \(.*\)'):
+    with pytest.raises(
+        ValueError,
+        match=rf'{name}: expected 4 channels along '
+        r'axis \d, got a tensor of shape \(.*\)',
+    ):
         quantizer(sample(CASES[name][1], channels=3))
 
 
@@ -118,13 +123,13 @@ def test_empty_tensor_gives_empty_tensor_without_init(name):
     assert int(quantizer.initialized.item()) == before
 
 
-@pytest.mark.parametrize(
-    'name', [n for n in NAMES if not build(n).initialized.item()])
+@pytest.mark.parametrize('name', [n for n in NAMES if not build(n).initialized.item()])
 def test_nan_or_inf_at_initialization_raises(name):
     quantizer = build(name).train()
     bad = sample(CASES[name][1])
     bad[0, 0, 0, 0] = float('nan')
-    with pytest.raises(ValueError, match=f'{name}: cannot initialize from a '
-                       'tensor holding NaN'):
+    with pytest.raises(
+        ValueError, match=f'{name}: cannot initialize from a tensor holding NaN'
+    ):
         quantizer(bad)
     assert quantizer.initialized.item() == 0

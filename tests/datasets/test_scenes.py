@@ -1,4 +1,5 @@
 """Scene generator: determinism, geometry, format agreement, domain shift, errors."""
+
 import colorsys
 import filecmp
 import importlib.util
@@ -18,7 +19,8 @@ from mmcompress.datasets.scenes import (
     generate_scenes,
     iter_scenes,
     mask_to_bbox,
-    mask_to_rle)
+    mask_to_rle,
+)
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TINY = dict(num_train=6, num_val=3)
@@ -26,18 +28,22 @@ TINY = dict(num_train=6, num_val=3)
 
 def _rle_decode(rle):
     """Independent decoder: expand runs, then reshape column-major."""
-    values = np.concatenate([
-        np.full(count, index % 2, dtype=np.uint8)
-        for index, count in enumerate(rle['counts'])
-    ])
+    values = np.concatenate(
+        [
+            np.full(count, index % 2, dtype=np.uint8)
+            for index, count in enumerate(rle['counts'])
+        ]
+    )
     return values.reshape(rle['size'][::-1]).T.astype(bool)
 
 
 def _files(root):
     return sorted(
         osp.relpath(osp.join(folder, name), root)
-        for folder, _, names in os.walk(root) for name in names
-        if name != 'scenes_meta.json')
+        for folder, _, names in os.walk(root)
+        for name in names
+        if name != 'scenes_meta.json'
+    )
 
 
 @pytest.fixture(scope='module')
@@ -60,6 +66,7 @@ def test_mask_to_rle_hand_example():
 
 def test_mask_to_rle_matches_pycocotools():
     from pycocotools import mask as mask_utils
+
     rng = np.random.default_rng(0)
     mask = rng.random((13, 9)) > 0.6
     rle = mask_utils.frPyObjects(mask_to_rle(mask), 13, 9)
@@ -113,11 +120,9 @@ def test_scene_depends_only_on_its_index():
 
 
 def test_scene_geometry_follows_options():
-    options = SceneOptions(image_size=96,
-                           min_objects=2,
-                           max_objects=3,
-                           min_item_size=20,
-                           max_item_size=40)
+    options = SceneOptions(
+        image_size=96, min_objects=2, max_objects=3, min_item_size=20, max_item_size=40
+    )
     counts = []
     for scene in iter_scenes('train', 8, 0, 'source', options):
         assert scene.image.shape == (96, 96, 3)
@@ -128,8 +133,10 @@ def test_scene_geometry_follows_options():
             # the resized sprite's longer side is in range; its alpha >= 0.5
             # part can lose a pixel at each border
             assert 20 - 2 <= max(width, height) <= 40
-            assert (instance.visible_mask.sum()
-                    >= options.min_visible_fraction * instance.mask.sum())
+            assert (
+                instance.visible_mask.sum()
+                >= options.min_visible_fraction * instance.mask.sum()
+            )
     assert 1 <= min(counts) and max(counts) <= 3 and sum(counts) >= 16
 
 
@@ -153,13 +160,13 @@ def test_detection_json_boxes_areas_masks_agree(scene_roots):
 
 
 def test_label_maps_agree_with_instance_masks(scene_roots):
-    with open(osp.join(scene_roots['det'], 'annotations',
-                       'instances_val.json')) as f:
+    with open(osp.join(scene_roots['det'], 'annotations', 'instances_val.json')) as f:
         coco = json.load(f)
     for image in coco['images']:
         labels = cv2.imread(
             osp.join(scene_roots['seg'], 'labels', 'val', image['file_name']),
-            cv2.IMREAD_UNCHANGED)
+            cv2.IMREAD_UNCHANGED,
+        )
         assert labels.dtype == np.uint8 and labels.ndim == 2
         assert set(np.unique(labels)) <= set(range(11)) | {255}
         covered = np.zeros(labels.shape, dtype=bool)
@@ -169,26 +176,23 @@ def test_label_maps_agree_with_instance_masks(scene_roots):
             mask = _rle_decode(annotation['segmentation'])
             covered |= mask
             # a visible garment pixel is its class or an ignored rim pixel
-            assert set(np.unique(
-                labels[mask])) <= {annotation['category_id'], 255}
+            assert set(np.unique(labels[mask])) <= {annotation['category_id'], 255}
         # every garment label lies on some visible instance mask
         assert not ((labels > 0) & (labels < 255) & ~covered).any()
         # the images of both roots are the same scenes
-        assert filecmp.cmp(osp.join(scene_roots['det'], 'images', 'val',
-                                    image['file_name']),
-                           osp.join(scene_roots['seg'], 'images', 'val',
-                                    image['file_name']),
-                           shallow=False)
+        assert filecmp.cmp(
+            osp.join(scene_roots['det'], 'images', 'val', image['file_name']),
+            osp.join(scene_roots['seg'], 'images', 'val', image['file_name']),
+            shallow=False,
+        )
 
 
 def test_keypoints_agree_with_boxes_and_occlusion(scene_roots):
     with open(
-            osp.join(scene_roots['pose'], 'annotations',
-                     'keypoints_train.json')) as f:
+        osp.join(scene_roots['pose'], 'annotations', 'keypoints_train.json')
+    ) as f:
         pose = json.load(f)
-    with open(
-            osp.join(scene_roots['det'], 'annotations',
-                     'instances_train.json')) as f:
+    with open(osp.join(scene_roots['det'], 'annotations', 'instances_train.json')) as f:
         det = json.load(f)
     category = pose['categories'][0]
     assert category['keypoints'] == list(GARMENT_KEYPOINT_NAMES)
@@ -230,15 +234,18 @@ def test_target_domain_has_other_colour_statistics(tmp_path):
     assert set(meta['backgrounds']) >= {'brick', 'grass', 'gravel'}
 
 
-@pytest.mark.parametrize('kwargs, message', [
-    (dict(task='box'), "task 'box' is not valid"),
-    (dict(split='huge'), "split 'huge' is not valid"),
-    (dict(domain='night'), "domain 'night' is not valid"),
-    (dict(min_objects=5, max_objects=2), 'min_objects <= max_objects'),
-    (dict(max_item_size=500), 'max_item_size <= image_size'),
-    (dict(num_train=0), 'num_train must be >= 1'),
-    (dict(item_count=3), "Unknown scene options \\['item_count'\\]"),
-])
+@pytest.mark.parametrize(
+    'kwargs, message',
+    [
+        (dict(task='box'), "task 'box' is not valid"),
+        (dict(split='huge'), "split 'huge' is not valid"),
+        (dict(domain='night'), "domain 'night' is not valid"),
+        (dict(min_objects=5, max_objects=2), 'min_objects <= max_objects'),
+        (dict(max_item_size=500), 'max_item_size <= image_size'),
+        (dict(num_train=0), 'num_train must be >= 1'),
+        (dict(item_count=3), "Unknown scene options \\['item_count'\\]"),
+    ],
+)
 def test_bad_arguments_are_named(tmp_path, kwargs, message):
     arguments = dict(task='det', out_dir=str(tmp_path))
     arguments.update(kwargs)
@@ -248,14 +255,13 @@ def test_bad_arguments_are_named(tmp_path, kwargs, message):
 
 def test_default_data_roots():
     assert default_data_root('seg', 'bench') == 'data/scenes/seg_bench'
-    assert (default_data_root('seg', 'small',
-                              'target') == 'data/scenes/seg_small_target')
+    assert default_data_root('seg', 'small', 'target') == 'data/scenes/seg_small_target'
 
 
 def _load_cli():
     spec = importlib.util.spec_from_file_location(
-        'generate_scenes_cli',
-        osp.join(REPO_ROOT, 'tools', 'generate_scenes.py'))
+        'generate_scenes_cli', osp.join(REPO_ROOT, 'tools', 'generate_scenes.py')
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -264,37 +270,57 @@ def _load_cli():
 def test_cli_writes_a_root(tmp_path, capsys):
     cli = _load_cli()
     out = tmp_path / 'pose'
-    cli.main([
-        '--task', 'pose', '--out',
-        str(out), '--num-train', '2', '--num-val', '1', '--image-size', '96',
-        '--max-item-size', '48'
-    ])
+    cli.main(
+        [
+            '--task',
+            'pose',
+            '--out',
+            str(out),
+            '--num-train',
+            '2',
+            '--num-val',
+            '1',
+            '--image-size',
+            '96',
+            '--max-item-size',
+            '48',
+        ]
+    )
     assert 'wrote' in capsys.readouterr().out
     meta = json.loads((out / 'scenes_meta.json').read_text())
     assert meta['options']['image_size'] == 96
     assert meta['num_images'] == dict(train=2, val=1)
     assert len(os.listdir(out / 'images' / 'train')) == 2
     with pytest.raises(SystemExit, match='min_objects'):
-        cli.main([
-            '--task', 'pose', '--out',
-            str(out), '--min-objects', '3', '--max-objects', '1'
-        ])
+        cli.main(
+            [
+                '--task',
+                'pose',
+                '--out',
+                str(out),
+                '--min-objects',
+                '3',
+                '--max-objects',
+                '1',
+            ]
+        )
 
 
 def test_point_config_at_scenes(tmp_path):
     from mmengine.config import Config
 
     from mmcompress.datasets.scenes import point_config_at_scenes
+
     cfg = Config.fromfile(
-        osp.join(REPO_ROOT, 'configs', '_base_', 'datasets', 'scenes_det.py'))
-    cfg.train_dataloader.dataset = dict(type='RepeatDataset',
-                                        times=2,
-                                        dataset=cfg.train_dataloader.dataset)
+        osp.join(REPO_ROOT, 'configs', '_base_', 'datasets', 'scenes_det.py')
+    )
+    cfg.train_dataloader.dataset = dict(
+        type='RepeatDataset', times=2, dataset=cfg.train_dataloader.dataset
+    )
     point_config_at_scenes(cfg, str(tmp_path))
     root = str(tmp_path) + '/'
     assert cfg.train_dataloader.dataset.dataset.data_root == root
     assert cfg.val_dataloader.dataset.data_root == root
-    assert cfg.test_evaluator.ann_file == (root +
-                                           'annotations/instances_val.json')
+    assert cfg.test_evaluator.ann_file == (root + 'annotations/instances_val.json')
     with pytest.raises(FileNotFoundError, match='generate_scenes.py'):
         point_config_at_scenes(cfg, str(tmp_path / 'missing'))

@@ -6,6 +6,7 @@ package's own ``tools/train.py`` for a few tens of iterations and checks that th
 training loss falls and that the downstream metric was computed on the validation
 split.
 """
+
 import glob
 import json
 import os
@@ -15,7 +16,6 @@ import sys
 
 import pytest
 from mmengine.config import Config
-
 
 from mmcompress.datasets.scenes import generate_scenes, point_config_at_scenes
 from mmcompress.testing import shorten_schedule, shrink_data, stock_tool
@@ -28,12 +28,10 @@ ITERS = 30
 # weighted by (or target) the predicted box quality, which rises as it learns, so
 # they grow early in training; its run checks the stock tool and the metric only.
 CASES = [
-    ('det', 'mmdet', 'mmdet/retinanet_r18-w16_scenes.py', 'coco/bbox_mAP',
-     'loss'),
+    ('det', 'mmdet', 'mmdet/retinanet_r18-w16_scenes.py', 'coco/bbox_mAP', 'loss'),
     ('det', 'mmdet', 'mmdet/gfl_r18-w16_scenes.py', 'coco/bbox_mAP', None),
     ('seg', 'mmseg', 'mmseg/fcn_r18-w16_scenes.py', 'mIoU', 'loss'),
-    ('pose', 'mmpose', 'mmpose/topdown_heatmap_r18-w16_scenes.py', 'coco/AP',
-     'loss'),
+    ('pose', 'mmpose', 'mmpose/topdown_heatmap_r18-w16_scenes.py', 'coco/AP', 'loss'),
 ]
 
 
@@ -42,9 +40,14 @@ def _short_config(path, base, data_root):
     cfg = Config.fromfile(base)
     point_config_at_scenes(cfg, data_root)
     shrink_data(cfg, batch_size=4)
-    shorten_schedule(cfg, iters=ITERS, log_interval=5, param_scheduler=[
-        dict(type='LinearLR', start_factor=0.1, by_epoch=False, end=10)
-    ])
+    shorten_schedule(
+        cfg,
+        iters=ITERS,
+        log_interval=5,
+        param_scheduler=[
+            dict(type='LinearLR', start_factor=0.1, by_epoch=False, end=10)
+        ],
+    )
     cfg.randomness = dict(seed=0)  # deterministic: the loss check must not flake
     cfg.dump(path)
 
@@ -57,18 +60,21 @@ def _scalars(work_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('task, package, config, metric_key, loss_key',
-                         CASES,
-                         ids=[osp.basename(case[2])[:-3] for case in CASES])
-def test_student_baseline_trains_with_stock_tool(tmp_path, task, package,
-                                                 config, metric_key, loss_key):
+@pytest.mark.parametrize(
+    'task, package, config, metric_key, loss_key',
+    CASES,
+    ids=[osp.basename(case[2])[:-3] for case in CASES],
+)
+def test_student_baseline_trains_with_stock_tool(
+    tmp_path, task, package, config, metric_key, loss_key
+):
     tool = stock_tool(package)
     data_root = str(tmp_path / f'{task}_small')
     generate_scenes(task, data_root, seed=0, num_train=16, num_val=8)
     config_path = str(tmp_path / 'short.py')
-    _short_config(config_path,
-                  osp.join(REPO_ROOT, 'configs', 'baselines', config),
-                  data_root)
+    _short_config(
+        config_path, osp.join(REPO_ROOT, 'configs', 'baselines', config), data_root
+    )
     work_dir = str(tmp_path / 'work')
     env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
     result = subprocess.run(
@@ -77,12 +83,12 @@ def test_student_baseline_trains_with_stock_tool(tmp_path, task, package,
         env=env,
         capture_output=True,
         text=True,
-        timeout=900)
+        timeout=900,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     records = _scalars(work_dir)
     losses = [
-        record['loss'] for record in records
-        if 'loss' in record and 'lr' in record
+        record['loss'] for record in records if 'loss' in record and 'lr' in record
     ]
     assert len(losses) >= ITERS // 5
     if loss_key is not None:

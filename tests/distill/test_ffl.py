@@ -1,5 +1,6 @@
 """FFL classifier: loss numerics against the official formulas, ramp-up,
 structure, bad input, and short real training on Fashion-MNIST."""
+
 import math
 import os.path as osp
 
@@ -13,8 +14,11 @@ from mmengine.logging import MessageHub  # noqa: E402
 from mmengine.optim import OptimWrapper  # noqa: E402
 from mmpretrain.structures import DataSample  # noqa: E402
 
-from mmcompress.distill.ffl import (FFLClassifier, FFLFusionModule,  # noqa
-                                    ffl_rampup_weight)
+from mmcompress.distill.ffl import (
+    FFLClassifier,
+    FFLFusionModule,  # noqa
+    ffl_rampup_weight,
+)
 from mmcompress.registry import MODELS  # noqa: E402
 from mmcompress.testing import shorten_schedule, shrink_data  # noqa: E402
 
@@ -34,7 +38,8 @@ def tiny_backbone(**overrides):
         num_stages=3,
         strides=(1, 2, 2),
         dilations=(1, 1, 1),
-        out_indices=(2, ))
+        out_indices=(2,),
+    )
     cfg.update(overrides)
     return cfg
 
@@ -45,7 +50,8 @@ def build_ffl(**kwargs):
         backbone=tiny_backbone(),
         num_classes=10,
         split_stage=2,
-        data_preprocessor=dict(mean=[72.94], std=[90.02], to_rgb=False))
+        data_preprocessor=dict(mean=[72.94], std=[90.02], to_rgb=False),
+    )
     cfg.update(kwargs)
     return MODELS.build(cfg)
 
@@ -61,8 +67,7 @@ def fresh_message_hub():
 def test_rampup_values():
     assert ffl_rampup_weight(0, 80) == pytest.approx(math.exp(-5))
     assert ffl_rampup_weight(40, 80) == pytest.approx(math.exp(-1.25))
-    assert ffl_rampup_weight(79, 80) == pytest.approx(
-        math.exp(-5 * (1 / 80)**2))
+    assert ffl_rampup_weight(79, 80) == pytest.approx(math.exp(-5 * (1 / 80) ** 2))
     assert ffl_rampup_weight(80, 80) == 1.0
     assert ffl_rampup_weight(300, 80) == 1.0
     assert ffl_rampup_weight(3, 0) == 1.0
@@ -100,16 +105,17 @@ def test_ffl_loss_numerics_on_fixed_logits():
     f_np = fused.double().numpy()
     for i, logits in enumerate(b_np):
         ce = -np_log_softmax(logits)[np.arange(4), targets.numpy()].mean()
-        assert losses[f'loss_cls_branch{i}'].item() == pytest.approx(
-            ce, rel=1e-5)
+        assert losses[f'loss_cls_branch{i}'].item() == pytest.approx(ce, rel=1e-5)
     ce_fused = -np_log_softmax(f_np)[np.arange(4), targets.numpy()].mean()
     assert losses['loss_cls_fused'].item() == pytest.approx(ce_fused, rel=1e-5)
     kd_branches = sum(official_kl(b, f_np) for b in b_np)
     assert losses['loss_kd_branches'].item() == pytest.approx(
-        0.5 * kd_branches, rel=1e-5)
+        0.5 * kd_branches, rel=1e-5
+    )
     ensemble = sum(b_np) / 3
     assert losses['loss_kd_fused'].item() == pytest.approx(
-        0.5 * official_kl(f_np, ensemble), rel=1e-5)
+        0.5 * official_kl(f_np, ensemble), rel=1e-5
+    )
     assert losses['kd_weight'].item() == 0.5
 
 
@@ -170,18 +176,20 @@ def test_predict_from(predict_from):
         expected = {
             'fused': fused,
             'ensemble': (branch[0] + branch[1]) / 2,
-            1: branch[1]
+            1: branch[1],
         }[predict_from]
         samples = model(inputs, mode='predict')
     scores = torch.stack([s.pred_score for s in samples])
     assert torch.allclose(scores, expected.softmax(1), atol=1e-6)
-    assert [int(s.pred_label) for s in samples] == \
-        expected.argmax(1).tolist()
+    assert [int(s.pred_label) for s in samples] == expected.argmax(1).tolist()
 
 
 def test_bad_configuration():
-    with pytest.raises(ValueError, match=r'split_stage must be an int in '
-                       r'\[1, 2\]'):
+    with pytest.raises(
+        ValueError,
+        match=r'split_stage must be an int in '
+        r'\[1, 2\]',
+    ):
         build_ffl(split_stage=3)
     with pytest.raises(ValueError, match='split_stage'):
         build_ffl(split_stage=0)
@@ -198,7 +206,7 @@ def test_bad_configuration():
     with pytest.raises(TypeError, match='ResNet-family'):
         build_ffl(backbone=dict(type='LeNet5', num_classes=10))
     model = build_ffl()
-    with pytest.raises(ValueError, match="mode must be"):
+    with pytest.raises(ValueError, match='mode must be'):
         model(torch.randn(1, 1, 28, 28), mode='features')
     with pytest.raises(ValueError, match='share one shape'):
         model.fusion([torch.randn(1, 32, 7, 7), torch.randn(1, 32, 4, 4)])
@@ -206,6 +214,7 @@ def test_bad_configuration():
 
 def load_fmnist(split, count):
     from mmcompress.datasets import FashionMNISTDataset
+
     dataset = FashionMNISTDataset(split=split, subset_size=count)
     infos = [dataset.get_data_info(i) for i in range(len(dataset))]
     images = torch.from_numpy(np.stack([info['img'] for info in infos]))
@@ -215,8 +224,8 @@ def load_fmnist(split, count):
 
 def to_batch(images, labels):
     return dict(
-        inputs=images,
-        data_samples=[DataSample().set_gt_label(int(y)) for y in labels])
+        inputs=images, data_samples=[DataSample().set_gt_label(int(y)) for y in labels]
+    )
 
 
 def train_ffl_on_fashion_mnist(seed=0, epochs=4, lr=0.02):
@@ -231,8 +240,7 @@ def train_ffl_on_fashion_mnist(seed=0, epochs=4, lr=0.02):
     model = build_ffl(rampup_length=0)
     train_x, train_y = load_fmnist('train', 960)
     test_x, test_y = load_fmnist('test', 300)
-    optim = OptimWrapper(
-        torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9))
+    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9))
 
     def eval_loss_and_accuracy():
         model.eval()
@@ -243,24 +251,26 @@ def train_ffl_on_fashion_mnist(seed=0, epochs=4, lr=0.02):
         model.train()
         total = sum(v for k, v in losses.items() if k.startswith('loss'))
         accuracy = np.mean(
-            [int(s.pred_label) == int(y) for s, y in zip(samples, test_y)])
+            [int(s.pred_label) == int(y) for s, y in zip(samples, test_y)]
+        )
         return total.item(), accuracy
 
     loss_before, acc_before = eval_loss_and_accuracy()
     for _ in range(epochs):
         for start in range(0, 960, 32):
             model.train_step(
-                to_batch(train_x[start:start + 32],
-                         train_y[start:start + 32]), optim)
+                to_batch(train_x[start : start + 32], train_y[start : start + 32]),
+                optim,
+            )
     loss_after, acc_after = eval_loss_and_accuracy()
     return loss_before, loss_after, acc_before, acc_after
 
 
 @pytest.mark.skipif(
     not osp.exists(osp.join(FMNIST_ROOT, 'train-images-idx3-ubyte.gz')),
-    reason='Fashion-MNIST (dataset-fashion-mnist) not installed')
-def test_short_training_on_fashion_mnist_lowers_loss(fresh_message_hub,
-                                                     deterministic):
+    reason='Fashion-MNIST (dataset-fashion-mnist) not installed',
+)
+def test_short_training_on_fashion_mnist_lowers_loss(fresh_message_hub, deterministic):
     """FFL learns: test loss and fused accuracy after 120 SGD steps.
 
     Deterministic: one thread and seed 0 (the ``deterministic`` fixture), so
@@ -275,22 +285,26 @@ def test_short_training_on_fashion_mnist_lowers_loss(fresh_message_hub,
     0.41-0.66 over seeds 0-4, seed 0 at 0.545 / 0.650 against 0.6 / 0.6) left
     too little margin.
     """
-    loss_before, loss_after, acc_before, acc_after = \
-        train_ffl_on_fashion_mnist(seed=0)
-    print(f'FFL Fashion-MNIST: loss {loss_before:.3f} -> {loss_after:.3f}, '
-          f'fused accuracy {acc_before:.3f} -> {acc_after:.3f}')
+    loss_before, loss_after, acc_before, acc_after = train_ffl_on_fashion_mnist(seed=0)
+    print(
+        f'FFL Fashion-MNIST: loss {loss_before:.3f} -> {loss_after:.3f}, '
+        f'fused accuracy {acc_before:.3f} -> {acc_after:.3f}'
+    )
     assert loss_after < 0.7 * loss_before
     assert acc_after > 0.5 > acc_before
 
 
 @pytest.mark.skipif(
     not osp.exists(osp.join(FMNIST_ROOT, 'train-images-idx3-ubyte.gz')),
-    reason='Fashion-MNIST (dataset-fashion-mnist) not installed')
+    reason='Fashion-MNIST (dataset-fashion-mnist) not installed',
+)
 def test_config_trains_with_runner(tmp_path, deterministic):
     from mmengine.config import Config
     from mmengine.runner import Runner
+
     cfg = Config.fromfile(
-        osp.join(REPO_ROOT, 'configs/distill/mmpretrain/ffl_fmnist.py'))
+        osp.join(REPO_ROOT, 'configs/distill/mmpretrain/ffl_fmnist.py')
+    )
     cfg.work_dir = str(tmp_path)
     shrink_data(cfg, 32, dict(train=640, val=200), splits=['train', 'val'])
     shorten_schedule(cfg, epochs=1, log_interval=1, param_scheduler=[])

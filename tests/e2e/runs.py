@@ -3,6 +3,7 @@
 Config shrinking and the downstream tools' paths are in ``mmcompress.testing``
 (shared with benchmarks/).
 """
+
 import glob
 import json
 import os
@@ -16,26 +17,33 @@ OUR_TRAIN = osp.join(REPO, 'tools', 'train.py')
 OUR_TEST = osp.join(REPO, 'tools', 'test.py')
 
 
-def run_tool(tool: str, args: Sequence[str], timeout: int = 900,
-             env_extra: Dict[str, str] = None) -> subprocess.CompletedProcess:
+def run_tool(
+    tool: str, args: Sequence[str], timeout: int = 900, env_extra: Dict[str, str] = None
+) -> subprocess.CompletedProcess:
     """Run a tool script in a fresh interpreter from the repo root; fail loudly."""
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONHASHSEED='0')
     env.update(env_extra or {})
-    proc = subprocess.run([sys.executable, tool, *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, tool, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if proc.returncode != 0:
         raise AssertionError(
             f'{tool} {" ".join(args)} exited {proc.returncode}\n'
             f'--- stdout (tail) ---\n{proc.stdout[-4000:]}\n'
-            f'--- stderr (tail) ---\n{proc.stderr[-6000:]}')
+            f'--- stderr (tail) ---\n{proc.stderr[-6000:]}'
+        )
     return proc
 
 
 def scalars(work_dir: str) -> List[dict]:
     """All records of the run(s) in ``work_dir`` (mmengine LocalVisBackend)."""
     records = []
-    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data',
-                                          'scalars.json'))):
+    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
         with open(path) as f:
             records += [json.loads(line) for line in f if line.strip()]
     return records

@@ -7,6 +7,7 @@ tool: the resumed run's losses must equal the uninterrupted run's (fixed seed, C
 random augmentations and dropout removed for these runs: mmengine re-seeds at
 resume but does not checkpoint the RNG state).
 """
+
 import os.path as osp
 import shutil
 import subprocess
@@ -24,13 +25,18 @@ pytestmark = pytest.mark.slow
 
 # downstream -> (config, metric key, scene task or None for Fashion-MNIST)
 CASES = {
-    'mmpretrain': ('configs/baselines/mmpretrain/fmnist_student.py',
-                   'accuracy/top1', None),
-    'mmdet': ('configs/baselines/mmdet/gfl_r18-w16_scenes.py', 'coco/bbox_mAP',
-              'det'),
+    'mmpretrain': (
+        'configs/baselines/mmpretrain/fmnist_student.py',
+        'accuracy/top1',
+        None,
+    ),
+    'mmdet': ('configs/baselines/mmdet/gfl_r18-w16_scenes.py', 'coco/bbox_mAP', 'det'),
     'mmseg': ('configs/baselines/mmseg/fcn_r18-w16_scenes.py', 'mIoU', 'seg'),
-    'mmpose': ('configs/baselines/mmpose/topdown_heatmap_r18-w16_scenes.py',
-               'coco/AP', 'pose'),
+    'mmpose': (
+        'configs/baselines/mmpose/topdown_heatmap_r18-w16_scenes.py',
+        'coco/AP',
+        'pose',
+    ),
 }
 MAX_ITERS, CKPT_EVERY = 4, 2
 
@@ -45,8 +51,11 @@ def scenes_root(tmp_path_factory):
 
 def _deterministic(pipeline):
     """The pipeline without its random augmentations."""
-    return [t for t in pipeline if not t['type'].startswith('Random')
-            and t['type'] != 'PhotoMetricDistortion']
+    return [
+        t
+        for t in pipeline
+        if not t['type'].startswith('Random') and t['type'] != 'PhotoMetricDistortion'
+    ]
 
 
 def small_config(downstream: str, folder, scenes_root: str) -> str:
@@ -63,8 +72,14 @@ def small_config(downstream: str, folder, scenes_root: str) -> str:
     for head in ('decode_head', 'auxiliary_head'):
         if cfg.model.get(head):
             cfg.model[head].dropout_ratio = 0.0
-    shorten_schedule(cfg, iters=MAX_ITERS, log_interval=1, param_scheduler=[],
-                     interval=CKPT_EVERY, max_keep_ckpts=-1)
+    shorten_schedule(
+        cfg,
+        iters=MAX_ITERS,
+        log_interval=1,
+        param_scheduler=[],
+        interval=CKPT_EVERY,
+        max_keep_ckpts=-1,
+    )
     cfg.log_processor = dict(by_epoch=False)
     cfg.randomness = dict(seed=0)
     path = str(folder / f'small_{downstream}.py')
@@ -88,8 +103,13 @@ def test_train_evaluate_checkpoint_resume(downstream, tmp_path, scenes_root):
     # 2) the downstream's stock tool auto-resumes (`--resume`, the flag every
     #    downstream tool accepts) from the middle checkpoint
     middle = f'iter_{CKPT_EVERY}.pth'
-    shutil.copytree(full, resumed, ignore=lambda d, names: [
-        n for n in names if n != middle and not n.endswith('.py')])
+    shutil.copytree(
+        full,
+        resumed,
+        ignore=lambda d, names: [
+            n for n in names if n != middle and not n.endswith('.py')
+        ],
+    )
     with open(osp.join(resumed, 'last_checkpoint'), 'w') as f:
         f.write(osp.join(resumed, middle))
     run_tool(stock_tool(downstream), [config, '--work-dir', resumed, '--resume'])
@@ -99,7 +119,8 @@ def test_train_evaluate_checkpoint_resume(downstream, tmp_path, scenes_root):
     assert sorted(after) == list(range(CKPT_EVERY + 1, MAX_ITERS + 1))
     for step, loss in after.items():
         assert loss == pytest.approx(before[step], rel=1e-5, abs=1e-6), (
-            f'iteration {step}: resumed loss {loss} != uninterrupted {before[step]}')
+            f'iteration {step}: resumed loss {loss} != uninterrupted {before[step]}'
+        )
     assert metrics(resumed, metric)[-1] == pytest.approx(scores[-1], abs=1e-4)
     assert osp.isfile(osp.join(resumed, f'iter_{MAX_ITERS}.pth'))
 
@@ -107,8 +128,15 @@ def test_train_evaluate_checkpoint_resume(downstream, tmp_path, scenes_root):
 def test_amp_trains_on_cpu_with_bfloat16(tmp_path, scenes_root):
     """``--amp`` (AmpOptimWrapper) trains on a CPU-only machine: bf16 autocast."""
     work_dir = str(tmp_path / 'amp')
-    proc = run_tool(OUR_TRAIN, [small_config('mmpretrain', tmp_path, scenes_root),
-                                '--work-dir', work_dir, '--amp'])
+    proc = run_tool(
+        OUR_TRAIN,
+        [
+            small_config('mmpretrain', tmp_path, scenes_root),
+            '--work-dir',
+            work_dir,
+            '--amp',
+        ],
+    )
     assert 'AMP autocasts to torch.bfloat16 on the CPU' in proc.stdout + proc.stderr
     losses = train_losses(work_dir)
     assert len(losses) == MAX_ITERS and all(v == v for v in losses.values())
@@ -120,12 +148,25 @@ def test_dist_train_two_processes_on_cpu(tmp_path, scenes_root):
     work_dir = str(tmp_path / 'ddp')
     config = small_config('mmpretrain', tmp_path, scenes_root)
     out = subprocess.run(
-        ['bash', osp.join(REPO, 'tools', 'dist_train.sh'), config, '2',
-         '--work-dir', work_dir],
-        cwd=REPO, capture_output=True, text=True, timeout=900,
-        env={'PATH': osp.dirname(sys.executable) + ':/usr/bin:/bin',
-             'PYTHON': sys.executable, 'OMP_NUM_THREADS': '1',
-             'PORT': '29517'})
+        [
+            'bash',
+            osp.join(REPO, 'tools', 'dist_train.sh'),
+            config,
+            '2',
+            '--work-dir',
+            work_dir,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={
+            'PATH': osp.dirname(sys.executable) + ':/usr/bin:/bin',
+            'PYTHON': sys.executable,
+            'OMP_NUM_THREADS': '1',
+            'PORT': '29517',
+        },
+    )
     assert out.returncode == 0, out.stderr[-4000:]
     log = out.stdout + out.stderr
     assert 'using the gloo backend' in log

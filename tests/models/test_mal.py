@@ -1,5 +1,6 @@
 """MAL: feature depression mask, ratio / top-k schedules, the explicit
 selection's bag loss, the detector's training path and the hook."""
+
 import math
 from types import SimpleNamespace
 
@@ -13,15 +14,19 @@ from mmengine.registry import DefaultScope  # noqa: E402
 from mmengine.structures import InstanceData  # noqa: E402
 
 from mmcompress.models.detectors import (  # noqa: E402
-    REFLECTED_STEP_RATIOS, MALScheduleHook, depress_feature, depression_mask,
-    linear_topk, reflected_step_ratio)
+    REFLECTED_STEP_RATIOS,
+    MALScheduleHook,
+    depress_feature,
+    depression_mask,
+    linear_topk,
+    reflected_step_ratio,
+)
 from mmcompress.registry import MODELS  # noqa: E402
 
 
 def test_depression_mask_hand_computed():
     # 1 image, 2 channels, 2x2: channel means 2.5 and 1.0
-    feature = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]],
-                             [[2.0, 0.0], [1.0, 1.0]]]])
+    feature = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]], [[2.0, 0.0], [1.0, 1.0]]]])
     # cam = 2.5 * c0 + 1.0 * c1 = [[4.5, 5.0], [8.5, 11.0]]
     assert depression_mask(feature, 0.0).flatten().tolist() == [1, 1, 1, 1]
     # int(4 * 0.3) = 1: the single highest position (11.0) is depressed
@@ -49,8 +54,20 @@ def test_reflected_step_schedule_hand_computed():
     # 24 iterations: two per part
     got = [reflected_step_ratio(i, 24) for i in range(24)]
     assert got == [r for r in REFLECTED_STEP_RATIOS for _ in range(2)]
-    assert REFLECTED_STEP_RATIOS == (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.5, 0.4,
-                                     0.3, 0.2, 0.1, 0.0)
+    assert REFLECTED_STEP_RATIOS == (
+        0.0,
+        0.1,
+        0.2,
+        0.3,
+        0.4,
+        0.5,
+        0.5,
+        0.4,
+        0.3,
+        0.2,
+        0.1,
+        0.0,
+    )
     # 1000 iterations: part k covers [1000k/12, 1000(k+1)/12)
     assert reflected_step_ratio(83, 1000) == 0.0
     assert reflected_step_ratio(84, 1000) == 0.1
@@ -63,15 +80,23 @@ def test_reflected_step_schedule_hand_computed():
 
 def _head_cfg(**kwargs):
     return dict(
-        type='MALFreeAnchorHead', num_classes=3, in_channels=16,
-        stacked_convs=1, feat_channels=16, pre_anchor_topk=4,
-        anchor_generator=dict(type='AnchorGenerator', octave_base_scale=4,
-                              scales_per_octave=1, ratios=[1.0],
-                              strides=[8, 16, 32]),
-        bbox_coder=dict(type='DeltaXYWHBBoxCoder',
-                        target_stds=[0.1, 0.1, 0.2, 0.2]),
+        type='MALFreeAnchorHead',
+        num_classes=3,
+        in_channels=16,
+        stacked_convs=1,
+        feat_channels=16,
+        pre_anchor_topk=4,
+        anchor_generator=dict(
+            type='AnchorGenerator',
+            octave_base_scale=4,
+            scales_per_octave=1,
+            ratios=[1.0],
+            strides=[8, 16, 32],
+        ),
+        bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_stds=[0.1, 0.1, 0.2, 0.2]),
         loss_bbox=dict(type='SmoothL1Loss', beta=0.11, loss_weight=0.75),
-        **kwargs)
+        **kwargs,
+    )
 
 
 def test_explicit_selection_bag_loss_hand_computed():
@@ -81,13 +106,15 @@ def test_explicit_selection_bag_loss_hand_computed():
     cls_prob = torch.tensor([[0.9, 0.5, 0.1, 0.2]])
     box_prob = torch.ones(1, 4)
     # top-2 of the bag: mean(0.9, 0.5) = 0.7 -> alpha * -log(0.7)
-    assert topk.positive_bag_loss(cls_prob, box_prob).item() == \
-        pytest.approx(0.5 * -math.log(0.7), rel=1e-6)
+    assert topk.positive_bag_loss(cls_prob, box_prob).item() == pytest.approx(
+        0.5 * -math.log(0.7), rel=1e-6
+    )
     # Mean-max: weights 1/(1-p) normalised
     w = torch.tensor([10.0, 2.0, 1 / 0.9, 1 / 0.8])
     bag = float((w * cls_prob[0]).sum() / w.sum())
-    assert mean_max.positive_bag_loss(cls_prob, box_prob).item() == \
-        pytest.approx(0.5 * -math.log(bag), rel=1e-6)
+    assert mean_max.positive_bag_loss(cls_prob, box_prob).item() == pytest.approx(
+        0.5 * -math.log(bag), rel=1e-6
+    )
     with DefaultScope.overwrite_default_scope('mmdet'):
         with pytest.raises(ValueError, match="'mean_max' or 'topk'"):
             MODELS.build(_head_cfg(selection='max'))
@@ -98,29 +125,53 @@ def test_explicit_selection_bag_loss_hand_computed():
 def _mal_detector(bbox_head=None, **kwargs):
     return dict(
         type='MALRetinaNet',
-        data_preprocessor=dict(type='DetDataPreprocessor',
-                               pad_size_divisor=32),
-        backbone=dict(type='ResNet', depth=18, base_channels=8, num_stages=4,
-                      out_indices=(1, 2, 3), style='pytorch'),
-        neck=dict(type='FPN', in_channels=[16, 32, 64], out_channels=16,
-                  start_level=0, num_outs=3),
+        data_preprocessor=dict(type='DetDataPreprocessor', pad_size_divisor=32),
+        backbone=dict(
+            type='ResNet',
+            depth=18,
+            base_channels=8,
+            num_stages=4,
+            out_indices=(1, 2, 3),
+            style='pytorch',
+        ),
+        neck=dict(
+            type='FPN',
+            in_channels=[16, 32, 64],
+            out_channels=16,
+            start_level=0,
+            num_outs=3,
+        ),
         bbox_head=bbox_head or _head_cfg(),
-        train_cfg=dict(assigner=dict(type='MaxIoUAssigner', pos_iou_thr=0.5,
-                                     neg_iou_thr=0.4, min_pos_iou=0),
-                       allowed_border=-1, pos_weight=-1, debug=False),
-        test_cfg=dict(nms_pre=100, score_thr=0.05,
-                      nms=dict(type='nms', iou_threshold=0.5),
-                      max_per_img=10),
-        **kwargs)
+        train_cfg=dict(
+            assigner=dict(
+                type='MaxIoUAssigner', pos_iou_thr=0.5, neg_iou_thr=0.4, min_pos_iou=0
+            ),
+            allowed_border=-1,
+            pos_weight=-1,
+            debug=False,
+        ),
+        test_cfg=dict(
+            nms_pre=100,
+            score_thr=0.05,
+            nms=dict(type='nms', iou_threshold=0.5),
+            max_per_img=10,
+        ),
+        **kwargs,
+    )
 
 
 def _samples():
-    meta = dict(img_shape=(64, 64), ori_shape=(64, 64), pad_shape=(64, 64),
-                batch_input_shape=(64, 64), scale_factor=(1.0, 1.0))
+    meta = dict(
+        img_shape=(64, 64),
+        ori_shape=(64, 64),
+        pad_shape=(64, 64),
+        batch_input_shape=(64, 64),
+        scale_factor=(1.0, 1.0),
+    )
     sample = DetDataSample(metainfo=meta)
     sample.gt_instances = InstanceData(
-        bboxes=torch.tensor([[4.0, 6.0, 40.0, 50.0]]),
-        labels=torch.tensor([1]))
+        bboxes=torch.tensor([[4.0, 6.0, 40.0, 50.0]]), labels=torch.tensor([1])
+    )
     return [sample]
 
 
@@ -137,31 +188,36 @@ def test_mal_loss_sees_depressed_features_and_predict_does_not():
     expected = model.bbox_head.loss(tuple(feats), samples)
     plain = model.bbox_head.loss(model.extract_feat(inputs), samples)
     for key in ('positive_bag_loss', 'negative_bag_loss'):
-        assert losses[key].item() == pytest.approx(expected[key].item(),
-                                                   rel=1e-5)
+        assert losses[key].item() == pytest.approx(expected[key].item(), rel=1e-5)
     assert losses['negative_bag_loss'].item() != pytest.approx(
-        plain['negative_bag_loss'].item(), rel=1e-5)
+        plain['negative_bag_loss'].item(), rel=1e-5
+    )
     model.eval()
     with torch.no_grad():
         out = model(inputs, samples, mode='tensor')
         ref = model.bbox_head(model.extract_feat(inputs))
     assert torch.equal(out[0][0], ref[0][0])
-    with DefaultScope.overwrite_default_scope('mmdet'), pytest.raises(
-            ValueError, match='depression ratio'):
+    with (
+        DefaultScope.overwrite_default_scope('mmdet'),
+        pytest.raises(ValueError, match='depression ratio'),
+    ):
         MODELS.build(_mal_detector(depression_ratio=1.5))
 
 
 def test_schedule_hook_sets_ratio_and_topk():
     with DefaultScope.overwrite_default_scope('mmdet'):
-        model = MODELS.build(
-            _mal_detector(bbox_head=_head_cfg(selection='topk')))
+        model = MODELS.build(_mal_detector(bbox_head=_head_cfg(selection='topk')))
     hub = MessageHub.get_instance('test_mal_hook')
     hook = MALScheduleHook(selection_topk=(4, 1))
     # top-k: round(4 - 3 * it / 23); ratio: part it * 12 // 24
-    for it, ratio, topk in ((0, 0.0, 4), (6, 0.3, 3), (11, 0.5, 3),
-                            (16, 0.3, 2), (23, 0.0, 1)):
-        runner = SimpleNamespace(model=model, iter=it, max_iters=24,
-                                 message_hub=hub)
+    for it, ratio, topk in (
+        (0, 0.0, 4),
+        (6, 0.3, 3),
+        (11, 0.5, 3),
+        (16, 0.3, 2),
+        (23, 0.0, 1),
+    ):
+        runner = SimpleNamespace(model=model, iter=it, max_iters=24, message_hub=hub)
         hook.before_train_iter(runner, 0)
         assert model.depression_ratio == ratio
         assert model.bbox_head.selection_topk == topk
@@ -170,15 +226,18 @@ def test_schedule_hook_sets_ratio_and_topk():
         MALScheduleHook(ratios=(0.1, 1.0))
     with pytest.raises(ValueError, match='selection_topk'):
         MALScheduleHook(selection_topk=(0, 1))
-    plain = SimpleNamespace(model=torch.nn.Linear(1, 1), iter=0,
-                            max_iters=2, message_hub=hub)
+    plain = SimpleNamespace(
+        model=torch.nn.Linear(1, 1), iter=0, max_iters=2, message_hub=hub
+    )
     with pytest.raises(TypeError, match='MALRetinaNet'):
         hook.before_train_iter(plain, 0)
 
 
-MAL_CONFIGS = ['configs/mal/mmdet/mal_retinanet_r18-w16_scenes.py',
-               'configs/mal/mmdet/mal-topk_retinanet_r18-w16_scenes.py',
-               'configs/mal/mmdet/mal_retinanet_r50_fpn_1x_coco.py']
+MAL_CONFIGS = [
+    'configs/mal/mmdet/mal_retinanet_r18-w16_scenes.py',
+    'configs/mal/mmdet/mal-topk_retinanet_r18-w16_scenes.py',
+    'configs/mal/mmdet/mal_retinanet_r50_fpn_1x_coco.py',
+]
 
 
 @pytest.mark.parametrize('config', MAL_CONFIGS)
@@ -188,6 +247,7 @@ def test_mal_configs_build(config):
     import os.path as osp
 
     from mmengine.config import Config
+
     repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
     cfg = Config.fromfile(osp.join(repo, config))
     assert cfg.default_scope == 'mmdet'
@@ -197,7 +257,11 @@ def test_mal_configs_build(config):
         model = MODELS.build(cfg.model)
     assert type(model).__name__ == 'MALRetinaNet'
     head = model.bbox_head
-    assert (head.pre_anchor_topk, head.bbox_thr, head.alpha,
-            head.gamma) == (40, 0.6, 0.5, 2.0)
+    assert (head.pre_anchor_topk, head.bbox_thr, head.alpha, head.gamma) == (
+        40,
+        0.6,
+        0.5,
+        2.0,
+    )
     assert head.init_cfg['override']['bias_prob'] == 0.02
     assert head.selection == ('topk' if 'topk' in config else 'mean_max')

@@ -1,4 +1,5 @@
 """Data-driven initialization is synchronised across ranks (2 gloo processes)."""
+
 import os
 
 import pytest
@@ -20,9 +21,15 @@ def _worker(rank, port, out_dir):
     data = torch.rand(100) * (rank + 1) - rank * 0.5
     lsq(data)
     ewgs(data)
-    torch.save(dict(step=lsq.step.detach(), signed=lsq.is_signed,
-                    upper=ewgs.upper.detach(), local_step=2 * data.abs().mean()
-                    / 7**0.5), os.path.join(out_dir, f'rank{rank}.pth'))
+    torch.save(
+        dict(
+            step=lsq.step.detach(),
+            signed=lsq.is_signed,
+            upper=ewgs.upper.detach(),
+            local_step=2 * data.abs().mean() / 7**0.5,
+        ),
+        os.path.join(out_dir, f'rank{rank}.pth'),
+    )
     torch_dist.destroy_process_group()
 
 

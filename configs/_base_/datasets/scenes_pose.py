@@ -7,8 +7,7 @@ dataset_type = 'FashionScenePoseDataset'
 data_mode = 'topdown'
 data_root = 'data/scenes/pose_bench/'
 
-codec = dict(
-    type='MSRAHeatmap', input_size=(64, 64), heatmap_size=(32, 32), sigma=2)
+codec = dict(type='MSRAHeatmap', input_size=(64, 64), heatmap_size=(32, 32), sigma=2)
 
 train_pipeline = [
     dict(type='LoadImage'),
@@ -19,16 +18,17 @@ train_pipeline = [
         shift_factor=0.1,
         scale_factor=(0.8, 1.2),
         rotate_factor=0,
-        rotate_prob=0),
+        rotate_prob=0,
+    ),
     dict(type='TopdownAffine', input_size=codec['input_size']),
     dict(type='GenerateTarget', encoder=codec),
-    dict(type='PackPoseInputs')
+    dict(type='PackPoseInputs'),
 ]
 val_pipeline = [
     dict(type='LoadImage'),
     dict(type='GetBBoxCenterScale', padding=1.25),
     dict(type='TopdownAffine', input_size=codec['input_size']),
-    dict(type='PackPoseInputs')
+    dict(type='PackPoseInputs'),
 ]
 train_dataloader = dict(
     batch_size=32,
@@ -41,7 +41,9 @@ train_dataloader = dict(
         data_mode=data_mode,
         ann_file='annotations/keypoints_train.json',
         data_prefix=dict(img='images/train/'),
-        pipeline=train_pipeline))
+        pipeline=train_pipeline,
+    ),
+)
 val_dataloader = dict(
     batch_size=32,
     num_workers=0,
@@ -55,11 +57,14 @@ val_dataloader = dict(
         ann_file='annotations/keypoints_val.json',
         data_prefix=dict(img='images/val/'),
         test_mode=True,
-        pipeline=val_pipeline))
+        pipeline=val_pipeline,
+    ),
+)
 test_dataloader = val_dataloader
 
 val_evaluator = dict(
     type='CocoMetric',
     ann_file=data_root + 'annotations/keypoints_val.json',
-    nms_mode='none')
+    nms_mode='none',
+)
 test_evaluator = val_evaluator

@@ -4,4 +4,5 @@ _base_ = 'mmpretrain::_base_/models/resnet18_cifar.py'
 
 model = dict(
     backbone=dict(in_channels=1, stem_channels=16, base_channels=16),
-    head=dict(in_channels=128))
+    head=dict(in_channels=128),
+)

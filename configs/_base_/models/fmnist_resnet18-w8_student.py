@@ -11,5 +11,7 @@ model = dict(
         num_stages=3,
         strides=(1, 2, 2),
         dilations=(1, 1, 1),
-        out_indices=(2, )),
-    head=dict(in_channels=32))
+        out_indices=(2,),
+    ),
+    head=dict(in_channels=32),
+)

@@ -5,4 +5,5 @@ _base_ = ['./atss_r18-w16_scenes.py']
 model = dict(
     backbone=dict(base_channels=32),
     neck=dict(in_channels=[64, 128, 256], out_channels=128),
-    bbox_head=dict(in_channels=128, feat_channels=128, stacked_convs=2))
+    bbox_head=dict(in_channels=128, feat_channels=128, stacked_convs=2),
+)

@@ -22,12 +22,12 @@ model = dict(
         center_sampling=True,
         conv_bias=True,
         loss_cls=dict(
-            type='FocalLoss',
-            use_sigmoid=True,
-            gamma=2.0,
-            alpha=0.25,
-            loss_weight=1.0),
+            type='FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25, loss_weight=1.0
+        ),
         loss_bbox=dict(type='GIoULoss', loss_weight=1.0),
         loss_centerness=dict(
-            type='CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0)),
-    train_cfg=dict(_delete_=True))
+            type='CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0
+        ),
+    ),
+    train_cfg=dict(_delete_=True),
+)

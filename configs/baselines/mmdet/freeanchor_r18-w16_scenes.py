@@ -19,9 +19,13 @@ model = dict(
             octave_base_scale=2,
             scales_per_octave=3,
             ratios=[0.5, 1.0, 2.0],
-            strides=[8, 16, 32]),
+            strides=[8, 16, 32],
+        ),
         bbox_coder=dict(
             type='DeltaXYWHBBoxCoder',
-            target_means=[.0, .0, .0, .0],
-            target_stds=[0.1, 0.1, 0.2, 0.2]),
-        loss_bbox=dict(type='SmoothL1Loss', beta=0.11, loss_weight=0.75)))
+            target_means=[0.0, 0.0, 0.0, 0.0],
+            target_stds=[0.1, 0.1, 0.2, 0.2],
+        ),
+        loss_bbox=dict(type='SmoothL1Loss', beta=0.11, loss_weight=0.75),
+    )
+)

@@ -18,21 +18,23 @@ model = dict(
             ratios=[1.0],
             octave_base_scale=4,
             scales_per_octave=1,
-            strides=[8, 16, 32]),
+            strides=[8, 16, 32],
+        ),
         loss_cls=dict(
-            type='QualityFocalLoss',
-            use_sigmoid=True,
-            beta=2.0,
-            loss_weight=1.0),
+            type='QualityFocalLoss', use_sigmoid=True, beta=2.0, loss_weight=1.0
+        ),
         loss_dfl=dict(type='DistributionFocalLoss', loss_weight=0.25),
         reg_max=16,
-        loss_bbox=dict(type='GIoULoss', loss_weight=2.0)),
+        loss_bbox=dict(type='GIoULoss', loss_weight=2.0),
+    ),
     train_cfg=dict(
         _delete_=True,
         assigner=dict(type='ATSSAssigner', topk=9),
         allowed_border=-1,
         pos_weight=-1,
-        debug=False))
+        debug=False,
+    ),
+)
 
 # GFL learns faster than RetinaNet: 800 iterations of 8 images (4 passes over
 # the bench training images).
@@ -46,6 +48,7 @@ param_scheduler = [
         eta_min_ratio=0.01,
         by_epoch=False,
         begin=50,
-        end=max_iters)
+        end=max_iters,
+    ),
 ]
 default_hooks = dict(checkpoint=dict(interval=max_iters))

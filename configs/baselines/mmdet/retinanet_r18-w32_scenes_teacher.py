@@ -6,7 +6,8 @@ _base_ = ['./retinanet_r18-w16_scenes.py']
 model = dict(
     backbone=dict(base_channels=32),
     neck=dict(in_channels=[64, 128, 256], out_channels=128),
-    bbox_head=dict(in_channels=128, feat_channels=128, stacked_convs=2))
+    bbox_head=dict(in_channels=128, feat_channels=128, stacked_convs=2),
+)
 
 # Half the student's AdamW learning rate: with Adam the per-weight step does
 # not shrink with width, so the twice-wider model moves its outputs further

@@ -5,4 +5,5 @@ _base_ = ['./topdown_heatmap_r18-w16_scenes.py']
 
 model = dict(
     backbone=dict(base_channels=32),
-    head=dict(in_channels=256, deconv_out_channels=(128, 128, 128)))
+    head=dict(in_channels=256, deconv_out_channels=(128, 128, 128)),
+)

@@ -4,4 +4,5 @@ _base_ = ['./fcn_r18-w16_scenes.py']
 
 model = dict(
     backbone=dict(stem_channels=32, base_channels=32),
-    decode_head=dict(in_channels=256, channels=128))
+    decode_head=dict(in_channels=256, channels=128),
+)

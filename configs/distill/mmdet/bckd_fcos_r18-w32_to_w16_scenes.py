@@ -3,20 +3,18 @@
 # localisation KD 4.0); each model decodes its own regression output
 # (docs/distill/detection.md). Data, schedule and runtime: the student's.
 # Teacher: python tools/train.py configs/baselines/mmdet/fcos_r18-w32_scenes_teacher.py
-_base_ = [
-    '../../baselines/mmdet/fcos_r18-w16_scenes.py',
-    './_base_/bckd_dense_head.py'
-]
+_base_ = ['../../baselines/mmdet/fcos_r18-w16_scenes.py', './_base_/bckd_dense_head.py']
 
 model = dict(
     _delete_=True,
     type='DistillModel',
     student=dict(
-        config='{{ fileDirname }}/../../baselines/mmdet/'
-        'fcos_r18-w16_scenes.py'),
+        config='{{ fileDirname }}/../../baselines/mmdet/fcos_r18-w16_scenes.py'
+    ),
     teacher=dict(
-        config='{{ fileDirname }}/../../baselines/mmdet/'
-        'fcos_r18-w32_scenes_teacher.py',
-        checkpoint='work_dirs/fcos_r18-w32_scenes_teacher/iter_1600.pth'),
+        config='{{ fileDirname }}/../../baselines/mmdet/fcos_r18-w32_scenes_teacher.py',
+        checkpoint='work_dirs/fcos_r18-w32_scenes_teacher/iter_1600.pth',
+    ),
     input_shape=(3, 128, 128),
-    distill={{_base_.bckd_dense_head}})
+    distill={{_base_.bckd_dense_head}},
+)

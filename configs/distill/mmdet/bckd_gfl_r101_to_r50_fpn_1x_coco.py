@@ -7,10 +7,7 @@
 # The plain student (epoch_12_student.pth) tests with mmdet's own config:
 #   bash tools/dist_test.sh mmdet::gfl/gfl_r50_fpn_1x_coco.py \
 #       work_dirs/bckd_gfl_r101_to_r50_fpn_1x_coco/epoch_12_student.pth 8
-_base_ = [
-    'mmdet::gfl/gfl_r50_fpn_1x_coco.py',
-    './_base_/bckd_dense_head.py'
-]
+_base_ = ['mmdet::gfl/gfl_r50_fpn_1x_coco.py', './_base_/bckd_dense_head.py']
 custom_imports = dict(imports=['mmcompress'], allow_failed_imports=False)
 
 model = dict(
@@ -21,6 +18,8 @@ model = dict(
         config='mmdet::gfl/gfl_r101_fpn_ms-2x_coco.py',
         checkpoint='https://download.openmmlab.com/mmdetection/v2.0/gfl/'
         'gfl_r101_fpn_mstrain_2x_coco/'
-        'gfl_r101_fpn_mstrain_2x_coco_20200629_200126-dd12f847.pth'),
+        'gfl_r101_fpn_mstrain_2x_coco_20200629_200126-dd12f847.pth',
+    ),
     input_shape=(3, 320, 320),
-    distill={{_base_.bckd_dense_head}})
+    distill={{_base_.bckd_dense_head}},
+)

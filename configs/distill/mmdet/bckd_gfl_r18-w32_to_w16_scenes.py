@@ -9,20 +9,18 @@
 # Student: python tools/train.py configs/distill/mmdet/bckd_gfl_r18-w32_to_w16_scenes.py
 # Test the plain student (work_dirs/<this config>/iter_800_student.pth) with
 # configs/baselines/mmdet/gfl_r18-w16_scenes.py and the stock tools/test.py.
-_base_ = [
-    '../../baselines/mmdet/gfl_r18-w16_scenes.py',
-    './_base_/bckd_dense_head.py'
-]
+_base_ = ['../../baselines/mmdet/gfl_r18-w16_scenes.py', './_base_/bckd_dense_head.py']
 
 model = dict(
     _delete_=True,
     type='DistillModel',
     student=dict(
-        config='{{ fileDirname }}/../../baselines/mmdet/'
-        'gfl_r18-w16_scenes.py'),
+        config='{{ fileDirname }}/../../baselines/mmdet/gfl_r18-w16_scenes.py'
+    ),
     teacher=dict(
-        config='{{ fileDirname }}/../../baselines/mmdet/'
-        'gfl_r18-w32_scenes_teacher.py',
-        checkpoint='work_dirs/gfl_r18-w32_scenes_teacher/iter_800.pth'),
+        config='{{ fileDirname }}/../../baselines/mmdet/gfl_r18-w32_scenes_teacher.py',
+        checkpoint='work_dirs/gfl_r18-w32_scenes_teacher/iter_800.pth',
+    ),
     input_shape=(3, 128, 128),
-    distill={{_base_.bckd_dense_head}})
+    distill={{_base_.bckd_dense_head}},
+)

@@ -6,18 +6,20 @@
 #     configs/baselines/mmdet/retinanet_r18-w32_scenes_teacher.py
 _base_ = [
     '../../baselines/mmdet/retinanet_r18-w16_scenes.py',
-    './_base_/bckd_dense_head.py'
+    './_base_/bckd_dense_head.py',
 ]
 
 model = dict(
     _delete_=True,
     type='DistillModel',
     student=dict(
-        config='{{ fileDirname }}/../../baselines/mmdet/'
-        'retinanet_r18-w16_scenes.py'),
+        config='{{ fileDirname }}/../../baselines/mmdet/retinanet_r18-w16_scenes.py'
+    ),
     teacher=dict(
         config='{{ fileDirname }}/../../baselines/mmdet/'
         'retinanet_r18-w32_scenes_teacher.py',
-        checkpoint='work_dirs/retinanet_r18-w32_scenes_teacher/iter_1600.pth'),
+        checkpoint='work_dirs/retinanet_r18-w32_scenes_teacher/iter_1600.pth',
+    ),
     input_shape=(3, 128, 128),
-    distill={{_base_.bckd_dense_head}})
+    distill={{_base_.bckd_dense_head}},
+)

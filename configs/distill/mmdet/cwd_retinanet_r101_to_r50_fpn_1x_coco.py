@@ -21,12 +21,14 @@ model = dict(
         config='mmdet::retinanet/retinanet_r101_fpn_2x_coco.py',
         checkpoint='https://download.openmmlab.com/mmdetection/v2.0/'
         'retinanet/retinanet_r101_fpn_2x_coco/'
-        'retinanet_r101_fpn_2x_coco_20200131-5560aee8.pth'),
+        'retinanet_r101_fpn_2x_coco_20200131-5560aee8.pth',
+    ),
     input_shape=(3, 320, 320),
     distill=dict(
         fpn=dict(
             student='neck',
             teacher='neck',
-            loss=dict(
-                type='ChannelWiseDivergenceLoss', tau=1.0,
-                loss_weight=10.0))))
+            loss=dict(type='ChannelWiseDivergenceLoss', tau=1.0, loss_weight=10.0),
+        )
+    ),
+)

@@ -10,6 +10,7 @@ model = dict(
         fpn=dict(
             student='neck',
             teacher='neck',
-            loss=dict(
-                type='ChannelWiseDivergenceLoss', tau=1.0,
-                loss_weight=10.0))))
+            loss=dict(type='ChannelWiseDivergenceLoss', tau=1.0, loss_weight=10.0),
+        ),
+    )
+)

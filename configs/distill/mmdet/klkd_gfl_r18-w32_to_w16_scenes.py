@@ -14,6 +14,9 @@ model = dict(
             teacher='bbox_head',
             loss=dict(
                 type='DenseHeadDistillLoss',
-                cls_loss=dict(
-                    type='DenseSoftmaxKDLoss', tau=2.0, loss_weight=10.0),
-                loc_loss=None))))
+                cls_loss=dict(type='DenseSoftmaxKDLoss', tau=2.0, loss_weight=10.0),
+                loc_loss=None,
+            ),
+        ),
+    )
+)

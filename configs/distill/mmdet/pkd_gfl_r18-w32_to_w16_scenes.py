@@ -12,6 +12,7 @@ model = dict(
     distill=dict(
         _delete_=True,
         fpn=dict(
-            student='neck',
-            teacher='neck',
-            loss=dict(type='PKDLoss', loss_weight=6.0))))
+            student='neck', teacher='neck', loss=dict(type='PKDLoss', loss_weight=6.0)
+        ),
+    )
+)

@@ -11,15 +11,17 @@ model = dict(
     _delete_=True,
     type='DistillModel',
     student=dict(
-        config='{{ fileDirname }}/../../baselines/mmdet/'
-        'retinanet_r18-w16_scenes.py'),
+        config='{{ fileDirname }}/../../baselines/mmdet/retinanet_r18-w16_scenes.py'
+    ),
     teacher=dict(
         config='{{ fileDirname }}/../../baselines/mmdet/'
         'retinanet_r18-w32_scenes_teacher.py',
-        checkpoint='work_dirs/retinanet_r18-w32_scenes_teacher/iter_1600.pth'),
+        checkpoint='work_dirs/retinanet_r18-w32_scenes_teacher/iter_1600.pth',
+    ),
     input_shape=(3, 128, 128),
     distill=dict(
         fpn=dict(
-            student='neck',
-            teacher='neck',
-            loss=dict(type='PKDLoss', loss_weight=6.0))))
+            student='neck', teacher='neck', loss=dict(type='PKDLoss', loss_weight=6.0)
+        )
+    ),
+)

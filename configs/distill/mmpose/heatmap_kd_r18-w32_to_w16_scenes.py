@@ -11,15 +11,19 @@ model = dict(
     type='DistillModel',
     student=dict(
         config='{{ fileDirname }}/../../baselines/mmpose/'
-        'topdown_heatmap_r18-w16_scenes.py'),
+        'topdown_heatmap_r18-w16_scenes.py'
+    ),
     teacher=dict(
         config='{{ fileDirname }}/../../baselines/mmpose/'
         'topdown_heatmap_r18-w32_scenes_teacher.py',
-        checkpoint='work_dirs/topdown_heatmap_r18-w32_scenes_teacher/'
-        'iter_300.pth'),
+        checkpoint='work_dirs/topdown_heatmap_r18-w32_scenes_teacher/iter_300.pth',
+    ),
     input_shape=(3, 64, 64),
     distill=dict(
         heatmap=dict(
             student='head',
             teacher='head',
-            loss=dict(type='FeatureMSELoss', loss_weight=1.0))))
+            loss=dict(type='FeatureMSELoss', loss_weight=1.0),
+        )
+    ),
+)

@@ -10,6 +10,7 @@ model = dict(
         dist=dict(
             student='head.fc',
             teacher='head.fc',
-            loss=dict(
-                type='DISTLoss', beta=1.0, gamma=1.0, tau=4.0,
-                loss_weight=2.0))))
+            loss=dict(type='DISTLoss', beta=1.0, gamma=1.0, tau=4.0, loss_weight=2.0),
+        ),
+    )
+)

@@ -6,7 +6,4 @@
 # both on Fashion-MNIST.
 _base_ = './dkd_fmnist.py'
 
-model = dict(
-    distill=dict(
-        dkd=dict(
-            loss=dict(alpha=1.0, beta=0.5, tau=1.0))))
+model = dict(distill=dict(dkd=dict(loss=dict(alpha=1.0, beta=0.5, tau=1.0))))

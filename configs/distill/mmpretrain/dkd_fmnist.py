@@ -11,6 +11,8 @@ model = dict(
         dkd=dict(
             student='head.fc',
             teacher='head.fc',
-            loss=dict(
-                type='DecoupledKDLoss', alpha=1.0, beta=8.0, tau=4.0),
-            schedule=dict(warmup_iters=430))))
+            loss=dict(type='DecoupledKDLoss', alpha=1.0, beta=8.0, tau=4.0),
+            schedule=dict(warmup_iters=430),
+        ),
+    )
+)

@@ -22,7 +22,8 @@ model = dict(
         num_stages=3,
         strides=(1, 2, 2),
         dilations=(1, 1, 1),
-        out_indices=(2, )),
+        out_indices=(2,),
+    ),
     num_classes=10,
     split_stage=2,
     num_branches=2,
@@ -30,8 +31,8 @@ model = dict(
     kd_weight=1.0,
     rampup_length=2,
     rampup_unit='epoch',
-    predict_from='fused')
+    predict_from='fused',
+)
 
 # official: the fusion module's weight decay is 1/10 of the network's
-optim_wrapper = dict(
-    paramwise_cfg=dict(custom_keys={'fusion': dict(decay_mult=0.1)}))
+optim_wrapper = dict(paramwise_cfg=dict(custom_keys={'fusion': dict(decay_mult=0.1)}))

@@ -10,4 +10,7 @@ model = dict(
         hint=dict(
             student='backbone.layer3',
             teacher='backbone.layer3',
-            loss=dict(type='FeatureMSELoss', loss_weight=100.0))))
+            loss=dict(type='FeatureMSELoss', loss_weight=100.0),
+        ),
+    )
+)

@@ -10,10 +10,13 @@ model = dict(
         kd=dict(
             student='head.fc',
             teacher='head.fc',
-            loss=dict(type='VanillaKDLoss', tau=4.0, loss_weight=1.0)),
+            loss=dict(type='VanillaKDLoss', tau=4.0, loss_weight=1.0),
+        ),
         ickd=dict(
             student='backbone.layer3',
             teacher='backbone.layer3',
             adapter=dict(type='ConvBNAdapter'),
-            loss=dict(type='ICKDLoss', normalization='cifar',
-                      loss_weight=2.5))))
+            loss=dict(type='ICKDLoss', normalization='cifar', loss_weight=2.5),
+        ),
+    )
+)

@@ -19,10 +19,14 @@ model = dict(
     ),
     teacher=dict(
         config='{{ fileDirname }}/../../baselines/mmpretrain/fmnist_teacher.py',
-        checkpoint='work_dirs/fmnist_teacher/epoch_8.pth'),
+        checkpoint='work_dirs/fmnist_teacher/epoch_8.pth',
+    ),
     input_shape=(1, 28, 28),
     distill=dict(
         kd=dict(
             student='head.fc',
             teacher='head.fc',
-            loss=dict(type='VanillaKDLoss', tau=4.0, loss_weight=1.0))))
+            loss=dict(type='VanillaKDLoss', tau=4.0, loss_weight=1.0),
+        )
+    ),
+)

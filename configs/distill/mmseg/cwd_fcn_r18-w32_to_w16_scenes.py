@@ -12,14 +12,15 @@ model = dict(
         config='{{ fileDirname }}/../../baselines/mmseg/fcn_r18-w16_scenes.py'
     ),
     teacher=dict(
-        config='{{ fileDirname }}/../../baselines/mmseg/'
-        'fcn_r18-w32_scenes_teacher.py',
-        checkpoint='work_dirs/fcn_r18-w32_scenes_teacher/iter_2000.pth'),
+        config='{{ fileDirname }}/../../baselines/mmseg/fcn_r18-w32_scenes_teacher.py',
+        checkpoint='work_dirs/fcn_r18-w32_scenes_teacher/iter_2000.pth',
+    ),
     input_shape=(3, 128, 128),
     distill=dict(
         logits=dict(
             student='decode_head.conv_seg',
             teacher='decode_head.conv_seg',
-            loss=dict(
-                type='ChannelWiseDivergenceLoss', tau=1.0,
-                loss_weight=5.0))))
+            loss=dict(type='ChannelWiseDivergenceLoss', tau=1.0, loss_weight=5.0),
+        )
+    ),
+)

@@ -7,7 +7,7 @@
 # Data: python tools/generate_scenes.py --task det --split bench
 _base_ = [
     '../../baselines/mmdet/freeanchor_r18-w16_scenes.py',
-    './_base_/mal_freeanchor.py'
+    './_base_/mal_freeanchor.py',
 ]
 
 model = {{_base_.mal_model}}

@@ -8,7 +8,7 @@
 #       work_dirs/mal_retinanet_r50_fpn_1x_coco/epoch_12.pth 8
 _base_ = [
     'mmdet::free_anchor/freeanchor_r50_fpn_1x_coco.py',
-    './_base_/mal_freeanchor.py'
+    './_base_/mal_freeanchor.py',
 ]
 custom_imports = dict(imports=['mmcompress'], allow_failed_imports=False)
 

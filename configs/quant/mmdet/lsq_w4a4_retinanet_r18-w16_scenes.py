@@ -17,7 +17,9 @@ model = dict(
     model={{_base_.model}},
     quant=dict(
         w=dict(type='LSQQuantizer', bits=4, signed=True),
-        a=dict(type='LSQQuantizer', bits=4)))
+        a=dict(type='LSQQuantizer', bits=4),
+    ),
+)
 load_from = 'work_dirs/retinanet_r18-w16_scenes/iter_1600.pth'
 
 # QAT fine-tuning (../_base_/qat_scenes.py): 150 iterations from the float checkpoint.

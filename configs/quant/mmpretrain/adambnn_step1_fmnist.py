@@ -19,13 +19,16 @@ model = dict(
         arch='fmnist',
         in_channels=1,
         binary_activations=True,
-        binary_weights=False),
+        binary_weights=False,
+    ),
     neck=dict(type='GlobalAveragePooling'),
     head=dict(
         type='LinearClsHead',
         num_classes=10,
         in_channels=64,
-        loss=dict(type='CrossEntropyLoss', loss_weight=1.0)))
+        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
+    ),
+)
 
 train_dataloader = dict(dataset=dict(subset_size=20000))
 
@@ -34,14 +37,12 @@ max_epochs = 4
 # the name. Here: BN (norm_decay_mult), PReLU slopes and the classifier get 0;
 # convs (incl. the stem), RSign shifts and RPReLU shifts get weight_decay.
 optim_wrapper = dict(
-    optimizer=dict(
-        type='Adam', lr=1.25e-3, betas=(0.9, 0.999), weight_decay=5e-6),
+    optimizer=dict(type='Adam', lr=1.25e-3, betas=(0.9, 0.999), weight_decay=5e-6),
     paramwise_cfg=dict(
         norm_decay_mult=0.0,
-        custom_keys={
-            '.prelu.': dict(decay_mult=0.0),
-            'head.': dict(decay_mult=0.0)
-        }))
+        custom_keys={'.prelu.': dict(decay_mult=0.0), 'head.': dict(decay_mult=0.0)},
+    ),
+)
 # lr(epoch) = base_lr * (1 - epoch / max_epochs), stepped per epoch (official
 # LambdaLR). mmengine's LinearLR reaches end_factor at its last epoch, end - 1,
 # hence end = max_epochs + 1.
@@ -51,7 +52,8 @@ param_scheduler = dict(
     end_factor=0.0,
     by_epoch=True,
     begin=0,
-    end=max_epochs + 1)
+    end=max_epochs + 1,
+)
 train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=1)
 val_cfg = dict()
 test_cfg = dict()

@@ -13,11 +13,15 @@ model = dict(
     student=dict(config='{{ fileDirname }}/adambnn_step1_fmnist.py'),
     teacher=dict(
         config='{{ fileDirname }}/../../baselines/mmpretrain/fmnist_teacher.py',
-        checkpoint='work_dirs/fmnist_teacher/epoch_8.pth'),
+        checkpoint='work_dirs/fmnist_teacher/epoch_8.pth',
+    ),
     input_shape=(1, 28, 28),
     student_loss_weight=0.0,
     distill=dict(
         kd=dict(
             student='head.fc',
             teacher='head.fc',
-            loss=dict(type='VanillaKDLoss', tau=1.0, loss_weight=1.0))))
+            loss=dict(type='VanillaKDLoss', tau=1.0, loss_weight=1.0),
+        )
+    ),
+)

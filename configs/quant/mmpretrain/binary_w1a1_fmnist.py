@@ -12,6 +12,8 @@ _base_ = ['./_base_/qat_fmnist.py']
 model = dict(
     quant=dict(
         w=dict(type='ScaledBinaryWeightQuantizer', bits=1),
-        a=dict(type='RSignQuantizer', bits=1)))
+        a=dict(type='RSignQuantizer', bits=1),
+    )
+)
 
 optim_wrapper = dict(optimizer=dict(weight_decay=0.0))

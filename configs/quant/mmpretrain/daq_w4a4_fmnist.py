@@ -11,11 +11,15 @@ _base_ = ['./_base_/qat_fmnist.py']
 model = dict(
     quant=dict(
         w=dict(type='DAQQuantizer', bits=4, role='weight'),
-        a=dict(type='DAQQuantizer', bits=4, role='activation')))
+        a=dict(type='DAQQuantizer', bits=4, role='activation'),
+    )
+)
 
 optim_wrapper = dict(
     paramwise_cfg=dict(
         custom_keys={
             '_quantizer.': dict(lr_mult=0.1, decay_mult=0.0),
             '.output_scale': dict(lr_mult=0.1, decay_mult=0.0),
-        }))
+        }
+    )
+)

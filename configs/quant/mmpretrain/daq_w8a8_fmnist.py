@@ -6,4 +6,6 @@ _base_ = ['./daq_w4a4_fmnist.py']
 model = dict(
     quant=dict(
         w=dict(type='DAQQuantizer', bits=8, role='weight'),
-        a=dict(type='DAQQuantizer', bits=8, role='activation')))
+        a=dict(type='DAQQuantizer', bits=8, role='activation'),
+    )
+)

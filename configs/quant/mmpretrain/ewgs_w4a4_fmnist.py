@@ -12,14 +12,18 @@ _base_ = ['./_base_/qat_fmnist.py']
 model = dict(
     quant=dict(
         w=dict(type='EWGSQuantizer', bits=4, role='weight', delta=0.0),
-        a=dict(type='EWGSQuantizer', bits=4, role='activation', delta=0.0)))
+        a=dict(type='EWGSQuantizer', bits=4, role='activation', delta=0.0),
+    )
+)
 
 optim_wrapper = dict(
     paramwise_cfg=dict(
         custom_keys={
             '_quantizer.': dict(lr_mult=0.01, decay_mult=0.0),
             '.output_scale': dict(lr_mult=0.01, decay_mult=0.0),
-        }))
+        }
+    )
+)
 custom_hooks = [
     dict(type='EWGSHessianDeltaHook', interval=1, num_batches=1, max_iter=10)
 ]

@@ -6,4 +6,6 @@ _base_ = ['./ewgs_w4a4_fmnist.py']
 model = dict(
     quant=dict(
         w=dict(type='EWGSQuantizer', bits=8, role='weight', delta=0.0),
-        a=dict(type='EWGSQuantizer', bits=8, role='activation', delta=0.0)))
+        a=dict(type='EWGSQuantizer', bits=8, role='activation', delta=0.0),
+    )
+)

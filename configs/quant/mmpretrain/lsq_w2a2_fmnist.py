@@ -6,4 +6,6 @@ _base_ = ['./lsq_w4a4_fmnist.py']
 model = dict(
     quant=dict(
         w=dict(type='LSQQuantizer', bits=2, signed=True),
-        a=dict(type='LSQQuantizer', bits=2)))
+        a=dict(type='LSQQuantizer', bits=2),
+    )
+)

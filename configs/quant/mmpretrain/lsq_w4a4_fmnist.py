@@ -8,4 +8,6 @@ _base_ = ['./_base_/qat_fmnist.py']
 model = dict(
     quant=dict(
         w=dict(type='LSQQuantizer', bits=4, signed=True),
-        a=dict(type='LSQQuantizer', bits=4)))
+        a=dict(type='LSQQuantizer', bits=4),
+    )
+)

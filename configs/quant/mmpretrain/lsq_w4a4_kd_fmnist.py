@@ -11,17 +11,22 @@ _base_ = ['./_base_/qat_fmnist.py']
 student = _base_.model
 student.quant = dict(
     w=dict(type='LSQQuantizer', bits=4, signed=True),
-    a=dict(type='LSQQuantizer', bits=4))
+    a=dict(type='LSQQuantizer', bits=4),
+)
 model = dict(
     _delete_=True,
     type='DistillModel',
     student=student,
     teacher=dict(
         config='{{ fileDirname }}/../../baselines/mmpretrain/fmnist_teacher.py',
-        checkpoint='work_dirs/fmnist_teacher/epoch_8.pth'),
+        checkpoint='work_dirs/fmnist_teacher/epoch_8.pth',
+    ),
     input_shape=(1, 28, 28),
     distill=dict(
         kd=dict(
             student='head.fc',
             teacher='head.fc',
-            loss=dict(type='VanillaKDLoss', tau=4.0, loss_weight=1.0))))
+            loss=dict(type='VanillaKDLoss', tau=4.0, loss_weight=1.0),
+        )
+    ),
+)

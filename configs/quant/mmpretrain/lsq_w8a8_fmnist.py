@@ -21,11 +21,16 @@ model = dict(
         # own, so every tensor is rounded once, on one grid.
         output_quantizers=dict(
             modules=[
-                'backbone.relu', r're:backbone\.layer\d+\.\d+',
-                r're:backbone\.layer\d+\.\d+\.(bn2|downsample)', 'neck'
+                'backbone.relu',
+                r're:backbone\.layer\d+\.\d+',
+                r're:backbone\.layer\d+\.\d+\.(bn2|downsample)',
+                'neck',
             ],
-            readers=[r're:backbone\.layer\d+\.\d+\.(conv1|downsample\.0)']),
+            readers=[r're:backbone\.layer\d+\.\d+\.(conv1|downsample\.0)'],
+        ),
         # In eval mode each BN after a quantized conv adds its shift rounded
         # onto the int32 bias grid of the folded integer conv (training,
         # with BNs on batch statistics, is unchanged; no new state).
-        integer_bias=True))
+        integer_bias=True,
+    )
+)

@@ -6,4 +6,6 @@ _base_ = ['./n2uq_w4a4_fmnist.py']
 model = dict(
     quant=dict(
         w=dict(type='N2UQWeightQuantizer', bits=2),
-        a=dict(type='N2UQActQuantizer', bits=2)))
+        a=dict(type='N2UQActQuantizer', bits=2),
+    )
+)

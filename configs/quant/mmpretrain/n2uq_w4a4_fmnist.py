@@ -11,10 +11,14 @@ _base_ = ['./_base_/qat_fmnist.py']
 model = dict(
     quant=dict(
         w=dict(type='N2UQWeightQuantizer', bits=4),
-        a=dict(type='N2UQActQuantizer', bits=4)))
+        a=dict(type='N2UQActQuantizer', bits=4),
+    )
+)
 
 optim_wrapper = dict(
     paramwise_cfg=dict(
         custom_keys={
             '_quantizer.': dict(lr_mult=0.1, decay_mult=0.0),
-        }))
+        }
+    )
+)

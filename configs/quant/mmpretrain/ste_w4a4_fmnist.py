@@ -7,6 +7,13 @@ _base_ = ['./_base_/qat_fmnist.py']
 
 model = dict(
     quant=dict(
-        w=dict(type='UniformSTEQuantizer', bits=4, observer='current',
-               signed=True, per_channel=True),
-        a=dict(type='UniformSTEQuantizer', bits=4, observer='ema')))
+        w=dict(
+            type='UniformSTEQuantizer',
+            bits=4,
+            observer='current',
+            signed=True,
+            per_channel=True,
+        ),
+        a=dict(type='UniformSTEQuantizer', bits=4, observer='ema'),
+    )
+)

@@ -5,6 +5,13 @@ _base_ = ['./ste_w4a4_fmnist.py']
 
 model = dict(
     quant=dict(
-        w=dict(type='UniformSTEQuantizer', bits=8, observer='current',
-               signed=True, per_channel=True),
-        a=dict(type='UniformSTEQuantizer', bits=8, observer='ema')))
+        w=dict(
+            type='UniformSTEQuantizer',
+            bits=8,
+            observer='current',
+            signed=True,
+            per_channel=True,
+        ),
+        a=dict(type='UniformSTEQuantizer', bits=8, observer='ema'),
+    )
+)

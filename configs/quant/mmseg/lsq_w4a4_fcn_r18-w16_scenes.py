@@ -15,7 +15,9 @@ model = dict(
     model={{_base_.model}},
     quant=dict(
         w=dict(type='LSQQuantizer', bits=4, signed=True),
-        a=dict(type='LSQQuantizer', bits=4)))
+        a=dict(type='LSQQuantizer', bits=4),
+    ),
+)
 load_from = 'work_dirs/fcn_r18-w16_scenes/iter_2000.pth'
 
 # QAT fine-tuning (../_base_/qat_scenes.py): 200 iterations from the float checkpoint.

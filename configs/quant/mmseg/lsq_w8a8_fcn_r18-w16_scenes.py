@@ -5,4 +5,6 @@ _base_ = ['./lsq_w4a4_fcn_r18-w16_scenes.py']
 model = dict(
     quant=dict(
         w=dict(type='LSQQuantizer', bits=8, signed=True),
-        a=dict(type='LSQQuantizer', bits=8)))
+        a=dict(type='LSQQuantizer', bits=8),
+    )
+)

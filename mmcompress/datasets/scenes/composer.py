@@ -14,6 +14,7 @@ a placement that would leave an earlier garment with less than
 ``min_visible_fraction`` of its pixels visible is redrawn (at most
 ``max_placement_attempts`` times, after which the garment is dropped).
 """
+
 import colorsys
 from dataclasses import dataclass, field
 from typing import Dict, List, Tuple
@@ -53,29 +54,37 @@ class SceneStyle:
         tint_value (tuple[float]): Range of the HSV value of tints.
         noise_std (float): Standard deviation of additive Gaussian pixel noise.
     """
+
     name: str
     backgrounds: Tuple[str, ...]
     grey_background: bool = False
-    casts: Tuple[Tuple[float, float, float], ...] = ((1.0, 1.0, 1.0), )
+    casts: Tuple[Tuple[float, float, float], ...] = ((1.0, 1.0, 1.0),)
     tint_saturation: Tuple[float, float] = (0.5, 1.0)
     tint_value: Tuple[float, float] = (0.6, 1.0)
     noise_std: float = 0.0
 
 
 STYLES: Dict[str, SceneStyle] = {
-    'source':
-    SceneStyle(name='source',
-               backgrounds=('astronaut', 'chelsea', 'coffee', 'rocket',
-                            'hubble_deep_field', 'immunohistochemistry')),
-    'target':
-    SceneStyle(name='target',
-               backgrounds=('brick', 'grass', 'gravel', 'camera', 'coins',
-                            'cell'),
-               grey_background=True,
-               casts=((1.1, 0.9, 0.65), (0.65, 0.85, 1.1), (0.8, 1.05, 0.75)),
-               tint_saturation=(0.0, 0.3),
-               tint_value=(0.45, 0.95),
-               noise_std=8.0),
+    'source': SceneStyle(
+        name='source',
+        backgrounds=(
+            'astronaut',
+            'chelsea',
+            'coffee',
+            'rocket',
+            'hubble_deep_field',
+            'immunohistochemistry',
+        ),
+    ),
+    'target': SceneStyle(
+        name='target',
+        backgrounds=('brick', 'grass', 'gravel', 'camera', 'coins', 'cell'),
+        grey_background=True,
+        casts=((1.1, 0.9, 0.65), (0.65, 0.85, 1.1), (0.8, 1.05, 0.75)),
+        tint_saturation=(0.0, 0.3),
+        tint_value=(0.45, 0.95),
+        noise_std=8.0,
+    ),
 }
 
 
@@ -93,6 +102,7 @@ class SceneOptions:
             visible when later garments are placed over it.
         max_placement_attempts (int): Draws per garment before it is dropped.
     """
+
     image_size: int = 128
     min_objects: int = 1
     max_objects: int = 4
@@ -109,18 +119,24 @@ class SceneOptions:
         if not 1 <= self.min_objects <= self.max_objects:
             raise ValueError(
                 'Need 1 <= min_objects <= max_objects, got min_objects='
-                f'{self.min_objects}, max_objects={self.max_objects}.')
+                f'{self.min_objects}, max_objects={self.max_objects}.'
+            )
         if not 8 <= self.min_item_size <= self.max_item_size <= self.image_size:
             raise ValueError(
                 'Need 8 <= min_item_size <= max_item_size <= image_size, got '
                 f'min_item_size={self.min_item_size}, max_item_size='
-                f'{self.max_item_size}, image_size={self.image_size}.')
+                f'{self.max_item_size}, image_size={self.image_size}.'
+            )
         if not 0.0 < self.min_visible_fraction <= 1.0:
-            raise ValueError('min_visible_fraction must be in (0, 1], got '
-                             f'{self.min_visible_fraction}.')
+            raise ValueError(
+                'min_visible_fraction must be in (0, 1], got '
+                f'{self.min_visible_fraction}.'
+            )
         if self.max_placement_attempts < 1:
-            raise ValueError('max_placement_attempts must be >= 1, got '
-                             f'{self.max_placement_attempts}.')
+            raise ValueError(
+                'max_placement_attempts must be >= 1, got '
+                f'{self.max_placement_attempts}.'
+            )
 
 
 @dataclass
@@ -135,6 +151,7 @@ class SceneInstance:
         keypoints (np.ndarray): ``float64`` (5, 3): x, y and COCO visibility
             (2 visible, 1 covered by a later garment).
     """
+
     label: int
     alpha: np.ndarray
     visible_mask: np.ndarray
@@ -155,6 +172,7 @@ class Scene:
         instances (list[SceneInstance]): Garments, first pasted first.
         background (str): Name of the photo the background was cut from.
     """
+
     image: np.ndarray
     instances: List[SceneInstance]
     background: str
@@ -170,8 +188,9 @@ class Scene:
         labels = np.zeros(self.image.shape[:2], dtype=np.uint8)
         for instance in self.instances:
             labels[instance.alpha >= IGNORE_ALPHA_HIGH] = instance.label + 1
-            rim = ((instance.alpha >= IGNORE_ALPHA_LOW) &
-                   (instance.alpha < IGNORE_ALPHA_HIGH))
+            rim = (instance.alpha >= IGNORE_ALPHA_LOW) & (
+                instance.alpha < IGNORE_ALPHA_HIGH
+            )
             labels[rim] = IGNORE_INDEX
         return labels
 
@@ -202,8 +221,9 @@ def _item_sprite(item: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return grey, alpha
 
 
-def _background(rng: np.random.Generator, style: SceneStyle,
-                size: int) -> Tuple[np.ndarray, str]:
+def _background(
+    rng: np.random.Generator, style: SceneStyle, size: int
+) -> Tuple[np.ndarray, str]:
     """Cut a random square from a random style photo and resize it."""
     name = style.backgrounds[rng.integers(len(style.backgrounds))]
     photo = load_background(name)
@@ -211,7 +231,7 @@ def _background(rng: np.random.Generator, style: SceneStyle,
     side = int(round(rng.uniform(0.35, 1.0) * min(height, width)))
     top = int(rng.integers(height - side + 1))
     left = int(rng.integers(width - side + 1))
-    crop = photo[top:top + side, left:left + side]
+    crop = photo[top : top + side, left : left + side]
     interpolation = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
     image = cv2.resize(crop, (size, size), interpolation=interpolation)
     image = image.astype(np.float32)
@@ -219,8 +239,7 @@ def _background(rng: np.random.Generator, style: SceneStyle,
         image = image[:, ::-1]
     if style.grey_background:
         grey = image.mean(axis=2, keepdims=True)
-        cast = np.asarray(style.casts[rng.integers(len(style.casts))],
-                          dtype=np.float32)
+        cast = np.asarray(style.casts[rng.integers(len(style.casts))], dtype=np.float32)
         image = grey * cast * rng.uniform(0.9, 1.1, size=3).astype(np.float32)
     return np.ascontiguousarray(image), name
 
@@ -230,12 +249,15 @@ def _tint(rng: np.random.Generator, style: SceneStyle) -> np.ndarray:
     hue = rng.random()
     saturation = rng.uniform(*style.tint_saturation)
     value = rng.uniform(*style.tint_value)
-    return np.asarray(colorsys.hsv_to_rgb(hue, saturation, value),
-                      dtype=np.float32) * 255.0
+    return (
+        np.asarray(colorsys.hsv_to_rgb(hue, saturation, value), dtype=np.float32)
+        * 255.0
+    )
 
 
-def compose_scene(rng: np.random.Generator, options: SceneOptions,
-                  style: SceneStyle, item_split: str) -> Scene:
+def compose_scene(
+    rng: np.random.Generator, options: SceneOptions, style: SceneStyle, item_split: str
+) -> Scene:
     """Compose one scene.
 
     Args:
@@ -252,8 +274,7 @@ def compose_scene(rng: np.random.Generator, options: SceneOptions,
     per_class = _class_index(item_split)
     size = options.image_size
     canvas, background_name = _background(rng, style, size)
-    num_objects = int(
-        rng.integers(options.min_objects, options.max_objects + 1))
+    num_objects = int(rng.integers(options.min_objects, options.max_objects + 1))
     instances: List[SceneInstance] = []
     colour_layers = []
     for _ in range(num_objects):
@@ -261,28 +282,27 @@ def compose_scene(rng: np.random.Generator, options: SceneOptions,
             label = int(rng.integers(10))
             item_index = per_class[label][rng.integers(len(per_class[label]))]
             grey, alpha = _item_sprite(items[item_index])
-            longer = int(
-                rng.integers(options.min_item_size, options.max_item_size + 1))
+            longer = int(rng.integers(options.min_item_size, options.max_item_size + 1))
             scale = longer / max(grey.shape)
             height = max(4, int(round(grey.shape[0] * scale)))
             width = max(4, int(round(grey.shape[1] * scale)))
-            grey = cv2.resize(grey, (width, height),
-                              interpolation=cv2.INTER_LINEAR)
-            alpha = cv2.resize(alpha, (width, height),
-                               interpolation=cv2.INTER_LINEAR)
+            grey = cv2.resize(grey, (width, height), interpolation=cv2.INTER_LINEAR)
+            alpha = cv2.resize(alpha, (width, height), interpolation=cv2.INTER_LINEAR)
             if rng.random() < 0.5:
                 grey, alpha = grey[:, ::-1], alpha[:, ::-1]
             tint = _tint(rng, style)
             top = int(rng.integers(size - height + 1))
             left = int(rng.integers(size - width + 1))
             full_alpha = np.zeros((size, size), dtype=np.float32)
-            full_alpha[top:top + height, left:left + width] = alpha
+            full_alpha[top : top + height, left : left + width] = alpha
             mask = full_alpha >= MASK_ALPHA
             if not mask.any():
                 continue
-            if all((earlier.visible_mask
-                    & ~mask).sum() >= options.min_visible_fraction *
-                   earlier.mask.sum() for earlier in instances):
+            if all(
+                (earlier.visible_mask & ~mask).sum()
+                >= options.min_visible_fraction * earlier.mask.sum()
+                for earlier in instances
+            ):
                 break
         else:
             continue
@@ -290,11 +310,10 @@ def compose_scene(rng: np.random.Generator, options: SceneOptions,
             earlier.visible_mask &= ~mask
         shading = (0.3 + 0.7 * grey)[..., None] * tint
         colour = np.zeros((size, size, 3), dtype=np.float32)
-        colour[top:top + height, left:left + width] = shading
+        colour[top : top + height, left : left + width] = shading
         instances.append(
-            SceneInstance(label=label,
-                          alpha=full_alpha,
-                          visible_mask=mask.copy()))
+            SceneInstance(label=label, alpha=full_alpha, visible_mask=mask.copy())
+        )
         colour_layers.append(colour)
     for instance, colour in zip(instances, colour_layers):
         alpha = instance.alpha[..., None]
@@ -305,11 +324,10 @@ def compose_scene(rng: np.random.Generator, options: SceneOptions,
     for position, instance in enumerate(instances):
         points = garment_keypoints(instance.mask)
         covered = np.zeros((size, size), dtype=bool)
-        for later in instances[position + 1:]:
+        for later in instances[position + 1 :]:
             covered |= later.mask
         cols = np.clip(np.rint(points[:, 0]).astype(int), 0, size - 1)
         rows = np.clip(np.rint(points[:, 1]).astype(int), 0, size - 1)
         visibility = np.where(covered[rows, cols], OCCLUDED, VISIBLE)
-        instance.keypoints = np.concatenate([points, visibility[:, None]],
-                                            axis=1)
+        instance.keypoints = np.concatenate([points, visibility[:, None]], axis=1)
     return Scene(image=image, instances=instances, background=background_name)

@@ -1,9 +1,11 @@
 """COCO detection/instance dataset of the fashion scenes (needs mmdet)."""
+
 from typing import List
 
 from mmdet.datasets import CocoDataset
 
 from mmcompress.registry import DATASETS
+
 from .sources import FASHION_MNIST_CLASSES
 from .writers import require_generated
 
@@ -18,11 +20,21 @@ class FashionSceneDetDataset(CocoDataset):
     they are missing.
     """
 
-    METAINFO = dict(classes=FASHION_MNIST_CLASSES,
-                    palette=[(220, 20, 60), (119, 11, 32), (0, 0, 142),
-                             (0, 0, 230), (106, 0, 228), (0, 60, 100),
-                             (0, 80, 100), (0, 0, 70), (0, 0, 192),
-                             (250, 170, 30)])
+    METAINFO = dict(
+        classes=FASHION_MNIST_CLASSES,
+        palette=[
+            (220, 20, 60),
+            (119, 11, 32),
+            (0, 0, 142),
+            (0, 0, 230),
+            (106, 0, 228),
+            (0, 60, 100),
+            (0, 80, 100),
+            (0, 0, 70),
+            (0, 0, 192),
+            (250, 170, 30),
+        ],
+    )
 
     def load_data_list(self) -> List[dict]:
         """Check that the scenes exist, then load them as COCO."""

@@ -14,12 +14,18 @@ The definitions are tied to the image axes, so a horizontal flip of the image sw
 ``top_left`` with ``top_right`` and ``bottom_left`` with ``bottom_right`` exactly
 (the flip pairs below) and leaves ``centre`` in place.
 """
+
 from typing import Dict
 
 import numpy as np
 
-GARMENT_KEYPOINT_NAMES = ('top_left', 'top_right', 'bottom_right',
-                          'bottom_left', 'centre')
+GARMENT_KEYPOINT_NAMES = (
+    'top_left',
+    'top_right',
+    'bottom_right',
+    'bottom_left',
+    'centre',
+)
 
 # Per-keypoint OKS sigmas. The four extreme points are located to about a pixel on
 # a 30-60 px garment; the centroid depends on the whole outline, so it gets more
@@ -27,14 +33,18 @@ GARMENT_KEYPOINT_NAMES = ('top_left', 'top_right', 'bottom_right',
 # docs/scenes.md.
 GARMENT_KEYPOINT_SIGMAS = (0.05, 0.05, 0.05, 0.05, 0.07)
 
-GARMENT_SKELETON = (('top_left', 'top_right'), ('top_right', 'bottom_right'),
-                    ('bottom_right', 'bottom_left'), ('bottom_left',
-                                                      'top_left'),
-                    ('top_left', 'centre'), ('top_right', 'centre'),
-                    ('bottom_right', 'centre'), ('bottom_left', 'centre'))
+GARMENT_SKELETON = (
+    ('top_left', 'top_right'),
+    ('top_right', 'bottom_right'),
+    ('bottom_right', 'bottom_left'),
+    ('bottom_left', 'top_left'),
+    ('top_left', 'centre'),
+    ('top_right', 'centre'),
+    ('bottom_right', 'centre'),
+    ('bottom_left', 'centre'),
+)
 
-GARMENT_FLIP_PAIRS = (('top_left', 'top_right'), ('bottom_right',
-                                                  'bottom_left'))
+GARMENT_FLIP_PAIRS = (('top_left', 'top_right'), ('bottom_right', 'bottom_left'))
 
 VISIBLE = 2
 OCCLUDED = 1
@@ -52,8 +62,10 @@ def garment_keypoints(mask: np.ndarray) -> np.ndarray:
     """
     ys, xs = np.nonzero(mask)
     if xs.size == 0:
-        raise ValueError('garment_keypoints needs a mask with at least one '
-                         'foreground pixel; got an empty mask.')
+        raise ValueError(
+            'garment_keypoints needs a mask with at least one '
+            'foreground pixel; got an empty mask.'
+        )
     xs = xs.astype(np.float64)
     ys = ys.astype(np.float64)
     extremes = []
@@ -76,16 +88,21 @@ def garment_pose_metainfo() -> Dict:
     swap = {}
     for first, second in GARMENT_FLIP_PAIRS:
         swap[first], swap[second] = second, first
-    colors = ([255, 128, 0], [0, 128, 255], [0, 255,
-                                             128], [255, 0,
-                                                    128], [255, 255, 255])
+    colors = (
+        [255, 128, 0],
+        [0, 128, 255],
+        [0, 255, 128],
+        [255, 0, 128],
+        [255, 255, 255],
+    )
     keypoint_info = {
-        index:
-        dict(name=name,
-             id=index,
-             color=colors[index],
-             type='upper' if name.startswith('top') else 'lower',
-             swap=swap.get(name, ''))
+        index: dict(
+            name=name,
+            id=index,
+            color=colors[index],
+            type='upper' if name.startswith('top') else 'lower',
+            swap=swap.get(name, ''),
+        )
         for index, name in enumerate(GARMENT_KEYPOINT_NAMES)
     }
     skeleton_info = {
@@ -99,8 +116,10 @@ def garment_pose_metainfo() -> Dict:
             title='Fashion-MNIST garments composed onto scikit-image photos',
             container='mmcompress docs/scenes.md',
             year='2026',
-            homepage=''),
+            homepage='',
+        ),
         keypoint_info=keypoint_info,
         skeleton_info=skeleton_info,
         joint_weights=[1.0] * len(GARMENT_KEYPOINT_NAMES),
-        sigmas=list(GARMENT_KEYPOINT_SIGMAS))
+        sigmas=list(GARMENT_KEYPOINT_SIGMAS),
+    )

@@ -1,9 +1,11 @@
 """COCO-keypoint dataset of the fashion scenes (needs mmpose)."""
+
 from typing import List, Optional, Tuple
 
 from mmpose.datasets.datasets.base import BaseCocoStyleDataset
 
 from mmcompress.registry import DATASETS
+
 from .keypoints import garment_pose_metainfo
 from .writers import require_generated
 

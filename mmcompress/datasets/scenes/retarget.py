@@ -1,4 +1,5 @@
 """Point a scene config at another generated data root."""
+
 import os.path as osp
 
 from mmengine.config import Config
@@ -28,7 +29,8 @@ def point_config_at_scenes(cfg: Config, data_root: str) -> Config:
         raise FileNotFoundError(
             f'{data_root} is not a directory; generate it with '
             '`python tools/generate_scenes.py --task det|seg|pose --out '
-            f'{data_root}`.')
+            f'{data_root}`.'
+        )
     root = data_root.rstrip('/') + '/'
     for key in _LOADERS:
         loader = cfg.get(key)
@@ -47,5 +49,6 @@ def point_config_at_scenes(cfg: Config, data_root: str) -> Config:
         for evaluator in evaluators:
             if evaluator.get('ann_file'):
                 evaluator['ann_file'] = osp.join(
-                    root, 'annotations', osp.basename(evaluator['ann_file']))
+                    root, 'annotations', osp.basename(evaluator['ann_file'])
+                )
     return cfg

@@ -10,6 +10,7 @@ Both sources are installed locally and nothing is downloaded:
   name, never through ``skimage.data``'s fetchers, so an image that is not in the
   wheel raises instead of triggering a download.
 """
+
 import os.path as osp
 from functools import lru_cache
 from typing import Dict, Tuple
@@ -20,8 +21,11 @@ import numpy as np
 from ..fashion_mnist_io import FASHION_MNIST_CLASSES, load_fashion_mnist
 
 __all__ = [
-    'BACKGROUND_PHOTOS', 'FASHION_MNIST_CLASSES', 'load_background',
-    'load_fashion_mnist', 'skimage_data_dir'
+    'BACKGROUND_PHOTOS',
+    'FASHION_MNIST_CLASSES',
+    'load_background',
+    'load_fashion_mnist',
+    'skimage_data_dir',
 ]
 
 # Bundled scikit-image photos: file name in ``skimage/data`` and licence as stated
@@ -29,18 +33,26 @@ __all__ = [
 # Bundled images whose docstring states no licence (moon) or only a data-set
 # citation (the Middlebury motorcycle stereo pair) are not used.
 BACKGROUND_PHOTOS: Dict[str, Tuple[str, str]] = {
-    'astronaut': ('astronaut.png', 'public domain (NASA Great Images, '
-                  'astronaut Eileen Collins)'),
+    'astronaut': (
+        'astronaut.png',
+        'public domain (NASA Great Images, astronaut Eileen Collins)',
+    ),
     'chelsea': ('chelsea.png', 'CC0 (photographer Stefan van der Walt)'),
     'coffee': ('coffee.png', 'CC0 (photographer Rachel Michetti)'),
     'rocket': ('rocket.jpg', 'public domain (SpaceX, DSCOVR launch)'),
-    'hubble_deep_field': ('hubble_deep_field.jpg',
-                          'public domain (NASA, Hubble eXtreme Deep Field)'),
-    'immunohistochemistry': ('ihc.png', 'no known copyright restrictions '
-                             '(CMMI microscopy)'),
+    'hubble_deep_field': (
+        'hubble_deep_field.jpg',
+        'public domain (NASA, Hubble eXtreme Deep Field)',
+    ),
+    'immunohistochemistry': (
+        'ihc.png',
+        'no known copyright restrictions (CMMI microscopy)',
+    ),
     'camera': ('camera.png', 'CC0 (photographer Lav Varshney)'),
-    'coins': ('coins.png', 'no known copyright restrictions (Brooklyn '
-              'Museum collection)'),
+    'coins': (
+        'coins.png',
+        'no known copyright restrictions (Brooklyn Museum collection)',
+    ),
     'cell': ('cell.png', 'CC0 (Paul Mueller, quantitative phase image)'),
     'brick': ('brick.png', 'CC0 (CC0Textures Bricks25)'),
     'grass': ('grass.png', 'CC0 (grass texture)'),
@@ -72,13 +84,16 @@ def load_background(name: str) -> np.ndarray:
         replicated into three channels.
     """
     if name not in BACKGROUND_PHOTOS:
-        raise ValueError(f'Background photo {name!r} is not valid; choose '
-                         f'from {sorted(BACKGROUND_PHOTOS)}.')
+        raise ValueError(
+            f'Background photo {name!r} is not valid; choose '
+            f'from {sorted(BACKGROUND_PHOTOS)}.'
+        )
     path = osp.join(skimage_data_dir(), BACKGROUND_PHOTOS[name][0])
     if not osp.isfile(path):
         raise FileNotFoundError(
             f'{path} is not in the installed scikit-image wheel; only photos '
-            'shipped in the wheel are used (nothing is downloaded).')
+            'shipped in the wheel are used (nothing is downloaded).'
+        )
     image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ValueError(f'OpenCV could not decode {path}.')

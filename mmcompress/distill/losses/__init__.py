@@ -2,16 +2,25 @@
 
 See :mod:`mmcompress.distill.losses.base` for the interface they share.
 """
+
 from .base import DistillLoss
-from .bckd import (BCKDClassificationLoss, BCKDLocalizationLoss,
-                   DenseSoftmaxKDLoss)
+from .bckd import BCKDClassificationLoss, BCKDLocalizationLoss, DenseSoftmaxKDLoss
 from .dense import ChannelWiseDivergenceLoss
 from .feature import ATLoss, FeatureMSELoss, ICKDLoss, MGDLoss, PKDLoss
 from .logits import DecoupledKDLoss, DISTLoss, VanillaKDLoss
 
 __all__ = [
-    'DistillLoss', 'VanillaKDLoss', 'DecoupledKDLoss', 'DISTLoss',
-    'FeatureMSELoss', 'ATLoss', 'PKDLoss', 'MGDLoss', 'ICKDLoss',
-    'ChannelWiseDivergenceLoss', 'BCKDClassificationLoss',
-    'BCKDLocalizationLoss', 'DenseSoftmaxKDLoss'
+    'DistillLoss',
+    'VanillaKDLoss',
+    'DecoupledKDLoss',
+    'DISTLoss',
+    'FeatureMSELoss',
+    'ATLoss',
+    'PKDLoss',
+    'MGDLoss',
+    'ICKDLoss',
+    'ChannelWiseDivergenceLoss',
+    'BCKDClassificationLoss',
+    'BCKDLocalizationLoss',
+    'DenseSoftmaxKDLoss',
 ]

@@ -16,6 +16,7 @@ by ``DistillModel``:
   warning the first time; a student/teacher pair where only one side is empty
   raises a ``ValueError`` (:meth:`DistillLoss.level_loss`).
 """
+
 import warnings
 from abc import ABCMeta, abstractmethod
 from typing import Iterable, List, Sequence, Tuple, Union
@@ -28,9 +29,11 @@ from mmcompress.utils.checks import check_number
 
 TensorOrSeq = Union[torch.Tensor, Sequence[torch.Tensor]]
 
-ADAPTER_HINT = ('add an adapter (connector) that maps the student feature to '
-                "the teacher's shape, e.g. a 1x1 conv + BN for channels or a "
-                'resize for the spatial size')
+ADAPTER_HINT = (
+    'add an adapter (connector) that maps the student feature to '
+    "the teacher's shape, e.g. a 1x1 conv + BN for channels or a "
+    'resize for the spatial size'
+)
 
 
 def check_choice(arg_name: str, value, choices: Iterable) -> None:
@@ -43,8 +46,7 @@ def check_choice(arg_name: str, value, choices: Iterable) -> None:
     """
     choices = tuple(choices)
     if value not in choices:
-        raise ValueError(f'{arg_name} must be one of {choices}, '
-                         f'got {value!r}')
+        raise ValueError(f'{arg_name} must be one of {choices}, got {value!r}')
 
 
 def check_positive(arg_name: str, value, allow_zero: bool = False) -> float:
@@ -62,8 +64,13 @@ def check_positive(arg_name: str, value, allow_zero: bool = False) -> float:
     return check_number(arg_name, value, low=0, low_open=not allow_zero)
 
 
-def check_ndim(loss_name: str, tensor: torch.Tensor, role: str,
-               valid_ndims: Tuple[int, ...], layout: str) -> None:
+def check_ndim(
+    loss_name: str,
+    tensor: torch.Tensor,
+    role: str,
+    valid_ndims: Tuple[int, ...],
+    layout: str,
+) -> None:
     """Raise a ValueError unless ``tensor.ndim`` is one of ``valid_ndims``.
 
     Args:
@@ -74,17 +81,25 @@ def check_ndim(loss_name: str, tensor: torch.Tensor, role: str,
         layout (str): Human-readable expected layout, e.g. ``'N x C x H x W'``.
     """
     if not isinstance(tensor, torch.Tensor):
-        raise TypeError(f'{loss_name}: the {role} input must be a Tensor, '
-                        f'got {type(tensor).__name__}')
+        raise TypeError(
+            f'{loss_name}: the {role} input must be a Tensor, '
+            f'got {type(tensor).__name__}'
+        )
     if tensor.ndim not in valid_ndims:
-        raise ValueError(f'{loss_name}: the {role} input must be {layout} '
-                         f'({" or ".join(map(str, valid_ndims))} dims), got '
-                         f'shape {tuple(tensor.shape)}')
+        raise ValueError(
+            f'{loss_name}: the {role} input must be {layout} '
+            f'({" or ".join(map(str, valid_ndims))} dims), got '
+            f'shape {tuple(tensor.shape)}'
+        )
 
 
-def check_same_dims(loss_name: str, pred_S: torch.Tensor,
-                    pred_T: torch.Tensor, dims: Sequence[int],
-                    what: str) -> None:
+def check_same_dims(
+    loss_name: str,
+    pred_S: torch.Tensor,
+    pred_T: torch.Tensor,
+    dims: Sequence[int],
+    what: str,
+) -> None:
     """Raise a ValueError when student and teacher differ in ``dims``.
 
     Args:
@@ -94,16 +109,19 @@ def check_same_dims(loss_name: str, pred_S: torch.Tensor,
         dims (Sequence[int]): Dimensions that must agree.
         what (str): What these dimensions are, e.g. ``'channels'``.
     """
-    if pred_S.ndim != pred_T.ndim or any(pred_S.shape[d] != pred_T.shape[d]
-                                         for d in dims):
+    if pred_S.ndim != pred_T.ndim or any(
+        pred_S.shape[d] != pred_T.shape[d] for d in dims
+    ):
         raise ValueError(
             f'{loss_name}: student shape {tuple(pred_S.shape)} and teacher '
             f'shape {tuple(pred_T.shape)} must agree in {what}; '
-            f'{ADAPTER_HINT}.')
+            f'{ADAPTER_HINT}.'
+        )
 
 
-def check_labels(loss_name: str, gt_labels, num_samples: int,
-                 num_classes: int) -> torch.Tensor:
+def check_labels(
+    loss_name: str, gt_labels, num_samples: int, num_classes: int
+) -> torch.Tensor:
     """Validate class-index labels of shape (N,).
 
     Args:
@@ -116,26 +134,33 @@ def check_labels(loss_name: str, gt_labels, num_samples: int,
         Tensor: The labels as a LongTensor of shape (N,).
     """
     if not isinstance(gt_labels, torch.Tensor):
-        raise TypeError(f'{loss_name} needs gt_labels as a LongTensor of '
-                        f'shape ({num_samples},), got '
-                        f'{type(gt_labels).__name__}')
+        raise TypeError(
+            f'{loss_name} needs gt_labels as a LongTensor of '
+            f'shape ({num_samples},), got '
+            f'{type(gt_labels).__name__}'
+        )
     if gt_labels.dtype.is_floating_point or gt_labels.dtype == torch.bool:
-        raise TypeError(f'{loss_name}: gt_labels must hold class indices '
-                        f'(integer dtype), got {gt_labels.dtype}')
-    if tuple(gt_labels.shape) != (num_samples, ):
-        raise ValueError(f'{loss_name}: gt_labels must have shape '
-                         f'({num_samples},), got {tuple(gt_labels.shape)}')
-    if num_samples and (gt_labels.min() < 0
-                        or gt_labels.max() >= num_classes):
-        raise ValueError(f'{loss_name}: gt_labels must lie in '
-                         f'[0, {num_classes}), got values in '
-                         f'[{int(gt_labels.min())}, {int(gt_labels.max())}]')
+        raise TypeError(
+            f'{loss_name}: gt_labels must hold class indices '
+            f'(integer dtype), got {gt_labels.dtype}'
+        )
+    if tuple(gt_labels.shape) != (num_samples,):
+        raise ValueError(
+            f'{loss_name}: gt_labels must have shape '
+            f'({num_samples},), got {tuple(gt_labels.shape)}'
+        )
+    if num_samples and (gt_labels.min() < 0 or gt_labels.max() >= num_classes):
+        raise ValueError(
+            f'{loss_name}: gt_labels must lie in '
+            f'[0, {num_classes}), got values in '
+            f'[{int(gt_labels.min())}, {int(gt_labels.max())}]'
+        )
     return gt_labels.long()
 
 
-def pair_levels(loss_name: str, preds_S: TensorOrSeq,
-                preds_T: TensorOrSeq) -> List[Tuple[torch.Tensor,
-                                                    torch.Tensor]]:
+def pair_levels(
+    loss_name: str, preds_S: TensorOrSeq, preds_T: TensorOrSeq
+) -> List[Tuple[torch.Tensor, torch.Tensor]]:
     """Pair student and teacher inputs level by level.
 
     Args:
@@ -152,18 +177,23 @@ def pair_levels(loss_name: str, preds_S: TensorOrSeq,
         raise ValueError(
             f'{loss_name}: student and teacher inputs must both be tensors '
             f'or both be sequences, got {type(preds_S).__name__} and '
-            f'{type(preds_T).__name__}')
+            f'{type(preds_T).__name__}'
+        )
     if not s_is_seq:
-        preds_S, preds_T = (preds_S, ), (preds_T, )
+        preds_S, preds_T = (preds_S,), (preds_T,)
     if len(preds_S) != len(preds_T) or len(preds_S) == 0:
-        raise ValueError(f'{loss_name}: got {len(preds_S)} student and '
-                         f'{len(preds_T)} teacher levels; they must be equal '
-                         f'and non-zero')
+        raise ValueError(
+            f'{loss_name}: got {len(preds_S)} student and '
+            f'{len(preds_T)} teacher levels; they must be equal '
+            f'and non-zero'
+        )
     for pred_S, pred_T in zip(preds_S, preds_T):
         for role, tensor in (('student', pred_S), ('teacher', pred_T)):
             if not isinstance(tensor, torch.Tensor):
-                raise TypeError(f'{loss_name}: the {role} input must be a '
-                                f'Tensor, got {type(tensor).__name__}')
+                raise TypeError(
+                    f'{loss_name}: the {role} input must be a '
+                    f'Tensor, got {type(tensor).__name__}'
+                )
     return [(s, t.detach()) for s, t in zip(preds_S, preds_T)]
 
 
@@ -187,8 +217,9 @@ def reduce_elementwise(loss: torch.Tensor, reduction: str) -> torch.Tensor:
     return loss
 
 
-def kl_div_from_log_probs(log_probs_S: torch.Tensor,
-                          probs_T: torch.Tensor) -> torch.Tensor:
+def kl_div_from_log_probs(
+    log_probs_S: torch.Tensor, probs_T: torch.Tensor
+) -> torch.Tensor:
     """Element-wise ``q * (log q - log p)`` with ``0 * log 0 = 0``.
 
     Args:
@@ -201,11 +232,13 @@ def kl_div_from_log_probs(log_probs_S: torch.Tensor,
     return torch.xlogy(probs_T, probs_T) - probs_T * log_probs_S
 
 
-def soft_kl_divergence(logits_S: torch.Tensor,
-                       logits_T: torch.Tensor,
-                       tau: float,
-                       reduction: str = 'batchmean',
-                       target_eps: float = 0.0) -> torch.Tensor:
+def soft_kl_divergence(
+    logits_S: torch.Tensor,
+    logits_T: torch.Tensor,
+    tau: float,
+    reduction: str = 'batchmean',
+    target_eps: float = 0.0,
+) -> torch.Tensor:
     """``tau^2 * KL(softmax(z_T / tau) || softmax(z_S / tau))`` over dim 1.
 
     Args:
@@ -251,8 +284,7 @@ class DistillLoss(nn.Module, metaclass=ABCMeta):
 
     def __init__(self, loss_weight: float = 1.0) -> None:
         super().__init__()
-        self.loss_weight = check_positive('loss_weight', loss_weight,
-                                          allow_zero=True)
+        self.loss_weight = check_positive('loss_weight', loss_weight, allow_zero=True)
         self._warned_empty_batch = False
 
     @property
@@ -260,8 +292,9 @@ class DistillLoss(nn.Module, metaclass=ABCMeta):
         """str: Class name, used in error messages."""
         return type(self).__name__
 
-    def forward(self, preds_S: TensorOrSeq, preds_T: TensorOrSeq,
-                **kwargs) -> torch.Tensor:
+    def forward(
+        self, preds_S: TensorOrSeq, preds_T: TensorOrSeq, **kwargs
+    ) -> torch.Tensor:
         """Compute the weighted loss, summed over levels.
 
         Args:
@@ -274,12 +307,13 @@ class DistillLoss(nn.Module, metaclass=ABCMeta):
         """
         pairs = pair_levels(self.loss_name, preds_S, preds_T)
         total = sum(
-            self.level_loss(pred_S, pred_T, **kwargs)
-            for pred_S, pred_T in pairs)
+            self.level_loss(pred_S, pred_T, **kwargs) for pred_S, pred_T in pairs
+        )
         return self.loss_weight * total
 
-    def level_loss(self, pred_S: torch.Tensor, pred_T: torch.Tensor,
-                   **kwargs) -> torch.Tensor:
+    def level_loss(
+        self, pred_S: torch.Tensor, pred_T: torch.Tensor, **kwargs
+    ) -> torch.Tensor:
         """:meth:`loss_single`, or the empty-batch zero.
 
         An empty batch (student and teacher both with first dimension 0, e.g.
@@ -309,7 +343,8 @@ class DistillLoss(nn.Module, metaclass=ABCMeta):
                 f'{self.loss_name}: the {"student" if empty_S else "teacher"} '
                 f'batch is empty but the other is not (student shape '
                 f'{tuple(pred_S.shape)}, teacher shape {tuple(pred_T.shape)}); '
-                'both must come from the same batch')
+                'both must come from the same batch'
+            )
         if not self._warned_empty_batch:
             self._warned_empty_batch = True
             warnings.warn(
@@ -318,13 +353,15 @@ class DistillLoss(nn.Module, metaclass=ABCMeta):
                 'the loss is 0 with zero gradients for it. Expected only when '
                 'a batch can hold no sample or instance; otherwise check the '
                 'dataloader and the recorded modules. (Warned once per loss.)',
-                stacklevel=2)
+                stacklevel=2,
+            )
         zero = pred_S.sum() * 0
         for param in self.parameters():
             zero = zero + param.sum() * 0
         return zero
 
     @abstractmethod
-    def loss_single(self, pred_S: torch.Tensor, pred_T: torch.Tensor,
-                    **kwargs) -> torch.Tensor:
+    def loss_single(
+        self, pred_S: torch.Tensor, pred_T: torch.Tensor, **kwargs
+    ) -> torch.Tensor:
         """Unweighted loss of one student/teacher pair (teacher detached)."""

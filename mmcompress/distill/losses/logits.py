@@ -1,11 +1,21 @@
 """Logit distillation losses: vanilla KD, Decoupled KD and DIST."""
+
 import torch
 import torch.nn.functional as F
 
 from mmcompress.registry import MODELS
-from .base import (DistillLoss, check_choice, check_labels, check_ndim,
-                   check_positive, check_same_dims, kl_div_from_log_probs,
-                   reduce_elementwise, soft_kl_divergence)
+
+from .base import (
+    DistillLoss,
+    check_choice,
+    check_labels,
+    check_ndim,
+    check_positive,
+    check_same_dims,
+    kl_div_from_log_probs,
+    reduce_elementwise,
+    soft_kl_divergence,
+)
 
 KL_REDUCTIONS = ('batchmean', 'sum', 'mean')
 
@@ -32,22 +42,24 @@ class VanillaKDLoss(DistillLoss):
 
     compares_class_distributions = True
 
-    def __init__(self,
-                 tau: float = 1.0,
-                 reduction: str = 'batchmean',
-                 loss_weight: float = 1.0) -> None:
+    def __init__(
+        self, tau: float = 1.0, reduction: str = 'batchmean', loss_weight: float = 1.0
+    ) -> None:
         super().__init__(loss_weight)
         self.tau = check_positive('tau', tau)
         check_choice('reduction', reduction, KL_REDUCTIONS)
         self.reduction = reduction
 
-    def loss_single(self, pred_S: torch.Tensor, pred_T: torch.Tensor,
-                    **kwargs) -> torch.Tensor:
+    def loss_single(
+        self, pred_S: torch.Tensor, pred_T: torch.Tensor, **kwargs
+    ) -> torch.Tensor:
         """Args: logits of shape (N, C) or (N, C, ...), class dim 1."""
-        check_ndim(self.loss_name, pred_S, 'student', (2, 3, 4, 5),
-                   'N x C [x ...] logits')
-        check_same_dims(self.loss_name, pred_S, pred_T, range(pred_S.ndim),
-                        'every dimension')
+        check_ndim(
+            self.loss_name, pred_S, 'student', (2, 3, 4, 5), 'N x C [x ...] logits'
+        )
+        check_same_dims(
+            self.loss_name, pred_S, pred_T, range(pred_S.ndim), 'every dimension'
+        )
         return soft_kl_divergence(pred_S, pred_T, self.tau, self.reduction)
 
 
@@ -94,12 +106,14 @@ class DecoupledKDLoss(DistillLoss):
 
     compares_class_distributions = True
 
-    def __init__(self,
-                 alpha: float = 1.0,
-                 beta: float = 8.0,
-                 tau: float = 4.0,
-                 reduction: str = 'batchmean',
-                 loss_weight: float = 1.0) -> None:
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        beta: float = 8.0,
+        tau: float = 4.0,
+        reduction: str = 'batchmean',
+        loss_weight: float = 1.0,
+    ) -> None:
         super().__init__(loss_weight)
         self.alpha = check_positive('alpha', alpha, allow_zero=True)
         self.beta = check_positive('beta', beta, allow_zero=True)
@@ -107,25 +121,30 @@ class DecoupledKDLoss(DistillLoss):
         check_choice('reduction', reduction, KL_REDUCTIONS)
         self.reduction = reduction
 
-    def loss_single(self, pred_S: torch.Tensor, pred_T: torch.Tensor,
-                    gt_labels: torch.Tensor = None,
-                    **kwargs) -> torch.Tensor:
+    def loss_single(
+        self,
+        pred_S: torch.Tensor,
+        pred_T: torch.Tensor,
+        gt_labels: torch.Tensor = None,
+        **kwargs,
+    ) -> torch.Tensor:
         """Args: logits (N, C) and ``gt_labels`` (LongTensor (N,))."""
-        check_ndim(self.loss_name, pred_S, 'student', (2, ), 'N x C logits')
-        check_same_dims(self.loss_name, pred_S, pred_T, (0, 1),
-                        'batch and classes')
+        check_ndim(self.loss_name, pred_S, 'student', (2,), 'N x C logits')
+        check_same_dims(self.loss_name, pred_S, pred_T, (0, 1), 'batch and classes')
         num_samples, num_classes = pred_S.shape
         if num_classes < 2:
-            raise ValueError(f'{self.loss_name} needs at least 2 classes, '
-                             f'got logits of shape {tuple(pred_S.shape)}')
-        gt_labels = check_labels(self.loss_name, gt_labels, num_samples,
-                                 num_classes)
+            raise ValueError(
+                f'{self.loss_name} needs at least 2 classes, '
+                f'got logits of shape {tuple(pred_S.shape)}'
+            )
+        gt_labels = check_labels(self.loss_name, gt_labels, num_samples, num_classes)
         tckd = self.target_class_kd(pred_S, pred_T, gt_labels)
         nckd = self.non_target_class_kd(pred_S, pred_T, gt_labels)
         return self.alpha * tckd + self.beta * nckd
 
-    def target_class_kd(self, pred_S: torch.Tensor, pred_T: torch.Tensor,
-                        gt_labels: torch.Tensor) -> torch.Tensor:
+    def target_class_kd(
+        self, pred_S: torch.Tensor, pred_T: torch.Tensor, gt_labels: torch.Tensor
+    ) -> torch.Tensor:
         """Reduced ``tau^2 KL(b_T || b_S)`` on the binary target/other split.
 
         Args:
@@ -141,8 +160,9 @@ class DecoupledKDLoss(DistillLoss):
         loss = kl_div_from_log_probs(log_binary_S, binary_T) * self.tau**2
         return reduce_elementwise(loss, self.reduction)
 
-    def non_target_class_kd(self, pred_S: torch.Tensor, pred_T: torch.Tensor,
-                            gt_labels: torch.Tensor) -> torch.Tensor:
+    def non_target_class_kd(
+        self, pred_S: torch.Tensor, pred_T: torch.Tensor, gt_labels: torch.Tensor
+    ) -> torch.Tensor:
         """Reduced ``tau^2 KL(p̂_T || p̂_S)`` over the non-target classes.
 
         Args:
@@ -161,11 +181,11 @@ class DecoupledKDLoss(DistillLoss):
         if self.reduction == 'mean':
             loss = soft_kl_divergence(others_S, others_T, self.tau, 'sum')
             return loss / (num_samples * num_classes)
-        return soft_kl_divergence(others_S, others_T, self.tau,
-                                  self.reduction)
+        return soft_kl_divergence(others_S, others_T, self.tau, self.reduction)
 
-    def _log_binary_probs(self, logits: torch.Tensor,
-                          gt_labels: torch.Tensor) -> torch.Tensor:
+    def _log_binary_probs(
+        self, logits: torch.Tensor, gt_labels: torch.Tensor
+    ) -> torch.Tensor:
         """``log [p_g, 1 - p_g]`` computed stably with logsumexp, (N, 2)."""
         scaled = logits / self.tau
         log_norm = torch.logsumexp(scaled, dim=1)
@@ -205,23 +225,28 @@ class DISTLoss(DistillLoss):
 
     eps = 1e-8
 
-    def __init__(self,
-                 beta: float = 1.0,
-                 gamma: float = 1.0,
-                 tau: float = 1.0,
-                 loss_weight: float = 1.0) -> None:
+    def __init__(
+        self,
+        beta: float = 1.0,
+        gamma: float = 1.0,
+        tau: float = 1.0,
+        loss_weight: float = 1.0,
+    ) -> None:
         super().__init__(loss_weight)
         self.beta = check_positive('beta', beta, allow_zero=True)
         self.gamma = check_positive('gamma', gamma, allow_zero=True)
         self.tau = check_positive('tau', tau)
 
-    def loss_single(self, pred_S: torch.Tensor, pred_T: torch.Tensor,
-                    **kwargs) -> torch.Tensor:
+    def loss_single(
+        self, pred_S: torch.Tensor, pred_T: torch.Tensor, **kwargs
+    ) -> torch.Tensor:
         """Args: logits (N, C) or dense logits (N, C, H, W)."""
-        check_ndim(self.loss_name, pred_S, 'student', (2, 4),
-                   'N x C or N x C x H x W logits')
-        check_same_dims(self.loss_name, pred_S, pred_T, range(pred_S.ndim),
-                        'every dimension')
+        check_ndim(
+            self.loss_name, pred_S, 'student', (2, 4), 'N x C or N x C x H x W logits'
+        )
+        check_same_dims(
+            self.loss_name, pred_S, pred_T, range(pred_S.ndim), 'every dimension'
+        )
         if pred_S.ndim == 4:
             num_classes = pred_S.shape[1]
             pred_S = pred_S.permute(0, 2, 3, 1).reshape(-1, num_classes)

@@ -8,6 +8,7 @@ each anchor bag that shrinks over training) is available as
 
 Needs mmdet (imported by ``mmcompress.models`` only when mmdet is installed).
 """
+
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -22,13 +23,15 @@ from mmcompress.registry import HOOKS, MODELS
 
 # IA_TYPE 5 of the official code: a reflected step over 12 equal parts of the
 # training run.
-REFLECTED_STEP_RATIOS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.5, 0.4, 0.3, 0.2,
-                         0.1, 0.0)
+REFLECTED_STEP_RATIOS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0)
 
 
 def _check_ratio(ratio: float, name: str = 'depression ratio') -> float:
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or \
-            not 0 <= ratio < 1:
+    if (
+        isinstance(ratio, bool)
+        or not isinstance(ratio, (int, float))
+        or not 0 <= ratio < 1
+    ):
         raise ValueError(f'{name} must be a number in [0, 1), got {ratio!r}')
     return float(ratio)
 
@@ -52,20 +55,23 @@ def depression_mask(feature: Tensor, ratio: float) -> Tensor:
     """
     ratio = _check_ratio(ratio)
     if feature.ndim != 4:
-        raise ValueError(f'depression_mask needs an N x C x H x W feature, '
-                         f'got shape {tuple(feature.shape)}')
+        raise ValueError(
+            f'depression_mask needs an N x C x H x W feature, '
+            f'got shape {tuple(feature.shape)}'
+        )
     feature = feature.detach()
     num, _, height, width = feature.shape
     channel_weights = feature.mean(dim=(2, 3), keepdim=True)
     cam = (feature * channel_weights).sum(dim=1).flatten(1)
     rank = int(height * width * ratio)
-    threshold = cam.sort(dim=1, descending=True)[0][:, rank:rank + 1]
+    threshold = cam.sort(dim=1, descending=True)[0][:, rank : rank + 1]
     keep = (cam <= threshold).to(feature.dtype)
     return keep.view(num, 1, height, width)
 
 
-def depress_feature(feature: Tensor, ratio: float,
-                    depressed_scale: float = 0.25) -> Tensor:
+def depress_feature(
+    feature: Tensor, ratio: float, depressed_scale: float = 0.25
+) -> Tensor:
     """MAL feature depression (``MASK_TYPE 0``):
     ``(3 * F * mask + F) / 4``, i.e. depressed positions become ``F / 4``.
 
@@ -99,16 +105,19 @@ class MALRetinaNet(RetinaNet):
         **kwargs: Arguments of :class:`mmdet.models.RetinaNet`.
     """
 
-    def __init__(self,
-                 *args,
-                 depression_ratio: float = 0.0,
-                 depressed_scale: float = 0.25,
-                 **kwargs) -> None:
+    def __init__(
+        self,
+        *args,
+        depression_ratio: float = 0.0,
+        depressed_scale: float = 0.25,
+        **kwargs,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.depression_ratio = _check_ratio(depression_ratio)
         if not 0 <= depressed_scale <= 1:
-            raise ValueError(f'depressed_scale must be in [0, 1], got '
-                             f'{depressed_scale!r}')
+            raise ValueError(
+                f'depressed_scale must be in [0, 1], got {depressed_scale!r}'
+            )
         self.depressed_scale = float(depressed_scale)
 
     def loss(self, batch_inputs: Tensor, batch_data_samples: list) -> dict:
@@ -116,8 +125,9 @@ class MALRetinaNet(RetinaNet):
         feats = self.extract_feat(batch_inputs)
         if self.depression_ratio > 0:
             feats = tuple(
-                depress_feature(f, self.depression_ratio,
-                                self.depressed_scale) for f in feats)
+                depress_feature(f, self.depression_ratio, self.depressed_scale)
+                for f in feats
+            )
         return self.bbox_head.loss(feats, batch_data_samples)
 
 
@@ -139,40 +149,49 @@ class MALFreeAnchorHead(FreeAnchorRetinaHead):
         **kwargs: Arguments of :class:`FreeAnchorRetinaHead`.
     """
 
-    def __init__(self,
-                 *args,
-                 selection: str = 'mean_max',
-                 selection_topk: Optional[int] = None,
-                 **kwargs) -> None:
+    def __init__(
+        self,
+        *args,
+        selection: str = 'mean_max',
+        selection_topk: Optional[int] = None,
+        **kwargs,
+    ) -> None:
         super().__init__(*args, **kwargs)
         if selection not in ('mean_max', 'topk'):
-            raise ValueError(f"selection must be 'mean_max' or 'topk', got "
-                             f'{selection!r}')
+            raise ValueError(
+                f"selection must be 'mean_max' or 'topk', got {selection!r}"
+            )
         self.selection = selection
-        self.selection_topk = self.pre_anchor_topk if selection_topk is None \
-            else selection_topk
-        if not isinstance(self.selection_topk, int) or \
-                not 1 <= self.selection_topk <= self.pre_anchor_topk:
-            raise ValueError(f'selection_topk must be an int in [1, '
-                             f'pre_anchor_topk={self.pre_anchor_topk}], got '
-                             f'{self.selection_topk!r}')
+        self.selection_topk = (
+            self.pre_anchor_topk if selection_topk is None else selection_topk
+        )
+        if (
+            not isinstance(self.selection_topk, int)
+            or not 1 <= self.selection_topk <= self.pre_anchor_topk
+        ):
+            raise ValueError(
+                f'selection_topk must be an int in [1, '
+                f'pre_anchor_topk={self.pre_anchor_topk}], got '
+                f'{self.selection_topk!r}'
+            )
 
-    def positive_bag_loss(self, matched_cls_prob: Tensor,
-                          matched_box_prob: Tensor) -> Tensor:
+    def positive_bag_loss(
+        self, matched_cls_prob: Tensor, matched_box_prob: Tensor
+    ) -> Tensor:
         """Positive bag loss (num_gt,) with the configured selection."""
         if self.selection == 'mean_max':
-            return super().positive_bag_loss(matched_cls_prob,
-                                             matched_box_prob)
+            return super().positive_bag_loss(matched_cls_prob, matched_box_prob)
         matched_prob = matched_cls_prob * matched_box_prob
         topk = min(self.selection_topk, matched_prob.shape[1])
         bag_prob = matched_prob.topk(topk, dim=1)[0].mean(dim=1)
         return self.alpha * F.binary_cross_entropy(
-            bag_prob, torch.ones_like(bag_prob), reduction='none')
+            bag_prob, torch.ones_like(bag_prob), reduction='none'
+        )
 
 
-def reflected_step_ratio(iteration: int, max_iters: int,
-                         ratios: Sequence[float] = REFLECTED_STEP_RATIOS
-                         ) -> float:
+def reflected_step_ratio(
+    iteration: int, max_iters: int, ratios: Sequence[float] = REFLECTED_STEP_RATIOS
+) -> float:
     """The depression ratio at ``iteration``: training is cut into
     ``len(ratios)`` equal parts and part ``k`` uses ``ratios[k]``.
 
@@ -226,59 +245,69 @@ class MALScheduleHook(Hook):
 
     priority = 'NORMAL'
 
-    def __init__(self,
-                 ratios: Sequence[float] = REFLECTED_STEP_RATIOS,
-                 selection_topk: Optional[Tuple[int, int]] = None) -> None:
+    def __init__(
+        self,
+        ratios: Sequence[float] = REFLECTED_STEP_RATIOS,
+        selection_topk: Optional[Tuple[int, int]] = None,
+    ) -> None:
         if len(ratios) == 0:
             raise ValueError('MALScheduleHook needs at least one ratio')
-        self.ratios = tuple(
-            _check_ratio(r, 'MALScheduleHook ratio') for r in ratios)
+        self.ratios = tuple(_check_ratio(r, 'MALScheduleHook ratio') for r in ratios)
         if selection_topk is not None and (
-                len(selection_topk) != 2
-                or not all(isinstance(k, int) and k >= 1
-                           for k in selection_topk)):
-            raise ValueError('selection_topk must be (start, end) ints >= 1, '
-                             f'got {selection_topk!r}')
+            len(selection_topk) != 2
+            or not all(isinstance(k, int) and k >= 1 for k in selection_topk)
+        ):
+            raise ValueError(
+                f'selection_topk must be (start, end) ints >= 1, got {selection_topk!r}'
+            )
         self.selection_topk = selection_topk
 
     @staticmethod
     def _detector(runner) -> MALRetinaNet:
-        model = runner.model.module if is_model_wrapper(runner.model) \
-            else runner.model
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         if not isinstance(model, MALRetinaNet):
-            raise TypeError(f'MALScheduleHook needs a MALRetinaNet model, got '
-                            f'{type(model).__name__}')
+            raise TypeError(
+                f'MALScheduleHook needs a MALRetinaNet model, got '
+                f'{type(model).__name__}'
+            )
         return model
 
-    def before_train_iter(self,
-                          runner,
-                          batch_idx: int,
-                          data_batch: Union[dict, tuple, list, None] = None
-                          ) -> None:
+    def before_train_iter(
+        self, runner, batch_idx: int, data_batch: Union[dict, tuple, list, None] = None
+    ) -> None:
         """Update the detector (and head) for ``runner.iter``."""
         model = self._detector(runner)
-        model.depression_ratio = reflected_step_ratio(runner.iter,
-                                                      runner.max_iters,
-                                                      self.ratios)
-        runner.message_hub.update_scalar('train/depression_ratio',
-                                         model.depression_ratio)
+        model.depression_ratio = reflected_step_ratio(
+            runner.iter, runner.max_iters, self.ratios
+        )
+        runner.message_hub.update_scalar(
+            'train/depression_ratio', model.depression_ratio
+        )
         if self.selection_topk is not None:
             head = model.bbox_head
             if getattr(head, 'selection', None) != 'topk':
                 raise TypeError(
                     'MALScheduleHook(selection_topk=...) needs a '
                     "MALFreeAnchorHead with selection='topk', got "
-                    f'{type(head).__name__}')
+                    f'{type(head).__name__}'
+                )
             start, end = self.selection_topk
             head.selection_topk = min(
                 linear_topk(runner.iter, runner.max_iters, start, end),
-                head.pre_anchor_topk)
-            runner.message_hub.update_scalar('train/selection_topk',
-                                             head.selection_topk)
+                head.pre_anchor_topk,
+            )
+            runner.message_hub.update_scalar(
+                'train/selection_topk', head.selection_topk
+            )
 
 
 __all__: List[str] = [
-    'MALRetinaNet', 'MALFreeAnchorHead', 'MALScheduleHook', 'depression_mask',
-    'depress_feature', 'reflected_step_ratio', 'linear_topk',
-    'REFLECTED_STEP_RATIOS'
+    'MALRetinaNet',
+    'MALFreeAnchorHead',
+    'MALScheduleHook',
+    'depression_mask',
+    'depress_feature',
+    'reflected_step_ratio',
+    'linear_topk',
+    'REFLECTED_STEP_RATIOS',
 ]

@@ -12,8 +12,10 @@ bckd_dense_head = dict(
         teacher='bbox_head',
         loss=dict(
             type='DenseHeadDistillLoss',
-            cls_loss=dict(
-                type='BCKDClassificationLoss', beta=1.0, loss_weight=1.0),
+            cls_loss=dict(type='BCKDClassificationLoss', beta=1.0, loss_weight=1.0),
             loc_loss=dict(
-                type='BCKDLocalizationLoss', iou_mode='giou',
-                loss_weight=4.0))))
+                type='BCKDLocalizationLoss', iou_mode='giou', loss_weight=4.0
+            ),
+        ),
+    )
+)

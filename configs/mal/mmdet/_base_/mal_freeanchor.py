@@ -18,5 +18,7 @@ mal_model = dict(
             type='Normal',
             layer='Conv2d',
             std=0.01,
-            override=dict(
-                type='Normal', name='retina_cls', std=0.01, bias_prob=0.02))))
+            override=dict(type='Normal', name='retina_cls', std=0.01, bias_prob=0.02),
+        ),
+    ),
+)

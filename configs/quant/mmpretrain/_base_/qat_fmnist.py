@@ -14,7 +14,8 @@ model = dict(
     type='QuantizedModel',
     model={{_base_.model}},
     # First conv and the classifier stay float (default rule), as in the papers.
-    quant=dict())
+    quant=dict(),
+)
 
 # Float starting point (`load_from` into the quantized model: the quantizer
 # parameters are missing from it and are initialized from the first batch).
@@ -33,10 +34,18 @@ optim_wrapper = dict(
         custom_keys={
             '_quantizer.': dict(lr_mult=1.0, decay_mult=0.0),
             '.output_scale': dict(lr_mult=1.0, decay_mult=0.0),
-        }))
+        },
+    ),
+)
 param_scheduler = [
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=max_epochs,
-         eta_min=0, convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        by_epoch=True,
+        begin=0,
+        end=max_epochs,
+        eta_min=0,
+        convert_to_iter_based=True,
+    ),
 ]
 train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=1)
 val_cfg = dict()
