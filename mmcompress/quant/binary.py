@@ -26,6 +26,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from mmcompress.registry import MODELS
+from mmcompress.utils.checks import check_number
 
 from .quantizers.base import BaseQuantizer
 
@@ -125,6 +126,7 @@ class RPReLU(nn.Module):
     def __init__(self, num_channels: int, init_slope: float = 0.25) -> None:
         super().__init__()
         self.shift_in = LearnableBias(num_channels)
+        init_slope = check_number('init_slope', init_slope, owner='RPReLU')
         self.prelu = nn.PReLU(num_channels, init=init_slope)
         self.shift_out = LearnableBias(num_channels)
 

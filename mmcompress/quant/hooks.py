@@ -23,6 +23,7 @@ from mmengine.model import is_model_wrapper
 from torch import Tensor
 
 from mmcompress.registry import HOOKS
+from mmcompress.utils.checks import check_number
 
 from .quantizers.ewgs import EWGSQuantizer
 
@@ -152,7 +153,9 @@ class EWGSHessianDeltaHook(Hook):
         self.interval = interval
         self.num_batches = num_batches
         self.max_iter = max_iter
-        self.tol = tol
+        self.tol = check_number(
+            'tol', tol, low=0, low_open=True, owner='EWGSHessianDeltaHook'
+        )
         self.seed = seed
 
     def before_train_epoch(self, runner) -> None:

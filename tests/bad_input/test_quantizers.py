@@ -16,29 +16,29 @@ from mmcompress.quant import (
 NON_FINITE = [math.nan, math.inf]
 
 
-@pytest.mark.parametrize('value', NON_FINITE + [0.0])
-def test_daq_temperature_not_positive_finite(value):
-    """DAQ configured with temperature=nan, inf or 0.
+@pytest.mark.parametrize('value', NON_FINITE + [0.0, 710.0])
+def test_daq_temperature_out_of_range(value):
+    """DAQ configured with temperature=nan, inf, 0 or one so large that e^T overflows.
 
-    Message: DAQQuantizer: temperature must be > 0 (a finite number), got nan
+    Message: DAQQuantizer: temperature must be in (0, 700] (a finite number), got nan
     """
     with pytest.raises(
         ValueError,
         match=r'DAQQuantizer: temperature must be '
-        rf'> 0 \(a finite number\), got {value}',
+        rf'in \(0, 700\] \(a finite number\), got {value}',
     ):
         DAQQuantizer(4, role='activation', temperature=value)
 
 
-@pytest.mark.parametrize('value', NON_FINITE + [-1.0])
-def test_daq_sigma_not_positive_finite(value):
-    """DAQ configured with sigma=nan, inf or a negative value.
+@pytest.mark.parametrize('value', NON_FINITE + [-1.0, 0.0, 1e-160])
+def test_daq_sigma_out_of_range(value):
+    """DAQ configured with sigma=nan, inf, <= 0 or so small that sigma^2 underflows.
 
-    Message: DAQQuantizer: sigma must be > 0 (a finite number), got inf
+    Message: DAQQuantizer: sigma must be >= 1e-150 (a finite number), got inf
     """
     with pytest.raises(
         ValueError,
-        match=r'DAQQuantizer: sigma must be > 0 '
+        match=r'DAQQuantizer: sigma must be >= 1e-150 '
         rf'\(a finite number\), got {value}',
     ):
         DAQQuantizer(4, role='weight', sigma=value)
@@ -117,3 +117,33 @@ def test_first_batch_range_overflows_float32():
     ):
         quantizer(x)
     assert quantizer.initialized.item() == 0
+
+
+@pytest.mark.parametrize('value', NON_FINITE)
+def test_rprelu_init_slope_not_finite(value):
+    """A binary network's RPReLU configured with init_slope=nan or inf.
+
+    Message: RPReLU: init_slope must be a finite number, got nan
+    """
+    from mmcompress.quant.binary import RPReLU
+
+    with pytest.raises(
+        ValueError, match=rf'RPReLU: init_slope must be a finite number, got {value}'
+    ):
+        RPReLU(8, init_slope=value)
+
+
+@pytest.mark.parametrize('value', NON_FINITE + [0.0])
+def test_ewgs_hessian_hook_tol_not_positive_finite(value):
+    """The EWGS Hessian delta hook configured with tol=nan, inf or 0.
+
+    Message: EWGSHessianDeltaHook: tol must be > 0 (a finite number), got 0.0
+    """
+    from mmcompress.quant import EWGSHessianDeltaHook
+
+    with pytest.raises(
+        ValueError,
+        match=rf'EWGSHessianDeltaHook: tol must be > 0 \(a finite number\), '
+        rf'got {value}',
+    ):
+        EWGSHessianDeltaHook(tol=value)

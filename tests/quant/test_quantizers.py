@@ -177,7 +177,9 @@ def test_ewgs_one_bit_weights_are_plus_minus_one():
 # ----------------------------------------------------------------- DAQ
 def test_daq_soft_value_equals_hard_rounding():
     t = torch.linspace(0, 7, 1001)
-    for temperature, sigma in ((2.0, 1.0), (2.0, 2.0), (1.0, 0.5)):
+    # the last two pairs are the edges of the valid range (DAQQuantizer checks)
+    pairs = ((2.0, 1.0), (2.0, 2.0), (1.0, 0.5), (700.0, 1.0), (2.0, 1e-150))
+    for temperature, sigma in pairs:
         soft = daq_soft_round(t, temperature, sigma)
         assert torch.allclose(soft, daq_hard_round(t), atol=1e-5)
         assert torch.equal(daq_round(t, temperature, sigma), daq_hard_round(t))

@@ -13,6 +13,11 @@ from ..functions import clamp_far_outside, daq_hard_round, daq_round, stat_of_fi
 from .base import AffineQParams, BaseQuantizer
 
 ROLES = ('weight', 'activation')
+# Valid hyper-parameter ranges: e^T overflows float64 above T ~ 709.8 (any T
+# above ~20 already rounds like T = 20 in float32), and sigma^2 underflows to 0
+# below ~1e-162.
+MAX_TEMPERATURE = 700.0
+MIN_SIGMA = 1e-150
 
 
 @MODELS.register_module()
@@ -62,11 +67,18 @@ class DAQQuantizer(BaseQuantizer):
     ) -> None:
         if role not in ROLES:
             raise ValueError(f'DAQQuantizer: role must be one of {ROLES}, got {role!r}')
+        # exp(T) must stay finite in float64 (c = 1 / (e^T - 1)) and 1 / sigma^2
+        # must not divide by an underflowed 0
         temperature = check_number(
-            'temperature', temperature, low=0, low_open=True, owner='DAQQuantizer'
+            'temperature',
+            temperature,
+            low=0,
+            high=MAX_TEMPERATURE,
+            low_open=True,
+            owner='DAQQuantizer',
         )
         sigma = (1.0 if role == 'weight' else 2.0) if sigma is None else sigma
-        sigma = check_number('sigma', sigma, low=0, low_open=True, owner='DAQQuantizer')
+        sigma = check_number('sigma', sigma, low=MIN_SIGMA, owner='DAQQuantizer')
         kwargs['signed'] = role == 'weight'
         super().__init__(bits, **kwargs)
         self.role = role
