@@ -6,8 +6,9 @@ See :mod:`mmcompress.distill.losses.base` for the interface they share.
 from .base import DistillLoss
 from .bckd import BCKDClassificationLoss, BCKDLocalizationLoss, DenseSoftmaxKDLoss
 from .dense import ChannelWiseDivergenceLoss
-from .feature import ATLoss, FeatureMSELoss, ICKDLoss, MGDLoss, PKDLoss
+from .feature import ATLoss, FeatureMSELoss, ICKDLoss, PKDLoss
 from .logits import DecoupledKDLoss, DISTLoss, VanillaKDLoss
+from .mgd import MGDLoss
 
 __all__ = [
     'DistillLoss',

@@ -93,6 +93,20 @@ def check_ndim(
         )
 
 
+def check_feature_maps(
+    loss_name: str, pred_S: torch.Tensor, pred_T: torch.Tensor
+) -> None:
+    """Raise unless the student and teacher inputs are both N x C x H x W maps.
+
+    Args:
+        loss_name (str): Name of the loss, used in the message.
+        pred_S (Tensor): The student input.
+        pred_T (Tensor): The teacher input.
+    """
+    check_ndim(loss_name, pred_S, 'student', (4,), 'N x C x H x W')
+    check_ndim(loss_name, pred_T, 'teacher', (4,), 'N x C x H x W')
+
+
 def check_same_dims(
     loss_name: str,
     pred_S: torch.Tensor,
