@@ -56,6 +56,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from doc_blocks import write_block  # noqa: E402
+from machine_load import LoadRecord, add_load_argument  # noqa: E402
 
 #: glibc malloc settings of the timing runs: blocks up to 32 MiB come from
 #: the heap (not mmap) and the heap is never trimmed.
@@ -385,6 +386,7 @@ def main() -> None:
     parser.add_argument(
         '--child', nargs=2, metavar=('CASE', 'MODE'), help=argparse.SUPPRESS
     )
+    add_load_argument(parser)
     args = parser.parse_args()
     if not args.system_malloc and any(
         os.environ.get(key) != value for key, value in MALLOC_ENV.items()
@@ -396,6 +398,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(run_memory(*args.child, iters=3)))
         return
+    load = LoadRecord(args.allow_loaded)
     rows = []
     for name in args.cases:
         row = run_timing(name, args.iters, args.warmup, args.bf16_teacher)
@@ -426,12 +429,20 @@ def main() -> None:
                 row[f'{mode}_rise_mb'] = result['rise_mb']
         rows.append(row)
         print(json.dumps(row), flush=True)
+    load.stop()
+    print(load.markdown())
     if args.out:
-        write_table(rows, args)
+        write_table(rows, args, load)
 
 
-def write_table(rows, args) -> None:
-    """Write the results as a markdown table with the reproducing command."""
+def write_table(rows, args, load: LoadRecord) -> None:
+    """Write the results as a markdown table with the reproducing command.
+
+    Args:
+        rows (list[dict]): One timing row per case.
+        args (Namespace): The command line (settings and ``--out``).
+        load (LoadRecord): The machine's load around the run.
+    """
     device = (
         torch.cuda.get_device_name()
         if torch.cuda.is_available()
@@ -444,6 +455,7 @@ def write_table(rows, args) -> None:
         + (' --memory' if args.memory else '')
         + (' --bf16-teacher' if args.bf16_teacher else '')
         + (' --system-malloc' if args.system_malloc else '')
+        + (' --allow-loaded' if args.allow_loaded else '')
         + f' --out {args.out}'
     )
     memory_head = (
@@ -475,6 +487,8 @@ def write_table(rows, args) -> None:
         'resident set before them (CPU), or peak allocated (CUDA).',
         '',
         f'Command: `{cmd}`',
+        '',
+        load.markdown(),
         '',
         '| case | iters | KD step (ms) | student step (ms) | teacher ref. (ms) | '
         'teacher ref. + student step (ms) | distill compute (ms) | ratio | '

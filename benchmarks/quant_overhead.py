@@ -23,6 +23,7 @@ import time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from machine_load import LoadRecord, add_load_argument
 from mmengine.registry import MODELS, DefaultScope
 
 import mmcompress  # noqa: F401
@@ -79,7 +80,9 @@ def main():
     parser.add_argument('--steps', type=int, default=10)
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--out', default=None, help='markdown file to write')
+    add_load_argument(parser)
     args = parser.parse_args()
+    load = LoadRecord(args.allow_loaded)
     torch.manual_seed(0)
     DefaultScope.get_instance('quant_overhead', scope_name='mmpretrain')
     fp32 = MODELS.build(copy.deepcopy(FLOAT_MODEL)).train()
@@ -102,6 +105,7 @@ def main():
             elapsed = step_time(model, optims[key], images, labels)
             if i >= args.warmup:
                 times[key].append(elapsed)
+    load.stop()
     median = {k: statistics.median(v) for k, v in times.items()}
     rows = [(k, median[k], median[k] / median['fp32']) for k in models]
     lines = [
@@ -125,6 +129,8 @@ def main():
         'Reproduce: `OMP_NUM_THREADS=1 .venv/bin/python '
         f'benchmarks/quant_overhead.py --batch {args.batch} --size {args.size} '
         f'--steps {args.steps}`',
+        '',
+        load.markdown(),
     ]
     text = '\n'.join(lines) + '\n'
     print(text)

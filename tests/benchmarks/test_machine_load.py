@@ -1,0 +1,53 @@
+"""The load guard of the timing benchmarks (benchmarks/machine_load.py)."""
+
+import importlib.util
+import os.path as osp
+
+import pytest
+
+from ..e2e.runs import REPO
+
+SPEC = importlib.util.spec_from_file_location(
+    'machine_load', osp.join(REPO, 'benchmarks', 'machine_load.py')
+)
+machine_load = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(machine_load)
+
+
+def _loads(monkeypatch, *values):
+    sequence = iter(values)
+    monkeypatch.setattr(machine_load.os, 'getloadavg', lambda: next(sequence))
+
+
+def test_refuses_to_start_on_a_loaded_machine(monkeypatch):
+    _loads(monkeypatch, (2.5, 1.0, 0.5))
+    with pytest.raises(
+        SystemExit, match=r'load average is 2.50 on 2 cores.*--allow-loaded'
+    ):
+        machine_load.LoadRecord(cores=2)
+
+
+def test_quiet_run_records_both_ends_without_a_mark(monkeypatch):
+    _loads(monkeypatch, (0.4, 0.3, 0.2), (1.1, 0.6, 0.3))
+    record = machine_load.LoadRecord(cores=2)
+    record.stop()
+    assert not record.loaded
+    assert record.markdown() == (
+        'Load average (1/5/15 min): before 0.40/0.30/0.20, after 1.10/0.60/0.30; '
+        '2 cores.'
+    )
+
+
+@pytest.mark.parametrize(
+    'before,after,allow',
+    [
+        ((0.5, 0.5, 0.5), (3.0, 1.0, 0.5), False),
+        ((4.0, 2.0, 1.0), (4.0, 2.0, 1.0), True),
+    ],
+)
+def test_loaded_runs_are_marked(monkeypatch, before, after, allow):
+    _loads(monkeypatch, before, after)
+    record = machine_load.LoadRecord(allow_loaded=allow, cores=2)
+    record.stop()
+    assert record.loaded
+    assert 'Taken on a loaded machine' in record.markdown()
