@@ -27,6 +27,7 @@ from . import (  # noqa: E402,F401
     calibrate,
     datasets,
     distill,
+    incremental,
     models,
     quant,
     registry,  # noqa: E402,F401
