@@ -1,13 +1,23 @@
 """Task models, backbones and plugin layers that extend downstream OpenMMLab models
 (``detectors``: MAL, imported only when mmdet is installed; ``plugins``: Polarized
-Self-Attention)."""
+Self-Attention; ``norms``: Unified Normalization and its folding)."""
 
 from mmcompress.utils import has_package
 
 from .backbones import ReActBlock, ReActNet
+from .norms import UN, TokenBN, UNIterHook, fuse_un
 from .plugins import PolarizedSelfAttention
+from .sr import FSRCNN, PISRTeacher
 
 if has_package('mmdet'):
     from . import detectors  # noqa: F401  (MAL, needs mmdet)
 
-__all__ = ['PolarizedSelfAttention', 'ReActBlock', 'ReActNet']
+__all__ = [
+    'UN',
+    'PolarizedSelfAttention',
+    'ReActBlock',
+    'ReActNet',
+    'TokenBN',
+    'UNIterHook',
+    'fuse_un',
+]
