@@ -24,6 +24,7 @@ from .utils.runner import install_runner_integration  # noqa: E402
 install_runner_integration()
 
 from . import (  # noqa: E402,F401
+    adapt,
     calibrate,
     datasets,
     distill,
