@@ -22,3 +22,24 @@ def deterministic():
     random.seed(0)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def onnx_op_types(tmp_path):
+    """A function giving the op types of the graph onnxruntime runs for an
+    ONNX model (after its own fusions, saved with
+    ``optimized_model_filepath``)."""
+
+    def op_types(blob: bytes) -> list:
+        import onnx
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.optimized_model_filepath = str(tmp_path / 'optimized.onnx')
+        ort.InferenceSession(blob, options, providers=['CPUExecutionProvider'])
+        return [
+            n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node
+        ]
+
+    return op_types
