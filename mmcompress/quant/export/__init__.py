@@ -9,6 +9,11 @@ deployment they target.
 * :mod:`.int8`, :mod:`.int8_activations`: :func:`optimize_for_onnxruntime`,
   the integer-graph rewrite;
 * :mod:`.onnx_graph`: the graph lookups both ONNX passes share;
+* :mod:`.network`: :class:`NetworkWrapper`, the network part
+  ``head(extract_feat(x))`` of detectors, segmentors, pose models and
+  classifiers that the export writes;
+* :mod:`.ort_model`: :class:`ORTModel`, that network in onnxruntime with the
+  downstream's own post-processing and metric;
 * :mod:`.storage`: integer weights, 8-bit storage types and the int32 bias,
   defined once for the export and the QAT model;
 * :mod:`.integer_bias`: the QAT model's emulation of those int32 biases
@@ -26,9 +31,11 @@ from .modules import (
     ExportQuantLinear,
     convert_for_export,
 )
+from .network import NetworkWrapper
 from .onnx_graph import QUANTIZER_PREFIX_OPS
 from .onnx_io import TensorModeWrapper, check_example_input, export_onnx
-from .runtime import compare_with_onnxruntime, onnxruntime_session
+from .ort_model import ORTModel
+from .runtime import compare_outputs, compare_with_onnxruntime, onnxruntime_session
 from .storage import (
     INT8,
     UINT8,
@@ -49,6 +56,9 @@ __all__ = [
     'export_onnx',
     'check_example_input',
     'TensorModeWrapper',
+    'NetworkWrapper',
+    'ORTModel',
+    'compare_outputs',
     'onnxruntime_session',
     'compare_with_onnxruntime',
     'optimize_for_onnxruntime',

@@ -8,6 +8,7 @@ integer ops, int32 biases defined by :func:`~.storage.int32_bias` (the
 definition the QAT model's ``integer_bias`` uses too).
 """
 
+import warnings
 from typing import Sequence
 
 import torch
@@ -16,6 +17,7 @@ from torch import Tensor
 from ..handlers import onnx_layer_ops
 from .int8_activations import (
     calibrated_ranges,
+    float_islands,
     insert_activation_quantization,
     plan_activation_quantization,
 )
@@ -33,6 +35,7 @@ def _fold_batchnorm(g: OnnxGraph, convs: list) -> None:
         if len(users) != 1 or users[0].op_type != 'BatchNormalization':
             continue
         bn = users[0]
+        g.own_weight_dq(conv)  # the fold changes the weights of this conv only
         gamma, beta, mean, var = (g.value(n) for n in bn.input[1:5])
         eps = next((a.f for a in bn.attribute if a.name == 'epsilon'), 1e-5)
         factor = gamma / np.sqrt(var + eps)
@@ -127,6 +130,7 @@ def _quantize_bias(g: OnnxGraph, layers: list) -> None:
     QAT model's ``integer_bias`` uses too)."""
     from onnx import helper
 
+    refined = {}  # weight DQ output -> (x scale, bias, rounded) of its refinement
     for layer in layers:
         if len(layer.input) < 3 or g.value(layer.input[2]) is None:
             continue
@@ -140,13 +144,21 @@ def _quantize_bias(g: OnnxGraph, layers: list) -> None:
             or w_scale.size not in (1, bias.size)
         ):
             continue
-        rounded = int32_bias(
-            torch.tensor(bias.reshape(-1)),
-            float(x_scale),
-            torch.tensor(w_scale),
-            _stored_weight_peak(g, wdq),
-        )
-        _refine_weight_grid(g, wdq, rounded)
+        done = refined.get(wdq.output[0])
+        if done is not None and float(x_scale) == done[0] and (bias == done[1]).all():
+            rounded = done[2]  # a shared layer (a head applied to every level)
+        else:
+            if done is not None:  # shared weights, another bias grid: own copy
+                wdq = g.own_weight_dq(layer, done[3])
+            original = (wdq.input[0], wdq.input[1])
+            rounded = int32_bias(
+                torch.tensor(bias.reshape(-1)),
+                float(x_scale),
+                torch.tensor(w_scale),
+                _stored_weight_peak(g, wdq),
+            )
+            _refine_weight_grid(g, wdq, rounded)
+            refined[wdq.output[0]] = (float(x_scale), bias, rounded, original)
         stem = layer.output[0] + '_bias'
         q_name = g.add_init(rounded.value.numpy().reshape(bias.shape), stem + '_int32')
         s_name = g.add_init(rounded.scale.numpy().reshape(bias.shape), stem + '_scale')
@@ -156,6 +168,24 @@ def _quantize_bias(g: OnnxGraph, layers: list) -> None:
         )
         g.graph.node.insert(list(g.graph.node).index(layer), dq)
         layer.input[2] = stem + '_dq'
+
+
+def _warn_float_islands(g: OnnxGraph) -> None:
+    """Warn, naming the op types, about ops left in float between integer ops
+    (:func:`~.int8_activations.float_islands`)."""
+    islands = float_islands(g)
+    if islands:
+        listed = '; '.join(
+            f'{op} x{len(names)} ({", ".join(names[:3])}'
+            f'{", ..." if len(names) > 3 else ""})'
+            for op, names in sorted(islands.items())
+        )
+        warnings.warn(
+            'optimize_for_onnxruntime: the integer rewrite has no 8-bit form '
+            f'for these ops, onnxruntime runs them in float between integer '
+            f'ops (float islands, correct but slower): {listed}',
+            stacklevel=3,
+        )
 
 
 def optimize_for_onnxruntime(onnx_bytes: bytes, calibration: Sequence[Tensor]) -> bytes:
@@ -227,6 +257,7 @@ def optimize_for_onnxruntime(onnx_bytes: bytes, calibration: Sequence[Tensor]) -
         ranges = calibrated_ranges(model, to_calibrate, calibration)
     insert_activation_quantization(g, plans, ranges)
     _quantize_bias(g, layers)
+    _warn_float_islands(g)
     g.topological_sort()
     g.remove_unused_initializers()
     onnx.checker.check_model(model)

@@ -3,7 +3,8 @@
 integer ops get an 8-bit ``Q -> DQ``, on which grid, and inserting them.
 """
 
-from .onnx_graph import OnnxGraph
+from ..handlers import onnx_layer_ops
+from .onnx_graph import QUANTIZER_PREFIX_OPS, OnnxGraph
 from .runtime import onnxruntime_session
 
 #: Ops onnxruntime runs on 8-bit tensors when their inputs come from
@@ -16,10 +17,23 @@ INTEGER_OPS = (
     'GlobalAveragePool',
     'Reshape',
     'Flatten',
+    'Resize',
 )
 #: Of those, the ops whose outputs are input values (a selection or a new
-#: shape): quantization commutes with them exactly.
-VALUE_PRESERVING_OPS = ('MaxPool', 'Reshape', 'Flatten')
+#: shape): quantization commutes with them exactly (``Resize`` only in its
+#: ``nearest`` mode, the FPN upsampling).
+VALUE_PRESERVING_OPS = ('MaxPool', 'Reshape', 'Flatten', 'Resize')
+#: Ops of :data:`INTEGER_OPS` whose other inputs are shapes or scales.
+SHAPE_INPUT_OPS = ('Reshape', 'Resize')
+
+
+def mapped_op(node) -> bool:
+    """Whether the rewrite runs ``node`` on 8-bit tensors (an op of
+    :data:`INTEGER_OPS`; ``Resize`` in ``nearest`` mode only)."""
+    if node.op_type != 'Resize':
+        return node.op_type in INTEGER_OPS
+    mode = next((a.s for a in node.attribute if a.name == 'mode'), b'nearest')
+    return mode == b'nearest'
 
 
 def plan_activation_quantization(g: OnnxGraph, layers: list) -> dict:
@@ -49,8 +63,8 @@ def plan_activation_quantization(g: OnnxGraph, layers: list) -> dict:
             or any(g.per_tensor_q(r, out) for r in g.consumers(out))
         ):
             integer.add(out)
-        elif node.op_type in INTEGER_OPS:
-            inputs = node.input[:1] if node.op_type == 'Reshape' else node.input
+        elif mapped_op(node):
+            inputs = node.input[:1] if node.op_type in SHAPE_INPUT_OPS else node.input
             if all(i in integer for i in inputs):
                 integer.add(out)
 
@@ -87,6 +101,7 @@ def plan_activation_quantization(g: OnnxGraph, layers: list) -> dict:
             len(others) == 1
             and not direct
             and others[0].op_type in VALUE_PRESERVING_OPS
+            and mapped_op(others[0])
             and others[0].output[0] in quantized
         ):
             plans[tensor] = ('same', others[0].output[0])
@@ -194,3 +209,25 @@ def insert_activation_quantization(g: OnnxGraph, plans: dict, ranges: dict) -> N
                     g.graph.node.remove(reader)
                     continue
             g.replace_input(reader, tensor, dq_out)
+
+
+def float_islands(g: OnnxGraph) -> dict:
+    """Ops of the rewritten graph that read an 8-bit tensor but that the
+    rewrite cannot map to an integer kernel: onnxruntime runs them in float
+    between integer ops (a "float island", with layout conversions around it).
+
+    Layers kept float by the quantization config (a ``Conv`` / ``Gemm`` with
+    float weights), quantizer ops and ``Shape`` are not islands.
+
+    Returns:
+        dict: op type -> names of its nodes (empty when none).
+    """
+    skip = {'QuantizeLinear', 'DequantizeLinear', 'Shape', *onnx_layer_ops()}
+    skip.update(QUANTIZER_PREFIX_OPS)
+    islands = {}
+    for node in g.graph.node:
+        if node.op_type in skip or mapped_op(node):
+            continue
+        if any(g.is_activation_dq(g.producer(i)) for i in node.input if i):
+            islands.setdefault(node.op_type, []).append(node.name or node.output[0])
+    return islands

@@ -107,6 +107,37 @@ class OnnxGraph:
             return None
         return xdq, wdq
 
+    def own_weight_dq(self, layer, weight_inputs=None):
+        """The weight ``DequantizeLinear`` of a quantized layer, copied for
+        it alone when other layers read it too (a head applied to every
+        feature level shares its convs' weights), so that edits of this
+        layer's weights leave the others unchanged.
+
+        Args:
+            layer: A quantized layer's node (see :meth:`quantized_layer_parts`).
+            weight_inputs (tuple, optional): ``(integer weights, scale)``
+                tensor names the copy reads instead of the shared node's
+                (e.g. the weights before another layer refined them).
+
+        Returns:
+            The layer's own weight ``DequantizeLinear`` node.
+        """
+        from onnx import helper
+
+        wdq = self.producer(layer.input[1])
+        if len(self.consumers(wdq.output[0])) == 1 and weight_inputs is None:
+            return wdq
+        inputs = list(wdq.input)
+        if weight_inputs is not None:
+            inputs[:2] = weight_inputs
+        copy = helper.make_node(
+            'DequantizeLinear', inputs, [f'{layer.output[0]}_weight_dq']
+        )
+        copy.attribute.extend(wdq.attribute)
+        self.graph.node.insert(list(self.graph.node).index(layer), copy)
+        layer.input[1] = copy.output[0]
+        return self.graph.node[list(self.graph.node).index(layer) - 1]
+
     def quantizer_chain(self, node):
         """The ops of an exported activation quantizer that starts at ``node``
         and does more than ``QuantizeLinear`` (offset, multiplier or narrowed

@@ -19,6 +19,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from .modules import convert_for_export
+from .network import NetworkWrapper
 from .onnx_graph import OnnxGraph
 
 
@@ -76,7 +77,8 @@ def check_example_input(model: nn.Module, example_input: Tensor) -> None:
 
     Args:
         model (nn.Module): The model to export (one tensor in; layers are
-            named inside the model a :class:`TensorModeWrapper` wraps).
+            named inside the model a :class:`TensorModeWrapper` or
+            :class:`~.network.NetworkWrapper` wraps).
         example_input (Tensor): The example input.
 
     Raises:
@@ -92,7 +94,9 @@ def check_example_input(model: nn.Module, example_input: Tensor) -> None:
         if active and active[-1] is module:
             active.pop()
 
-    root = model.model if isinstance(model, TensorModeWrapper) else model
+    root = (
+        model.model if isinstance(model, (TensorModeWrapper, NetworkWrapper)) else model
+    )
     names = {m: n for n, m in root.named_modules()}
     handles = [m.register_forward_pre_hook(enter) for m in model.modules()]
     handles += [m.register_forward_hook(leave) for m in model.modules()]
@@ -133,6 +137,7 @@ def export_onnx(
     input_names: Sequence[str] = ('input',),
     output_names: Sequence[str] = ('output',),
     dynamic_batch: bool = True,
+    dynamic_size: bool = False,
 ):
     """Export a QAT model to ONNX QDQ.
 
@@ -149,6 +154,10 @@ def export_onnx(
             to 17.
         input_names, output_names (Sequence[str]): Graph I/O names.
         dynamic_batch (bool): Make the batch dimension dynamic.
+        dynamic_size (bool): Also make the height and width (dimensions 2
+            and 3 of the input and of every output) dynamic, for detectors and
+            segmentors whose test images keep their aspect ratio. Defaults to
+            False.
 
     Returns:
         bytes: The serialized ONNX model.
@@ -158,11 +167,13 @@ def export_onnx(
 
     converted = convert_for_export(model, example_input)
     buffer = io.BytesIO()
-    axes = (
-        {n: {0: 'batch'} for n in (*input_names, *output_names)}
-        if dynamic_batch
-        else None
-    )
+    axes = {n: {} for n in (*input_names, *output_names)}
+    for name, dims in axes.items():
+        if dynamic_batch:
+            dims[0] = 'batch'
+        if dynamic_size:
+            dims.update({2: f'{name}_height', 3: f'{name}_width'})
+    axes = axes if dynamic_batch or dynamic_size else None
     torch.onnx.export(
         converted,
         (example_input,),

@@ -55,3 +55,46 @@ def compare_with_onnxruntime(
     return dict(
         top1_agreement=agree / max(total, 1), max_abs_diff=max_diff, num_samples=total
     )
+
+
+def compare_outputs(model: nn.Module, session, batches: Sequence[Tensor]) -> dict:
+    """Per-output error between PyTorch and onnxruntime, for networks with
+    several or dense outputs (detection, segmentation, pose heads).
+
+    Args:
+        model (nn.Module): The PyTorch network (one tensor in; a tensor or a
+            tuple of tensors out, as :class:`~.network.NetworkWrapper`).
+        session: An onnxruntime session of its export.
+        batches (Sequence[Tensor]): Input batches.
+
+    Returns:
+        dict: ``max_abs_diff`` and ``output_abs_max`` (lists, one entry per
+        output, over all batches), ``mean_abs_diff`` (over all outputs and
+        elements) and ``num_samples``.
+    """
+    import numpy as np
+
+    model = model.eval()
+    name = session.get_inputs()[0].name
+    max_diff, peak, total, diff_sum, count = None, None, 0, 0.0, 0
+    with torch.no_grad():
+        for batch in batches:
+            reference = model(batch)
+            if isinstance(reference, Tensor):
+                reference = (reference,)
+            results = session.run(None, {name: batch.numpy()})
+            diffs = [np.abs(r.numpy() - o) for r, o in zip(reference, results)]
+            batch_max = [float(d.max()) for d in diffs]
+            batch_peak = [float(r.abs().max()) for r in reference]
+            max_diff = batch_max if max_diff is None else map(max, max_diff, batch_max)
+            peak = batch_peak if peak is None else map(max, peak, batch_peak)
+            max_diff, peak = list(max_diff), list(peak)
+            diff_sum += sum(float(d.sum()) for d in diffs)
+            count += sum(d.size for d in diffs)
+            total += batch.shape[0]
+    return dict(
+        max_abs_diff=max_diff,
+        output_abs_max=peak,
+        mean_abs_diff=diff_sum / max(count, 1),
+        num_samples=total,
+    )
