@@ -11,14 +11,20 @@ class LossWeightSchedule:
     The factor is ``min((epoch + 1) / warmup_epochs, 1)`` (mmengine epochs
     start at 0, so the first epoch gets ``1 / warmup_epochs`` as in the
     official Decoupled KD code), times ``min((iter + 1) / warmup_iters, 1)``,
-    and 0 from ``stop_epoch`` / ``stop_iter`` on. Epoch and iteration are read
-    from the MessageHub, which every mmengine train loop updates.
+    and 0 from ``stop_epoch`` / ``stop_iter`` on. ``decay='epoch'`` further
+    multiplies by ``1 - epoch / max_epochs`` (DWPose's first-stage weight
+    decay), ``decay='iter'`` by ``1 - iter / max_iters``. Epoch, iteration and
+    their maxima are read from the MessageHub, which every mmengine train loop
+    updates (before training starts, the decay factor is 1).
 
     Args:
         warmup_epochs (int): Epochs of linear warm-up (0: none).
         warmup_iters (int): Iterations of linear warm-up (0: none).
         stop_epoch (int, optional): First epoch without distillation.
         stop_iter (int, optional): First iteration without distillation.
+        decay (str, optional): ``'epoch'`` or ``'iter'``: linear decay
+            towards 0 over the training epochs / iterations. Defaults to
+            None (no decay).
     """
 
     def __init__(
@@ -27,7 +33,13 @@ class LossWeightSchedule:
         warmup_iters: int = 0,
         stop_epoch: Optional[int] = None,
         stop_iter: Optional[int] = None,
+        decay: Optional[str] = None,
     ) -> None:
+        if decay not in (None, 'epoch', 'iter'):
+            raise ValueError(
+                f"schedule decay must be None, 'epoch' or 'iter', got {decay!r}."
+            )
+        self.decay = decay
         for name, value in (
             ('warmup_epochs', warmup_epochs),
             ('warmup_iters', warmup_iters),
@@ -55,4 +67,10 @@ class LossWeightSchedule:
             factor *= min((epoch + 1) / self.warmup_epochs, 1.0)
         if self.warmup_iters:
             factor *= min((it + 1) / self.warmup_iters, 1.0)
+        if self.decay is not None:
+            total = hub.get_info(f'max_{self.decay}s')
+            if total:
+                factor *= max(
+                    1.0 - (epoch if self.decay == 'epoch' else it) / total, 0.0
+                )
         return factor

@@ -127,6 +127,12 @@ CASES = {
         MISMATCHED_MAPS,
         r'\(2, 4, 5, 5\).*\(2, 6, 5, 5\)',
     ),
+    'DWPoseKDLoss': Case(
+        dict(type='DWPoseKDLoss'),
+        map_pair,
+        MISMATCHED_MAPS,
+        r'\(2, 4, 5, 5\).*\(2, 6, 5, 5\)',
+    ),
     'MGDLoss': Case(
         dict(type='MGDLoss', teacher_channels=6, student_channels=4),
         lambda n: map_pair(n, 4, 6),

@@ -9,6 +9,7 @@ from .dense import ChannelWiseDivergenceLoss
 from .feature import ATLoss, FeatureMSELoss, ICKDLoss, PKDLoss
 from .logits import DecoupledKDLoss, DISTLoss, VanillaKDLoss
 from .mgd import MGDLoss
+from .pose import DWPoseKDLoss
 
 __all__ = [
     'DistillLoss',
@@ -24,4 +25,5 @@ __all__ = [
     'BCKDClassificationLoss',
     'BCKDLocalizationLoss',
     'DenseSoftmaxKDLoss',
+    'DWPoseKDLoss',
 ]
