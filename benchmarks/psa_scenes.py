@@ -1,5 +1,5 @@
 """PSA on the fashion scenes: baseline vs PSA_p vs PSA_s (seg mIoU, pose AP), and
-heatmap KD from a PSA teacher to the plain pose student.
+pose KD from a PSA teacher to the plain pose student.
 
 Every run is the stock downstream ``tools/train.py`` on a config of
 ``configs/baselines`` / ``configs/psa`` / ``configs/distill`` with
@@ -8,10 +8,17 @@ Every run is the stock downstream ``tools/train.py`` on a config of
 --split bench``). Each run leaves ``benchmark.json`` in its work dir; the table is
 assembled from every finished run, so separate invocations add up.
 
+``--seg-iters N`` trains the seg arms for N instead of the configs' 2,000
+iterations (poly decay ending at N; runs go to their own work dirs and the
+table names the schedule). The kd task trains the PSA teacher first; its
+'student alone' arm is the pose baseline's run of the same seed when that run
+exists (same config, same seed), and the DWPose stage-2 arm of a seed starts
+from that seed's stage-1 student.
+
 Usage::
 
     python benchmarks/psa_scenes.py --tasks pose --seeds 0 1 2 --jobs 2
-    # kd trains the PSA teacher first
+    python benchmarks/psa_scenes.py --tasks seg --seeds 0 1 2 --seg-iters 1000
     python benchmarks/psa_scenes.py --tasks kd --seeds 0 1 2
     python benchmarks/psa_scenes.py --table-only --out docs/models/psa.md
 """
@@ -19,7 +26,9 @@ Usage::
 import argparse
 import glob
 import json
+import os
 import os.path as osp
+import shutil
 import statistics
 import sys
 from typing import Dict, List, Optional, Sequence
@@ -36,6 +45,12 @@ from scenes_baselines import (  # noqa: E402
 
 WORK_ROOT = osp.join(REPO_ROOT, 'work_dirs', 'psa_scenes')
 PSA_TEACHER = 'configs/psa/mmpose/topdown_heatmap_r18-w32-psa-p_scenes_teacher.py'
+POSE_BASELINE = 'configs/baselines/mmpose/topdown_heatmap_r18-w16_scenes.py'
+SEG_ITERS = 2000  # the schedule of the seg configs
+POSE_ITERS = 300  # the schedule of the pose configs
+KD_DIR = 'configs/psa/mmpose/'
+DWPOSE_S1 = KD_DIR + 'dwpose-s1_r18-w32-psa-p_to_w16_scenes.py'
+DWPOSE_S2 = KD_DIR + 'dwpose-s2_r18-w16_scenes.py'
 # task -> package, metric, [(arm, config)]
 TASKS = {
     'seg': (
@@ -51,7 +66,7 @@ TASKS = {
         'mmpose',
         'coco/AP',
         [
-            ('baseline', 'configs/baselines/mmpose/topdown_heatmap_r18-w16_scenes.py'),
+            ('baseline', POSE_BASELINE),
             ('PSA_p', 'configs/psa/mmpose/topdown_heatmap_r18-w16-psa-p_scenes.py'),
             ('PSA_s', 'configs/psa/mmpose/topdown_heatmap_r18-w16-psa-s_scenes.py'),
         ],
@@ -60,37 +75,80 @@ TASKS = {
         'mmpose',
         'coco/AP',
         [
+            ('student alone', POSE_BASELINE),
             (
-                'student alone',
-                'configs/baselines/mmpose/topdown_heatmap_r18-w16_scenes.py',
-            ),
-            (
-                'heatmap KD from PSA_p teacher',
+                'heatmap KD (MSE)',
                 'configs/distill/mmpose/heatmap_kd_r18-w32-psa-p_to_w16_scenes.py',
             ),
+            ('CWD on heatmaps', KD_DIR + 'cwd_r18-w32-psa-p_to_w16_scenes.py'),
+            ('DWPose stage 1', DWPOSE_S1),
+            ('DWPose stage 1 + 2', DWPOSE_S2),
         ],
     ),
 }
 
 
+def run_dir(task: str, config: str, seed: int, iters: int) -> str:
+    """Work dir of one run (a schedule other than the config's has its own)."""
+    name = osp.basename(config)[:-3]
+    if task == 'seg' and iters != SEG_ITERS:
+        name += f'_it{iters}'
+    return osp.join(WORK_ROOT, task, name, f'seed{seed}')
+
+
+def run_options(task: str, config: str, seed: int, iters: int) -> List[str]:
+    """``--cfg-options`` of one run: the seed, a shorter seg schedule, and the
+    stage-1 student that DWPose stage 2 starts from and distils itself to."""
+    options = [f'randomness.seed={seed}']
+    if task == 'seg' and iters != SEG_ITERS:
+        options += [
+            f'train_cfg.max_iters={iters}',
+            f'train_cfg.val_interval={iters}',
+            f'param_scheduler.1.end={iters}',
+            f'default_hooks.checkpoint.interval={iters}',
+        ]
+    if config == DWPOSE_S2:
+        stage1 = osp.join(
+            run_dir(task, DWPOSE_S1, seed, iters), f'iter_{POSE_ITERS}_student.pth'
+        )
+        options += [f'load_from={stage1}', f'model.teacher.checkpoint={stage1}']
+    return options
+
+
+def reuse_pose_baseline(task: str, config: str, seed: int, work_dir: str):
+    """The pose baseline's record of ``seed`` for the kd 'student alone' arm
+    (the same config and seed), copied to ``work_dir``; None when absent."""
+    source = osp.join(run_dir('pose', config, seed, POSE_ITERS), 'benchmark.json')
+    if task != 'kd' or config != POSE_BASELINE or not osp.isfile(source):
+        return None
+    with open(source) as handle:
+        record = dict(json.load(handle), task=task, arm='student alone')
+    record['reused_from'] = osp.relpath(source, REPO_ROOT)
+    os.makedirs(work_dir, exist_ok=True)
+    shutil.copy(source, osp.join(work_dir, 'reused_from_pose_baseline.json'))
+    return record
+
+
 def run_one(item) -> dict:
     """Train one (task, arm, config, seed); write and return its record."""
-    task, arm, config, seed = item
+    task, arm, config, seed, iters = item
     package, metric = TASKS[task][:2]
-    work_dir = osp.join(WORK_ROOT, task, osp.basename(config)[:-3], f'seed{seed}')
-    seconds = train(
-        package, osp.join(REPO_ROOT, config), work_dir, [f'randomness.seed={seed}']
-    )
-    value = metric_percent(metric, final_metrics(work_dir)[metric])
-    record = dict(
-        task=task,
-        arm=arm,
-        config=config,
-        seed=seed,
-        metric=metric,
-        value=value,
-        train_min=seconds / 60,
-    )
+    work_dir = run_dir(task, config, seed, iters)
+    record = reuse_pose_baseline(task, config, seed, work_dir)
+    if record is None:
+        options = run_options(task, config, seed, iters)
+        seconds = train(package, osp.join(REPO_ROOT, config), work_dir, options)
+        value = metric_percent(metric, final_metrics(work_dir)[metric])
+        record = dict(
+            task=task,
+            arm=arm,
+            config=config,
+            seed=seed,
+            metric=metric,
+            value=value,
+            train_min=seconds / 60,
+            iters=iters,
+        )
     with open(osp.join(work_dir, 'benchmark.json'), 'w') as handle:
         json.dump(record, handle)
     print(json.dumps(record), flush=True)
@@ -105,37 +163,74 @@ def ensure_teacher() -> None:
         train('mmpose', osp.join(REPO_ROOT, PSA_TEACHER), work_dir)
 
 
+def schedule(record: dict) -> int:
+    """Training iterations of a run (records without them ran the config's)."""
+    return record.get('iters') or (SEG_ITERS if record['task'] == 'seg' else POSE_ITERS)
+
+
 def table(records: List[dict], commands: Sequence[str]) -> str:
-    """Mean ± std per task and arm, the per-seed values and the difference to
-    the task's first arm."""
+    """Mean ± std per task, schedule and arm, the per-seed values and the
+    difference to the first arm of the same task and schedule."""
     lines = [
         f'Reproduce: `{"; ".join(commands)}`',
         '',
-        '| task | metric | arm | config | value | per seed | vs first arm (pt) '
-        '| train min / run |',
-        '|---|---|---|---|---|---|---|---|',
+        '| task | iters | metric | arm | config | value | per seed '
+        '| vs first arm (pt) | train min / run |',
+        '|---|---|---|---|---|---|---|---|---|',
     ]
     for task, (_, metric, arms) in TASKS.items():
-        first = None
-        for arm, config in arms:
-            runs = sorted(
-                (r for r in records if r['task'] == task and r['config'] == config),
-                key=lambda r: r['seed'],
-            )
-            if not runs:
-                continue
-            values = [r['value'] for r in runs]
-            mean = statistics.mean(values)
-            spread = statistics.stdev(values) if len(values) > 1 else 0.0
-            first = mean if first is None else first
-            per_seed = ', '.join(f'{r["seed"]}: {r["value"]:.1f}' for r in runs)
-            minutes = statistics.mean(r['train_min'] for r in runs)
-            lines.append(
-                f'| {task} | {metric} | {arm} | `{config[len("configs/") :]}` | '
-                f'{mean:.1f} ± {spread:.1f} (n={len(values)}) | {per_seed} | '
-                f'{mean - first:+.1f} | {minutes:.1f} |'
-            )
+        for iters in sorted({schedule(r) for r in records if r['task'] == task}):
+            first = None
+            for arm, config in arms:
+                runs = sorted(
+                    (
+                        r
+                        for r in records
+                        if r['task'] == task
+                        and r['config'] == config
+                        and schedule(r) == iters
+                    ),
+                    key=lambda r: r['seed'],
+                )
+                if not runs:
+                    continue
+                values = [r['value'] for r in runs]
+                mean = statistics.mean(values)
+                spread = statistics.stdev(values) if len(values) > 1 else 0.0
+                first = mean if first is None else first
+                per_seed = ', '.join(f'{r["seed"]}: {r["value"]:.1f}' for r in runs)
+                minutes = statistics.mean(r['train_min'] for r in runs)
+                lines.append(
+                    f'| {task} | {iters} | {metric} | {arm} | '
+                    f'`{config[len("configs/") :]}` | '
+                    f'{mean:.1f} ± {spread:.1f} (n={len(values)}) | {per_seed} | '
+                    f'{mean - first:+.1f} | {minutes:.1f} |'
+                )
     return '\n'.join(lines)
+
+
+def reproduce_commands(records: List[dict]) -> List[str]:
+    """One command per task and schedule that reproduces ``records``."""
+    commands = []
+    for task in TASKS:
+        for iters in sorted({schedule(r) for r in records if r['task'] == task}):
+            seeds = sorted(
+                {
+                    r['seed']
+                    for r in records
+                    if r['task'] == task and schedule(r) == iters
+                }
+            )
+            option = (
+                f' --seg-iters {iters}' if task == 'seg' and iters != SEG_ITERS else ''
+            )
+            commands.append(
+                f'python benchmarks/psa_scenes.py --tasks {task}{option} --seeds '
+                + ' '.join(map(str, seeds))
+            )
+    return commands + [
+        'python benchmarks/psa_scenes.py --table-only --out docs/models/psa.md'
+    ]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -144,32 +239,39 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         '--tasks', nargs='+', default=['seg', 'pose', 'kd'], choices=list(TASKS)
     )
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
+    parser.add_argument(
+        '--seg-iters',
+        type=int,
+        default=SEG_ITERS,
+        help=f'training iterations of the seg arms (configs: {SEG_ITERS})',
+    )
     parser.add_argument('--jobs', type=int, default=1)
     parser.add_argument('--table-only', action='store_true')
     parser.add_argument('--out', help='markdown page for the table')
     args = parser.parse_args(argv)
+    if args.seg_iters <= 100:
+        parser.error(
+            f'--seg-iters must be above 100 (the warm-up), got {args.seg_iters}'
+        )
     if not args.table_only:
         if 'kd' in args.tasks:
             ensure_teacher()
+        # seed by seed, so that a stopped benchmark leaves whole seeds
         items = [
-            (task, arm, config, seed)
+            (task, arm, config, seed, args.seg_iters if task == 'seg' else POSE_ITERS)
             for task in args.tasks
-            for arm, config in TASKS[task][2]
             for seed in args.seeds
+            for arm, config in TASKS[task][2]
         ]
-        run_in_pool(args.jobs, run_one, items)
+        # DWPose stage 2 starts from its seed's stage-1 student: run it after
+        later = [item for item in items if item[2] == DWPOSE_S2]
+        run_in_pool(args.jobs, run_one, [i for i in items if i not in later])
+        run_in_pool(args.jobs, run_one, later)
     records: List[Dict] = []
     for path in glob.glob(osp.join(WORK_ROOT, '*', '*', '*', 'benchmark.json')):
         with open(path) as handle:
             records.append(json.load(handle))
-    seed_sets = sorted({(r['task'], r['seed']) for r in records})
-    commands = [
-        f'python benchmarks/psa_scenes.py --tasks {task} --seeds '
-        + ' '.join(str(s) for t, s in seed_sets if t == task)
-        for task in TASKS
-        if any(t == task for t, _ in seed_sets)
-    ] + ['python benchmarks/psa_scenes.py --table-only --out docs/models/psa.md']
-    text = table(records, commands)
+    text = table(records, reproduce_commands(records))
     print(text)
     if args.out:
         write_block(args.out, 'psa_scenes', text)
