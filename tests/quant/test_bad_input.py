@@ -1,5 +1,6 @@
 """Bad input: clear errors or defined behaviour, for quantizers and the transform."""
 
+import inspect
 import math
 
 import pytest
@@ -17,6 +18,8 @@ from mmcompress.quant import (
     quantize_model,
 )
 
+# the multi-bit quantizers (the binary ones take channels, not bits: their bad
+# input is in tests/contract/test_quantizers.py)
 ALL = [
     lambda b: LSQQuantizer(b),
     lambda b: UniformSTEQuantizer(b),
@@ -25,6 +28,18 @@ ALL = [
     lambda b: N2UQActQuantizer(b),
     lambda b: N2UQWeightQuantizer(b),
 ]
+
+
+def test_all_covers_every_registered_multi_bit_quantizer():
+    from tests.contract.registered import registered_quantizers
+
+    multi_bit = {
+        name
+        for name, cls in registered_quantizers().items()
+        # bits without a default (the binary ones default to 1)
+        if inspect.signature(cls).parameters['bits'].default is inspect.Parameter.empty
+    }
+    assert {type(make(4)).__name__ for make in ALL} == multi_bit
 
 
 @pytest.mark.parametrize('bits', [0, 9, -1, 32])
