@@ -29,6 +29,7 @@ import mmcv
 import numpy as np
 from mmcv.transforms import BaseTransform
 from mmengine.dataset import pseudo_collate
+from mmengine.fileio import list_dir_or_file
 from mmengine.registry import FUNCTIONS
 from mmseg.datasets import BaseSegDataset
 
@@ -61,7 +62,8 @@ class UnlabeledTargetDataset(BaseSegDataset):
 
     Args:
         pseudo_label_dir (str): Folder of the pseudo-label maps (written by
-            ``PseudoLabelHook``); relative paths are joined to ``data_root``.
+            ``PseudoLabelHook``); a relative path is taken from the working
+            directory (not from ``data_root``), like ``work_dir``.
         img_suffix (str): Image file suffix. Defaults to ``'.png'``.
         **kwargs: Passed to ``mmseg.datasets.BaseSegDataset`` (``data_root``,
             ``data_prefix=dict(img_path=...)``, ``pipeline``, ``metainfo``...).
@@ -79,17 +81,16 @@ class UnlabeledTargetDataset(BaseSegDataset):
         self.pseudo_label_dir = pseudo_label_dir
         super().__init__(img_suffix=img_suffix, reduce_zero_label=False, **kwargs)
 
-    def _join_prefix(self) -> None:
-        super()._join_prefix()
-        if self.data_root and not osp.isabs(self.pseudo_label_dir):
-            self.pseudo_label_dir = osp.join(self.data_root, self.pseudo_label_dir)
-
     def load_data_list(self) -> List[dict]:
         """Images of ``img_path``, each with its (future) pseudo-label path."""
         check_pseudo_label_dir(self.pseudo_label_dir)
         data_list = []
         img_dir = self.data_prefix['img_path']
-        for img in sorted(mmcv.scandir(img_dir, self.img_suffix, recursive=True)):
+        for img in sorted(
+            list_dir_or_file(
+                img_dir, list_dir=False, suffix=self.img_suffix, recursive=True
+            )
+        ):
             data_list.append(
                 dict(
                     img_path=osp.join(img_dir, img),

@@ -125,13 +125,13 @@ class PseudoLabelHook(Hook):
 
     def before_train(self, runner) -> None:
         """Pseudo-labels from the starting weights."""
-        self.generate(runner)
+        self.generate(runner, runner.iter)
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         """Regenerate every ``interval`` iterations (not after the last one)."""
         if self.interval and self.every_n_train_iters(runner, self.interval):
             if runner.iter + 1 < runner.max_iters:
-                self.generate(runner)
+                self.generate(runner, runner.iter + 1)
 
     def _loader(self, dataset) -> DataLoader:
         return DataLoader(
@@ -142,8 +142,13 @@ class PseudoLabelHook(Hook):
         )
 
     @torch.no_grad()
-    def generate(self, runner) -> None:
-        """Fit the class models and write the pseudo-labels of every target image."""
+    def generate(self, runner, iteration: int) -> None:
+        """Fit the class models and write the pseudo-labels of every target image.
+
+        Args:
+            runner (Runner): The runner.
+            iteration (int): Training iterations done (recorded in the marker).
+        """
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         pair = runner.train_dataloader.dataset
         if not isinstance(pair, UDAPairDataset):
@@ -155,7 +160,7 @@ class PseudoLabelHook(Hook):
         was_training = model.training
         model.eval()
         class_model = self._fit(model)
-        paths = [info['img_path'] for info in target.data_list]
+        paths = [target.get_data_info(i)['img_path'] for i in range(len(target))]
         labels, feats = self._label_target(model, class_model, paths)
         if self.num_prototypes and getattr(model, 'transfer', None) is not None:
             model.transfer.fit_prototypes(feats, self.num_prototypes, self.seed)
@@ -167,11 +172,11 @@ class PseudoLabelHook(Hook):
             coverage = float(np.mean([(lb != 255).mean() for lb in labels]))
             write_marker(
                 target.pseudo_label_dir,
-                dict(method=self.method, iteration=runner.iter, coverage=coverage),
+                dict(method=self.method, iteration=iteration, coverage=coverage),
             )
             runner.logger.info(
                 f'PseudoLabelHook: {len(labels)} {self.method} pseudo-labels at iter '
-                f'{runner.iter}, coverage {100 * coverage:.1f}%'
+                f'{iteration}, coverage {100 * coverage:.1f}%'
             )
         barrier()
         model.train(was_training)

@@ -16,6 +16,10 @@ follows the official ``CustomModel.step``:
   ``0.2 W``); ``30 * ramp(it) * KL`` over the pixels outside the cut-out, with the
   official ramp ``exp(-5 (1 - min(it, 4000) / 4000)^2)``.
 
+The decode head's own ``loss_decode`` and pixel sampler are not used in
+training (the losses above replace them); an auxiliary head, if any, is trained
+on the source images with its own loss.
+
 Inference, ``predict`` and checkpoints are those of ``EncoderDecoder`` (the EMA
 teacher is an extra submodule ``ema``, so stock ``tools/test.py`` evaluates the
 student of a checkpoint with the same config).

@@ -1,0 +1,195 @@
+"""Pseudo-label quality on the target scenes: GMM (K=8) vs K=1 vs softmax threshold.
+
+A source-trained segmentor (``--checkpoint``) labels the target ``train``
+images three ways (``mmcompress.adapt``): per-class diagonal GMMs on its decoder
+features (fitted on correctly predicted source pixels), one isotropic prototype
+(class mean) per class, and its own softmax. For each coverage (share of
+target pixels kept, the best-scoring ones) the pseudo-labels are scored against
+the target's true labels (evaluation only): pixel accuracy and mIoU. Also
+reports the source-only model's mIoU on the source and target ``val`` splits
+(``--gap``) and draws pseudo-label maps of a few target images.
+
+Usage::
+
+    OMP_NUM_THREADS=1 python benchmarks/bismap_pseudo_labels.py \
+        --checkpoint work_dirs/fcn_r18-w16_scenes/iter_2000.pth \
+        [--coverages 0.4 0.6 0.8 1.0] [--seeds 0 1 2] [--out result.json] \
+        [--figure docs/adapt/bismap_pseudo_labels.png]
+"""
+
+import argparse
+import glob
+import json
+import os.path as osp
+import time
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from mmseg.apis import init_model
+
+from mmcompress.adapt import (
+    ClassFeatureBank,
+    class_means,
+    fit_class_gmms,
+    label_quality,
+    prototype_scores,
+    threshold_at_coverage,
+)
+from mmcompress.adapt.segmentor import decode_with_features
+
+CONFIG = 'configs/baselines/mmseg/fcn_r18-w16_scenes.py'
+PALETTE = np.array(
+    [[0, 0, 0], [220, 20, 60], [119, 11, 32], [0, 0, 142], [0, 0, 230],
+     [106, 0, 228], [0, 60, 100], [0, 80, 100], [0, 0, 70], [0, 0, 192],
+     [250, 170, 30]],
+    np.uint8,
+)  # fmt: skip
+
+
+def load_split(root, split):
+    """Images ``(N, H, W, 3)`` RGB and labels ``(N, H, W)`` of a scenes split."""
+    paths = sorted(glob.glob(osp.join(root, 'images', split, '*.png')))
+    imgs = np.stack([cv2.imread(p)[..., ::-1] for p in paths])
+    labels = np.stack(
+        [
+            cv2.imread(p.replace('/images/', '/labels/'), cv2.IMREAD_UNCHANGED)
+            for p in paths
+        ]
+    )
+    return imgs, labels
+
+
+@torch.no_grad()
+def forward(model, imgs, batch=32):
+    """Yield ``(logits, features)`` at the decoder resolution per batch."""
+    pre = model.data_preprocessor
+    for start in range(0, len(imgs), batch):
+        x = torch.from_numpy(imgs[start : start + batch].copy()).permute(0, 3, 1, 2)
+        x = (x.float() - pre.mean) / pre.std
+        yield decode_with_features(model.decode_head, model.extract_feat(x))
+
+
+def fit_models(model, imgs, labels, num_classes, components, seed, max_per_class):
+    """GMMs and class means from correctly predicted source pixels."""
+    bank = ClassFeatureBank(num_classes, max_per_class=max_per_class, seed=seed)
+    for i, (logits, feats) in enumerate(forward(model, imgs)):
+        lab = torch.from_numpy(labels[i * 32 : i * 32 + len(feats)]).float()
+        lab = F.interpolate(lab[:, None], feats.shape[2:], mode='nearest').flatten()
+        flat = feats.permute(0, 2, 3, 1).reshape(-1, feats.shape[1])
+        bank.push(flat, lab.long(), logits.argmax(1).flatten())
+    features = bank.features()
+    gmm = fit_class_gmms(features, components, seed=seed)
+    return gmm, class_means(features)
+
+
+def score_target(model, imgs, gmm, means):
+    """Best score and label per target pixel for each rule."""
+    out = {k: ([], []) for k in ('softmax', 'prototype', 'gmm')}
+    size = imgs.shape[1:3]
+    for logits, feats in forward(model, imgs):
+        up = F.interpolate(feats, size, mode='bilinear', align_corners=True)
+        flat = up.permute(0, 2, 3, 1).reshape(-1, up.shape[1])
+        prob = F.interpolate(logits, size, mode='bilinear', align_corners=False)
+        prob = prob.softmax(1).permute(0, 2, 3, 1).reshape(-1, logits.shape[1])
+        scores = dict(
+            softmax=prob,
+            prototype=prototype_scores(flat, means),
+            gmm=gmm.log_likelihood(flat),
+        )
+        for key, s in scores.items():
+            best, lab = s.max(1)
+            out[key][0].append(best)
+            out[key][1].append(lab)
+    return {k: (torch.cat(b), torch.cat(lab)) for k, (b, lab) in out.items()}
+
+
+def evaluate(model, root, split, num_classes):
+    """mIoU of the model's argmax on a split."""
+    imgs, labels = load_split(root, split)
+    preds = []
+    for logits, _ in forward(model, imgs):
+        up = F.interpolate(
+            logits, imgs.shape[1:3], mode='bilinear', align_corners=False
+        )
+        preds.append(up.argmax(1))
+    return label_quality(torch.cat(preds), torch.from_numpy(labels), num_classes)
+
+
+def draw(imgs, gt, rows, path, count=4):
+    """Image | truth | one map per rule; ignored pixels white."""
+
+    def colour(lab):
+        lab = lab.numpy() if torch.is_tensor(lab) else lab
+        rgb = PALETTE[np.clip(lab, 0, len(PALETTE) - 1)]
+        rgb[lab == 255] = 255
+        return rgb
+
+    lines = []
+    for i in range(count):
+        cells = [imgs[i], colour(gt[i])] + [colour(r[i]) for r in rows.values()]
+        lines.append(
+            np.concatenate([np.pad(c, ((2, 2), (2, 2), (0, 0))) for c in cells], 1)
+        )
+    cv2.imwrite(path, np.concatenate(lines, 0)[..., ::-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--checkpoint', required=True)
+    parser.add_argument('--config', default=CONFIG)
+    parser.add_argument('--source-root', default='data/scenes/seg_bench')
+    parser.add_argument('--target-root', default='data/scenes/seg_bench_target')
+    parser.add_argument(
+        '--coverages', type=float, nargs='+', default=[0.4, 0.6, 0.8, 1.0]
+    )
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0])
+    parser.add_argument('--components', type=int, default=8)
+    parser.add_argument('--max-per-class', type=int, default=20000)
+    parser.add_argument('--out')
+    parser.add_argument('--figure')
+    parser.add_argument('--figure-coverage', type=float, default=0.6)
+    args = parser.parse_args()
+    model = init_model(args.config, args.checkpoint, device='cpu').eval()
+    num_classes = model.decode_head.num_classes
+    result = dict(
+        loadavg_before=open('/proc/loadavg').read().split()[:3],
+        source_val=evaluate(model, args.source_root, 'val', num_classes),
+        target_val=evaluate(model, args.target_root, 'val', num_classes),
+        runs=[],
+    )
+    src_imgs, src_labels = load_split(args.source_root, 'train')
+    tgt_imgs, tgt_labels = load_split(args.target_root, 'train')
+    gt = torch.from_numpy(tgt_labels).flatten()
+    for seed in args.seeds:
+        start = time.perf_counter()
+        gmm, means = fit_models(
+            model, src_imgs, src_labels, num_classes, args.components, seed,
+            args.max_per_class,
+        )  # fmt: skip
+        scored = score_target(model, tgt_imgs, gmm, means)
+        for cov in args.coverages:
+            for rule, (best, lab) in scored.items():
+                thr = threshold_at_coverage(best, cov)
+                pl = torch.where(best >= thr, lab, 255)
+                q = label_quality(pl, gt, num_classes)
+                result['runs'].append(dict(seed=seed, rule=rule, coverage=cov, **q))
+        result.setdefault('seconds', []).append(round(time.perf_counter() - start, 1))
+        if args.figure and seed == args.seeds[0]:
+            rows = {}
+            for rule, (best, lab) in scored.items():
+                thr = threshold_at_coverage(best, args.figure_coverage)
+                rows[rule] = torch.where(best >= thr, lab, 255).view(tgt_labels.shape)
+            rows = {'source-only': scored['softmax'][1].view(tgt_labels.shape), **rows}
+            draw(tgt_imgs, tgt_labels, rows, args.figure)
+    result['loadavg_after'] = open('/proc/loadavg').read().split()[:3]
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.out:
+        with open(args.out, 'w') as f:
+            f.write(text)
+
+
+if __name__ == '__main__':
+    main()
