@@ -30,6 +30,7 @@ from . import (  # noqa: E402,F401
     distill,
     incremental,
     models,
+    nas,
     quant,
     registry,  # noqa: E402,F401
 )
