@@ -29,6 +29,7 @@ import os.path as osp
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
+from mmengine.registry import DefaultScope
 from PIL import Image
 
 from mmcompress.registry import DATASETS
@@ -78,7 +79,12 @@ class IncrementalSegDataset:
             raise ValueError(f'setting={setting!r} is invalid; use one of {SETTINGS}.')
         if mode not in MODES:
             raise ValueError(f'mode={mode!r} is invalid; use one of {MODES}.')
-        self.dataset = DATASETS.build(dataset) if isinstance(dataset, dict) else dataset
+        if isinstance(dataset, dict):
+            # mmseg's dataset classes, also when built outside a Runner
+            scope = DefaultScope.get_current_instance()
+            with DefaultScope.overwrite_default_scope(None if scope else 'mmseg'):
+                dataset = DATASETS.build(dataset)
+        self.dataset = dataset
         meta = self.dataset.metainfo
         own_map = getattr(self.dataset, 'label_map', None)
         if meta.get('reduce_zero_label') or own_map:

@@ -38,9 +38,11 @@ this rule. ``head_type='softmax'``: argmax of the softmax logits.
 """
 
 import copy
+import logging
 from typing import Dict, List, Optional
 
 import torch
+from mmengine.logging import print_log
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.models.utils import resize
 from torch import Tensor, nn
@@ -131,7 +133,9 @@ class IncrementalEncoderDecoder(EncoderDecoder):
         head = copy.deepcopy(decode_head)
         head['num_classes'] = 1 + sum(self.sizes)
         super().__init__(decode_head=head, **kwargs)
+        # the classes come from self.classifier: no conv_seg (nor its init)
         self.decode_head.conv_seg = None
+        self.decode_head.init_cfg = None
         self.classifier = IncrementalClassifier(
             self.decode_head.channels, self.sizes, head_type
         )
@@ -141,6 +145,7 @@ class IncrementalEncoderDecoder(EncoderDecoder):
         )
         self.novel_init, self.freeze_bn = novel_init, freeze_bn and step > 0
         self._previous: Dict[str, nn.Module] = {}  # outside the module tree
+        self._loaded: Optional[str] = None  # 'previous' or 'same' step
         if self.freeze_bn:
             for module in self.modules():
                 if isinstance(module, _BatchNorm):
@@ -241,6 +246,22 @@ class IncrementalEncoderDecoder(EncoderDecoder):
     def _teacher_outputs(self, inputs: Tensor) -> Dict[str, Tensor]:
         """The previous model's logits (input size) and reasoning terms."""
         model = self.previous_model
+        if model is None and self._loaded is None:
+            print_log(
+                f'Step {self.step} of split {self.split!r}: no checkpoint was '
+                f'loaded, so the previous model is the initial step-{self.step - 1} '
+                'part of this model (random without load_from). Set load_from '
+                f'to the checkpoint of step {self.step - 1}.',
+                logger='current',
+                level=logging.WARNING,
+            )
+            own = {
+                k: v
+                for k, v in self.state_dict().items()
+                if not k.startswith(f'classifier.heads.{len(self.sizes)}.')
+            }
+            self._build_previous(own)
+            model = self.previous_model
         if model is None:
             raise RuntimeError(
                 f'Step {self.step} of split {self.split!r} distils from the '
@@ -287,6 +308,7 @@ class IncrementalEncoderDecoder(EncoderDecoder):
                     f'{self.step - 1} (to train step {self.step}) or {self.step}.'
                 )
         if present == len(expected):
+            self._loaded = self._loaded or 'same'
             return
         if present != len(expected) - 1:
             raise ValueError(
@@ -298,6 +320,7 @@ class IncrementalEncoderDecoder(EncoderDecoder):
             k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)
         }
         self._build_previous(own)
+        self._loaded = 'previous'
         new = key.format(present)
         aux = key.format(0)
         if self.novel_init == 'aux':

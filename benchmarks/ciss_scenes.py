@@ -1,0 +1,132 @@
+"""Class-incremental segmentation on the fashion scenes (split 6-2-2,
+overlapped): DKD, its ablations, fine-tuning, MiB and joint training.
+
+    python benchmarks/ciss_scenes.py --seeds 0 1 2 [--arms dkd finetune mib joint]
+
+Every arm of a seed runs through ``tools/ciss.py`` (each step by mmseg's
+stock ``tools/train.py``) in ``work_dirs/ciss_bench/seed<s>/<arm>``; arms
+that only change steps >= 1 reuse DKD's step 0. Finished steps are skipped
+on a rerun. The table (mean and standard deviation over the seeds that
+finished, last step) is printed and written to
+``work_dirs/ciss_bench/table.md``. Needs ``data/scenes/seg_bench``
+(``python tools/generate_scenes.py --task seg --split bench``).
+"""
+
+import argparse
+import glob
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import numpy as np
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, REPO)  # noqa: E402
+
+from mmcompress.testing import stock_tool  # noqa: E402
+
+CONFIGS = osp.join('configs', 'incremental', 'mmseg')
+DKD = osp.join(CONFIGS, 'dkd_fcn_r18-w16_scenes-6-2-2_step0.py')
+# arm: (step-0 config, reuse DKD's step 0, options of steps >= 1)
+ARMS = {
+    'dkd': (DKD, False, []),
+    'finetune': (
+        osp.join(CONFIGS, 'finetune_fcn_r18-w16_scenes-6-2-2_step0.py'),
+        True,
+        [],
+    ),
+    'mib': (osp.join(CONFIGS, 'mib_fcn_r18-w16_scenes-6-2-2_step0.py'), False, []),
+    'bce_kd': (
+        DKD,
+        True,
+        [
+            'model.loss_weights.dkd_pos=0',
+            'model.loss_weights.dkd_neg=0',
+            'model.novel_init=random',
+        ],
+    ),
+    'bce_kd+dkd': (DKD, True, ['model.novel_init=random']),
+}
+JOINT = osp.join(CONFIGS, 'joint_fcn_r18-w16_scenes.py')
+KEYS = ('mIoU_old', 'mIoU_new', 'mIoU_all', 'hIoU')
+
+
+def run_arm(arm: str, seed: int, root: str) -> dict:
+    work_dir = osp.join(root, f'seed{seed}', arm)
+    if arm == 'joint':
+        done = osp.join(work_dir, 'metrics.json')
+        if not osp.isfile(done):
+            cmd = [sys.executable, stock_tool('mmseg'), JOINT, '--work-dir', work_dir]
+            cmd += ['--cfg-options', f'randomness.seed={seed}']
+            subprocess.run(cmd, cwd=REPO, check=True)
+            sys.path.insert(0, osp.join(REPO, 'tools'))
+            from ciss import final_metrics
+
+            with open(done, 'w') as f:
+                json.dump(final_metrics(work_dir), f)
+        with open(done) as f:
+            return json.load(f)
+    config, reuse, options = ARMS[arm]
+    cmd = [sys.executable, osp.join('tools', 'ciss.py'), config]
+    cmd += ['--work-dir', work_dir, '--seed', str(seed)]
+    if reuse:
+        cmd += ['--step0-from', osp.join(root, f'seed{seed}', 'dkd')]
+    if options:
+        cmd += ['--incremental-options', *options]
+    subprocess.run(cmd, cwd=REPO, check=True)
+    steps = sorted(glob.glob(osp.join(work_dir, 'step*', 'metrics.json')))
+    with open(steps[-1]) as f:
+        return json.load(f)
+
+
+def summarise(root: str, arms) -> str:
+    lines = [
+        '| method | seeds | old mIoU | new mIoU | all mIoU | hIoU |',
+        '|---|---|---|---|---|---|',
+    ]
+    for arm in arms:
+        found = []
+        for path in sorted(glob.glob(osp.join(root, 'seed*', arm))):
+            last = (
+                osp.join(path, 'metrics.json')
+                if arm == 'joint'
+                else osp.join(path, 'step2', 'metrics.json')
+            )
+            if osp.isfile(last):
+                with open(last) as f:
+                    found.append(json.load(f))
+        if not found:
+            continue
+        cells = []
+        for key in KEYS:
+            values = np.array([m[key] for m in found], dtype=float)
+            cells.append(f'{values.mean():.1f} ± {values.std():.1f}')
+        lines.append(f'| {arm} | {len(found)} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument(
+        '--arms',
+        nargs='+',
+        default=['dkd', 'finetune', 'mib', 'joint'],
+        choices=[*ARMS, 'joint'],
+    )
+    parser.add_argument('--root', default=osp.join('work_dirs', 'ciss_bench'))
+    args = parser.parse_args()
+    os.makedirs(args.root, exist_ok=True)
+    for seed in args.seeds:
+        for arm in args.arms:
+            run_arm(arm, seed, args.root)
+    text = summarise(args.root, [*ARMS, 'joint'])
+    with open(osp.join(args.root, 'table.md'), 'w') as f:
+        f.write(text + '\n')
+    print(text)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,75 @@
+# DKD (Baek et al., NeurIPS 2022), class-incremental segmentation of the
+# fashion scenes, split 6-2-2 overlapped, step 0: garments 1-6 (background
+# + 6 classes), sigmoid heads + auxiliary classifier, L_mbce (pos_weight 2)
+# + L_ac. The FCN R-18 w16 student of configs/baselines/mmseg, from scratch.
+# Data: python tools/generate_scenes.py --task seg --split bench
+# Whole split: python tools/ciss.py <this config> (from the repository root)
+_base_ = ['../../baselines/mmseg/fcn_r18-w16_scenes.py']
+
+split = '6-2-2'
+setting = 'overlap'
+step = 0
+model = dict(
+    type='IncrementalEncoderDecoder',
+    split=split,
+    num_classes=10,
+    step=step,
+    head_type='sigmoid',
+    # official weights; only mbce and ac act at step 0
+    loss_weights=dict(mbce=1.0, kd=5.0, dkd_pos=5.0, dkd_neg=5.0, ac=1.0),
+    decode_head=dict(sampler=None, loss_decode=dict(type='CrossEntropyLoss')),
+)
+
+_scenes = dict(
+    type='FashionSceneSegDataset',
+    data_root='data/scenes/seg_bench/',
+    data_prefix=dict(img_path='images/train', seg_map_path='labels/train'),
+    pipeline={{_base_.train_pipeline}},
+)
+train_dataloader = dict(
+    dataset=dict(
+        _delete_=True,
+        type='IncrementalSegDataset',
+        dataset=_scenes,
+        split=split,
+        step=step,
+        setting=setting,
+        mode='train',
+    )
+)
+val_dataloader = dict(
+    dataset=dict(
+        _delete_=True,
+        type='IncrementalSegDataset',
+        dataset=dict(
+            _scenes,
+            data_prefix=dict(img_path='images/val', seg_map_path='labels/val'),
+            pipeline={{_base_.test_pipeline}},
+        ),
+        split=split,
+        step=step,
+        setting=setting,
+        mode='test',
+    )
+)
+test_dataloader = val_dataloader
+val_evaluator = dict(type='IncrementalIoUMetric', iou_metrics=['mIoU'])
+test_evaluator = val_evaluator
+
+# short CPU schedule: AdamW from scratch (the baseline's), heads at 10x lr as
+# the official step 0 (backbone 1x, ASPP/FCN head and classifiers 10x)
+max_iters = 800
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
+optim_wrapper = dict(
+    optimizer=dict(type='AdamW', lr=2e-4, weight_decay=1e-4),
+    paramwise_cfg=dict(
+        custom_keys=dict(decode_head=dict(lr_mult=10.0), classifier=dict(lr_mult=10.0))
+    ),
+)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
+    dict(
+        type='PolyLR', eta_min=0.0, power=0.9, begin=50, end=max_iters, by_epoch=False
+    ),
+]
+default_hooks = dict(checkpoint=dict(interval=max_iters))
