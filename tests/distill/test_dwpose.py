@@ -3,6 +3,7 @@ values and the official formula, and the linear loss-weight decay of its first
 stage (``schedule=dict(decay=...)``)."""
 
 import math
+import os.path as osp
 
 import pytest
 import torch
@@ -128,3 +129,59 @@ def test_decay_before_training_and_bad_value(hub):
     assert LossWeightSchedule(decay='iter').factor() == 1.0
     with pytest.raises(ValueError, match=r"decay must be None, 'epoch' or 'iter'"):
         LossWeightSchedule(decay='linear')
+
+
+def build_config(name):
+    """The DistillModel of ``configs/psa/mmpose/<name>`` without checkpoints."""
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+
+    import mmcompress.models  # noqa: F401  (PSA backbones of the teacher)
+
+    repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    cfg = Config.fromfile(osp.join(repo, 'configs', 'psa', 'mmpose', name))
+    cfg.model.teacher.checkpoint = None
+    with DefaultScope.overwrite_default_scope('mmpose'):
+        torch.manual_seed(0)
+        return cfg, MODELS.build(cfg.model)
+
+
+@pytest.mark.filterwarnings('ignore:.*has no checkpoint')
+def test_stage1_config_feature_and_logit_terms_decay():
+    """Stage 1: a 1x1 conv with bias maps the student's last backbone feature
+    (128 channels) to the PSA teacher's (256); both terms decay per iteration."""
+    cfg, model = build_config('dwpose-s1_r18-w32-psa-p_to_w16_scenes.py')
+    (conv,) = model.adapters['feature'].layers
+    assert isinstance(conv, torch.nn.Conv2d) and conv.bias is not None
+    assert (conv.in_channels, conv.out_channels, conv.kernel_size) == (128, 256, (1, 1))
+    losses = model.distill_losses
+    assert type(losses['logit']).__name__ == 'DWPoseKDLoss'
+    assert (losses['logit'].beta, losses['logit'].loss_weight) == (10.0, 0.1)
+    assert losses['feature'].loss_weight == 7e-5
+    assert {e.name: e.schedule.decay for e in model._entries} == dict(
+        feature='iter', logit='iter'
+    )
+
+
+@pytest.mark.filterwarnings('ignore:.*has no checkpoint')
+def test_stage2_config_trains_the_head_alone_on_a_frozen_backbone():
+    """Stage 2: no ground-truth loss, the backbone frozen with its BN
+    statistics (eval mode in training), only the head trainable."""
+    cfg, model = build_config('dwpose-s2_r18-w16_scenes.py')
+    assert model.student_loss_weight == 0.0
+    # student and teacher both start from the stage-1 student
+    assert (
+        cfg.load_from
+        == cfg.stage1
+        == ('work_dirs/dwpose-s1_r18-w32-psa-p_to_w16_scenes/iter_300_student.pth')
+    )
+    model.train()
+    backbone = model.student.backbone
+    assert not any(p.requires_grad for p in backbone.parameters())
+    norms = [m for m in backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and not any(m.training for m in norms)
+    trainable = {
+        n.split('.')[1] for n, p in model.named_parameters() if p.requires_grad
+    }
+    assert trainable == {'head'}
+    assert cfg.train_cfg.max_iters == 60  # 20 % of stage 1's 300
