@@ -183,7 +183,13 @@ def tiny_run_config(config: str, work_dir: str, scenes_root: str) -> str:
 # build.
 CLUSTER_DATASETS = dict(_coco='CocoDataset', _cityscapes='CityscapesDataset')
 CLUSTER_RECIPES = [c for c in CONFIGS if c[:-3].endswith(tuple(CLUSTER_DATASETS))]
-RUNNABLE_CONFIGS = [c for c in CONFIGS if c not in CLUSTER_RECIPES]
+# Domain-adaptation recipes (configs/adapt/) need a source and a target domain:
+# tests/adapt runs the scenes one with the stock tools and builds the others.
+RUNNABLE_CONFIGS = [
+    c
+    for c in CONFIGS
+    if c not in CLUSTER_RECIPES and not c.startswith('configs/adapt/')
+]
 
 
 def test_cluster_recipes_are_coco_configs():

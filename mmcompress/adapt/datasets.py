@@ -128,6 +128,35 @@ class LoadPseudoLabel(BaseTransform):
         return results
 
 
+@TRANSFORMS.register_module()
+class MapLabelIds(BaseTransform):
+    """Map raw label ids of ``gt_seg_map`` to train ids; unmapped ids become 255.
+
+    For source datasets stored with their own ids (GTA5: Cityscapes label ids;
+    SYNTHIA: its ids in one channel of a 16-bit PNG).
+
+    Args:
+        mapping (dict[int, int]): Raw id -> train id.
+        channel (int, optional): Channel of a multi-channel label map to read.
+        ignore_index (int): Value of unmapped ids. Defaults to 255.
+    """
+
+    def __init__(self, mapping: dict, channel=None, ignore_index: int = 255) -> None:
+        self.mapping, self.channel = dict(mapping), channel
+        self.ignore_index = ignore_index
+
+    def transform(self, results: dict) -> dict:
+        """Replace ``results['gt_seg_map']`` by its train-id map (uint8)."""
+        seg = results['gt_seg_map']
+        if self.channel is not None and seg.ndim == 3:
+            seg = seg[..., self.channel]
+        out = np.full(seg.shape, self.ignore_index, np.uint8)
+        for raw, train in self.mapping.items():
+            out[seg == raw] = train
+        results['gt_seg_map'] = out
+        return results
+
+
 def write_marker(path: str, info: dict) -> None:
     """Write the hook's marker file into the pseudo-label folder ``path``."""
     with open(osp.join(path, MARKER), 'w') as f:

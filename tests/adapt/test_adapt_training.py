@@ -14,7 +14,7 @@ from mmcompress.registry import DATASETS, MODELS
 from mmcompress.testing import shorten_schedule, shrink_data, stock_tool
 from tests.e2e.runs import REPO, run_tool, scalars
 
-CONFIG = osp.join(REPO, 'configs/adapt/bismap_fcn_r18-w16_scenes.py')
+CONFIG = osp.join(REPO, 'configs/adapt/mmseg/bismap_fcn_r18-w16_scenes.py')
 
 
 @pytest.fixture(scope='module')

@@ -6,8 +6,8 @@
 # Data:  python tools/generate_scenes.py --task seg --split bench
 #        python tools/generate_scenes.py --task seg --split bench --domain target
 # First: python tools/train.py configs/baselines/mmseg/fcn_r18-w16_scenes.py
-# Train: python tools/train.py configs/adapt/bismap_fcn_r18-w16_scenes.py
-_base_ = ['../baselines/mmseg/fcn_r18-w16_scenes.py']
+# Train: python tools/train.py configs/adapt/mmseg/bismap_fcn_r18-w16_scenes.py
+_base_ = ['../../baselines/mmseg/fcn_r18-w16_scenes.py']
 
 source_root = 'data/scenes/seg_bench/'
 target_root = 'data/scenes/seg_bench_target/'
