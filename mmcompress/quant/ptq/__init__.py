@@ -1,0 +1,55 @@
+"""Post-training quantization: range observers, the calibration loop, AdaRound
+and unit-wise (BRECQ / UWC) reconstruction of a ``QuantizedModel``.
+
+The result is the state of an ordinary calibrated ``QuantizedModel`` (LSQ steps,
+``initialized = 1``, weights on their grid), saved, evaluated and exported as a
+QAT checkpoint is; ``tools/ptq.py`` runs the whole pipeline from a config.
+"""
+
+from .adaround import (
+    AdaRoundQuantizer,
+    LinearTempDecay,
+    init_v,
+    rectified_sigmoid,
+    rounding_regularizer,
+)
+from .calibration import (
+    cache_batches,
+    calibrate_ranges,
+    layer_sqnr,
+    model_batches,
+    quantizers_off,
+    set_scale,
+)
+from .observers import (
+    BaseObserver,
+    EMAMinMaxObserver,
+    MinMaxObserver,
+    MSEObserver,
+    PercentileObserver,
+    build_observer,
+)
+from .reconstruct import reconstruct, reconstruction_loss, select_units
+
+__all__ = [
+    'AdaRoundQuantizer',
+    'LinearTempDecay',
+    'init_v',
+    'rectified_sigmoid',
+    'rounding_regularizer',
+    'cache_batches',
+    'calibrate_ranges',
+    'layer_sqnr',
+    'model_batches',
+    'quantizers_off',
+    'set_scale',
+    'BaseObserver',
+    'MinMaxObserver',
+    'EMAMinMaxObserver',
+    'PercentileObserver',
+    'MSEObserver',
+    'build_observer',
+    'reconstruct',
+    'reconstruction_loss',
+    'select_units',
+]
