@@ -8,6 +8,7 @@ from .handlers import QuantLayerHandler, quant_handlers, register_quant_layer
 from .hooks import EWGSHessianDeltaHook, estimate_ewgs_deltas, hutchinson_trace
 from .layer_types.conv1d import QuantConv1d
 from .layers import QuantConv2d, QuantConvTranspose2d, QuantLinear, build_quantizer
+from .ptq import calibrate_ranges, reconstruct  # registers the observers
 from .quantizers import (
     AffineQParams,
     BaseQuantizer,
@@ -60,6 +61,8 @@ __all__ = [
     'override_configs',
     'swap_layers',
     'attach_hooks',
+    'calibrate_ranges',
+    'reconstruct',
     'QuantLayerHandler',
     'register_quant_layer',
     'quant_handlers',
