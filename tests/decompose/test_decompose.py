@@ -1,0 +1,180 @@
+"""Decomposition: exact at full rank, errors as computed, FLOPs counts, the
+FLOPs-target allocation and loading of float / decomposed checkpoints."""
+
+import copy
+
+import pytest
+import torch
+from mmengine.analysis import FlopAnalyzer
+from torch import nn
+
+from mmcompress.decompose import (
+    Candidate,
+    DecomposedConv2d,
+    allocate,
+    apply_plan,
+    count_flops,
+    decompose_,
+    group_factors,
+    layer_candidates,
+    total_flops,
+)
+
+
+def _conv(cin=8, cout=12, k=3, stride=2, bias=True, seed=0):
+    torch.manual_seed(seed)
+    return nn.Conv2d(cin, cout, k, stride=stride, padding=1, bias=bias)
+
+
+def _recompose(layer: DecomposedConv2d) -> torch.Tensor:
+    """The dense weight the parts compute (a conv of a basis input)."""
+    weights = [p.weight.double() for p in layer]
+    if layer.method == 'tucker2':
+        first, core, last = weights
+        return torch.einsum(
+            'oq,qrkl,ri->oikl', last[:, :, 0, 0], core, first[:, :, 0, 0]
+        )
+    first, mix = weights
+    groups = layer[0].groups
+    o, gr = mix.shape[:2]
+    r = gr // groups
+    blocks = first.reshape(groups, r, -1)  # (g, r, I/g k k)
+    mixing = mix[:, :, 0, 0].reshape(o, groups, r)
+    dense = torch.einsum('ogr,grx->ogx', mixing, blocks)
+    return dense.reshape(o, -1, *first.shape[-2:])
+
+
+@pytest.mark.parametrize(
+    'method,ranks',
+    [
+        ('group', (1, 12)),
+        ('group', (4, 12)),
+        ('group', (8, 9)),
+        ('svd', (12,)),
+        ('tucker2', (8, 12)),
+    ],
+)
+def test_full_rank_decomposition_is_exact(method, ranks):
+    conv = _conv()
+    layer = DecomposedConv2d(conv, method, ranks)
+    x = torch.randn(2, 8, 9, 9)
+    with torch.no_grad():
+        assert (layer(x) - conv(x)).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize('method', ['group', 'svd', 'tucker2'])
+def test_candidate_errors_match_the_reconstructed_weight(method):
+    conv = _conv(bias=False, seed=1)
+    w = conv.weight.detach().double()
+    cands = layer_candidates(conv, method, (9, 9), (5, 5))
+    assert cands[0].ranks == () and cands[0].error == 0
+    for cand in cands[1::7]:
+        layer = DecomposedConv2d(conv, method, cand.ranks)
+        actual = float((_recompose(layer) - w).pow(2).sum() / w.pow(2).sum())
+        if method == 'tucker2':  # HOSVD bound; HOOI only improves on it
+            assert actual <= cand.error + 1e-6
+        else:
+            assert actual == pytest.approx(cand.error, rel=1e-5, abs=1e-8)
+
+
+def test_group_approximation_beats_channel_svd_at_equal_group_conv_cost():
+    """Rank r per group of g groups costs the k x k stage as much as channel
+    SVD rank r, with g * r mixing inputs: its error is never larger."""
+    conv = _conv(cin=16, cout=16, seed=2)
+    w = conv.weight.detach()
+    svd = layer_candidates(conv, 'svd', (9, 9), (5, 5))
+    group = {c.ranks: c for c in layer_candidates(conv, 'group', (9, 9), (5, 5))}
+    for r in (1, 2, 4):
+        assert group[(4, r)].error <= svd[r].error + 1e-9
+    first, mix = group_factors(w, 4, 2)
+    assert first.shape == (8, 4, 3, 3) and mix.shape == (16, 8, 1, 1)
+
+
+def test_flops_counts_by_hand_and_against_mmengine():
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2, padding=1),  # 8x8 out of 16x16
+        nn.Conv2d(8, 8, 3, padding=1, groups=4),
+        nn.Flatten(),
+        nn.Linear(8 * 8 * 8, 10),
+    )
+    x = torch.randn(4, 3, 16, 16)
+    table = count_flops(model, (x,))
+    assert table['0']['flops'] == 8 * 8 * 8 * 3 * 9
+    assert table['0']['in_hw'] == (16, 16) and table['0']['out_hw'] == (8, 8)
+    assert table['1']['flops'] == 8 * 8 * 8 * 2 * 9
+    assert table['3']['flops'] == 512 * 10
+    expected = FlopAnalyzer(model, (x[:1],)).total()
+    assert total_flops(model, (x,)) == expected
+
+
+def _net():
+    torch.manual_seed(3)
+    return nn.Sequential(
+        nn.Conv2d(4, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(16, 16, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(32, 5),
+    )
+
+
+@pytest.mark.parametrize('method', ['group', 'svd', 'tucker2'])
+def test_decompose_meets_the_flops_target_and_keeps_other_names(method):
+    model = _net()
+    x = torch.randn(2, 4, 12, 12)
+    before = total_flops(model, (x,))
+    keys = set(model.state_dict())
+    plan = decompose_(model, (x,), 0.3, method)
+    assert total_flops(model, (x,)) <= 0.3 * before
+    assert plan and all(
+        isinstance(model.get_submodule(n), DecomposedConv2d) for n in plan
+    )
+    new_keys = set(model.state_dict())
+    kept = {k for k in keys if not any(k.startswith(n + '.') for n in plan)}
+    assert kept <= new_keys and '7.weight' in new_keys
+    for name in plan:  # the float keys stay load targets
+        assert f'{name}.weight' in new_keys and f'{name}.0.weight' in new_keys
+
+
+def test_allocation_minimises_the_summed_error_on_a_toy_table():
+    cands = {
+        'a': [
+            Candidate(100, 0.0, ()),
+            Candidate(50, 0.1, (1,)),
+            Candidate(20, 0.5, (2,)),
+        ],
+        'b': [
+            Candidate(100, 0.0, ()),
+            Candidate(50, 0.01, (1,)),
+            Candidate(20, 0.02, (2,)),
+        ],
+    }
+    choice = allocate(cands, other_flops=10, target=140)  # 130 for a + b
+    assert {n: c.ranks for n, c in choice.items()} == {'a': (), 'b': (2,)}
+    choice = allocate(cands, other_flops=10, target=100)  # 90 for a + b
+    assert {n: c.ranks for n, c in choice.items()} == {'a': (1,), 'b': (2,)}
+    choice = allocate(cands, other_flops=10, target=1000)
+    assert all(c.ranks == () for c in choice.values())
+
+
+def test_float_checkpoint_initialises_and_decomposed_checkpoint_restores():
+    model = _net()
+    x = torch.randn(2, 4, 12, 12)
+    float_state = copy.deepcopy(model.state_dict())
+    decomposed = copy.deepcopy(model)
+    plan = decompose_(decomposed, (x,), 0.4, 'group')
+    fresh = apply_plan(_net(), plan, init_from_weights=False)
+    torch.manual_seed(9)
+    for p in fresh.parameters():
+        p.data.normal_()
+    result = fresh.load_state_dict(float_state, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(x), decomposed(x))
+    again = apply_plan(_net(), plan, init_from_weights=False)
+    again.load_state_dict(decomposed.state_dict(), strict=True)
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), decomposed(x))
