@@ -9,6 +9,7 @@ ties = average rank), as in the official notebook and evolutionary search.
 
 import inspect
 import math
+import warnings
 from typing import Dict, Iterable, Sequence, Tuple
 
 import numpy as np
@@ -82,7 +83,8 @@ def aggregate_ranks(table: Dict[str, Sequence[float]], keys=AZ_NAS_KEYS) -> np.n
 
     Args:
         table (dict): Proxy name -> values, one per architecture, higher = better.
-            NaN is mapped to ``-inf`` first (ranked last).
+            NaN is mapped to ``-inf`` first (ranked last) with a warning that
+            counts them.
         keys (Sequence[str]): Proxies to aggregate. Defaults to AZ_NAS_KEYS.
 
     Returns:
@@ -101,7 +103,14 @@ def aggregate_ranks(table: Dict[str, Sequence[float]], keys=AZ_NAS_KEYS) -> np.n
     n = lengths[keys[0]]
     agg = np.zeros(n)
     for k in keys:
-        agg += np.log(stats.rankdata(nan_to_neginf(table[k])[0]) / n)
+        values, nan = nan_to_neginf(table[k])
+        if nan:
+            warnings.warn(
+                f'aggregate_ranks: {nan} NaN value(s) of {k!r} ranked last (as -inf, '
+                'the official AZ-NAS rule)',
+                stacklevel=2,
+            )
+        agg += np.log(stats.rankdata(values) / n)
     return agg
 
 

@@ -109,7 +109,8 @@ def test_rank_aggregation_toy_table():
         trainability=[float('nan'), -1.0, -2.0],  # NaN -> -inf -> rank 1
         flops=[10.0, 20.0, 30.0],
     )
-    agg = aggregate_ranks(table)
+    with pytest.warns(UserWarning, match=r"1 NaN value\(s\) of 'trainability'"):
+        agg = aggregate_ranks(table)
     ranks = np.array([[1, 2.5, 1, 1], [3, 2.5, 3, 2], [2, 1, 2, 3]])
     expected = np.log(ranks / 3).sum(axis=1)
     assert np.allclose(agg, expected)

@@ -1,0 +1,136 @@
+"""Evolutionary architecture search with a training-free proxy or an accuracy
+predictor under a FLOPs / parameter budget; writes the chosen architecture as an
+mmpretrain config that the stock ``tools/train.py`` trains.
+
+    python tools/search.py --proxy az_nas --steps 200 --max-flops 100e6 \
+        --work-dir work_dirs/search_az
+
+Interrupt and run the same command again to resume (``<work-dir>/search_state.json``).
+``--proxy predictor`` trains a cascade-bagging predictor on ``--predictor-k``
+architectures of the packaged NB201 table (CIFAR-10 labels) and searches with it.
+The written config is ``<work-dir>/searched_<space>.py``.
+"""
+
+import argparse
+import json
+import os
+import os.path as osp
+import sys
+
+import numpy as np
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # noqa: E402
+
+from mmengine.config import Config  # noqa: E402
+
+from mmcompress.nas import NB201Space, NB201Table  # noqa: E402
+from mmcompress.nas.scoring import AZ_NAS_KEYS, PROXIES, score_arch  # noqa: E402
+from mmcompress.nas.search import Budget, EvolutionSearch  # noqa: E402
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TEMPLATE = osp.join(REPO, 'configs', 'nas', 'mmpretrain', 'nb201_fmnist.py')
+CHOICES = sorted(PROXIES) + ['flops', 'predictor']
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--proxy', default='az_nas', choices=CHOICES)
+    p.add_argument('--steps', type=int, default=100, help='archs scored in total')
+    p.add_argument('--population', type=int, default=16)
+    p.add_argument('--tournament', type=int, default=4)
+    p.add_argument('--max-flops', type=float, help='FLOPs budget (32x32 input)')
+    p.add_argument('--max-params', type=float, help='parameter budget')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--batch-size', type=int, default=64, help='proxy input batch')
+    p.add_argument('--resolution', type=int, default=32, help='proxy input side')
+    p.add_argument('--C', type=int, default=16, help='NB201 stem channels')
+    p.add_argument('--N', type=int, default=5, help='NB201 cells per stage')
+    p.add_argument('--predictor-k', type=int, default=100)
+    p.add_argument('--template', default=TEMPLATE, help='mmpretrain config to fill')
+    p.add_argument('--work-dir', required=True)
+    p.add_argument('--no-progress', action='store_true')
+    return p.parse_args(argv)
+
+
+def make_scorer(args, space):
+    """Return ``(scorer, fitness_keys)`` for the chosen proxy or predictor."""
+    if args.proxy == 'predictor':
+        from mmcompress.nas.predictor import CascadeBaggingPredictor
+
+        table = NB201Table()
+        rng = np.random.default_rng(args.seed)
+        train = rng.choice(len(table), args.predictor_k, replace=False)
+        x = np.stack([space.encode(c) for c in table.codes[train]])
+        model = CascadeBaggingPredictor(seed=args.seed).fit(x, table.acc[train, 0])
+
+        def scorer(arch):
+            return dict(predicted=float(model.predict(space.encode(arch)[None])[0]))
+
+        return scorer, ('predicted',)
+    proxies = ['az_nas'] if args.proxy == 'az_nas' else [args.proxy]
+    keys = AZ_NAS_KEYS if args.proxy == 'az_nas' else (args.proxy,)
+
+    def scorer(arch):
+        return score_arch(
+            space,
+            arch,
+            proxies,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            resolution=args.resolution,
+        )
+
+    return scorer, keys
+
+
+def write_config(args, space, arch) -> str:
+    """Fill the template's backbone with ``arch``; return the written path."""
+    cfg = Config.fromfile(args.template)
+    cfg.model.backbone.update(space.backbone_cfg(arch))
+    cfg.model.head.in_channels = 4 * space.C
+    cfg.work_dir = osp.join(args.work_dir, 'train')
+    out = osp.join(args.work_dir, f'searched_{space.name}.py')
+    cfg.dump(out)
+    return out
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    os.makedirs(args.work_dir, exist_ok=True)
+    space = NB201Space(C=args.C, N=args.N)
+    scorer, keys = make_scorer(args, space)
+    search = EvolutionSearch(
+        space,
+        scorer,
+        keys,
+        Budget(space, args.max_flops, args.max_params),
+        population=args.population,
+        tournament=args.tournament,
+        seed=args.seed,
+        state_file=osp.join(args.work_dir, 'search_state.json'),
+    )
+    best = search.run(args.steps, progress=not args.no_progress)
+    arch = tuple(best['arch'])
+    summary = dict(
+        arch=space.to_str(arch),
+        flops=space.flops(arch),
+        scores=best['scores'],
+        fitness=best['fitness'],
+        proxy=args.proxy,
+        steps=args.steps,
+    )
+    if (args.C, args.N) == (16, 5):
+        table = NB201Table()
+        summary['nb201_test_acc'] = {
+            d: table.accuracy(arch, d)
+            for d in ('cifar10', 'cifar100', 'imagenet16-120')
+        }
+    summary['config'] = write_config(args, space, arch)
+    with open(osp.join(args.work_dir, 'search_result.json'), 'w') as f:
+        json.dump(summary, f, indent=1)
+    print(json.dumps(summary, indent=1))
+    return summary
+
+
+if __name__ == '__main__':
+    main()
