@@ -27,7 +27,6 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from mmseg.apis import init_model
 
 from mmcompress.adapt import (
     ClassFeatureBank,
@@ -118,7 +117,7 @@ def evaluate(model, root, split, num_classes):
 
 
 def draw(imgs, gt, rows, path, count=4):
-    """Image | truth | one map per rule; ignored pixels white."""
+    """Image | truth | one map per rule, with a title row; ignored pixels white."""
 
     def colour(lab):
         lab = lab.numpy() if torch.is_tensor(lab) else lab
@@ -132,7 +131,19 @@ def draw(imgs, gt, rows, path, count=4):
         lines.append(
             np.concatenate([np.pad(c, ((2, 2), (2, 2), (0, 0))) for c in cells], 1)
         )
-    cv2.imwrite(path, np.concatenate(lines, 0)[..., ::-1])
+    grid = np.concatenate(lines, 0)
+    names = ['image', 'truth'] + list(rows)
+    head = np.full((18, grid.shape[1], 3), 255, np.uint8)
+    step = grid.shape[1] // len(names)
+    for i, name in enumerate(names):
+        cv2.putText(head, name, (i * step + 4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, 0, 1)
+    cv2.imwrite(path, np.concatenate([head, grid], 0)[..., ::-1])
+
+
+def loadavg() -> str:
+    """The first three fields of ``/proc/loadavg``."""
+    with open('/proc/loadavg') as f:
+        return ' '.join(f.read().split()[:3])
 
 
 def main() -> None:
@@ -151,10 +162,12 @@ def main() -> None:
     parser.add_argument('--figure')
     parser.add_argument('--figure-coverage', type=float, default=0.6)
     args = parser.parse_args()
+    from mmseg.apis import init_model  # after mmcompress (its torchvision fix)
+
     model = init_model(args.config, args.checkpoint, device='cpu').eval()
     num_classes = model.decode_head.num_classes
     result = dict(
-        loadavg_before=open('/proc/loadavg').read().split()[:3],
+        loadavg_before=loadavg(),
         source_val=evaluate(model, args.source_root, 'val', num_classes),
         target_val=evaluate(model, args.target_root, 'val', num_classes),
         runs=[],
@@ -174,7 +187,7 @@ def main() -> None:
                 thr = threshold_at_coverage(best, cov)
                 pl = torch.where(best >= thr, lab, 255)
                 q = label_quality(pl, gt, num_classes)
-                result['runs'].append(dict(seed=seed, rule=rule, coverage=cov, **q))
+                result['runs'].append(dict(seed=seed, rule=rule, kept=cov, **q))
         result.setdefault('seconds', []).append(round(time.perf_counter() - start, 1))
         if args.figure and seed == args.seeds[0]:
             rows = {}
@@ -183,7 +196,7 @@ def main() -> None:
                 rows[rule] = torch.where(best >= thr, lab, 255).view(tgt_labels.shape)
             rows = {'source-only': scored['softmax'][1].view(tgt_labels.shape), **rows}
             draw(tgt_imgs, tgt_labels, rows, args.figure)
-    result['loadavg_after'] = open('/proc/loadavg').read().split()[:3]
+    result['loadavg_after'] = loadavg()
     text = json.dumps(result, indent=1)
     print(text)
     if args.out:
