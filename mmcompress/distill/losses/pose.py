@@ -44,6 +44,10 @@ class DWPoseKDLoss(DistillLoss):
         loss_weight (float): Multiplier of the loss. Defaults to 1.0.
     """
 
+    #: Dimension 1 holds keypoints: automatic adapters must not mix them (a
+    #: keypoint-count mismatch is an error; heatmaps may only be resized).
+    compares_class_distributions = True
+
     def __init__(self, beta: float = 10.0, loss_weight: float = 1.0) -> None:
         super().__init__(loss_weight)
         self.beta = check_positive('beta', beta)
