@@ -30,13 +30,20 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+from mmengine.runner import CheckpointLoader
 from mmseg.models import EncoderDecoder
 from mmseg.utils import SampleList
 from torch import nn
 
 from mmcompress.registry import MODELS
 
-from .losses import consistency_kl, consistency_ramp, pixel_weighted_ce, symmetric_ce
+from .losses import (
+    consistency_kl,
+    consistency_ramp,
+    distill_kl,
+    pixel_weighted_ce,
+    symmetric_ce,
+)
 from .transfer import TransferabilityWeights
 
 
@@ -129,6 +136,12 @@ class BiSMAPSegmentor(EncoderDecoder):
             Defaults to True.
         transfer (dict, optional): ``TransferabilityWeights`` arguments
             (``momentum``, ``class_offsets``). None: its defaults.
+        distill (dict, optional): The self-distillation round: ``checkpoint``
+            (the previous round's model, a checkpoint of this config), ``weight``
+            (default 1) and ``official_bug`` (default False, see
+            ``losses.distill_kl``) add ``weight * KD`` on the clean target image
+            (``tgt.loss_kd``). The teacher is kept outside the module tree (never
+            saved). None: no distillation.
         **kwargs: ``EncoderDecoder`` arguments (backbone, decode_head...).
     """
 
@@ -143,6 +156,7 @@ class BiSMAPSegmentor(EncoderDecoder):
         cutout_ratio: float = 0.2,
         use_transfer_weights: bool = True,
         transfer: Optional[dict] = None,
+        distill: Optional[dict] = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -165,6 +179,15 @@ class BiSMAPSegmentor(EncoderDecoder):
             self.ema = nn.ModuleDict({k: copy.deepcopy(v) for k, v in parts.items()})
             self.ema.requires_grad_(False)
         self.register_buffer('uda_iter', torch.tensor(0, dtype=torch.long))
+        self.distill = None
+        self._distill_teacher: List[nn.Module] = []
+        if distill is not None:
+            self.distill = {**dict(weight=1.0, official_bug=False), **distill}
+            if not self.distill.get('checkpoint'):
+                raise ValueError(
+                    "distill needs checkpoint=<the previous round's checkpoint>, "
+                    f'got {distill}.'
+                )
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -181,11 +204,27 @@ class BiSMAPSegmentor(EncoderDecoder):
             for b_ema, b in zip(ema_part.buffers(), part.buffers()):
                 b_ema.copy_(b)
 
-    def _ema_logits(self, inputs: torch.Tensor) -> torch.Tensor:
-        x = self.ema['backbone'](inputs)
-        if 'neck' in self.ema:
-            x = self.ema['neck'](x)
-        return self.ema['decode_head'](x)
+    @staticmethod
+    def _parts_logits(parts: nn.ModuleDict, inputs: torch.Tensor) -> torch.Tensor:
+        x = parts['backbone'](inputs)
+        if 'neck' in parts:
+            x = parts['neck'](x)
+        return parts['decode_head'](x)
+
+    def _teacher(self, device) -> nn.ModuleDict:
+        """The distillation teacher, loaded from its checkpoint on first use."""
+        if not self._distill_teacher:
+            names = ['backbone', 'decode_head'] + (['neck'] if self.with_neck else [])
+            teacher = nn.ModuleDict({k: copy.deepcopy(getattr(self, k)) for k in names})
+            ckpt = CheckpointLoader.load_checkpoint(
+                self.distill['checkpoint'], map_location='cpu'
+            )
+            state = ckpt.get('state_dict', ckpt)
+            teacher.load_state_dict(
+                {k: v for k, v in state.items() if k.split('.')[0] in names}
+            )
+            self._distill_teacher.append(teacher.eval().requires_grad_(False))
+        return self._distill_teacher[0].to(device)
 
     def _resize(self, logits: torch.Tensor, size) -> torch.Tensor:
         return F.interpolate(
@@ -237,9 +276,18 @@ class BiSMAPSegmentor(EncoderDecoder):
                 self.decode_head.ignore_index,
             )
         }
+        if self.distill is not None:
+            with torch.no_grad():
+                kd_teacher = self._parts_logits(self._teacher(inputs.device), inputs)
+            losses['tgt.loss_kd'] = self.distill['weight'] * distill_kl(
+                logits,
+                self._resize(kd_teacher, labels.shape[1:]),
+                self.distill['official_bug'],
+            )
         if self.ema is not None:
             with torch.no_grad():
-                teacher = self._resize(self._ema_logits(inputs), inputs.shape[2:])
+                teacher = self._parts_logits(self.ema, inputs)
+                teacher = self._resize(teacher, inputs.shape[2:])
             strong, keep = strong_augment(inputs, self.cutout_ratio)
             student = self._resize(
                 self.decode_head(self.extract_feat(strong)), inputs.shape[2:]

@@ -106,3 +106,38 @@ def test_bismap_config_trains_and_tests_with_stock_mmseg_tools(roots, tmp_path):
         [short, checkpoint, '--work-dir', str(tmp_path / 'test')],
     )
     assert 'mIoU' in proc.stdout + proc.stderr
+
+
+def test_distillation_round_adds_kd_from_an_unsaved_teacher(
+    roots, tmp_path, deterministic
+):
+    from mmengine.runner import save_checkpoint
+
+    from mmcompress.adapt import distill_kl
+    from mmcompress.adapt.datasets import uda_collate
+
+    cfg = small_config(roots, 'kd')
+    init_default_scope('mmseg')
+    previous = MODELS.build(cfg.model)
+    ckpt = str(tmp_path / 'round0.pth')
+    save_checkpoint({'state_dict': previous.state_dict()}, ckpt)
+    cfg.model.distill = dict(checkpoint=ckpt, official_bug=True)
+    cfg.model.consistency_weight = 0.0
+    cfg.model.decode_head.dropout_ratio = 0.0  # the student forward is repeated
+    model = MODELS.build(cfg.model)
+    pair = DATASETS.build(cfg.train_dataloader.dataset)
+    data = model.data_preprocessor(uda_collate([pair[0], pair[1]]), True)
+    model.train()
+    tgt = data['inputs'][2:]
+    losses = model.loss(**data)
+    assert set(losses) == {'src.loss_ce', 'tgt.loss_sce', 'tgt.loss_kd'}
+    with torch.no_grad():
+        student = model.decode_head(model.extract_feat(tgt))
+        previous.eval()
+        teacher = previous.decode_head(previous.extract_feat(tgt))
+    size = tgt.shape[2:]
+    expected = distill_kl(
+        model._resize(student, size), model._resize(teacher, size), official_bug=True
+    )
+    torch.testing.assert_close(losses['tgt.loss_kd'], expected)
+    assert not any('distill' in k for k in model.state_dict())

@@ -140,3 +140,20 @@ def test_pseudo_label_hook_threshold_and_coverage():
     """
     with pytest.raises(ValueError, match='give threshold or coverage, not both'):
         PseudoLabelHook(source={}, target_pipeline=[], threshold=100, coverage=0.5)
+
+
+def test_bismap_distillation_without_teacher_checkpoint():
+    """The self-distillation round switched on without the previous round's model.
+
+    Message: distill needs checkpoint=<the previous round's checkpoint>
+    """
+    from mmcompress.adapt import BiSMAPSegmentor
+
+    with pytest.raises(ValueError, match=r'distill needs checkpoint=<the previous'):
+        BiSMAPSegmentor(
+            backbone=dict(type='ResNetV1c', depth=18, base_channels=8, stem_channels=8),
+            decode_head=dict(
+                type='FCNHead', in_channels=64, channels=8, num_classes=2, in_index=3
+            ),
+            distill=dict(weight=1.0),
+        )
