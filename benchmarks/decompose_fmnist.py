@@ -1,0 +1,297 @@
+"""Fashion-MNIST: filter-group decomposition vs channel SVD vs Tucker-2 at one
+FLOPs target, KD fine-tune, onnxruntime speed-up next to the FLOPs ratio.
+
+Steps (one seed per call of ``--seed``):
+
+1. the trained model: ``work_dirs/resnet18-w16_fmnist/epoch_4.pth`` from
+   ``configs/decompose/mmpretrain/resnet18-w16_fmnist.py`` (train it first
+   with ``tools/train.py``); its test top-1;
+2. per method, ``tools/decompose.py CONFIG CHECKPOINT --flops-ratio R``
+   (plan + weights), the test top-1 right after decomposition, and the plan
+   written to ``configs/decompose/mmpretrain/_base_/plan_<method>.py``
+   (``--write-plans``: the plans the committed KD configs use);
+3. the KD fine-tune ``configs/decompose/mmpretrain/<method>_kd_fmnist.py``
+   (DistillModel: decomposed student, undecomposed teacher; ``load_from`` the
+   float checkpoint initialises the student's decomposition) for
+   ``--epochs`` on a ``--subset`` of the training split, then the test top-1;
+4. onnxruntime latency (1 thread, batch 1 and 64, interleaved rounds) of the
+   undecomposed and decomposed models.
+
+Usage::
+
+    python benchmarks/decompose_fmnist.py --write-plans --flops-ratio 0.2 \
+        --subset 2000 --epochs 1 --out docs/decompose.md
+"""
+
+import argparse
+import io
+import json
+import os.path as osp
+import pprint
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.registry import MODELS, DefaultScope
+from mmengine.runner import Runner, load_checkpoint
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from doc_blocks import write_block  # noqa: E402
+
+BASE_CFG = 'configs/decompose/mmpretrain/resnet18-w16_fmnist.py'
+BASE_CKPT = 'work_dirs/resnet18-w16_fmnist/epoch_4.pth'
+METHODS = ('group', 'svd', 'tucker2')
+NAMES = dict(
+    group='filter-group (group conv + 1x1)', svd='channel SVD', tucker2='Tucker-2'
+)
+
+
+def loadavg() -> str:
+    with open('/proc/loadavg') as handle:
+        return ' '.join(handle.read().split()[:3])
+
+
+def _quiet_loaders(cfg, subset=None):
+    for split in ('train', 'val', 'test'):
+        loader = cfg[f'{split}_dataloader']
+        loader.num_workers = 0
+        loader.persistent_workers = False
+    if subset:
+        cfg.train_dataloader.dataset.subset_size = subset
+
+
+def test_top1(cfg_path: str, checkpoint: str, work_dir: str, options=None) -> float:
+    cfg = Config.fromfile(osp.join(ROOT, cfg_path))
+    cfg.merge_from_dict(options or {})
+    _quiet_loaders(cfg)
+    cfg.work_dir, cfg.load_from = work_dir, checkpoint
+    return float(Runner.from_cfg(cfg).test()['accuracy/top1'])
+
+
+def decompose(method: str, args) -> dict:
+    out_dir = osp.join(ROOT, 'work_dirs', 'decompose_fmnist', f'{method}_s{args.seed}')
+    proc = subprocess.run(
+        [
+            sys.executable,
+            osp.join(ROOT, 'tools/decompose.py'),
+            BASE_CFG,
+            BASE_CKPT,
+            '--flops-ratio',
+            str(args.flops_ratio),
+            '--method',
+            method,
+            '--shape',
+            '1',
+            '1',
+            '28',
+            '28',
+            '--out-dir',
+            out_dir,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    plan = json.load(open(osp.join(out_dir, 'plan.json')))
+    if args.write_plans:
+        path = osp.join(
+            ROOT, 'configs/decompose/mmpretrain/_base_', f'plan_{method}.py'
+        )
+        with open(path, 'w') as handle:
+            handle.write(
+                f'# {NAMES[method]} plan of tools/decompose.py at --flops-ratio '
+                f'{args.flops_ratio} for {BASE_CKPT}\n# (benchmarks/'
+                f'decompose_fmnist.py --write-plans; FLOPs {result["flops_before"]}'
+                f' -> {result["flops_after"]}).\nplan = {pprint.pformat(plan)}\n'
+            )
+    name = osp.basename(out_dir)
+    config = osp.join(
+        out_dir,
+        [f for f in sorted(__import__('os').listdir(out_dir)) if f.endswith('.py')][0],
+    )
+    result['top1_init'] = test_top1(
+        osp.relpath(config, ROOT),
+        osp.join(out_dir, 'decomposed.pth'),
+        osp.join(out_dir, 'test_init'),
+    )
+    result['plan'] = plan
+    result['name'] = name
+    return result
+
+
+def kd_finetune(method: str, args) -> float:
+    cfg = Config.fromfile(
+        osp.join(ROOT, f'configs/decompose/mmpretrain/{method}_kd_fmnist.py')
+    )
+    _quiet_loaders(cfg, args.subset)
+    cfg.work_dir = osp.join(
+        ROOT, 'work_dirs', 'decompose_fmnist', f'{method}_kd_s{args.seed}'
+    )
+    cfg.randomness = dict(seed=args.seed, deterministic=False)
+    cfg.train_cfg.max_epochs = args.epochs
+    cfg.train_cfg.val_interval = args.epochs + 1
+    cfg.param_scheduler = [
+        dict(
+            type='CosineAnnealingLR',
+            by_epoch=True,
+            begin=0,
+            end=args.epochs,
+            eta_min=1e-4,
+            convert_to_iter_based=True,
+        )
+    ]
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=args.epochs)
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    return float(runner.test()['accuracy/top1'])
+
+
+def latency(models: dict, batches, rounds: int, iters: int) -> list:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    sessions = {}
+    for name, model in models.items():
+        buffer = io.BytesIO()
+        torch.onnx.export(
+            model,
+            (torch.randn(1, 1, 28, 28),),
+            buffer,
+            dynamo=False,
+            opset_version=17,
+            input_names=['input'],
+            output_names=['output'],
+            dynamic_axes={'input': {0: 'batch'}, 'output': {0: 'batch'}},
+        )
+        sessions[name] = ort.InferenceSession(
+            buffer.getvalue(), options, providers=['CPUExecutionProvider']
+        )
+    rows = []
+    for batch in batches:
+        x = np.random.randn(batch, 1, 28, 28).astype(np.float32)
+        times = {name: [] for name in sessions}
+        for _ in range(rounds):
+            for name, session in sessions.items():
+                session.run(None, {'input': x})
+                start = time.perf_counter()
+                for _ in range(iters):
+                    session.run(None, {'input': x})
+                times[name].append((time.perf_counter() - start) / iters)
+        rows.append(
+            {name: statistics.median(t) * 1e3 for name, t in times.items()}
+            | dict(batch=batch)
+        )
+    return rows
+
+
+def build_plain(plan=None):
+    from mmcompress.decompose import apply_plan
+    from mmcompress.quant.export import TensorModeWrapper
+
+    cfg = Config.fromfile(osp.join(ROOT, BASE_CFG))
+    DefaultScope.get_instance(f'dec_bench_{time.time()}', scope_name='mmpretrain')
+    model = MODELS.build(cfg.model)
+    if plan:
+        apply_plan(model, plan, init_from_weights=False)
+    load_checkpoint(model, osp.join(ROOT, BASE_CKPT), map_location='cpu')
+    return TensorModeWrapper(model.eval()).eval()
+
+
+def table(results: dict, args) -> str:
+    base = results['base_top1']
+    lines = [
+        f'FLOPs target {args.flops_ratio} of the model '
+        f'(-{(1 - args.flops_ratio) * 100:.0f}%);'
+        f' trained model top-1 {base:.2f}; KD fine-tune {args.epochs} epoch(s) on a '
+        f'{args.subset}-image class-balanced subset, seed {args.seed}; test = the 10k '
+        'Fashion-MNIST test split.',
+        '',
+        '| method | FLOPs kept | layers decomposed | top-1 after decomposition | '
+        'top-1 after KD fine-tune | drop vs trained model |',
+        '|---|---|---|---|---|---|',
+    ]
+    for method in METHODS:
+        r = results.get(method)
+        if not r:
+            continue
+        kd = r.get('top1_kd')
+        lines.append(
+            f'| {NAMES[method]} | {r["ratio"]:.3f} | {r["layers"]} | '
+            f'{r["top1_init"]:.2f} | {f"{kd:.2f}" if kd is not None else "-"} | '
+            f'{f"{base - kd:.2f}" if kd is not None else "-"} |'
+        )
+    if results.get('latency'):
+        lines += [
+            '',
+            f'onnxruntime latency (ms, 1 thread, median of interleaved rounds;'
+            f' loadavg {results["latency_load"]}, shared machine):',
+            '',
+            '| batch | trained model | '
+            + ' | '.join(NAMES[m] for m in METHODS if m in results)
+            + ' |',
+            '|---|---|' + '---|' * sum(m in results for m in METHODS),
+        ]
+        for row in results['latency']:
+            cells = [f'{row["base"]:.3f}'] + [
+                f'{row[m]:.3f} ({row["base"] / row[m]:.2f}x)'
+                for m in METHODS
+                if m in row
+            ]
+            lines.append(f'| {row["batch"]} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--flops-ratio', type=float, default=0.2)
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--subset', type=int, default=2000)
+    parser.add_argument('--epochs', type=int, default=1)
+    parser.add_argument('--methods', nargs='+', default=list(METHODS))
+    parser.add_argument('--write-plans', action='store_true')
+    parser.add_argument('--skip-kd', action='store_true')
+    parser.add_argument('--rounds', type=int, default=10)
+    parser.add_argument('--out', default='docs/decompose.md')
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    raw = osp.splitext(osp.join(ROOT, args.out))[0] + f'_fmnist_s{args.seed}.json'
+    results = json.load(open(raw)) if osp.isfile(raw) else {}
+    results['loadavg_start'] = loadavg()
+    if 'base_top1' not in results:
+        results['base_top1'] = test_top1(
+            BASE_CFG, BASE_CKPT, osp.join(ROOT, 'work_dirs/decompose_fmnist/base')
+        )
+
+    def save():
+        with open(raw, 'w') as handle:
+            json.dump(results, handle, indent=1)
+        write_block(osp.join(ROOT, args.out), 'decompose_fmnist', table(results, args))
+
+    for method in args.methods:
+        if method not in results:
+            results[method] = decompose(method, args)
+            save()
+        if not args.skip_kd and 'top1_kd' not in results[method]:
+            results[method]['top1_kd'] = kd_finetune(method, args)
+            save()
+    models = dict(base=build_plain())
+    for method in args.methods:
+        models[method] = build_plain(results[method]['plan'])
+    before = loadavg()
+    results['latency'] = latency(models, (1, 64), args.rounds, 10)
+    results['latency_load'] = f'{before} -> {loadavg()}'
+    save()
+    print(json.dumps({k: v for k, v in results.items() if k not in METHODS}))
+
+
+if __name__ == '__main__':
+    main()
