@@ -17,7 +17,9 @@ receives, i.e. after the data preprocessor:
 :func:`dry_run_teachers` runs every teacher and sets where its forward may
 stop in training. Data samples carry image meta (``img_shape``,
 ``batch_input_shape``...) from the last two dimensions when the input has at
-least two spatial dimensions.
+least two spatial dimensions; a student with a ``dry_run_data_samples(inputs,
+samples)`` method completes them (e.g. the HR target that a super-resolution
+teacher with privileged input reads).
 """
 
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -140,6 +142,9 @@ def dry_run_batch(
             scale_factor=(1.0, 1.0),
         )
     samples = [BaseDataElement(metainfo=meta) for _ in range(batch_size)]
+    fill = getattr(model, 'dry_run_data_samples', None)
+    if callable(fill):  # e.g. an SR student adds the HR target its teacher reads
+        fill(inputs, samples)
     return inputs, samples, f'per-sample shape {shape} from {source}'
 
 

@@ -133,6 +133,18 @@ CASES = {
         MISMATCHED_MAPS,
         r'\(2, 4, 5, 5\).*\(2, 6, 5, 5\)',
     ),
+    'VIDLoss': Case(
+        dict(type='VIDLoss', channels=4),
+        map_pair,
+        lambda: map_pair(2, 4, 6),
+        r'\(2, 4, 5, 5\).*\(2, 6, 5, 5\).*channels=4',
+    ),
+    'FeatureL1Loss': Case(
+        dict(type='FeatureL1Loss'),
+        map_pair,
+        lambda: map_pair(2, 4, 6),
+        r'\(2, 4, 5, 5\).*\(2, 6, 5, 5\)',
+    ),
     'MGDLoss': Case(
         dict(type='MGDLoss', teacher_channels=6, student_channels=4),
         lambda n: map_pair(n, 4, 6),

@@ -6,6 +6,8 @@ The table ``CASES`` must hold one entry per metric registered by mmcompress:
 ``test_every_registered_metric_has_a_case`` fails for a new metric without one.
 """
 
+import math
+
 import pytest
 import torch
 
@@ -28,6 +30,15 @@ def seg_sample(labels, predicted):
         seg_logits=dict(data=logits.float()),
         gt_sem_seg=dict(data=torch.tensor(labels).reshape(1, 2, 2)),
     )
+
+
+def sr_sample(levels):
+    """A 16x16 grey image (100/255) and a prediction off by ``levels`` grey
+    levels everywhere (alternate rows up and down): MSE ``levels ** 2``."""
+    gt = torch.full((1, 16, 16), 100 / 255)
+    offset = torch.full((1, 16, 16), levels / 255)
+    offset[..., ::2, :] *= -1
+    return dict(pred_img=gt + offset, gt_img=gt)
 
 
 # name -> (build args, samples of a batch where 3 of 4 predictions are right
@@ -60,6 +71,18 @@ CASES = {
             'gt_sem_seg has 9 pixels but seg_logits has 4',
         ),
     ),
+    # PSNR of MSE 4 and MSE 1 images: (20 log10(255 / 2) + 20 log10(255)) / 2
+    # = 20 log10(255) - 10 log10(2) (HEADLINE); one image of MSE 1: 48.1308 dB
+    'SRQualityMetric': (
+        dict(),
+        [sr_sample(2), sr_sample(1)],
+        [sr_sample(1)],
+        (dict(gt_img=torch.zeros(1, 16, 16)), 'needs `pred_img` and `gt_img`'),
+        (
+            dict(pred_img=torch.zeros(1, 16, 16), gt_img=torch.zeros(1, 12, 16)),
+            r'pred_img \(1, 16, 16\) and gt_img \(1, 12, 16\)',
+        ),
+    ),
 }
 NAMES = sorted(CASES)
 
@@ -76,17 +99,26 @@ def evaluate(name, samples):
     return metric.compute_metrics(metric.results)
 
 
-def ece(results):
-    return next(v for k, v in results.items() if k.split('/')[-1] == 'ece')
+# Metrics whose headline value is not the ECE: name -> (key, value on the
+# batch case, value on the single-sample case)
+HEADLINE = {
+    'SRQualityMetric': ('psnr', 20 * math.log10(255) - 10 * math.log10(2), 48.1308)
+}
+
+
+def headline(name, results):
+    key = HEADLINE.get(name, ('ece',))[0]
+    return next(v for k, v in results.items() if k.split('/')[-1] == key)
 
 
 @pytest.mark.parametrize('name', NAMES)
-def test_ece_on_known_predictions(name):
+def test_headline_value_on_known_predictions(name):
+    batch_value, single_value = HEADLINE.get(name, (None, 25.0, 0.0))[1:]
     results = evaluate(name, CASES[name][1])
-    assert ece(results) == pytest.approx(25.0, abs=1e-3)
+    assert headline(name, results) == pytest.approx(batch_value, abs=1e-3)
     assert all(v == v for v in results.values())  # no NaN
     single = evaluate(name, CASES[name][2])
-    assert ece(single) == pytest.approx(0.0, abs=1e-3)
+    assert headline(name, single) == pytest.approx(single_value, abs=1e-3)
 
 
 @pytest.mark.parametrize('name', NAMES)

@@ -10,6 +10,7 @@ from .feature import ATLoss, FeatureMSELoss, ICKDLoss, PKDLoss
 from .logits import DecoupledKDLoss, DISTLoss, VanillaKDLoss
 from .mgd import MGDLoss
 from .pose import DWPoseKDLoss
+from .variational import FeatureL1Loss, VIDLoss
 
 __all__ = [
     'DistillLoss',
@@ -26,4 +27,6 @@ __all__ = [
     'BCKDLocalizationLoss',
     'DenseSoftmaxKDLoss',
     'DWPoseKDLoss',
+    'FeatureL1Loss',
+    'VIDLoss',
 ]

@@ -1,0 +1,4 @@
+# Plain FSRCNN (d=56, s=12, m=4) trained with L1: the baseline of PISR.
+_base_ = '../_base_/sr_photos_x2.py'
+
+model = dict(type='FSRCNN', scale=2)
