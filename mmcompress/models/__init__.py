@@ -13,6 +13,8 @@ if has_package('mmdet'):
     from . import detectors  # noqa: F401  (MAL, needs mmdet)
 
 __all__ = [
+    'FSRCNN',
+    'PISRTeacher',
     'UN',
     'PolarizedSelfAttention',
     'ReActBlock',
