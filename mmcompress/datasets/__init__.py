@@ -3,6 +3,7 @@
 from mmcompress.utils import has_package
 
 from . import scenes  # noqa: F401  (dataset classes register per downstream)
+from .sr_photos import SRPhotoDataset  # noqa: F401
 
 if has_package('mmpretrain'):
     from .fashion_mnist import FashionMNISTDataset  # noqa: F401
