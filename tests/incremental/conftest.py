@@ -2,6 +2,10 @@
 
 import numpy as np
 import pytest
+import torch
+from mmengine.config import ConfigDict
+from mmengine.structures import PixelData
+from mmseg.structures import SegDataSample
 from PIL import Image
 
 
@@ -40,15 +44,23 @@ def tiny_segmentor_cfg(step=0, split='2-1-1', num_classes=4, **extra):
             norm_cfg=dict(type='BN', requires_grad=True),
         ),
         train_cfg=dict(),
-        test_cfg=dict(mode='whole'),
+        test_cfg=ConfigDict(mode='whole'),
     )
     cfg.update(extra)
     return cfg
 
 
-@pytest.fixture
-def tiny_cfg():
-    return tiny_segmentor_cfg
+def batch(n=2, seed=0):
+    """Random 32x32 inputs with random labels 0-4 as mmseg data samples."""
+    generator = torch.Generator().manual_seed(seed)
+    inputs = torch.rand(n, 3, 32, 32, generator=generator)
+    samples = []
+    for _ in range(n):
+        sample = SegDataSample(metainfo=dict(img_shape=(32, 32), ori_shape=(32, 32)))
+        label = torch.randint(0, 5, (1, 32, 32), generator=generator)
+        sample.gt_sem_seg = PixelData(data=label)
+        samples.append(sample)
+    return inputs, samples
 
 
 @pytest.fixture

@@ -10,11 +10,11 @@ model = dict(step=step)
 train_dataloader = dict(dataset=dict(step=step))
 val_dataloader = dict(dataset=dict(step=step))
 test_dataloader = val_dataloader
-load_from = 'work_dirs/dkd_fcn_r18-w16_scenes-6-2-2_step0/iter_800.pth'
+load_from = 'work_dirs/dkd_fcn_r18-w16_scenes-6-2-2_step0/iter_500.pth'
 
 # official step >= 1: lr / 10; backbone, head and old classifiers without
 # weight decay, the new classifier (heads.<step + 1>) with it
-max_iters = 200
+max_iters = 150
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 optim_wrapper = dict(
     optimizer=dict(lr=2e-5),
