@@ -24,29 +24,34 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # noqa: E40
 from mmengine.config import Config  # noqa: E402
 
 from mmcompress.nas import NB201Space, NB201Table  # noqa: E402
+from mmcompress.nas.mbv2_space import MobileNetSpace  # noqa: E402
 from mmcompress.nas.scoring import AZ_NAS_KEYS, PROXIES, score_arch  # noqa: E402
 from mmcompress.nas.search import Budget, EvolutionSearch  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-TEMPLATE = osp.join(REPO, 'configs', 'nas', 'mmpretrain', 'nb201_fmnist.py')
+TEMPLATES = {
+    s: osp.join(REPO, 'configs', 'nas', 'mmpretrain', f'{s}_fmnist.py')
+    for s in ('nb201', 'mbv2')
+}
 CHOICES = sorted(PROXIES) + ['flops', 'predictor']
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--space', default='nb201', choices=sorted(TEMPLATES))
     p.add_argument('--proxy', default='az_nas', choices=CHOICES)
     p.add_argument('--steps', type=int, default=100, help='archs scored in total')
     p.add_argument('--population', type=int, default=16)
     p.add_argument('--tournament', type=int, default=4)
-    p.add_argument('--max-flops', type=float, help='FLOPs budget (32x32 input)')
+    p.add_argument('--max-flops', type=float, help='FLOPs budget (one input)')
     p.add_argument('--max-params', type=float, help='parameter budget')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--batch-size', type=int, default=64, help='proxy input batch')
-    p.add_argument('--resolution', type=int, default=32, help='proxy input side')
+    p.add_argument('--resolution', type=int, help='proxy input side (space default)')
     p.add_argument('--C', type=int, default=16, help='NB201 stem channels')
     p.add_argument('--N', type=int, default=5, help='NB201 cells per stage')
     p.add_argument('--predictor-k', type=int, default=100)
-    p.add_argument('--template', default=TEMPLATE, help='mmpretrain config to fill')
+    p.add_argument('--template', help='mmpretrain config to fill (space default)')
     p.add_argument('--work-dir', required=True)
     p.add_argument('--no-progress', action='store_true')
     return p.parse_args(argv)
@@ -55,6 +60,11 @@ def parse_args(argv=None):
 def make_scorer(args, space):
     """Return ``(scorer, fitness_keys)`` for the chosen proxy or predictor."""
     if args.proxy == 'predictor':
+        if space.name != 'nb201':
+            raise ValueError(
+                f'--proxy predictor trains on the NB201 table; the {space.name} space '
+                'has no labelled architectures: use a proxy'
+            )
         from mmcompress.nas.predictor import CascadeBaggingPredictor
 
         table = NB201Table()
@@ -77,7 +87,7 @@ def make_scorer(args, space):
             proxies,
             seed=args.seed,
             batch_size=args.batch_size,
-            resolution=args.resolution,
+            resolution=args.resolution or getattr(space, 'resolution', 32),
         )
 
     return scorer, keys
@@ -85,9 +95,9 @@ def make_scorer(args, space):
 
 def write_config(args, space, arch) -> str:
     """Fill the template's backbone with ``arch``; return the written path."""
-    cfg = Config.fromfile(args.template)
+    cfg = Config.fromfile(args.template or TEMPLATES[space.name])
     cfg.model.backbone.update(space.backbone_cfg(arch))
-    cfg.model.head.in_channels = 4 * space.C
+    cfg.model.head.in_channels = space.build(arch, num_classes=0).out_channels
     cfg.work_dir = osp.join(args.work_dir, 'train')
     out = osp.join(args.work_dir, f'searched_{space.name}.py')
     cfg.dump(out)
@@ -97,7 +107,10 @@ def write_config(args, space, arch) -> str:
 def main(argv=None):
     args = parse_args(argv)
     os.makedirs(args.work_dir, exist_ok=True)
-    space = NB201Space(C=args.C, N=args.N)
+    if args.space == 'nb201':
+        space = NB201Space(C=args.C, N=args.N)
+    else:
+        space = MobileNetSpace()
     scorer, keys = make_scorer(args, space)
     search = EvolutionSearch(
         space,
@@ -119,7 +132,7 @@ def main(argv=None):
         proxy=args.proxy,
         steps=args.steps,
     )
-    if (args.C, args.N) == (16, 5):
+    if space.name == 'nb201' and (args.C, args.N) == (16, 5):
         table = NB201Table()
         summary['nb201_test_acc'] = {
             d: table.accuracy(arch, d)

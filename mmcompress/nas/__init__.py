@@ -4,6 +4,7 @@ loop used by ``tools/search.py``."""
 
 from .benchmark_table import NB201Table
 from .flops import count_flops, count_params
+from .mbv2_space import MobileNetSpace, MobileNetSpaceBackbone
 from .nb201 import NB201Backbone, TinyNetwork
 from .proxies import az_nas, naswot, synflow, zico
 from .scoring import PROXIES, aggregate_ranks, rank_correlation, score_arch
@@ -13,6 +14,8 @@ __all__ = [
     'NB201Table',
     'count_flops',
     'count_params',
+    'MobileNetSpace',
+    'MobileNetSpaceBackbone',
     'NB201Backbone',
     'TinyNetwork',
     'az_nas',

@@ -59,6 +59,12 @@ def jacobian_score(g_in: torch.Tensor, g_out: torch.Tensor) -> float:
         return -math.inf
     bo, co, ho, wo = g_out.shape
     if g_in.shape[2:] != g_out.shape[2:]:
+        if g_in.shape[2] % ho or g_in.shape[3] % wo:
+            raise ValueError(
+                f'trainability needs feature sizes that divide: input '
+                f'{tuple(g_in.shape[2:])} -> output {(ho, wo)}; use an input '
+                'resolution that every stride divides'
+            )
         g_in = F.pixel_unshuffle(g_in, g_in.shape[2] // ho)
     ci = g_in.shape[1]
     a = g_in.permute(0, 2, 3, 1).reshape(-1, ci)

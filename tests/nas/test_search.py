@@ -146,3 +146,38 @@ def test_searched_config_trains_with_stock_tool(tmp_path):
     cfg.dump(path)
     run_tool(stock_tool('mmpretrain'), [path])
     assert osp.exists(osp.join(cfg.work_dir, 'iter_4.pth'))
+
+
+def test_tool_mobilenet_space_config(tmp_path):
+    from tools.search import main
+
+    out = main(
+        [
+            '--space',
+            'mbv2',
+            '--proxy',
+            'az_nas',
+            '--batch-size',
+            '4',
+            '--steps',
+            '3',
+            '--population',
+            '2',
+            '--tournament',
+            '1',
+            '--max-flops',
+            '12e6',
+            '--work-dir',
+            str(tmp_path),
+            '--no-progress',
+        ]
+    )
+    assert out['flops'] <= 12e6 and 'nb201_test_acc' not in out
+    cfg = Config.fromfile(out['config'])
+    assert cfg.model.backbone.type == 'MobileNetSpaceBackbone'
+    assert cfg.model.backbone.arch == out['arch']
+    from mmpretrain.registry import MODELS
+
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(cfg.model)
+    assert model(torch.randn(2, 1, 28, 28), mode='tensor').shape == (2, 10)

@@ -83,3 +83,32 @@ def test_closed_form_flops_matches_counting():
     space = NB201Space()
     for arch in [(3,) * 6, (0,) * 6, (3, 3, 3, 1, 2, 3), (2, 4, 1, 3, 0, 2)]:
         assert space.flops(arch) == count_flops(space.build(arch))
+
+
+def test_mobilenet_space_round_trip_flops_and_features():
+    from mmcompress.nas import MobileNetSpace
+
+    space = MobileNetSpace()
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        arch = space.sample(rng)
+        assert space.from_str(space.to_str(arch)) == arch
+        child = space.mutate(arch, rng)
+        assert sum(a != b for s, t in zip(arch, child) for a, b in zip(s, t)) == 1
+    arch = space.from_str('d1k3e3-d1k3e3-d1k3e3-d1k3e3')
+    net = space.build(arch)
+    # by hand at 28x28: stem 9*1*16*784; per block expand + depthwise + project
+    hand = 9 * 16 * 784
+    for c_in, c_out, in_side, side in (
+        (16, 16, 28, 28),
+        (16, 24, 28, 14),
+        (24, 32, 14, 7),
+        (32, 64, 7, 7),
+    ):
+        h = 3 * c_in
+        hand += c_in * h * in_side**2 + 9 * h * side**2 + h * c_out * side**2
+    assert count_flops(net, (1, 28, 28)) == hand + 64 * 10 + 10
+    assert space.flops(arch) == space.min_flops() == count_flops(net, (1, 28, 28))
+    feats = net.extract_features(torch.randn(2, 1, 28, 28))
+    assert len(feats) == 5 and feats[-1].shape == (2, 64, 7, 7)
+    assert space.encode(arch).shape == (12,)
