@@ -106,6 +106,30 @@ def _refine_weight_grid(g: OnnxGraph, wdq, rounded) -> None:
     )
 
 
+def _unsigned_activations(g: OnnxGraph) -> None:
+    """Store signed 8-bit activation grids as uint8, the zero point moved up
+    by 128 (the same values: ``(q - z) * s`` for ``q`` in ``[-128, 127]``
+    equals ``(q + 128 - (z + 128)) * s``): onnxruntime's CPU kernels fuse
+    ``QLinearConv`` / ``QLinearAdd`` on uint8 activations only (a conv on an
+    int8 input, e.g. an FPN output conv reading a signed sum, would run in
+    float)."""
+    import numpy as np
+
+    for q in [n for n in g.graph.node if n.op_type == 'QuantizeLinear']:
+        if g.is_constant(q.input[0]) or len(q.input) < 3:
+            continue
+        zero = g.value(q.input[2])
+        if zero is None or zero.dtype != np.int8:
+            continue
+        name = g.add_init(
+            (zero.astype(np.int16) + 128).astype(np.uint8), q.output[0] + '_zp_u8'
+        )
+        q.input[2] = name
+        for dq in g.consumers(q.output[0]):
+            if dq.op_type == 'DequantizeLinear':
+                dq.input[2] = name
+
+
 def _stored_weight_peak(g: OnnxGraph, wdq):
     """Largest ``|w|`` per weight-scale entry of int8 weights with zero
     point 0 (refinable by an integer factor), else None."""
@@ -228,7 +252,9 @@ def optimize_for_onnxruntime(onnx_bytes: bytes, calibration: Sequence[Tensor]) -
        ``output_quantizers`` (:mod:`mmcompress.quant.transform`) already holds
        a ``QuantizeLinear`` with its trained grid on each of these tensors,
        so they count as read by a QAT quantizer and nothing is re-rounded;
-    3. quantizes the float bias of quantized convs / linears to int32 with
+    3. stores signed activation grids as uint8 (zero point + 128, the same
+       values), which onnxruntime's integer CPU kernels need;
+    4. quantizes the float bias of quantized convs / linears to int32 with
        scale ``s_x * s_w`` (as onnxruntime's own quantizer), after refining
        each output channel's weight grid by an integer factor that brings the
        bias closest to it (both defined by
@@ -256,6 +282,7 @@ def optimize_for_onnxruntime(onnx_bytes: bytes, calibration: Sequence[Tensor]) -
     if to_calibrate:
         ranges = calibrated_ranges(model, to_calibrate, calibration)
     insert_activation_quantization(g, plans, ranges)
+    _unsigned_activations(g)
     _quantize_bias(g, layers)
     _warn_float_islands(g)
     g.topological_sort()

@@ -223,10 +223,11 @@ def float_islands(g: OnnxGraph) -> dict:
         dict: op type -> names of its nodes (empty when none).
     """
     skip = {'QuantizeLinear', 'DequantizeLinear', 'Shape', *onnx_layer_ops()}
-    skip.update(QUANTIZER_PREFIX_OPS)
     islands = {}
     for node in g.graph.node:
         if node.op_type in skip or mapped_op(node):
+            continue
+        if node.op_type in QUANTIZER_PREFIX_OPS and g.quantizer_chain(node):
             continue
         if any(g.is_activation_dq(g.producer(i)) for i in node.input if i):
             islands.setdefault(node.op_type, []).append(node.name or node.output[0])

@@ -79,6 +79,9 @@ class NetworkWrapper(nn.Module):
         self.model = model
         self.head_name, _ = network_head(model)
         self.structure = None
+        # the wrapped model's mode: torch.onnx.export restores the wrapper's
+        # mode on every submodule after exporting
+        self.train(model.training)
 
     def forward(self, inputs: Tensor):
         head = getattr(self.model, self.head_name)

@@ -138,6 +138,7 @@ def export_onnx(
     output_names: Sequence[str] = ('output',),
     dynamic_batch: bool = True,
     dynamic_size: bool = False,
+    quantized: bool = True,
 ):
     """Export a QAT model to ONNX QDQ.
 
@@ -158,6 +159,9 @@ def export_onnx(
             and 3 of the input and of every output) dynamic, for detectors and
             segmentors whose test images keep their aspect ratio. Defaults to
             False.
+        quantized (bool): The model is a QAT model (refused when it holds
+            no quantized layer). False exports a float model as it is (the
+            FP32 reference of a benchmark). Defaults to True.
 
     Returns:
         bytes: The serialized ONNX model.
@@ -165,7 +169,7 @@ def export_onnx(
     check_example_input(model, example_input)
     import onnx
 
-    converted = convert_for_export(model, example_input)
+    converted = convert_for_export(model, example_input) if quantized else model
     buffer = io.BytesIO()
     axes = {n: {} for n in (*input_names, *output_names)}
     for name, dims in axes.items():

@@ -1,0 +1,129 @@
+"""Bad input to the deployment path: the integer rewrite, the network export
+of OpenMMLab models, tools/export_onnx.py's calibration data and
+tools/test_onnx.py."""
+
+import importlib.util
+import os.path as osp
+
+import pytest
+import torch
+import torch.nn as nn
+from mmengine.config import Config
+from mmengine.registry import MODELS, DefaultScope
+
+import mmcompress  # noqa: F401
+from mmcompress.quant import quantize_model
+from mmcompress.quant.export import (
+    NetworkWrapper,
+    export_onnx,
+    onnxruntime_session,
+    optimize_for_onnxruntime,
+)
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+W4A4 = osp.join(REPO, 'configs', 'quant', 'mmpretrain', 'lsq_w4a4_fmnist.py')
+LSQ8 = dict(
+    w=dict(type='LSQQuantizer', bits=8, signed=True),
+    a=dict(type='LSQQuantizer', bits=8),
+)
+
+
+def _tool(name):
+    spec = importlib.util.spec_from_file_location(
+        name, osp.join(REPO, 'tools', f'{name}.py')
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _exit_message(main, args):
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in args])
+    message = str(exit_info.value.code)
+    assert '\n' not in message
+    return message
+
+
+class _SigmoidBetween(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.first = nn.Conv2d(1, 4, 3, padding=1)
+        self.second = nn.Conv2d(4, 2, 3, padding=1)
+
+    def forward(self, x):
+        return self.second(torch.sigmoid(self.first(x)))
+
+
+def test_op_the_integer_rewrite_cannot_map():
+    """A model with an op between quantized layers that has no 8-bit form (Sigmoid).
+
+    Message: the integer rewrite has no 8-bit form for these ops
+    """
+    torch.manual_seed(0)
+    model = quantize_model(
+        _SigmoidBetween(), keep_first_float=False, keep_output_float=False, **LSQ8
+    )
+    data = [torch.randn(2, 1, 8, 8) for _ in range(2)]
+    model(torch.cat(data))
+    model.eval()
+    blob = export_onnx(model, data[0][:1])
+    with pytest.warns(UserWarning, match=r'8-bit form for these ops.*Sigmoid x1'):
+        fast = optimize_for_onnxruntime(blob, data)
+    # a float island, never a wrong graph
+    out = onnxruntime_session(fast).run(None, {'input': data[0].numpy()})[0]
+    reference = model(data[0]).detach()
+    assert (
+        torch.from_numpy(out) - reference
+    ).abs().max() < 0.05 * reference.abs().max()
+
+
+class _TwoStage(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = nn.Conv2d(3, 4, 3)
+        self.rpn_head = nn.Conv2d(4, 4, 1)
+        self.roi_head = nn.Linear(4, 4)
+
+    def extract_feat(self, x):
+        return self.backbone(x)
+
+
+def test_export_of_a_two_stage_detector():
+    """Exporting the network of a two-stage detector (Faster R-CNN: roi_head).
+
+    Message: the roi_head needs proposals from Python
+    """
+    with pytest.raises(TypeError, match='roi_head needs proposals from Python'):
+        NetworkWrapper(_TwoStage())
+
+
+def test_test_onnx_with_a_missing_onnx_file(tmp_path):
+    """tools/test_onnx.py given an ONNX path that does not exist.
+
+    Message: is not a file (export it first)
+    """
+    missing = tmp_path / 'none.onnx'
+    message = _exit_message(_tool('test_onnx').main, [W4A4, missing])
+    assert f'{missing} is not a file (export it first)' in message
+
+
+def test_int8_export_without_the_calibration_data(tmp_path):
+    """tools/export_onnx.py (int8 default) when the config's test data cannot be read.
+
+    Message: point the config at its data, or export --format qdq
+    """
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(Config.fromfile(W4A4).model)
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(4, 1, 28, 28), mode='tensor')
+    checkpoint = tmp_path / 'qat.pth'
+    torch.save({'state_dict': model.state_dict()}, checkpoint)
+    args = [W4A4, checkpoint, '--out', tmp_path / 'm.onnx', '--shape', 1, 1, 28, 28]
+    args += ['--cfg-options', 'test_dataloader.dataset.data_root=/nonexistent/data']
+    message = _exit_message(_tool('export_onnx').main, args)
+    assert message.startswith('export_onnx.py: error: --format int8 calibrates')
+    assert 'Fashion-MNIST file /nonexistent/data/' in message
+    assert message.endswith('point the config at its data, or export --format qdq')
+    assert not (tmp_path / 'm.onnx').exists()
