@@ -124,6 +124,8 @@ def settings(cfg: Config, args) -> dict:
 def save(model, path: str, meta: dict, **extra) -> None:
     """Write ``model``'s state as an mmengine checkpoint."""
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    # plain containers only (ConfigDict is refused by weights_only loading)
+    meta = json.loads(json.dumps(meta))
     torch.save(
         dict(meta=meta, state_dict=weights_to_cpu(model.state_dict()), **extra), path
     )

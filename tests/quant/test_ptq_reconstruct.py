@@ -168,3 +168,32 @@ def test_quantizers_off_is_the_float_model(float_student):
         assert torch.equal(
             quant(images[:32], mode='tensor'), model(images[:32], mode='tensor')
         )
+
+
+class Branchy(torch.nn.Module):
+    """Wraps a block with data-dependent Python control flow (FX cannot trace it)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        if float(x.mean()) > -1e9:
+            return self.inner(x)
+        return x
+
+
+def test_untraceable_unit_is_reconstructed(float_student, deterministic):
+    model, images, labels = float_student
+    model = copy.deepcopy(model)
+    model.backbone.layer1[0] = Branchy(model.backbone.layer1[0])
+    quant = _quantized(model, 3, act_bits=8)
+    calib = _batches(images[:256], labels[:256], 64)
+    calibrate_ranges(quant, calib, dict(type='MSEObserver'), progress=False)
+    stats = reconstruct(
+        quant, calib, units=['backbone.layer1.0'], iters=200, progress=False
+    )
+    assert (
+        stats['backbone.layer1.0']['rec_after']
+        < stats['backbone.layer1.0']['rec_before']
+    )

@@ -73,6 +73,15 @@ def set_scale(quantizer: BaseQuantizer, scale: Tensor, signed: bool) -> None:
     """
     quantizer.signed.fill_(int(signed))
     expected = quantizer.param_shape[0]
+    if quantizer.num_groups and scale.numel() == quantizer.num_channels:
+        grouped = scale.reshape(quantizer.num_groups, -1)
+        if not bool((grouped == grouped[:, :1]).all()):
+            raise ValueError(
+                f'{type(quantizer).__name__} has num_groups='
+                f'{quantizer.num_groups}: its observer must give one scale per '
+                "group (granularity='group' with the same num_groups)"
+            )
+        scale = grouped[:, 0]
     if scale.numel() != expected:
         if scale.numel() == 1:
             scale = scale.expand(expected)
@@ -94,10 +103,15 @@ def set_scale(quantizer: BaseQuantizer, scale: Tensor, signed: bool) -> None:
 
 
 def observer_for(cfg: dict, quantizer: BaseQuantizer) -> BaseObserver:
-    """Build ``cfg`` for ``quantizer``: per channel when the quantizer is, on
-    its channel axis, unless ``cfg`` sets ``granularity``."""
-    default = 'channel' if quantizer.per_channel else 'tensor'
-    return build_observer(cfg, granularity=default, channel_axis=quantizer.channel_axis)
+    """Build ``cfg`` for ``quantizer``: per tensor, channel or group (with its
+    ``num_groups``) as the quantizer is, on its channel axis, unless ``cfg``
+    sets ``granularity``."""
+    defaults = dict(channel_axis=quantizer.channel_axis)
+    if quantizer.num_groups:
+        defaults.update(granularity='group', num_groups=quantizer.num_groups)
+    else:
+        defaults.update(granularity='channel' if quantizer.per_channel else 'tensor')
+    return build_observer(cfg, **defaults)
 
 
 def grid_of(quantizer: BaseQuantizer, signed: bool) -> Tuple[int, int]:

@@ -310,6 +310,11 @@ def reconstruct(
             fisher=loss == 'fisher',
         )
         inputs = _record_unit(model, unit, batches, quantized=True)
+        if not target['out'] or not inputs['args']:
+            raise RuntimeError(
+                f"ptq unit {name} was not run by the model's tensor-mode forward "
+                f'on the calibration batches; choose units on that path'
+            )
         stats = reconstruct_unit(
             unit,
             inputs,
