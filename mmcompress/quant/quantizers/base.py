@@ -118,6 +118,12 @@ class BaseQuantizer(nn.Module, metaclass=ABCMeta):
             ``per_channel`` (quantized layers pass it). Defaults to None.
         narrow_range (bool): Drop the most negative signed level so the grid is
             symmetric (``[-(2^(b-1)-1), 2^(b-1)-1]``). Defaults to False.
+        num_groups (int, optional): Group-wise quantization (with
+            ``per_channel``): the channels are split into ``num_groups``
+            contiguous groups of ``num_channels / num_groups`` channels, each
+            with its own range parameters (shape ``(num_groups,)``); 1 is per
+            tensor, ``num_channels`` per channel. None: one per channel.
+            Defaults to None.
     """
 
     min_bits: ClassVar[int] = 2
@@ -138,6 +144,7 @@ class BaseQuantizer(nn.Module, metaclass=ABCMeta):
         channel_axis: int = 0,
         num_channels: Optional[int] = None,
         narrow_range: bool = False,
+        num_groups: Optional[int] = None,
     ) -> None:
         super().__init__()
         name = type(self).__name__
@@ -162,6 +169,9 @@ class BaseQuantizer(nn.Module, metaclass=ABCMeta):
                     f'of dimension channel_axis={channel_axis}), got '
                     f'num_channels={num_channels!r}'
                 )
+        if num_groups is not None:
+            self._check_groups(num_groups, per_channel, num_channels)
+        self.num_groups = None if num_groups is None else int(num_groups)
         self.bits = bits
         self.per_channel = bool(per_channel)
         self.channel_axis = int(channel_axis)
@@ -204,9 +214,38 @@ class BaseQuantizer(nn.Module, metaclass=ABCMeta):
 
     @property
     def param_shape(self) -> tuple:
-        """tuple: Shape of a per-tensor (``(1,)``) or per-channel (``(C,)``)
-        quantizer parameter."""
-        return (self.num_channels,)
+        """tuple: Shape of a per-tensor (``(1,)``), per-channel (``(C,)``) or
+        group-wise (``(G,)``) quantizer parameter."""
+        return (self.num_groups or self.num_channels,)
+
+    def _check_groups(self, num_groups, per_channel, num_channels) -> None:
+        name = type(self).__name__
+        if isinstance(num_groups, bool) or not isinstance(num_groups, int):
+            raise TypeError(f'{name}: num_groups must be an int, got {num_groups!r}')
+        if not per_channel:
+            raise ValueError(
+                f'{name}: num_groups={num_groups} needs per_channel=True (groups '
+                'of channels along channel_axis)'
+            )
+        if num_groups < 1 or int(num_channels) % num_groups:
+            raise ValueError(
+                f'{name}: num_groups={num_groups} must be >= 1 and divide the '
+                f'{num_channels} channels'
+            )
+
+    def channel_param(self, param: Tensor) -> Tensor:
+        """A ``param_shape`` parameter with one value per channel: group-wise
+        values repeated over their group's channels; others unchanged.
+
+        Args:
+            param (Tensor): Shape ``param_shape``.
+
+        Returns:
+            Tensor: Shape ``(C,)`` (``(1,)`` per tensor).
+        """
+        if not self.num_groups:
+            return param
+        return param.repeat_interleave(self.num_channels // self.num_groups)
 
     def broadcast(self, param: Tensor, x: Tensor) -> Tensor:
         """View a ``(C,)`` or ``(1,)`` parameter so it broadcasts against ``x``.
@@ -223,7 +262,7 @@ class BaseQuantizer(nn.Module, metaclass=ABCMeta):
         axis = self.checked_channel_axis(x)
         shape = [1] * x.dim()
         shape[axis] = self.num_channels
-        return param.reshape(shape)
+        return self.channel_param(param).reshape(shape)
 
     def checked_channel_axis(self, x: Tensor) -> int:
         """The non-negative channel axis of ``x``, checked to hold ``num_channels``.
@@ -277,6 +316,9 @@ class BaseQuantizer(nn.Module, metaclass=ABCMeta):
         if self.per_channel:
             axis = self.checked_channel_axis(x)
             flat = x.detach().transpose(0, axis).reshape(x.shape[axis], -1)
+            if self.num_groups:
+                # contiguous channels of a group form one row
+                flat = flat.reshape(self.num_groups, -1)
         else:
             flat = x.detach().reshape(1, -1)
         flat = flat.to(self._stat_dtype)
@@ -415,4 +457,8 @@ class BaseQuantizer(nn.Module, metaclass=ABCMeta):
             if (self.auto_signed and not self.initialized.item())
             else self.is_signed
         )
-        return f'bits={self.bits}, signed={signed}, per_channel={self.per_channel}'
+        groups = f', num_groups={self.num_groups}' if self.num_groups else ''
+        return (
+            f'bits={self.bits}, signed={signed}, per_channel={self.per_channel}'
+            + groups
+        )

@@ -56,16 +56,17 @@ class LSQQuantizer(BaseQuantizer):
         """
         if not self.use_grad_scale:
             return 1.0
-        return 1.0 / math.sqrt(x.numel() / self.num_channels * self.qmax)
+        return 1.0 / math.sqrt(x.numel() / self.param_shape[0] * self.qmax)
 
     def quantize(self, x: Tensor) -> Tensor:
         step = self.broadcast(self.step.to(x.dtype), x)
         return lsq_fake_quant(x, step, self.qmin, self.qmax, self.gradient_scale(x))
 
     def export_qparams(self, x: Optional[Tensor] = None) -> AffineQParams:
+        step = self.channel_param(self.step.detach()).clone()
         return AffineQParams(
-            self.step.detach().clone(),
-            torch.zeros_like(self.step.detach()),
+            step,
+            torch.zeros_like(step),
             self.qmin,
             self.qmax,
             self.channel_axis if self.per_channel else None,

@@ -122,7 +122,9 @@ class UniformSTEQuantizer(BaseQuantizer):
             low, high = self._range(x)
         else:
             low, high = self.running_min, self.running_max
-        scale, zero_point = self._scale_zero_point(low, high)
+        scale, zero_point = self._scale_zero_point(
+            self.channel_param(low), self.channel_param(high)
+        )
         return AffineQParams(
             scale,
             zero_point,
