@@ -88,7 +88,7 @@ def _float_onnx(model, example):
     return buffer.getvalue()
 
 
-def _ort_static_qdq(float_onnx, batches):
+def _ort_static_qdq(float_onnx, batches, nodes_to_exclude=None):
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -117,6 +117,7 @@ def _ort_static_qdq(float_onnx, batches):
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
+            nodes_to_exclude=nodes_to_exclude,
         )
         with open(dst, 'rb') as file:
             return file.read()
