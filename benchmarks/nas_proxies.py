@@ -87,6 +87,17 @@ def evaluate(order, proxies, cache, table):
         result['table'][name] = {
             d: rank_correlation(s, table.acc[done, j]) for j, d in enumerate(DATASETS)
         }
+    # accuracy of the architecture each proxy ranks first in the sample
+    result['selected'] = {
+        name: {
+            d: float(table.acc[done[int(np.argmax(s))], j])
+            for j, d in enumerate(DATASETS)
+        }
+        for name, s in scores.items()
+    }
+    result['best_in_sample'] = {
+        d: float(table.acc[done, j].max()) for j, d in enumerate(DATASETS)
+    }
     result['seconds_per_arch'] = {
         p: float(np.mean([cache[i][f'seconds/{p}'] for i in done])) for p in proxies
     }
@@ -152,6 +163,8 @@ def main():
         f'seconds/arch {result["seconds_per_arch"]}'
     )
     print(markdown(result))
+    print('accuracy of the top-ranked arch:', json.dumps(result['selected']))
+    print('best accuracy in the sample:', json.dumps(result['best_in_sample']))
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(result, f, indent=1)
