@@ -1,20 +1,21 @@
 """Pseudo-label quality on the target scenes: GMM (K=8) vs K=1 vs softmax threshold.
 
-A source-trained segmentor (``--checkpoint``) labels the target ``train``
-images three ways (``mmcompress.adapt``): per-class diagonal GMMs on its decoder
-features (fitted on correctly predicted source pixels), one isotropic prototype
-(class mean) per class, and its own softmax. For each coverage (share of
-target pixels kept, the best-scoring ones) the pseudo-labels are scored against
-the target's true labels (evaluation only): pixel accuracy and mIoU. Also
-reports the source-only model's mIoU on the source and target ``val`` splits
-(``--gap``) and draws pseudo-label maps of a few target images.
+A source-trained segmentor (``--checkpoint``) labels the first ``--num-images``
+target ``train`` images three ways (``mmcompress.adapt``): per-class diagonal GMMs
+on its decoder features (fitted on correctly predicted pixels of the first
+``--num-images`` source ``train`` images; the seeds vary this sampling and the
+k-means starts), one isotropic prototype (class mean) per class, and its own
+softmax. For each coverage (share of target pixels kept, the best-scoring ones)
+the pseudo-labels are scored against the target's true labels (evaluation only):
+pixel accuracy and mIoU. Also reports the source-only model's mIoU on the source
+and target ``val`` splits and draws pseudo-label maps of a few target images.
 
 Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/bismap_pseudo_labels.py \
         --checkpoint work_dirs/fcn_r18-w16_scenes/iter_2000.pth \
-        [--coverages 0.4 0.6 0.8 1.0] [--seeds 0 1 2] [--out result.json] \
-        [--figure docs/adapt/bismap_pseudo_labels.png]
+        [--coverages 0.4 0.6 0.8 1.0] [--seeds 0 1 2] [--num-images 400] \
+        [--out result.json] [--figure docs/adapt/bismap_pseudo_labels.png]
 """
 
 import argparse
@@ -61,33 +62,38 @@ def load_split(root, split):
 
 
 @torch.no_grad()
-def forward(model, imgs, batch=32):
-    """Yield ``(logits, features)`` at the decoder resolution per batch."""
+@torch.no_grad()
+def extract(model, imgs, batch=32):
+    """``(logits, features)`` of all images at the decoder resolution."""
     pre = model.data_preprocessor
+    logits, feats = [], []
     for start in range(0, len(imgs), batch):
         x = torch.from_numpy(imgs[start : start + batch].copy()).permute(0, 3, 1, 2)
         x = (x.float() - pre.mean) / pre.std
-        yield decode_with_features(model.decode_head, model.extract_feat(x))
+        lg, ft = decode_with_features(model.decode_head, model.extract_feat(x))
+        logits.append(lg)
+        feats.append(ft)
+    return torch.cat(logits), torch.cat(feats)
 
 
-def fit_models(model, imgs, labels, num_classes, components, seed, max_per_class):
+def fit_models(source, labels, num_classes, components, seed, max_per_class):
     """GMMs and class means from correctly predicted source pixels."""
+    logits, feats = source
     bank = ClassFeatureBank(num_classes, max_per_class=max_per_class, seed=seed)
-    for i, (logits, feats) in enumerate(forward(model, imgs)):
-        lab = torch.from_numpy(labels[i * 32 : i * 32 + len(feats)]).float()
-        lab = F.interpolate(lab[:, None], feats.shape[2:], mode='nearest').flatten()
-        flat = feats.permute(0, 2, 3, 1).reshape(-1, feats.shape[1])
-        bank.push(flat, lab.long(), logits.argmax(1).flatten())
+    lab = torch.from_numpy(labels).float()[:, None]
+    lab = F.interpolate(lab, feats.shape[2:], mode='nearest').flatten()
+    flat = feats.permute(0, 2, 3, 1).reshape(-1, feats.shape[1])
+    bank.push(flat, lab.long(), logits.argmax(1).flatten())
     features = bank.features()
     gmm = fit_class_gmms(features, components, seed=seed)
     return gmm, class_means(features)
 
 
-def score_target(model, imgs, gmm, means):
-    """Best score and label per target pixel for each rule."""
+@torch.no_grad()
+def score_target(target, size, gmm, means, batch=16):
+    """Best score and label per target pixel (image size) for each rule."""
     out = {k: ([], []) for k in ('softmax', 'prototype', 'gmm')}
-    size = imgs.shape[1:3]
-    for logits, feats in forward(model, imgs):
+    for logits, feats in zip(target[0].split(batch), target[1].split(batch)):
         up = F.interpolate(feats, size, mode='bilinear', align_corners=True)
         flat = up.permute(0, 2, 3, 1).reshape(-1, up.shape[1])
         prob = F.interpolate(logits, size, mode='bilinear', align_corners=False)
@@ -107,13 +113,9 @@ def score_target(model, imgs, gmm, means):
 def evaluate(model, root, split, num_classes):
     """mIoU of the model's argmax on a split."""
     imgs, labels = load_split(root, split)
-    preds = []
-    for logits, _ in forward(model, imgs):
-        up = F.interpolate(
-            logits, imgs.shape[1:3], mode='bilinear', align_corners=False
-        )
-        preds.append(up.argmax(1))
-    return label_quality(torch.cat(preds), torch.from_numpy(labels), num_classes)
+    logits, _ = extract(model, imgs)
+    pred = F.interpolate(logits, imgs.shape[1:3], mode='bilinear', align_corners=False)
+    return label_quality(pred.argmax(1), torch.from_numpy(labels), num_classes)
 
 
 def draw(imgs, gt, rows, path, count=4):
@@ -158,6 +160,9 @@ def main() -> None:
     parser.add_argument('--seeds', type=int, nargs='+', default=[0])
     parser.add_argument('--components', type=int, default=8)
     parser.add_argument('--max-per-class', type=int, default=20000)
+    parser.add_argument(
+        '--num-images', type=int, default=400, help='first N train images per domain'
+    )
     parser.add_argument('--out')
     parser.add_argument('--figure')
     parser.add_argument('--figure-coverage', type=float, default=0.6)
@@ -172,16 +177,17 @@ def main() -> None:
         target_val=evaluate(model, args.target_root, 'val', num_classes),
         runs=[],
     )
-    src_imgs, src_labels = load_split(args.source_root, 'train')
-    tgt_imgs, tgt_labels = load_split(args.target_root, 'train')
+    n = args.num_images
+    src_imgs, src_labels = (a[:n] for a in load_split(args.source_root, 'train'))
+    tgt_imgs, tgt_labels = (a[:n] for a in load_split(args.target_root, 'train'))
     gt = torch.from_numpy(tgt_labels).flatten()
+    source, target = extract(model, src_imgs), extract(model, tgt_imgs)
     for seed in args.seeds:
         start = time.perf_counter()
         gmm, means = fit_models(
-            model, src_imgs, src_labels, num_classes, args.components, seed,
-            args.max_per_class,
-        )  # fmt: skip
-        scored = score_target(model, tgt_imgs, gmm, means)
+            source, src_labels, num_classes, args.components, seed, args.max_per_class
+        )
+        scored = score_target(target, tgt_imgs.shape[1:3], gmm, means)
         for cov in args.coverages:
             for rule, (best, lab) in scored.items():
                 thr = threshold_at_coverage(best, cov)
