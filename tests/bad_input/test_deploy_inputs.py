@@ -127,3 +127,20 @@ def test_int8_export_without_the_calibration_data(tmp_path):
     assert 'Fashion-MNIST file /nonexistent/data/' in message
     assert message.endswith('point the config at its data, or export --format qdq')
     assert not (tmp_path / 'm.onnx').exists()
+
+
+def test_latency_budget_no_allocation_meets():
+    """A mixed-precision latency budget below what even the fastest bits give.
+
+    Message: no allocation meets the latency budget
+    """
+    from mmcompress.quant.mixed_precision import allocate_bits
+
+    latency = {'conv1': {8: 1.0, None: 3.0}, 'conv2': {8: 2.0, None: 5.0}}
+    sensitivity = {'conv1': {8: 0.1, None: 0.0}, 'conv2': {8: 0.2, None: 0.0}}
+    with pytest.raises(ValueError) as error:
+        allocate_bits(sensitivity, latency, budget=2.5)
+    assert str(error.value) == (
+        'no allocation meets the latency budget 2.5 ms: the fastest (conv1=8, '
+        'conv2=8) takes 3 ms; raise the budget to at least 3 ms'
+    )

@@ -1,0 +1,199 @@
+"""Mixed precision by budget: per-layer sensitivity, per-layer latency and a
+bit-width allocation that meets a latency budget, written as the
+``layer_overrides`` of a QAT / PTQ config.
+
+* :func:`output_sensitivity`: the sensitivity of the model output to
+  quantizing one layer (weights per output channel and input per tensor,
+  min/max uniform grids) while every other layer stays float, measured as the
+  KL divergence of the softmax outputs from the float model's, on calibration
+  batches (the layer-wise sensitivity of ZeroQ, Cai et al., CVPR 2020, Sec. 3.2,
+  with real data instead of distilled data);
+* :func:`allocate_bits`: the option per layer (e.g. ``8``, ``4`` or ``None``
+  for float) that minimises the summed sensitivity under a latency budget,
+  exactly (a multiple-choice knapsack solved by dynamic programming on the
+  latencies rounded to ``resolution``); a budget that no allocation meets is
+  an error naming the smallest feasible budget;
+* :func:`layer_overrides`: the allocation as ``quant.layer_overrides``.
+
+Latencies come from the caller, measured per layer in onnxruntime on the
+target machine (``benchmarks/export_*.py``); onnxruntime's CPU provider has no
+4-bit kernels, so a 4-bit layer runs the 8-bit kernel there.
+"""
+
+import math
+from typing import Dict, Hashable, Iterable, List, Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _fake_quant(x: Tensor, bits: int, axis: Optional[int] = None) -> Tensor:
+    """Symmetric min/max uniform quantization (per ``axis`` slice if given)."""
+    levels = 2 ** (bits - 1) - 1
+    if axis is None:
+        peak = x.abs().max()
+    else:
+        dims = [d for d in range(x.dim()) if d != axis]
+        peak = x.abs().amax(dim=dims, keepdim=True)
+    scale = peak.clamp(min=1e-12) / levels
+    return (x / scale).round().clamp(-levels - 1, levels) * scale
+
+
+def output_sensitivity(
+    model: nn.Module,
+    batches: Iterable[Tensor],
+    layers: Sequence[str],
+    options: Sequence[int] = (8, 4),
+) -> Dict[str, Dict[int, float]]:
+    """KL divergence of the model's softmax output from the float output
+    when one layer is quantized to each option's bit width.
+
+    Args:
+        model (nn.Module): A float model mapping a tensor to logits (last
+            dimension the classes; dense outputs are flattened per position).
+        batches (Iterable[Tensor]): Calibration inputs.
+        layers (Sequence[str]): Names of conv / linear modules to measure.
+        options (Sequence[int]): Bit widths. Defaults to (8, 4).
+
+    Returns:
+        dict: ``{layer: {bits: mean KL}}``.
+    """
+    batches = list(batches)
+    model = model.eval()
+    with torch.no_grad():
+        reference = [F.log_softmax(_logits(model(b)), -1) for b in batches]
+    result = {}
+    for name in layers:
+        module = model.get_submodule(name)
+        original = module.weight.data.clone()
+        result[name] = {}
+        for bits in options:
+            handle = module.register_forward_pre_hook(
+                lambda m, args, bits=bits: (_fake_quant(args[0], bits),) + args[1:]
+            )
+            module.weight.data = _fake_quant(original, bits, axis=0)
+            try:
+                with torch.no_grad():
+                    total = sum(
+                        float(
+                            F.kl_div(
+                                F.log_softmax(_logits(model(b)), -1),
+                                ref,
+                                log_target=True,
+                                reduction='batchmean',
+                            )
+                        )
+                        for b, ref in zip(batches, reference)
+                    )
+            finally:
+                handle.remove()
+                module.weight.data = original
+            result[name][bits] = total / len(batches)
+    return result
+
+
+def _logits(output) -> Tensor:
+    """Class scores as a 2-d tensor (dense outputs: one row per position)."""
+    if isinstance(output, (tuple, list)):
+        output = output[0]
+    if output.dim() > 2:  # N, C, ... -> (N * positions, C)
+        output = output.flatten(2).transpose(1, 2).flatten(0, 1)
+    return output
+
+
+def allocate_bits(
+    sensitivity: Dict[str, Dict[Hashable, float]],
+    latency: Dict[str, Dict[Hashable, float]],
+    budget: float,
+    resolution: Optional[float] = None,
+) -> Dict[str, Hashable]:
+    """The option per layer with the least summed sensitivity whose summed
+    latency is within ``budget``.
+
+    Args:
+        sensitivity (dict): ``{layer: {option: cost}}`` (e.g. from
+            :func:`output_sensitivity`; float, ``None``, costs 0).
+        latency (dict): ``{layer: {option: milliseconds}}``, the same layers
+            and options.
+        budget (float): The latency budget (milliseconds).
+        resolution (float, optional): Latency grid of the dynamic program.
+            Defaults to ``budget / 2000``. Latencies are rounded up to it, so
+            the allocation never exceeds the budget.
+
+    Returns:
+        dict: ``{layer: option}``.
+
+    Raises:
+        ValueError: Layers or options differ between the two tables, or the
+            budget is below the fastest allocation (the message gives it).
+    """
+    layers = sorted(latency)
+    if sorted(sensitivity) != layers or any(
+        set(sensitivity[n]) != set(latency[n]) for n in layers
+    ):
+        raise ValueError(
+            'allocate_bits: sensitivity and latency must list the same layers '
+            f'and options, got {_options(sensitivity)} and {_options(latency)}'
+        )
+    fastest = sum(min(latency[n].values()) for n in layers)
+    if fastest > budget:
+        picks = ', '.join(f'{n}={min(latency[n], key=latency[n].get)}' for n in layers)
+        raise ValueError(
+            f'no allocation meets the latency budget {budget:.4g} ms: the fastest '
+            f'({picks}) takes {fastest:.4g} ms; raise the budget to at least '
+            f'{fastest:.4g} ms'
+        )
+    step = resolution or budget / 2000
+    units = int(budget / step + 1e-9)
+    best: List[Optional[tuple]] = [None] * (units + 1)  # used units -> (cost, picks)
+    best[0] = (0.0, ())
+    for name in layers:
+        nxt: List[Optional[tuple]] = [None] * (units + 1)
+        for used, state in enumerate(best):
+            if state is None:
+                continue
+            for option, ms in latency[name].items():
+                total = used + math.ceil(ms / step - 1e-6)  # rounded up
+                if total > units:
+                    continue
+                cost = state[0] + sensitivity[name][option]
+                if nxt[total] is None or cost < nxt[total][0]:
+                    nxt[total] = (cost, state[1] + (option,))
+        best = nxt
+    feasible = [s for s in best if s is not None]
+    if not feasible:
+        raise ValueError(
+            f'no allocation meets the latency budget {budget:.4g} ms at the '
+            f'resolution {step:.3g} ms; pass a finer resolution'
+        )
+    return dict(zip(layers, min(feasible, key=lambda s: s[0])[1]))
+
+
+def _options(table: dict) -> dict:
+    return {n: sorted(map(str, opts)) for n, opts in table.items()}
+
+
+def layer_overrides(
+    allocation: Dict[str, Optional[int]], default_bits: int = 8
+) -> Dict[str, Optional[dict]]:
+    """The allocation as ``QuantizedModel``'s ``quant.layer_overrides``.
+
+    Args:
+        allocation (dict): ``{layer: bits or None}`` (None: float).
+        default_bits (int): The config's own bit width; layers at it need no
+            override. Defaults to 8.
+
+    Returns:
+        dict: ``{layer: dict(w=dict(bits=b), a=dict(bits=b))}``, or
+        ``dict(w=None, a=None)`` for a float layer (layer names are
+        ``fnmatch`` patterns matching themselves).
+    """
+    overrides = {}
+    for name, bits in sorted(allocation.items()):
+        if bits is None:
+            overrides[name] = dict(w=None, a=None)
+        elif bits != default_bits:
+            overrides[name] = dict(w=dict(bits=bits), a=dict(bits=bits))
+    return overrides

@@ -1,0 +1,92 @@
+"""Mixed precision by budget: the allocation meets its latency budget and is
+the cheapest one that does (brute force on a toy table); sensitivities grow
+as bits shrink; the allocation becomes layer_overrides a QAT model takes."""
+
+import itertools
+
+import pytest
+import torch
+import torch.nn as nn
+
+from mmcompress.quant import quantize_model
+from mmcompress.quant.mixed_precision import (
+    allocate_bits,
+    layer_overrides,
+    output_sensitivity,
+)
+
+# toy per-layer latencies (ms) of float / 8-bit / 4-bit kernels and costs
+LATENCY = {
+    'a': {None: 4.0, 8: 1.5, 4: 1.0},
+    'b': {None: 2.0, 8: 0.9, 4: 0.5},
+    'c': {None: 6.0, 8: 2.0, 4: 1.2},
+    'd': {None: 1.0, 8: 0.4, 4: 0.3},
+}
+SENSITIVITY = {
+    'a': {None: 0.0, 8: 0.01, 4: 0.30},
+    'b': {None: 0.0, 8: 0.02, 4: 0.05},
+    'c': {None: 0.0, 8: 0.01, 4: 0.08},
+    'd': {None: 0.0, 8: 0.03, 4: 0.50},
+}
+
+
+def _brute_force(budget):
+    layers = sorted(LATENCY)
+    best = None
+    for picks in itertools.product(*(list(LATENCY[n]) for n in layers)):
+        ms = sum(LATENCY[n][o] for n, o in zip(layers, picks))
+        cost = sum(SENSITIVITY[n][o] for n, o in zip(layers, picks))
+        if ms <= budget and (best is None or cost < best[0]):
+            best = (cost, dict(zip(layers, picks)))
+    return best
+
+
+@pytest.mark.parametrize('budget', [3.0, 3.6, 4.5, 5.0, 8.0, 13.0])
+def test_allocation_meets_the_budget_at_least_cost(budget):
+    allocation = allocate_bits(SENSITIVITY, LATENCY, budget, resolution=0.01)
+    assert sum(LATENCY[n][o] for n, o in allocation.items()) <= budget
+    cost = sum(SENSITIVITY[n][o] for n, o in allocation.items())
+    assert cost == pytest.approx(_brute_force(budget)[0])
+
+
+def test_allocation_between_uniform_8_and_4_bits():
+    all8 = sum(t[8] for t in LATENCY.values())  # 4.8 ms
+    all4 = sum(t[4] for t in LATENCY.values())  # 3.0 ms
+    allocation = allocate_bits(SENSITIVITY, LATENCY, (all8 + all4) / 2, 0.01)
+    # 3.9 ms: 'c' and 'b' (cheap to narrow) drop to 4 bits, 'a' and 'd' keep 8
+    assert allocation == {'a': 8, 'b': 4, 'c': 4, 'd': 8}
+
+
+def test_sensitivity_grows_as_bits_shrink():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 10)
+    )
+    batches = [torch.randn(4, 1, 8, 8) for _ in range(2)]
+    before = model[0].weight.clone()
+    result = output_sensitivity(model, batches, ['0', '3'], options=(8, 4, 2))
+    for layer in ('0', '3'):
+        assert 0 < result[layer][8] < result[layer][4] < result[layer][2]
+    assert torch.equal(model[0].weight, before)  # weights restored
+    assert not model[0]._forward_pre_hooks
+
+
+def test_overrides_build_the_allocated_model():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Conv2d(4, 4, 3), nn.Conv2d(4, 2, 3))
+    overrides = layer_overrides({'0': 8, '1': 4, '2': None})
+    assert overrides == {
+        '1': dict(w=dict(bits=4), a=dict(bits=4)),
+        '2': dict(w=None, a=None),
+    }
+    quantized = quantize_model(
+        model,
+        w=dict(type='LSQQuantizer', bits=8, signed=True),
+        a=dict(type='LSQQuantizer', bits=8),
+        keep_first_float=False,
+        keep_output_float=False,
+        layer_overrides=overrides,
+    )
+    assert quantized[0].weight_quantizer.bits == 8
+    assert quantized[1].weight_quantizer.bits == 4
+    assert quantized[1].act_quantizer.bits == 4
+    assert getattr(quantized[2], 'weight_quantizer', None) is None
