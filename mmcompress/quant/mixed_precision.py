@@ -15,9 +15,11 @@ bit-width allocation that meets a latency budget, written as the
   an error naming the smallest feasible budget;
 * :func:`layer_overrides`: the allocation as ``quant.layer_overrides``.
 
-Latencies come from the caller, measured per layer in onnxruntime on the
-target machine (``benchmarks/export_*.py``); onnxruntime's CPU provider has no
-4-bit kernels, so a 4-bit layer runs the 8-bit kernel there.
+* :func:`layer_latency`: each layer's latency measured in onnxruntime on
+  this machine, alone, at the input shape it sees in the model: the float
+  layer and its 8-bit integer graph (``optimize_for_onnxruntime``).
+  onnxruntime's CPU provider has no 4-bit kernels, so a 4-bit layer runs the
+  8-bit kernel there and gets the 8-bit latency.
 """
 
 import math
@@ -197,3 +199,80 @@ def layer_overrides(
         elif bits != default_bits:
             overrides[name] = dict(w=dict(bits=bits), a=dict(bits=bits))
     return overrides
+
+
+def _median_ms(session, feed: dict, runs: int) -> float:
+    import statistics
+    import time
+
+    times = []
+    for i in range(runs + 2):
+        start = time.perf_counter()
+        session.run(None, feed)
+        if i >= 2:
+            times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def layer_latency(
+    model: nn.Module,
+    example: Tensor,
+    layers: Sequence[str],
+    options: Sequence[Optional[int]] = (None, 8, 4),
+    runs: int = 20,
+    threads: int = 1,
+) -> Dict[str, Dict[Optional[int], float]]:
+    """Per-layer onnxruntime latency (ms, median of ``runs``) of each option.
+
+    Args:
+        model (nn.Module): The float model.
+        example (Tensor): An input of the deployment shape (batch 1).
+        layers (Sequence[str]): Conv / linear module names.
+        options (Sequence): ``None`` (float) and bit widths. Defaults to
+            ``(None, 8, 4)``.
+        runs (int): Timed runs per layer and option. Defaults to 20.
+        threads (int): onnxruntime intra-op threads. Defaults to 1.
+
+    Returns:
+        dict: ``{layer: {option: ms}}``.
+    """
+    import copy
+
+    from .export import export_onnx, onnxruntime_session, optimize_for_onnxruntime
+    from .transform import quantize_model
+
+    inputs = {}
+    handles = [
+        model.get_submodule(n).register_forward_pre_hook(
+            lambda m, args, n=n: inputs.setdefault(n, args[0].detach())
+        )
+        for n in layers
+    ]
+    try:
+        with torch.no_grad():
+            model.eval()(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+    result = {}
+    for name in layers:
+        layer, x = model.get_submodule(name), inputs[name]
+        float_blob = export_onnx(copy.deepcopy(layer), x, quantized=False)
+        float_ms = _median_ms(
+            onnxruntime_session(float_blob, threads), {'input': x.numpy()}, runs
+        )
+        quantized = quantize_model(
+            nn.Sequential(copy.deepcopy(layer)),
+            w=dict(type='LSQQuantizer', bits=8, signed=True),
+            a=dict(type='LSQQuantizer', bits=8),
+            keep_first_float=False,
+            keep_output_float=False,
+        )
+        with torch.no_grad():
+            quantized.train()(x)
+        blob = optimize_for_onnxruntime(export_onnx(quantized.eval(), x), [x])
+        int8_ms = _median_ms(
+            onnxruntime_session(blob, threads), {'input': x.numpy()}, runs
+        )
+        result[name] = {o: float_ms if o is None else int8_ms for o in options}
+    return result

@@ -90,3 +90,29 @@ def test_overrides_build_the_allocated_model():
     assert quantized[1].weight_quantizer.bits == 4
     assert quantized[1].act_quantizer.bits == 4
     assert getattr(quantized[2], 'weight_quantizer', None) is None
+
+
+def test_layer_latency_measured_in_onnxruntime_feeds_the_allocation():
+    from mmcompress.quant.mixed_precision import layer_latency
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(16, 16, 3, padding=1),
+        nn.Flatten(),
+        nn.Linear(16 * 8 * 8, 10),
+    )
+    example = torch.randn(1, 3, 8, 8)
+    latency = layer_latency(model, example, ['0', '2', '4'], runs=3)
+    for name in ('0', '2', '4'):
+        assert set(latency[name]) == {None, 8, 4}
+        assert latency[name][None] > 0 and latency[name][8] > 0
+        # onnxruntime has no 4-bit kernels: 4 bits run the 8-bit kernel
+        assert latency[name][4] == latency[name][8]
+    sensitivity = output_sensitivity(model, [example], ['0', '2', '4'])
+    for name in sensitivity:
+        sensitivity[name][None] = 0.0
+    budget = sum(min(t.values()) for t in latency.values()) * 1.5
+    allocation = allocate_bits(sensitivity, latency, budget)
+    assert sum(latency[n][o] for n, o in allocation.items()) <= budget
