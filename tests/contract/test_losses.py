@@ -145,6 +145,28 @@ CASES = {
         lambda: map_pair(2, 4, 6),
         r'\(2, 4, 5, 5\).*\(2, 6, 5, 5\)',
     ),
+    'CASDInputWiseLoss': Case(
+        dict(type='CASDInputWiseLoss'),
+        lambda n: (tuple(randn(n, 3, 7, 7, seed=30 + v) for v in range(4)), {}),
+        lambda: ((randn(2, 3, 7, 7, seed=30), randn(3, 3, 7, 7, seed=31)), {}),
+        r'different numbers of RoIs \[\(2, 3, 7, 7\), \(3, 3, 7, 7\)\]',
+        grad=(0, 1, 2, 3),
+        detached=(),
+    ),
+    'CASDLayerWiseLoss': Case(
+        dict(type='CASDLayerWiseLoss'),
+        lambda n: (
+            tuple(
+                randn(n, 3, *size, seed=34 + v)
+                for v, size in enumerate([(6, 8), (6, 8), (9, 12), (9, 12)])
+            ),
+            {},
+        ),
+        lambda: ((randn(2, 3, 6, seed=30), randn(2, 3, 6, seed=31)), {}),
+        r'every view must be a N x C x H x W tensor',
+        grad=(0, 1, 2, 3),
+        detached=(),
+    ),
     'MGDLoss': Case(
         dict(type='MGDLoss', teacher_channels=6, student_channels=4),
         lambda n: map_pair(n, 4, 6),
