@@ -8,11 +8,14 @@ from .backbones import ReActBlock, ReActNet
 from .norms import UN, TokenBN, UNIterHook, fuse_un
 from .plugins import PolarizedSelfAttention
 from .sr import FSRCNN, PISRTeacher
+from .wsod import CASDInputWiseLoss, CASDLayerWiseLoss
 
 if has_package('mmdet'):
     from . import detectors  # noqa: F401  (MAL, needs mmdet)
 
 __all__ = [
+    'CASDInputWiseLoss',
+    'CASDLayerWiseLoss',
     'FSRCNN',
     'PISRTeacher',
     'UN',
