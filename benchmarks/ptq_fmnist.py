@@ -58,7 +58,7 @@ def load_tool():
     return module
 
 
-def ptq_run(tool, config, ckpt, work_dir, method, seed, num_images, iters, loss):
+def ptq_run(tool, config, ckpt, work_dir, method, seed, num_images, iters, loss, test):
     argv = [
         osp.join(CONFIGS, config),
         ckpt,
@@ -74,6 +74,7 @@ def ptq_run(tool, config, ckpt, work_dir, method, seed, num_images, iters, loss)
         '--test',
         '--cfg-options',
         *LOADER_OPTS,
+        f'test_dataloader.dataset.subset_size={test}',
     ]
     if method != 'rtn':
         argv += ['--iters', str(iters), '--loss', loss]
@@ -82,7 +83,7 @@ def ptq_run(tool, config, ckpt, work_dir, method, seed, num_images, iters, loss)
     return result['test']['accuracy/top1'], time.time() - start
 
 
-def float_and_ort(ckpt, seed, num_images):
+def float_and_ort(ckpt, seed, num_images, test_size):
     """FP32 top-1 and the onnxruntime quantize_static anchor on the same
     calibration images (the train loader of ptq_w8a8_fmnist.py, this seed)."""
     import onnx
@@ -94,8 +95,11 @@ def float_and_ort(ckpt, seed, num_images):
     for split in ('train', 'test'):
         cfg[f'{split}_dataloader'].num_workers = 0
         cfg[f'{split}_dataloader'].persistent_workers = False
+    cfg.test_dataloader.dataset.subset_size = test_size
     DefaultScope.get_instance(f'ptq_bench_{seed}', scope_name='mmpretrain')
-    model = MODELS.build(cfg.model.model)
+    model_cfg = cfg.model.model
+    model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
+    model = MODELS.build(model_cfg)
     load_checkpoint(model, ckpt, map_location='cpu', logger='silent')
     model.eval()
     calib = cache_batches(
@@ -170,7 +174,8 @@ def write_table(results, fp_acc, args):
     for r in results:
         groups.setdefault(r['row'], []).append(r)
     lines = [
-        f'FP32: {fp_acc:.2f}% top-1 (10k test images). Calibration: {args.num_images} '
+        f'FP32: {fp_acc:.2f}% top-1 ({args.test_size or 10000} test images). '
+        f'Calibration: {args.num_images} '
         f'training images; reconstruction: {args.iters} iterations per unit, batch 32.',
         '',
         '| setting | top-1 mean | std | runs (seeds) | vs FP32 (pt) | s per run |',
@@ -205,6 +210,9 @@ def main():
         '--fisher', action='store_true', help='add unit-wise Fisher rows'
     )
     parser.add_argument('--out', help='markdown table file')
+    parser.add_argument(
+        '--test-size', type=int, help='class-balanced test subset (default: all 10k)'
+    )
     args = parser.parse_args()
     os.makedirs(args.work_dir, exist_ok=True)
     store = osp.join(args.work_dir, 'results.jsonl')
@@ -216,7 +224,9 @@ def main():
     have = {key(r) for r in done}
     fp = [r for r in done if r['row'] == 'FP32']
     if not fp:
-        fp_acc, ort_acc = float_and_ort(args.checkpoint, 0, args.num_images)
+        fp_acc, ort_acc = float_and_ort(
+            args.checkpoint, 0, args.num_images, args.test_size
+        )
         for name, acc in (
             ('FP32', fp_acc),
             ('W8A8 onnxruntime quantize_static', ort_acc),
@@ -243,6 +253,7 @@ def main():
             args.num_images,
             args.iters,
             loss,
+            args.test_size,
         )
         record.update(top1=top1, seconds=seconds)
         done.append(record)
