@@ -130,7 +130,10 @@ def scatter(path, score, acc, title):
     ax.set_xlabel('AZ-NAS rank (fraction of the sample, 1 = best)')
     ax.set_ylabel('CIFAR-10 test accuracy (%)')
     ax.set_ylim(max(acc.min(), 80), acc.max() + 0.5)
-    ax.set_title(title, fontsize=9)
+    hidden = int((acc < 80).sum())
+    ax.set_title(
+        title + (f'\n({hidden} below 80 % not shown)' if hidden else ''), fontsize=9
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
