@@ -144,3 +144,30 @@ def test_latency_budget_no_allocation_meets():
         'no allocation meets the latency budget 2.5 ms: the fastest (conv1=8, '
         'conv2=8) takes 3 ms; raise the budget to at least 3 ms'
     )
+
+
+def test_compress_with_an_unknown_recipe(tmp_path):
+    """tools/compress.py --recipe naming a recipe that does not exist.
+
+    Message: no such recipe; valid: qat-int8, qat-w4a4
+    """
+    args = [W4A4, tmp_path / 'c.pth', '--recipe', 'ptq-int4', '--work-dir', tmp_path]
+    message = _exit_message(_tool('compress').main, args)
+    assert message == (
+        'compress.py: error: --recipe ptq-int4: no such recipe; valid: '
+        'qat-int8, qat-w4a4'
+    )
+
+
+def test_compress_recipe_naming_a_missing_stage(tmp_path, monkeypatch):
+    """A tools/compress.py recipe whose stages list a stage the tool does not have.
+
+    Message: names stages ['distill'] that tools/compress.py does not have
+    """
+    tool = _tool('compress')
+    (tmp_path / 'kd_int8.py').write_text("stages = ['distill', 'qat']\nquant = {}\n")
+    monkeypatch.setattr(tool, 'RECIPES', str(tmp_path))
+    args = [W4A4, tmp_path / 'c.pth', '--recipe', 'kd-int8', '--work-dir', tmp_path]
+    message = _exit_message(tool.main, args)
+    assert "recipe kd-int8 names stages ['distill'] that tools/compress.py" in message
+    assert 'valid stages: float_test, qat, qat_test, export, onnx_test' in message
