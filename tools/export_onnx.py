@@ -248,9 +248,9 @@ def main(argv=None):
     cfg = Config.fromfile(args.config)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
-    DefaultScope.get_instance(
-        'export_onnx', scope_name=cfg.get('default_scope', 'mmengine')
-    )
+    scope = cfg.get('default_scope', 'mmengine')
+    # one instance per scope: get_instance returns an existing name unchanged
+    DefaultScope.get_instance(f'export_onnx_{scope}', scope_name=scope)
     model = build_model(cfg)
     load_checkpoint(model, args.checkpoint, map_location='cpu', strict=False)
     model.eval()
