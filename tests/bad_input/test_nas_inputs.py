@@ -154,3 +154,14 @@ def test_nas_resume_with_other_seed(tmp_path):
             seed=1,
             state_file=state,
         )
+
+
+def test_nas_predictor_search_on_unlabelled_space(tmp_path):
+    """Predictor-guided search asked for a space without benchmark labels.
+
+    Message: the mbv2 space has no labelled architectures: use a proxy
+    """
+    from tools.search import main
+
+    with pytest.raises(ValueError, match=r'the mbv2 space has no labelled arch'):
+        main(['--space', 'mbv2', '--proxy', 'predictor', '--work-dir', str(tmp_path)])

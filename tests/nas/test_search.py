@@ -181,3 +181,30 @@ def test_tool_mobilenet_space_config(tmp_path):
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         model = MODELS.build(cfg.model)
     assert model(torch.randn(2, 1, 28, 28), mode='tensor').shape == (2, 10)
+
+
+def test_tool_predictor_guided_search(tmp_path):
+    from tools.search import main
+
+    out = main(
+        [
+            '--proxy',
+            'predictor',
+            '--predictor-k',
+            '30',
+            '--steps',
+            '6',
+            '--population',
+            '3',
+            '--tournament',
+            '2',
+            '--work-dir',
+            str(tmp_path),
+            '--no-progress',
+        ]
+    )
+    assert set(out['scores']) == {'predicted'}
+    assert set(out['nb201_test_acc']) == {'cifar10', 'cifar100', 'imagenet16-120'}
+    assert out['nb201_test_acc']['cifar10'] == TABLE.accuracy(
+        NB201Space().from_str(out['arch'])
+    )
