@@ -7,6 +7,10 @@ labels on 500 unlabelled archs), a single MLP, a random forest.
 
     nice -n 10 python benchmarks/nas_predictor.py --ks 50 100 200 --samples 5 \
         --json docs/nas/predictor.json
+
+With ``--proxy-cache work_dirs/nas/nb201_scores.jsonl`` the architectures are those
+scored by ``benchmarks/nas_proxies.py`` (train on k of them, rank the others) and a
+third feature set adds their AZ-NAS proxy ranks.
 """
 
 import argparse
@@ -16,9 +20,10 @@ import time
 import numpy as np
 from scipy import stats
 
-from mmcompress.nas import NB201Space, NB201Table
+from mmcompress.nas import NB201Space, NB201Table, aggregate_ranks
 from mmcompress.nas.benchmark_table import DATASETS
 from mmcompress.nas.predictor import PREDICTORS
+from mmcompress.nas.scoring import AZ_NAS_KEYS, nan_to_neginf
 
 
 def features(table, with_flops):
@@ -30,11 +35,27 @@ def features(table, with_flops):
     return x
 
 
+def proxy_features(path):
+    """Indices of the archs scored with AZ-NAS in ``path`` and their features:
+    the rank (fraction) of each AZ-NAS proxy and of the aggregated score."""
+    cache = {}
+    with open(path) as f:
+        for line in f:
+            rec = json.loads(line)
+            cache.setdefault(rec.pop('index'), {}).update(rec)
+    idx = sorted(i for i, r in cache.items() if all(k in r for k in AZ_NAS_KEYS))
+    cols = {k: [cache[i][k] for i in idx] for k in AZ_NAS_KEYS}
+    ranks = [stats.rankdata(nan_to_neginf(cols[k])[0]) / len(idx) for k in AZ_NAS_KEYS]
+    agg = stats.rankdata(aggregate_ranks(cols)) / len(idx)
+    return np.asarray(idx), np.column_stack(ranks + [agg])
+
+
 def run(method, x, y, k, sample, weak):
     rng = np.random.default_rng(1000 + sample)
     perm = rng.permutation(len(y))
     train, rest = perm[:k], perm[k:]
-    unl = x[rng.choice(rest, 500, replace=False)] if weak else None
+    n_unl = min(500, len(rest) // 2)
+    unl = x[rng.choice(rest, n_unl, replace=False)] if weak else None
     model = PREDICTORS[method](seed=sample).fit(x[train], y[train], unl)
     return stats.kendalltau(model.predict(x[rest]), y[rest])[0]
 
@@ -45,10 +66,21 @@ def main():
     parser.add_argument('--samples', type=int, default=5)
     parser.add_argument('--dataset', default='cifar10', choices=DATASETS)
     parser.add_argument('--json')
+    parser.add_argument(
+        '--proxy-cache',
+        help='scores of benchmarks/nas_proxies.py: restrict to the archs scored '
+        'there and add their AZ-NAS proxy ranks as features',
+    )
     args = parser.parse_args()
     table = NB201Table()
     y = table.acc[:, DATASETS.index(args.dataset)]
     feats = {'onehot': features(table, False), 'onehot+flops': features(table, True)}
+    if args.proxy_cache:
+        idx, proxy_feats = proxy_features(args.proxy_cache)
+        y = y[idx]
+        feats = {name: x[idx] for name, x in feats.items()}
+        feats['onehot+az_nas'] = np.column_stack([feats['onehot'], proxy_feats])
+        print(f'{len(idx)} architectures with AZ-NAS scores in {args.proxy_cache}')
     variants = [
         ('cascade+weak', 'cascade', True),
         ('cascade', 'cascade', False),

@@ -15,18 +15,14 @@ import argparse
 import json
 import os
 import os.path as osp
-import sys
 
 import numpy as np
+from mmengine.config import Config
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # noqa: E402
-
-from mmengine.config import Config  # noqa: E402
-
-from mmcompress.nas import NB201Space, NB201Table  # noqa: E402
-from mmcompress.nas.mbv2_space import MobileNetSpace  # noqa: E402
-from mmcompress.nas.scoring import AZ_NAS_KEYS, PROXIES, score_arch  # noqa: E402
-from mmcompress.nas.search import Budget, EvolutionSearch  # noqa: E402
+from mmcompress.nas import NB201Space, NB201Table
+from mmcompress.nas.mbv2_space import MobileNetSpace
+from mmcompress.nas.scoring import AZ_NAS_KEYS, PROXIES, score_arch
+from mmcompress.nas.search import Budget, EvolutionSearch
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TEMPLATES = {
