@@ -157,6 +157,18 @@ def _pad(features: Sequence[torch.Tensor], dim: int, device, dtype):
     return x, valid
 
 
+def _init_subset(features, classes, limit, dim, device, seed):
+    """At most ``limit`` random samples of each of ``classes``, padded."""
+    gen = torch.Generator().manual_seed(seed)
+    picked = []
+    for c in classes:
+        feats = features[c]
+        if limit is not None and len(feats) > limit:
+            feats = feats[torch.randperm(len(feats), generator=gen)[:limit]]
+        picked.append(feats)
+    return _pad(picked, dim, device, torch.float32)
+
+
 def _check_fit_args(features, num_components, tol, max_iters):
     if isinstance(num_components, bool) or not isinstance(num_components, int):
         raise TypeError(f'num_components must be an int >= 1, got {num_components!r}.')
@@ -210,6 +222,7 @@ def fit_class_gmms(
     eps: float = 1e-6,
     kmeans_iters: int = 20,
     kmeans_init: int = 3,
+    kmeans_samples: Optional[int] = 20000,
     chunk_size: int = 32768,
     seed: int = 0,
     device=None,
@@ -228,6 +241,9 @@ def fit_class_gmms(
         eps (float): Variance floor added in the M-step. Defaults to 1e-6.
         kmeans_iters (int): Lloyd iterations of the mean initialisation.
         kmeans_init (int): Random k-means starts (best kept). Defaults to 3.
+        kmeans_samples (int, optional): Run the k-means initialisation on at most
+            this many random samples per class (EM then uses all). None: all (as
+            the official code). Defaults to 20000.
         chunk_size (int): Samples per class per batched step. Defaults to 32768.
         seed (int): Seed of the k-means starts. Defaults to 0.
         device (str | torch.device, optional): Where to fit; None: the device of
@@ -250,9 +266,8 @@ def fit_class_gmms(
     full = [c for c, n in enumerate(counts) if n >= k]
     if full:
         idx = torch.tensor(full, device=device)
-        mu[idx] = batched_kmeans(
-            x[idx], k, valid[idx], kmeans_iters, n_init=kmeans_init, seed=seed
-        )
+        xs, vs = _init_subset(features, full, kmeans_samples, dim, device, seed)
+        mu[idx] = batched_kmeans(xs, k, vs, kmeans_iters, n_init=kmeans_init, seed=seed)
         active[idx] = True
     for c, n in enumerate(counts):
         if 0 < n < k:
