@@ -157,7 +157,10 @@ def tiny_run_config(config: str, work_dir: str, scenes_root: str) -> str:
     config builds, trains, evaluates and saves with the stock tool.
     """
     cfg = Config.fromfile(osp.join(REPO, config))
-    task = SCENE_TASKS.get(cfg.train_dataloader.dataset.type)
+    dataset = cfg.train_dataloader.dataset
+    while 'dataset' in dataset:  # wrappers (IncrementalSegDataset...)
+        dataset = dataset.dataset
+    task = SCENE_TASKS.get(dataset.type)
     if task is not None:
         point_config_at_scenes(cfg, osp.join(scenes_root, task))
     if cfg.model.get('type') == 'DistillModel':
@@ -185,10 +188,14 @@ CLUSTER_DATASETS = dict(_coco='CocoDataset', _cityscapes='CityscapesDataset')
 CLUSTER_RECIPES = [c for c in CONFIGS if c[:-3].endswith(tuple(CLUSTER_DATASETS))]
 # Domain-adaptation recipes (configs/adapt/) need a source and a target domain:
 # tests/adapt runs the scenes one with the stock tools and builds the others.
+# Class-incremental VOC / ADE20K recipes (configs/incremental/, *_voc-* /
+# *_ade20k-*): tests/incremental builds them.
 RUNNABLE_CONFIGS = [
     c
     for c in CONFIGS
-    if c not in CLUSTER_RECIPES and not c.startswith('configs/adapt/')
+    if c not in CLUSTER_RECIPES
+    and not c.startswith('configs/adapt/')
+    and not any(t in osp.basename(c) for t in ('_voc-', '_ade20k-'))
 ]
 
 
