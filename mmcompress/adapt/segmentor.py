@@ -145,6 +145,10 @@ class BiSMAPSegmentor(EncoderDecoder):
         **kwargs: ``EncoderDecoder`` arguments (backbone, decode_head...).
     """
 
+    # A source-only checkpoint lacks these: the EMA teacher is copied from the
+    # student at the first step, the prototypes come from PseudoLabelHook.
+    checkpoint_optional_state = ('ema', 'transfer', 'uda_iter')
+
     def __init__(
         self,
         ema_momentum: float = 0.999,

@@ -141,3 +141,22 @@ def test_distillation_round_adds_kd_from_an_unsaved_teacher(
     )
     torch.testing.assert_close(losses['tgt.loss_kd'], expected)
     assert not any('distill' in k for k in model.state_dict())
+
+
+def test_source_only_checkpoint_loads_into_the_uda_segmentor(roots, tmp_path):
+    from mmengine.runner import load_checkpoint, save_checkpoint
+
+    cfg = small_config(roots, 'load')
+    init_default_scope('mmseg')
+    plain = dict(cfg.model, type='EncoderDecoder')
+    for key in ('ema_momentum', 'consistency_weight', 'consistency_rampup',
+                'sce_alpha', 'sce_beta', 'cutout_ratio', 'transfer'):  # fmt: skip
+        plain.pop(key)
+    source_only = MODELS.build(plain)
+    ckpt = str(tmp_path / 'source_only.pth')
+    save_checkpoint({'state_dict': source_only.state_dict()}, ckpt)
+    model = MODELS.build(cfg.model)
+    load_checkpoint(model, ckpt, map_location='cpu')  # EMA, prototypes optional
+    torch.testing.assert_close(
+        model.decode_head.conv_seg.weight, source_only.decode_head.conv_seg.weight
+    )
