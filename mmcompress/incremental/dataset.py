@@ -63,6 +63,9 @@ class IncrementalSegDataset:
         index_file (str, optional): JSON cache of the labels present in each
             label map (read if it exists, else written); the first build of a
             large dataset reads every label map once.
+        background_name (str, optional): For a dataset whose classes do not
+            list its label 0 (ADE20K's 150 without "other"): the name of label
+            0, put before them. None: ``classes[0]`` is background.
     """
 
     def __init__(
@@ -74,6 +77,7 @@ class IncrementalSegDataset:
         mode: str = 'train',
         ignore_index: int = 255,
         index_file: Optional[str] = None,
+        background_name: Optional[str] = None,
     ) -> None:
         if setting not in SETTINGS:
             raise ValueError(f'setting={setting!r} is invalid; use one of {SETTINGS}.')
@@ -96,6 +100,10 @@ class IncrementalSegDataset:
                 'reduce_zero_label=False and no class subset in its metainfo.'
             )
         names = list(meta['classes'])
+        if background_name is not None:
+            names.insert(0, background_name)
+            if meta.get('palette'):
+                meta = dict(meta, palette=[[0, 0, 0]] + list(meta['palette']))
         self.split, self.setting, self.mode = split, setting, mode
         self.steps = parse_split(split, len(names) - 1)
         self.step = check_step(split, self.steps, step)

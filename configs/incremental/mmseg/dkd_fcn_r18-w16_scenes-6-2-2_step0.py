@@ -36,7 +36,7 @@ train_dataloader = dict(
         step=step,
         setting=setting,
         mode='train',
-    )
+    ),
 )
 val_dataloader = dict(
     dataset=dict(
@@ -57,7 +57,8 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='IncrementalIoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
 
-# short CPU schedule (500 iterations of 4 images): AdamW from scratch (the baseline's), heads at 10x lr as
+# short CPU schedule (500 iterations of 4 images): AdamW from scratch (the
+# baseline's), heads at 10x lr as
 # the official step 0 (backbone 1x, ASPP/FCN head and classifiers 10x)
 max_iters = 500
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
