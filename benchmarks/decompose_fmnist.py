@@ -250,6 +250,45 @@ def table(results: dict, args) -> str:
     return '\n'.join(lines)
 
 
+def latency_only(args) -> None:
+    from mmcompress.decompose import plan_decomposition, total_flops
+
+    example = (torch.randn(1, 1, 28, 28),)
+    base = build_plain()
+    models, ratios = dict(base=base), {}
+    for method in args.methods:
+        plan = plan_decomposition(base.model, example, args.flops_ratio, method)
+        models[method] = build_plain(plan)
+        ratios[method] = total_flops(models[method], example) / total_flops(
+            base, example
+        )
+    before = loadavg()
+    rows = latency(models, (1, 64), args.rounds, 10)
+    load = f'{before} -> {loadavg()}'
+    lines = [
+        f'onnxruntime latency (ms), 1 thread, median of {args.rounds} interleaved '
+        f'rounds x 10 runs; loadavg {load} (shared machine). In brackets: '
+        'speed-up over the trained model; FLOPs kept: '
+        + ', '.join(f'{NAMES[m]} {r:.3f}' for m, r in ratios.items())
+        + '.',
+        '',
+        '| batch | trained model | '
+        + ' | '.join(NAMES[m] for m in args.methods)
+        + ' |',
+        '|---|---|' + '---|' * len(args.methods),
+    ]
+    for row in rows:
+        cells = [f'{row["base"]:.3f}'] + [
+            f'{row[m]:.3f} ({row["base"] / row[m]:.2f}x)' for m in args.methods
+        ]
+        lines.append(f'| {row["batch"]} | ' + ' | '.join(cells) + ' |')
+    raw = osp.splitext(osp.join(ROOT, args.out))[0] + '_latency.json'
+    with open(raw, 'w') as handle:
+        json.dump(dict(rows=rows, ratios=ratios, loadavg=load), handle, indent=1)
+    write_block(osp.join(ROOT, args.out), 'decompose_latency', '\n'.join(lines))
+    print(json.dumps(dict(rows=rows, ratios=ratios)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--flops-ratio', type=float, default=0.2)
@@ -261,8 +300,17 @@ def main() -> None:
     parser.add_argument('--skip-kd', action='store_true')
     parser.add_argument('--rounds', type=int, default=10)
     parser.add_argument('--out', default='docs/decompose.md')
+    parser.add_argument(
+        '--latency-only',
+        action='store_true',
+        help='only the onnxruntime latency (plans planned anew from the trained '
+        'model), in its own .json and doc block',
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.latency_only:
+        latency_only(args)
+        return
     raw = osp.splitext(osp.join(ROOT, args.out))[0] + f'_fmnist_s{args.seed}.json'
     results = json.load(open(raw)) if osp.isfile(raw) else {}
     results['loadavg_start'] = loadavg()
