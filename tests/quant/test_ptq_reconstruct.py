@@ -11,7 +11,13 @@ from mmengine.config import Config
 from mmpretrain.structures import DataSample
 
 from mmcompress.quant import QuantConfig, quantize_
-from mmcompress.quant.ptq import calibrate_ranges, quantizers_off, reconstruct
+from mmcompress.quant.ptq import (
+    calibrate_ranges,
+    layer_sqnr,
+    quantizers_off,
+    reconstruct,
+    sqnr_db,
+)
 from mmcompress.registry import MODELS
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -197,3 +203,20 @@ def test_untraceable_unit_is_reconstructed(float_student, deterministic):
         stats['backbone.layer1.0']['rec_after']
         < stats['backbone.layer1.0']['rec_before']
     )
+
+
+def test_layer_sqnr_of_the_calibrated_model(float_student):
+    model, images, labels = float_student
+    # 10 log10(|y|^2 / |0.1 y|^2) = 20 dB
+    assert sqnr_db(torch.ones(8), torch.full((8,), 1.1)) == pytest.approx(20.0)
+    quant = _quantized(model, 4)
+    batches = _batches(images[:64], labels[:64], 64)
+    calibrate_ranges(quant, batches, progress=False)
+    sqnr = layer_sqnr(quant, batches)
+    assert len(sqnr) == 14
+    # the first quantized layer sees the float input in both cases
+    first = sqnr['backbone.layer1.0.conv1']
+    assert first[0] == pytest.approx(first[1])
+    # 4-bit layers alone: between 10 and 30 dB; errors add up along the model
+    assert all(10 < own < 30 for own, _ in sqnr.values())
+    assert sqnr['backbone.layer3.1.conv2'][1] < sqnr['backbone.layer3.1.conv2'][0]

@@ -16,7 +16,6 @@ from .adaround import (
 from .calibration import (
     cache_batches,
     calibrate_ranges,
-    layer_sqnr,
     model_batches,
     quantizers_off,
     set_scale,
@@ -30,6 +29,7 @@ from .observers import (
     build_observer,
 )
 from .reconstruct import reconstruct, reconstruction_loss, select_units
+from .sqnr import layer_sqnr, sqnr_db
 
 __all__ = [
     'AdaRoundQuantizer',
@@ -40,6 +40,7 @@ __all__ = [
     'cache_batches',
     'calibrate_ranges',
     'layer_sqnr',
+    'sqnr_db',
     'model_batches',
     'quantizers_off',
     'set_scale',
