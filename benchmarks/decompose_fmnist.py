@@ -107,7 +107,7 @@ def decompose(method: str, args) -> dict:
         with open(path, 'w') as handle:
             handle.write(
                 f'# {NAMES[method]} plan of tools/decompose.py at --flops-ratio '
-                f'{args.flops_ratio} for {BASE_CKPT}\n# (benchmarks/'
+                f'{args.flops_ratio}\n# for {BASE_CKPT}\n# (benchmarks/'
                 f'decompose_fmnist.py --write-plans; FLOPs {result["flops_before"]}'
                 f' -> {result["flops_after"]}).\nplan = {pprint.pformat(plan)}\n'
             )
