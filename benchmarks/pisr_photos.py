@@ -120,7 +120,8 @@ def bicubic(scale: int) -> dict:
 
     dataset = SRPhotoDataset(scale=scale)
     metric = SRQualityMetric(crop_border=scale)
-    for item in dataset:
+    for index in range(len(dataset)):
+        item = dataset[index]
         pred = F.interpolate(item['inputs'][None], scale_factor=scale, mode='bicubic')
         metric.process({}, [dict(pred_img=pred[0], gt_img=item['data_samples'].gt_img)])
     return metric.compute_metrics(metric.results)

@@ -149,6 +149,8 @@ class SRPhotoDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         """Returns: ``dict(inputs=LR (1, h, w), data_samples=...)`` whose data
         sample holds ``gt_img`` (1, H, W) and the image name and scale."""
+        if not 0 <= index < len(self):
+            raise IndexError(f'SRPhotoDataset index {index} out of range {len(self)}')
         k = index % len(self.hr)
         hr, lr = self.hr[k], self.lr[k]
         if self.patch_size:

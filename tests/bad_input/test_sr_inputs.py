@@ -55,14 +55,14 @@ def test_sr_patch_not_a_multiple_of_scale():
         SRPhotoDataset(scale=4, photos=['coins'], patch_size=50)
 
 
-def test_sr_whole_test_images_batched_together():
-    """Whole test images of different sizes in one batch (batch_size > 1).
+def test_sr_training_images_of_different_sizes():
+    """Training on whole images of different sizes (patch_size not set).
 
-    Message: the LR images of a batch differ in size
+    Message: the LR images of a training batch differ in size
     """
     data = dict(inputs=[torch.rand(1, 8, 8), torch.rand(1, 8, 9)], data_samples=None)
-    with pytest.raises(ValueError, match='differ in size.*use batch_size=1'):
-        SRDataPreprocessor()(data)
+    with pytest.raises(ValueError, match='training batch differ in size.*patch_size'):
+        SRDataPreprocessor()(data, training=True)
 
 
 def test_vid_loss_channels_differ_from_feature():

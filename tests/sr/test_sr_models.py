@@ -125,3 +125,16 @@ def test_init_hook_keeps_resumed_or_loaded_weights():
 def test_init_hook_refuses_a_prefix_that_matches_nothing():
     with pytest.raises(ValueError, match=r"keys under 'encoder\.' do not match"):
         InitStudentFromTeacherHook('encoder.').before_train(FakeRunner(distill_model()))
+
+
+def test_whole_test_images_of_different_sizes_run_one_by_one():
+    from mmcompress.models.sr import SRDataPreprocessor
+
+    torch.manual_seed(0)
+    model = FSRCNN()
+    images = [torch.rand(1, 6, 8), torch.rand(1, 5, 7)]
+    samples = [BaseDataElement(), BaseDataElement()]
+    data = SRDataPreprocessor()(dict(inputs=images, data_samples=samples))
+    out = model(**data, mode='predict')
+    for image, sample in zip(images, out):
+        assert torch.equal(sample.pred_img, model(image[None])[0])

@@ -12,6 +12,7 @@ train_dataloader = dict(
     num_workers=0,
     persistent_workers=False,
     sampler=dict(type='InfiniteSampler', shuffle=True),
+    collate_fn=dict(type='pseudo_collate'),
     dataset=dict(type='SRPhotoDataset', scale=scale, patch_size=48, num_samples=1000),
 )
 val_dataloader = dict(
@@ -19,6 +20,7 @@ val_dataloader = dict(
     num_workers=0,
     persistent_workers=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
+    collate_fn=dict(type='pseudo_collate'),
     dataset=dict(type='SRPhotoDataset', scale=scale),
 )
 test_dataloader = val_dataloader

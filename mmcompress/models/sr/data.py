@@ -91,11 +91,39 @@ def attach_predictions(data_samples: Optional[List], preds: torch.Tensor) -> Lis
     return data_samples
 
 
+def one_by_one(model, inputs: List[torch.Tensor], data_samples, mode: str):
+    """Run ``model`` on each image of a list (evaluation batches of whole
+    images of different sizes).
+
+    Args:
+        model (nn.Module): An SR model.
+        inputs (list[Tensor]): (C, h, w) images.
+        data_samples (list, optional): Their data samples.
+        mode (str): ``'predict'`` or ``'tensor'``.
+
+    Returns:
+        list: The data samples (``'predict'``) or the SR tensors.
+    """
+    if mode not in ('predict', 'tensor'):
+        raise ValueError(
+            f'{type(model).__name__}: a list of differently sized images can only '
+            f"be run in 'predict' or 'tensor' mode, got {mode!r}"
+        )
+    samples = data_samples or [None] * len(inputs)
+    outputs = [
+        model(x[None], None if s is None else [s], mode=mode)[0]
+        for x, s in zip(inputs, samples)
+    ]
+    return outputs
+
+
 @MODELS.register_module()
 class SRDataPreprocessor(BaseDataPreprocessor):
     """Stack the low-resolution inputs and move inputs and data samples (with
     their ``gt_img``) to the model's device. Images are float tensors in
-    [0, 1] already (no normalisation).
+    [0, 1] already (no normalisation). Evaluation batches of whole images of
+    different sizes stay a list of (1, C, h, w) tensors, which the SR models
+    run one by one (:func:`one_by_one`).
     """
 
     def forward(self, data: dict, training: bool = False) -> dict:
@@ -103,12 +131,16 @@ class SRDataPreprocessor(BaseDataPreprocessor):
         batch) and ``data_samples``. Returns: the batch on the device."""
         data = self.cast_data(data)
         inputs = data['inputs']
+        samples = data.get('data_samples')
         if isinstance(inputs, (list, tuple)):
             shapes = {tuple(x.shape) for x in inputs}
-            if len(shapes) > 1:
+            if len(shapes) > 1 and training:
                 raise ValueError(
-                    'SRDataPreprocessor: the LR images of a batch differ in size '
-                    f'{sorted(shapes)}; use batch_size=1 for whole test images'
+                    'SRDataPreprocessor: the LR images of a training batch differ '
+                    f'in size {sorted(shapes)}; train on fixed-size patches '
+                    '(patch_size)'
                 )
+            if len(shapes) > 1:  # whole test images: the model runs them one by one
+                return dict(inputs=[x.float() for x in inputs], data_samples=samples)
             inputs = torch.stack(list(inputs))
-        return dict(inputs=inputs.float(), data_samples=data.get('data_samples'))
+        return dict(inputs=inputs.float(), data_samples=samples)

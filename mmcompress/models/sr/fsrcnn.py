@@ -13,7 +13,13 @@ from mmengine.model import BaseModel
 from mmcompress.registry import MODELS
 from mmcompress.utils.checks import check_number
 
-from .data import attach_predictions, check_pair, check_scale, stack_targets
+from .data import (
+    attach_predictions,
+    check_pair,
+    check_scale,
+    one_by_one,
+    stack_targets,
+)
 
 
 def conv_prelu(in_channels: int, out_channels: int, kernel_size: int, stride=1):
@@ -104,10 +110,13 @@ class FSRCNN(BaseModel):
         ``pred_img``; ``'tensor'``: the SR batch.
 
         Args:
-            inputs (Tensor): LR batch (N, C, h, w).
+            inputs (Tensor | list[Tensor]): LR batch (N, C, h, w), or a list
+                of (C, h, w) test images of different sizes.
             data_samples (list, optional): Data samples with ``gt_img``.
             mode (str): ``'loss'``, ``'predict'`` or ``'tensor'``.
         """
+        if isinstance(inputs, (list, tuple)):
+            return one_by_one(self, inputs, data_samples, mode)
         owner = type(self).__name__
         sr = self.generate(inputs)
         if mode == 'tensor':

@@ -21,7 +21,13 @@ from mmengine.model import BaseModel, is_model_wrapper
 from mmcompress.registry import HOOKS, MODELS
 from mmcompress.utils.checks import check_number
 
-from .data import attach_predictions, check_pair, check_scale, stack_targets
+from .data import (
+    attach_predictions,
+    check_pair,
+    check_scale,
+    one_by_one,
+    stack_targets,
+)
 from .fsrcnn import FSRCNN, conv_prelu
 
 
@@ -80,10 +86,13 @@ class PISRTeacher(BaseModel):
         samples with ``pred_img``; ``'tensor'``: the SR batch.
 
         Args:
-            inputs (Tensor): LR batch (N, C, h, w).
+            inputs (Tensor | list[Tensor]): LR batch (N, C, h, w), or a list
+                of (C, h, w) test images of different sizes.
             data_samples (list): Data samples with the HR ``gt_img``.
             mode (str): ``'loss'``, ``'predict'`` or ``'tensor'``.
         """
+        if isinstance(inputs, (list, tuple)):
+            return one_by_one(self, inputs, data_samples, mode)
         owner = type(self).__name__
         hr = stack_targets(data_samples, owner).to(inputs)
         check_pair(inputs, hr, self.scale, owner)
