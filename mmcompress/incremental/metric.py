@@ -7,7 +7,7 @@ new mIoU. The step's classes come from the dataset meta that
 :class:`.IncrementalSegDataset` writes (``class_steps``).
 """
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from mmseg.evaluation import IoUMetric
@@ -66,8 +66,36 @@ class IncrementalIoUMetric(IoUMetric):
             )
         return 1 + len(steps[0])
 
+    def process(self, data_batch, data_samples: Sequence[dict]) -> None:
+        """Check every sample's fields and sizes, then count its areas.
+
+        Args:
+            data_batch: The batch (unused, as in ``IoUMetric``).
+            data_samples (Sequence[dict]): Samples with ``pred_sem_seg`` and
+                ``gt_sem_seg`` (each ``{'data': (1, H, W) tensor}``).
+        """
+        for sample in data_samples:
+            if 'pred_sem_seg' not in sample or 'gt_sem_seg' not in sample:
+                raise KeyError(
+                    'IncrementalIoUMetric needs `pred_sem_seg` and `gt_sem_seg` in '
+                    f'every data sample; got the keys {sorted(sample)}'
+                )
+            pred = sample['pred_sem_seg']['data']
+            gt = sample['gt_sem_seg']['data']
+            if pred.shape[-2:] != gt.shape[-2:]:
+                raise ValueError(
+                    f'IncrementalIoUMetric: pred_sem_seg {tuple(pred.shape)} and '
+                    f'gt_sem_seg {tuple(gt.shape)} differ in size'
+                )
+        super().process(data_batch, data_samples)
+
     def compute_metrics(self, results: list) -> Dict[str, float]:
         """``IoUMetric``'s metrics plus old/new/all mIoU and hIoU."""
+        if not results:
+            raise ValueError(
+                'IncrementalIoUMetric received no predictions: the evaluated '
+                "split is empty (check the step's classes and the dataloader)"
+            )
         metrics = super().compute_metrics(results)
         if self.format_only:
             return metrics

@@ -41,6 +41,14 @@ def sr_sample(levels):
     return dict(pred_img=gt + offset, gt_img=gt)
 
 
+def label_map_sample(labels, predicted):
+    """A 2x2 label map and its predicted map (``IoUMetric`` fields)."""
+    return dict(
+        pred_sem_seg=dict(data=torch.tensor(predicted).reshape(1, 2, 2)),
+        gt_sem_seg=dict(data=torch.tensor(labels).reshape(1, 2, 2)),
+    )
+
+
 # name -> (build args, samples of a batch where 3 of 4 predictions are right
 # at confidence ~1 (ECE 25 %), one right sample (ECE 0 %), a sample missing a
 # field with the message, a sample of mismatched shapes with the message)
@@ -83,7 +91,27 @@ CASES = {
             r'pred_img \(1, 16, 16\) and gt_img \(1, 12, 16\)',
         ),
     ),
+    # classes background (0), old class 1, new class 2; the batch: IoU 0.5,
+    # 0.5, 1.0 -> old 0.5, new 1.0, hIoU 2/3
+    'IncrementalIoUMetric': (
+        dict(num_base_classes=1),
+        [label_map_sample([0, 1, 2, 1], [0, 1, 2, 0])],
+        [label_map_sample([0, 1, 2, 1], [0, 1, 2, 1])],
+        (
+            dict(gt_sem_seg=dict(data=torch.zeros(1, 2, 2))),
+            'needs `pred_sem_seg` and `gt_sem_seg`',
+        ),
+        (
+            dict(
+                pred_sem_seg=dict(data=torch.zeros(1, 2, 2)),
+                gt_sem_seg=dict(data=torch.zeros(1, 3, 2)),
+            ),
+            r'pred_sem_seg \(1, 2, 2\) and gt_sem_seg \(1, 3, 2\) differ',
+        ),
+    ),
 }
+# dataset meta the metric reads (the class names of the evaluated split)
+META = {'IncrementalIoUMetric': dict(classes=('background', 'old', 'new'))}
 NAMES = sorted(CASES)
 
 
@@ -95,6 +123,8 @@ def test_every_registered_metric_has_a_case():
 
 def evaluate(name, samples):
     metric = METRICS.build(dict(type=name, **CASES[name][0]))
+    if name in META:
+        metric.dataset_meta = META[name]
     metric.process({}, samples)
     return metric.compute_metrics(metric.results)
 
@@ -102,7 +132,8 @@ def evaluate(name, samples):
 # Metrics whose headline value is not the ECE: name -> (key, value on the
 # batch case, value on the single-sample case)
 HEADLINE = {
-    'SRQualityMetric': ('psnr', 20 * math.log10(255) - 10 * math.log10(2), 48.1308)
+    'SRQualityMetric': ('psnr', 20 * math.log10(255) - 10 * math.log10(2), 48.1308),
+    'IncrementalIoUMetric': ('hIoU', 66.67, 100.0),  # 200 / 3, mmseg rounds to 0.01
 }
 
 
