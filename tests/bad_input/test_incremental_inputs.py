@@ -75,7 +75,7 @@ def test_dataset_with_reduced_zero_label():
     with pytest.raises(ValueError, match='remaps its labels.*background at 0'):
         IncrementalSegDataset(
             dataset=dict(
-                type='BaseSegDataset',
+                type='mmseg.BaseSegDataset',
                 data_root='.',
                 reduce_zero_label=True,
                 metainfo=dict(classes=('a', 'b')),

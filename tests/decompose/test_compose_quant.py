@@ -3,7 +3,7 @@ UN ViT go through quantize_ (QAT layer swap), a few training steps and the
 ONNX QDQ export, and onnxruntime agrees with PyTorch."""
 
 import torch
-from mmengine.registry import MODELS
+from mmengine.registry import MODELS, DefaultScope
 from torch import nn
 
 from mmcompress.decompose import DecomposedConv2d, decompose_
@@ -62,9 +62,8 @@ def test_decomposed_model_quantizes_and_exports():
     assert result['top1_agreement'] >= 0.99 and result['max_abs_diff'] < 1e-3
 
 
-def test_folded_un_vit_quantizes_and_exports():
-    torch.manual_seed(1)
-    vit = MODELS.build(
+def _un_vit():
+    return MODELS.build(
         dict(
             type='mmpretrain.ImageClassifier',
             backbone=dict(
@@ -84,6 +83,14 @@ def test_folded_un_vit_quantizes_and_exports():
             ),
         )
     )
+
+
+def test_folded_un_vit_quantizes_and_exports():
+    torch.manual_seed(1)
+    # the classifier builds its default data preprocessor by its bare name:
+    # build in the mmpretrain scope, whatever scope earlier tests left
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        vit = _un_vit()
     batches = [torch.randn(16, 1, 12, 12) for _ in range(4)]
     _steps(vit, batches, lambda m, x: m(x, mode='tensor'))
     fuse_un(vit, (batches[0],))

@@ -4,9 +4,19 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import ConfigDict
+from mmengine.registry import DefaultScope
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 from PIL import Image
+
+
+@pytest.fixture(autouse=True)
+def mmseg_scope():
+    """Every test here builds mmseg datasets, transforms and models by their
+    bare names, as a mmseg config does: run it in the mmseg scope, whatever
+    scope earlier tests left current."""
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        yield
 
 
 def tiny_segmentor_cfg(step=0, split='2-1-1', num_classes=4, **extra):
