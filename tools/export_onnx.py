@@ -248,18 +248,18 @@ def main(argv=None):
     cfg = Config.fromfile(args.config)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
-    scope = cfg.get('default_scope', 'mmengine')
-    # one instance per scope: get_instance returns an existing name unchanged
-    DefaultScope.get_instance(f'export_onnx_{scope}', scope_name=scope)
-    model = build_model(cfg)
-    load_checkpoint(model, args.checkpoint, map_location='cpu', strict=False)
-    model.eval()
-    data, wrapper = export(args, cfg, model)
-    with open(args.out, 'wb') as file:
-        file.write(data)
-    result = dict(onnx=args.out, format=args.format, bytes=len(data))
-    if args.verify > 0:
-        result.update(verify(args, cfg, model, wrapper, data))
+    # the config's scope is current for the whole export, whatever scope an
+    # earlier export or build in the same process made current
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmengine')):
+        model = build_model(cfg)
+        load_checkpoint(model, args.checkpoint, map_location='cpu', strict=False)
+        model.eval()
+        data, wrapper = export(args, cfg, model)
+        with open(args.out, 'wb') as file:
+            file.write(data)
+        result = dict(onnx=args.out, format=args.format, bytes=len(data))
+        if args.verify > 0:
+            result.update(verify(args, cfg, model, wrapper, data))
     print(json.dumps(result))
 
 

@@ -3,7 +3,7 @@ ONNX export."""
 
 import pytest
 import torch
-from mmengine.registry import MODELS
+from mmengine.registry import MODELS, DefaultScope
 from torch import nn
 
 from mmcompress.models.norms import (
@@ -17,6 +17,12 @@ from mmcompress.quant.export import TensorModeWrapper
 
 
 def _vit(norm_type, **norm):
+    # the classifier builds its default data preprocessor by its bare name
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return _build_vit(norm_type, **norm)
+
+
+def _build_vit(norm_type, **norm):
     return MODELS.build(
         dict(
             type='mmpretrain.ImageClassifier',
