@@ -1,5 +1,9 @@
 # The two README commands. Both set up .venv/ first (idempotent, ~1 min when cached).
 PY := .venv/bin/python
+# Test processes (pytest-xdist), one intra-op thread each: the reference machine
+# has 2 cores. `make test WORKERS=auto` uses every core.
+WORKERS ?= 2
+PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest tests -ra -n $(WORKERS) --dist loadfile
 
 .PHONY: setup demo test test-fast
 
@@ -10,7 +14,7 @@ demo: setup
 	$(PY) tools/demo.py
 
 test: setup
-	$(PY) -m pytest tests -ra
+	$(PYTEST)
 
 test-fast: setup
-	$(PY) -m pytest tests -ra -m "not slow"
+	$(PYTEST) -m "not slow"

@@ -63,7 +63,7 @@ PIPC=("${PIP[@]}" -c "$CONSTRAINTS")
 step "build tools and pure-Python base (setuptools<82, numpy<2, mmengine 0.10.7, ruff $RUFF_VERSION)"
 "${PIPC[@]}" "setuptools<82" wheel ninja packaging "numpy<2" "mmengine==0.10.7" \
   addict yapf pyyaml termcolor rich opencv-python-headless pillow matplotlib scipy \
-  pytest pytest-timeout "ruff==$RUFF_VERSION"
+  pytest pytest-timeout "pytest-xdist==3.8.0" "ruff==$RUFF_VERSION"
 
 step "mmcv $MMCV_VERSION with compiled ops"
 if "$PY" -c "import mmcv, mmcv.ops, sys; sys.exit(mmcv.__version__ != '$MMCV_VERSION')" >/dev/null 2>&1; then
