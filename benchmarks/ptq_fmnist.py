@@ -58,26 +58,28 @@ def load_tool():
     return module
 
 
-def ptq_run(tool, config, ckpt, work_dir, method, seed, num_images, iters, loss, test):
+def ptq_run(tool, row, ckpt, work_dir, num_images, iters, test):
     argv = [
-        osp.join(CONFIGS, config),
+        osp.join(CONFIGS, row['config']),
         ckpt,
         '--work-dir',
         work_dir,
         '--method',
-        method,
+        row['method'],
         '--seed',
-        str(seed),
+        str(row['seed']),
         '--num-images',
         str(num_images),
         '--no-progress',
         '--test',
+        *row['flags'],
         '--cfg-options',
         *LOADER_OPTS,
         f'test_dataloader.dataset.subset_size={test}',
+        *row['options'],
     ]
-    if method != 'rtn':
-        argv += ['--iters', str(iters), '--loss', loss]
+    if row['method'] != 'rtn':
+        argv[2:2] = ['--iters', str(iters), '--loss', row['loss']]
     start = time.time()
     result = tool.main(argv)
     return result['test']['accuracy/top1'], time.time() - start
@@ -133,39 +135,98 @@ def float_and_ort(ckpt, seed, num_images, test_size):
     return fp_acc, ort_acc
 
 
+def row(name, config, method, seed, loss='mse', flags=(), options=(), tag=''):
+    """One benchmark run; ``tag`` names its work folder beside config/method."""
+    return dict(
+        row=name,
+        config=config,
+        method=method,
+        seed=seed,
+        loss=loss,
+        flags=list(flags),
+        options=list(options),
+        tag=tag,
+    )
+
+
+METHOD_NAMES = dict(
+    rtn='round-to-nearest',
+    adaround='AdaRound (layer-wise)',
+    unit='unit-wise (blocks, MSE)',
+)
+# weight granularity rows: per tensor, G contiguous output-channel groups
+GRANULARITY = dict(
+    tensor=('per-tensor', ['model.quant.w.per_channel=False']),
+    g4=('G=4', ['model.quant.w.num_groups=4']),
+    g8=('G=8', ['model.quant.w.num_groups=8']),
+)
+
+
 def rows_for(args):
-    rows = [('W8A8 min-max', 'ptq_w8a8_fmnist.py', 'rtn', 'mse', 0)]
-    rows.append(('W8A8 MSE ranges', 'ptq_w8a8_mse_fmnist.py', 'rtn', 'mse', 0))
+    rows = [row('W8A8 min-max', 'ptq_w8a8_fmnist.py', 'rtn', 0)]
+    rows.append(row('W8A8 MSE ranges', 'ptq_w8a8_mse_fmnist.py', 'rtn', 0))
     for bits in args.bits:
-        config = f'ptq_w{bits}a{bits}_fmnist.py'
+        wa, config = f'W{bits}A{bits}', f'ptq_w{bits}a{bits}_fmnist.py'
+        kd_config = f'ptq_kd_w{bits}a{bits}_fmnist.py'
         for seed in args.seeds:
-            rows += [
-                (f'W{bits}A{bits} round-to-nearest', config, 'rtn', 'mse', seed),
-                (
-                    f'W{bits}A{bits} AdaRound (layer-wise)',
-                    config,
-                    'adaround',
-                    'mse',
-                    seed,
-                ),
-                (
-                    f'W{bits}A{bits} unit-wise (blocks, MSE)',
-                    config,
-                    'unit',
-                    'mse',
-                    seed,
-                ),
-            ]
+            if not args.only_extra:
+                rows += [
+                    row(f'{wa} {name}', config, method, seed)
+                    for method, name in METHOD_NAMES.items()
+                ]
             if args.fisher:
                 rows.append(
-                    (
-                        f'W{bits}A{bits} unit-wise (blocks, Fisher)',
+                    row(
+                        f'{wa} unit-wise (blocks, Fisher)',
                         config,
                         'unit',
-                        'fisher',
                         seed,
+                        'fisher',
                     )
                 )
+            for tag in args.granularity:
+                label, options = GRANULARITY[tag]
+                rows += [
+                    row(
+                        f'{wa} {label} {METHOD_NAMES[m]}',
+                        config,
+                        m,
+                        seed,
+                        options=options,
+                        tag=tag,
+                    )
+                    for m in ('rtn', 'unit')
+                ]
+            if args.kd:
+                k = f'{args.images_per_class}/class'
+                common = ['--images-per-class', str(args.images_per_class)]
+                kd = ['--kd-iters', str(args.kd_iters)]
+                rows += [
+                    row(
+                        f'{wa} {k} stage 1 (unit-wise)',
+                        kd_config,
+                        'unit',
+                        seed,
+                        flags=common + ['--kd-iters', '0'],
+                        tag='s1',
+                    ),
+                    row(
+                        f'{wa} {k} stage 2 (joint KD)',
+                        kd_config,
+                        'rtn',
+                        seed,
+                        flags=common + kd,
+                        tag='s2',
+                    ),
+                    row(
+                        f'{wa} {k} stages 1 + 2',
+                        kd_config,
+                        'unit',
+                        seed,
+                        flags=common + kd,
+                        tag='s12',
+                    ),
+                ]
     return rows
 
 
@@ -209,6 +270,25 @@ def main():
     parser.add_argument(
         '--fisher', action='store_true', help='add unit-wise Fisher rows'
     )
+    parser.add_argument(
+        '--only-extra',
+        action='store_true',
+        help='skip the round-to-nearest / AdaRound / unit-wise rows of --bits',
+    )
+    parser.add_argument(
+        '--granularity',
+        nargs='*',
+        default=[],
+        choices=sorted(GRANULARITY),
+        help='weight granularity rows (round-to-nearest and unit-wise)',
+    )
+    parser.add_argument(
+        '--kd',
+        action='store_true',
+        help='limited-data rows: stage 1, stage 2 and both (ptq_kd_* configs)',
+    )
+    parser.add_argument('--images-per-class', type=int, default=10)
+    parser.add_argument('--kd-iters', type=int, default=500)
     parser.add_argument('--out', help='markdown table file')
     parser.add_argument(
         '--test-size', type=int, help='class-balanced test subset (default: all 10k)'
@@ -236,23 +316,27 @@ def main():
                 file.write(json.dumps(done[-1]) + '\n')
     fp_acc = [r for r in done if r['row'] == 'FP32'][0]['top1']
     tool = load_tool()
-    for name, config, method, loss, seed in rows_for(args):
-        record = dict(row=name, seed=seed, iters=args.iters, num_images=args.num_images)
+    for spec in rows_for(args):
+        record = dict(
+            row=spec['row'],
+            seed=spec['seed'],
+            iters=args.iters,
+            num_images=args.num_images,
+        )
         if key(record) in have:
             continue
+        config = osp.splitext(spec['config'])[0]
         work = osp.join(
-            args.work_dir, f'{osp.splitext(config)[0]}_{method}_{loss}_s{seed}'
+            args.work_dir,
+            f'{config}_{spec["method"]}_{spec["loss"]}{spec["tag"]}_s{spec["seed"]}',
         )
         top1, seconds = ptq_run(
             tool,
-            config,
+            spec,
             args.checkpoint,
             work,
-            method,
-            seed,
             args.num_images,
             args.iters,
-            loss,
             args.test_size,
         )
         record.update(top1=top1, seconds=seconds)

@@ -13,16 +13,25 @@ config's ``train_dataloader``), ``weight_observer`` / ``act_observer``
 ``units``), ``units`` (name patterns, e.g. ``['re:backbone\\.layer\\d+\\.\\d+']``),
 ``reconstruction`` (arguments of :func:`mmcompress.quant.ptq.reconstruct`:
 ``iters``, ``batch_size``, ``loss`` ('mse' | 'fisher'), ``lam``, ``lr``,
-``warm_up``, ``learn_act_steps``, ``act_lr``), ``seed`` (0).
+``warm_up``, ``learn_act_steps``, ``act_lr``), ``seed`` (0),
+``images_per_class`` (None: ``num_images`` random images; k: k images of every
+class, the limited data of Yuan et al.), ``kd`` (None; a dict of
+:func:`mmcompress.quant.ptq.distill` arguments ``iters``, ``batch_size``,
+``lr``, ``loss`` ('kl' | 'mse'), ``temperature``: stage 2, the joint KD of the
+whole quantized model from the float one after the ``method``'s stage 1).
 
 Examples:
     python tools/ptq.py configs/quant/mmpretrain/ptq_w8a8_fmnist.py FP.pth \\
         --out work_dirs/ptq_w8a8/ptq.pth --test
     python tools/ptq.py configs/quant/mmpretrain/ptq_w4a4_fmnist.py FP.pth \\
         --method unit --iters 2000 --out w4a4_unit.pth --plot sqnr.png
+    # Yuan et al.: 10 images per class, unit-wise stage 1, joint KD stage 2
+    python tools/ptq.py configs/quant/mmpretrain/ptq_kd_w4a4_fmnist.py FP.pth \\
+        --images-per-class 10 --kd-iters 500 --test
 """
 
 import argparse
+import copy
 import json
 import os
 import os.path as osp
@@ -37,7 +46,9 @@ import mmcompress  # noqa: F401  (compatibility fixes and registration first)
 from mmcompress.quant.ptq import (
     cache_batches,
     calibrate_ranges,
+    distill,
     layer_sqnr,
+    limited_loader,
     reconstruct,
 )
 
@@ -51,6 +62,8 @@ DEFAULTS = dict(
     units=None,
     reconstruction=dict(),
     seed=0,
+    images_per_class=None,
+    kd=None,
 )
 
 
@@ -66,6 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--iters', type=int, help='reconstruction iterations per unit')
     parser.add_argument('--loss', choices=('mse', 'fisher'), help='reconstruction loss')
     parser.add_argument('--seed', type=int, help='calibration sampling seed')
+    parser.add_argument(
+        '--images-per-class',
+        type=int,
+        help='limited data: k images of every class (overrides --num-images)',
+    )
+    parser.add_argument(
+        '--kd-iters',
+        type=int,
+        help='stage-2 joint KD iterations (0: no stage 2); overrides ptq.kd.iters',
+    )
     parser.add_argument(
         '--resume', action='store_true', help='continue from WORK_DIR/ptq_state.pth'
     )
@@ -99,9 +122,13 @@ def settings(cfg: Config, args) -> dict:
         fail(f'unknown ptq keys {unknown}; valid keys: {sorted(DEFAULTS)}')
     result = {**DEFAULTS, **given}
     result['reconstruction'] = dict(result['reconstruction'] or {})
-    for key in ('method', 'num_images', 'seed'):
+    for key in ('method', 'num_images', 'seed', 'images_per_class'):
         if getattr(args, key) is not None:
             result[key] = getattr(args, key)
+    if args.kd_iters is not None:
+        result['kd'] = {**(result['kd'] or {}), 'iters': args.kd_iters}
+    if result['kd'] is not None and result['kd'].get('iters') == 0:
+        result['kd'] = None
     if args.iters is not None:
         result['reconstruction']['iters'] = args.iters
     if args.loss is not None:
@@ -173,8 +200,14 @@ def run_ptq(runner: Runner, opts: dict, args, state_path: str):
     model = runner.model
     loader_cfg = opts['calib_dataloader'] or runner.cfg.train_dataloader
     loader = Runner.build_dataloader(loader_cfg, seed=opts['seed'])
+    num_images = opts['num_images']
+    if opts['images_per_class'] is not None:
+        loader = limited_loader(loader, opts['images_per_class'], opts['seed'])
+        num_images = len(loader.dataset)
     progress = not args.no_progress
-    batches = cache_batches(model, loader, opts['num_images'], progress)
+    batches = cache_batches(model, loader, num_images, progress)
+    # stage 2's teacher: the float model, before calibration and rounding
+    teacher = copy.deepcopy(model) if opts['kd'] is not None else None
     stats, done = {}, []
     if args.resume and osp.isfile(state_path):
         state = torch.load(state_path, map_location='cpu', weights_only=True)
@@ -202,6 +235,10 @@ def run_ptq(runner: Runner, opts: dict, args, state_path: str):
             on_unit_done=checkpoint_unit,
             progress=progress,
             **opts['reconstruction'],
+        )
+    if teacher is not None:
+        stats['kd'] = distill(
+            model, teacher, batches, seed=opts['seed'], progress=progress, **opts['kd']
         )
     return batches, stats
 

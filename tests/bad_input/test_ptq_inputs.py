@@ -240,3 +240,52 @@ def test_observer_momentum_out_of_range():
     assert isinstance(MinMaxObserver(), MinMaxObserver)
     with pytest.raises(ValueError, match=r'momentum must be in \(0, 1\]'):
         EMAMinMaxObserver(momentum=0)
+
+
+class _Labelled(torch.utils.data.Dataset):
+    """Six images: classes 0, 0, 0, 1, 1, 2."""
+
+    labels = [0, 0, 0, 1, 1, 2]
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, idx):
+        return idx
+
+    def get_cat_ids(self, idx):
+        return [self.labels[idx]]
+
+
+def test_more_images_per_class_than_a_class_holds():
+    """Limited-data PTQ asks for 2 images per class; one class has only 1.
+
+    Message: images_per_class=2: classes {2: 1} (class: images) have fewer images
+    """
+    from mmcompress.quant.ptq import images_per_class
+
+    with pytest.raises(ValueError, match=r'classes \{2: 1\} \(class: images\)'):
+        images_per_class(_Labelled(), 2)
+
+
+def test_images_per_class_on_a_dataset_without_labels():
+    """images_per_class on a segmentation dataset (no per-image class list).
+
+    Message: images_per_class needs a dataset with get_cat_ids (mmpretrain, mmdet)
+    """
+    from mmcompress.quant.ptq import images_per_class
+
+    with pytest.raises(TypeError, match='needs a dataset with get_cat_ids'):
+        images_per_class(torch.utils.data.TensorDataset(torch.zeros(4)), 1)
+
+
+def test_kl_distillation_on_a_detector_output():
+    """Stage-2 KD with loss='kl' on a model whose tensor mode returns feature maps.
+
+    Message: kd loss 'kl' needs (N, C) logits from the model's tensor mode
+    """
+    from mmcompress.quant.ptq import kd_loss
+
+    maps = (torch.zeros(2, 4, 8, 8),)
+    with pytest.raises(TypeError, match="use loss='mse' for detectors"):
+        kd_loss(maps, maps, 'kl')

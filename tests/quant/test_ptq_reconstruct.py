@@ -13,6 +13,8 @@ from mmpretrain.structures import DataSample
 from mmcompress.quant import QuantConfig, quantize_
 from mmcompress.quant.ptq import (
     calibrate_ranges,
+    distill,
+    kd_loss,
     layer_sqnr,
     quantizers_off,
     reconstruct,
@@ -220,3 +222,40 @@ def test_layer_sqnr_of_the_calibrated_model(float_student):
     # 4-bit layers alone: between 10 and 30 dB; errors add up along the model
     assert all(10 < own < 30 for own, _ in sqnr.values())
     assert sqnr['backbone.layer3.1.conv2'][1] < sqnr['backbone.layer3.1.conv2'][0]
+
+
+def test_stage2_kd_fits_the_float_model_on_held_out_images(
+    float_student, deterministic
+):
+    """W3A3 student calibrated on 100 images (10 per class): joint KD on those
+    100 images lowers the KL to the float model on 300 other images and raises
+    the top-1 agreement with it; the teacher is unchanged and the result is an
+    ordinary QuantizedModel state."""
+    model, images, labels = float_student
+    idx = torch.cat([torch.nonzero(labels[:1000] == c)[:10, 0] for c in range(10)])
+    calib = _batches(images[idx], labels[idx], 50)
+    quant = _quantized(model, 3)
+    calibrate_ranges(quant, calib, dict(type='MSEObserver'), progress=False)
+    fresh_keys = quant.state_dict().keys()
+    teacher = copy.deepcopy(model)
+    teacher_state = copy.deepcopy(teacher.state_dict())
+    held = images[1000:1300]
+
+    def held_out():
+        with torch.no_grad(), quantizers_off(teacher):
+            t = teacher(held, mode='tensor')
+        with torch.no_grad():
+            s = quant(held, mode='tensor')
+        kl = kd_loss(s, t, 'kl').item()
+        return kl, (s.argmax(1) == t.argmax(1)).float().mean().item()
+
+    kl_before, agree_before = held_out()
+    stats = distill(quant, teacher, calib, iters=50, lr=1e-3, progress=False)
+    kl_after, agree_after = held_out()
+    assert stats['kd_after'] < 0.3 * stats['kd_before']
+    assert kl_after < 0.3 * kl_before
+    assert agree_after > agree_before + 0.2
+    assert quant.state_dict().keys() == fresh_keys
+    assert all(
+        torch.equal(v, teacher.state_dict()[k]) for k, v in teacher_state.items()
+    )

@@ -1,6 +1,8 @@
 """tools/ptq.py end to end: its checkpoint is evaluated by the stock mmpretrain
 tools/test.py with the same (QAT-style) config and exported by tools/export_onnx.py."""
 
+import glob
+import importlib.util
 import json
 import os.path as osp
 import re
@@ -8,12 +10,14 @@ import re
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.registry import DefaultScope
 
 from mmcompress.registry import MODELS
 from mmcompress.testing import stock_tool
 from tests.e2e.runs import REPO, run_tool
 
 CONFIG = osp.join(REPO, 'configs', 'quant', 'mmpretrain', 'ptq_w4a4_fmnist.py')
+KD_CONFIG = osp.join(REPO, 'configs', 'quant', 'mmpretrain', 'ptq_kd_w4a4_fmnist.py')
 PTQ = osp.join(REPO, 'tools', 'ptq.py')
 EXPORT = osp.join(REPO, 'tools', 'export_onnx.py')
 DATA = [
@@ -106,3 +110,54 @@ def test_ptq_checkpoint_through_stock_test_and_export(tmp_path, deterministic):
     )
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report['top1_agreement'] == 1.0
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location('ptq_tool', PTQ)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_ptq_two_stage_kd_on_k_images_per_class(tmp_path, deterministic):
+    """ptq_kd_w4a4_fmnist.py with 2 images per class: 20 calibration images,
+    stage 1 on two blocks, stage 2 joint KD; --kd-iters 0 leaves stage 1 only.
+    The float checkpoint is a random init (the plumbing is tested; the KD
+    itself in test_ptq_reconstruct.py)."""
+    tool = _tool()
+    model = MODELS.build(Config.fromfile(KD_CONFIG).model.model)
+    fp = str(tmp_path / 'fp.pth')
+    torch.save(dict(state_dict=model.state_dict()), fp)
+    argv = [
+        KD_CONFIG,
+        fp,
+        '--work-dir',
+        str(tmp_path / 'work'),
+        '--images-per-class',
+        '2',
+        '--iters',
+        '3',
+        '--kd-iters',
+        '4',
+        '--no-progress',
+        '--cfg-options',
+        *DATA,
+        'ptq.units=[backbone.layer1.0,backbone.layer1.1]',
+    ]
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        result = tool.main(argv)
+        assert list(result['units']) == ['backbone.layer1.0', 'backbone.layer1.1']
+        assert result['kd']['kd_after'] < result['kd']['kd_before']
+        opts = tool.settings(
+            Config.fromfile(KD_CONFIG),
+            tool.build_parser().parse_args(
+                [KD_CONFIG, fp, '--kd-iters', '0', '--images-per-class', '3']
+            ),
+        )
+    assert opts['kd'] is None and opts['images_per_class'] == 3
+    assert opts['reconstruction']['iters'] == 300
+    log = open(
+        max(glob.glob(str(tmp_path / 'work' / '*' / '*.log')), key=osp.getmtime)
+    ).read()
+    assert 'set from 20 images' in log

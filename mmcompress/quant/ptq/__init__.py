@@ -1,5 +1,6 @@
 """Post-training quantization: range observers, the calibration loop, AdaRound
-and unit-wise (BRECQ / UWC) reconstruction of a ``QuantizedModel``.
+and unit-wise (BRECQ / UWC) reconstruction of a ``QuantizedModel``, and the
+limited-data joint KD stage of Yuan et al.
 
 The result is the state of an ordinary calibrated ``QuantizedModel`` (LSQ steps,
 ``initialized = 1``, weights on their grid), saved, evaluated and exported as a
@@ -20,6 +21,7 @@ from .calibration import (
     quantizers_off,
     set_scale,
 )
+from .kd import distill, images_per_class, kd_loss, limited_loader
 from .observers import (
     BaseObserver,
     EMAMinMaxObserver,
@@ -39,6 +41,10 @@ __all__ = [
     'rounding_regularizer',
     'cache_batches',
     'calibrate_ranges',
+    'distill',
+    'images_per_class',
+    'kd_loss',
+    'limited_loader',
     'layer_sqnr',
     'sqnr_db',
     'model_batches',
