@@ -146,6 +146,9 @@ def main():
     )
     parser.add_argument('--runs', type=int, default=30)
     parser.add_argument('--out', help='docs page whose export_scenes block to write')
+    parser.add_argument(
+        '--block', default='export_scenes', help='name of the block --out replaces'
+    )
     add_load_argument(parser)
     args = parser.parse_args()
     os.environ.setdefault('OMP_NUM_THREADS', '1')
@@ -158,7 +161,7 @@ def main():
     text = table(rows, load, args.runs)
     print(text)
     if args.out:
-        write_block(args.out, 'export_scenes', text)
+        write_block(args.out, args.block, text)
 
 
 if __name__ == '__main__':

@@ -1,26 +1,44 @@
 """From a float config and checkpoint to an int8 onnxruntime model, in one
 command, stage by stage, with a final table.
 
-    python tools/compress.py CONFIG CHECKPOINT --recipe qat-int8 --work-dir WORK \\
-        [--shape 1 3 H W] [--qat-options KEY=VALUE ...] [--cfg-options ...]
+    python tools/compress.py CONFIG CHECKPOINT --recipe RECIPE --work-dir WORK \\
+        [--shape 1 3 H W] [--teacher CONFIG CKPT] [--latency-ms X] \\
+        [--qat-options KEY=VALUE ...] [--cfg-options ...]
 
-Recipes are configs in ``configs/compress/_base_/<recipe>.py`` (``qat-int8``:
-W8A8 LSQ QAT; ``qat-w4a4``: 4-bit weights and inputs), each listing its
-stages. Every stage writes ``WORK/<stage>/result.json`` when it completes; a
-second run skips completed stages (resume after an interruption, or delete a
-stage's folder to redo it). Each stage is the in-process equivalent of a stock
-tool command, printed as it starts:
+Recipes are configs in ``configs/compress/_base_/<recipe>.py``, each listing
+its stages: ``qat-int8`` (W8A8 LSQ QAT), ``qat-w4a4`` (4-bit weights and
+inputs), ``qat-w4a4-kd`` (W4A4 QAT distilled from ``--teacher``),
+``ptq-int8`` (W8A8 post-training quantization, no training) and ``mixed``
+(per-layer bit widths under ``--latency-ms``, then QAT). Every stage writes
+``WORK/<stage>/result.json`` when it completes; a second run skips completed
+stages (resume after an interruption, or delete a stage's folder to redo it).
+Each stage is the in-process equivalent of a stock tool command, printed as
+it starts (``Q`` is the recipe's quantization stage, ``qat``, ``kd_qat`` or
+``ptq``):
 
 * ``float_test``: ``tools/test.py CONFIG CHECKPOINT``;
+* ``sensitivity``, ``latency``, ``allocate`` (``mixed``): the per-layer
+  output sensitivity of the float model (8 / 4 bits), the per-layer
+  onnxruntime latency on this machine (float / integer), and the bit widths
+  with the least summed sensitivity within ``--latency-ms``
+  (:mod:`mmcompress.quant.mixed_precision`), written as the QAT config's
+  ``quant.layer_overrides``;
 * ``qat``: ``tools/train.py WORK/qat/config.py`` (the config's model wrapped
   in ``QuantizedModel`` with the recipe's quantizers, ``load_from`` the float
   checkpoint, ``--qat-options`` applied);
-* ``qat_test``: ``tools/test.py WORK/qat/config.py WORK/qat/<last ckpt>``;
-* ``export``: ``tools/export_onnx.py ... --out WORK/model_int8.onnx``;
-* ``onnx_test``: ``tools/test_onnx.py WORK/qat/config.py WORK/model_int8.onnx``.
+* ``kd_qat``: ``tools/train.py WORK/kd_qat/train_config.py`` (a
+  ``DistillModel`` whose student is that ``QuantizedModel`` and whose teacher
+  is ``--teacher``); the plain student checkpoint it writes is the result;
+* ``ptq``: ``tools/ptq.py WORK/ptq/config.py CHECKPOINT --out
+  WORK/ptq/ptq.pth`` (the recipe's ``ptq`` settings);
+* ``qat_test`` / ``ptq_test``: ``tools/test.py WORK/Q/config.py Q_CKPT``;
+* ``export``: ``tools/export_onnx.py WORK/Q/config.py Q_CKPT --out
+  WORK/model_int8.onnx``;
+* ``onnx_test``: ``tools/test_onnx.py WORK/Q/config.py WORK/model_int8.onnx``.
 
 The table (also ``WORK/summary.json``): the metrics of the float model, the
-PyTorch QAT model and the onnxruntime int8 model, and the ONNX file size.
+PyTorch quantized model and the onnxruntime int8 model, and the ONNX file
+size.
 """
 
 import argparse
@@ -31,6 +49,7 @@ import os.path as osp
 import sys
 
 from mmengine.config import Config, DictAction
+from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
 import mmcompress  # noqa: F401  (compatibility fixes and registration first)
@@ -38,8 +57,15 @@ import mmcompress  # noqa: F401  (compatibility fixes and registration first)
 TOOLS = osp.dirname(osp.abspath(__file__))
 RECIPES = osp.join(osp.dirname(TOOLS), 'configs', 'compress', '_base_')
 sys.path.insert(0, TOOLS)
+from export_onnx import build_model  # noqa: E402
 from export_onnx import main as export_main  # noqa: E402
+from ptq import main as ptq_main  # noqa: E402
 from test_onnx import ort_config  # noqa: E402
+
+#: Stages that make the quantized checkpoint; a recipe has exactly one.
+QUANTIZE_STAGES = ('qat', 'kd_qat', 'ptq')
+#: Table labels of the quantized model per quantization stage.
+LABELS = dict(qat='QAT (PyTorch)', kd_qat='QAT + KD (PyTorch)', ptq='PTQ (PyTorch)')
 
 
 def recipes() -> list:
@@ -51,8 +77,8 @@ def recipes() -> list:
 
 
 def load_recipe(name: str) -> Config:
-    """The recipe config; an unknown name or stage is an error listing the
-    valid ones."""
+    """The recipe config; an unknown name or stage, or a recipe without
+    exactly one quantization stage, is an error listing the valid ones."""
     if name not in recipes():
         fail(f'--recipe {name}: no such recipe; valid: {", ".join(recipes())}')
     recipe = Config.fromfile(osp.join(RECIPES, name.replace('-', '_') + '.py'))
@@ -61,6 +87,12 @@ def load_recipe(name: str) -> Config:
         fail(
             f'recipe {name} names stages {unknown} that tools/compress.py does '
             f'not have; valid stages: {", ".join(STAGES)}'
+        )
+    quantize = [s for s in recipe.stages if s in QUANTIZE_STAGES]
+    if len(quantize) != 1:
+        fail(
+            f'recipe {name} has quantization stages {quantize}; it needs exactly '
+            f'one of {", ".join(QUANTIZE_STAGES)}'
         )
     return recipe
 
@@ -83,37 +115,195 @@ def stage_float_test(ctx) -> dict:
     return dict(metrics=_test(ctx.cfg, ctx.checkpoint, ctx.dir('float_test')))
 
 
+def _last_checkpoint(work_dir: str) -> str:
+    with open(osp.join(work_dir, 'last_checkpoint')) as file:
+        return file.read().strip()
+
+
 def stage_qat(ctx) -> dict:
-    cfg = ctx.qat_config()
+    cfg = ctx.quant_config()
     cfg.work_dir = ctx.dir('qat')
     cfg.load_from, cfg.resume = ctx.checkpoint, False
     Runner.from_cfg(cfg).train()
-    with open(osp.join(cfg.work_dir, 'last_checkpoint')) as file:
-        return dict(checkpoint=file.read().strip())
+    return dict(checkpoint=_last_checkpoint(cfg.work_dir))
 
 
-def stage_qat_test(ctx) -> dict:
-    checkpoint = ctx.result('qat')['checkpoint']
-    return dict(metrics=_test(ctx.qat_config(), checkpoint, ctx.dir('qat_test')))
+def stage_kd_qat(ctx) -> dict:
+    from mmcompress.distill.student_checkpoint import student_checkpoint_path
+
+    if not ctx.args.teacher:
+        fail(f'recipe {ctx.args.recipe} distils: pass --teacher CONFIG CHECKPOINT')
+    work_dir = ctx.dir('kd_qat')
+    # the runner dumps its config under its file name: not over config.py
+    path = osp.join(work_dir, 'train_config.py')
+    cfg = Config(ctx.quant_config().to_dict())
+    teacher = dict(config=osp.abspath(ctx.args.teacher[0]))
+    teacher['checkpoint'] = osp.abspath(ctx.args.teacher[1])
+    cfg.model = dict(
+        type='DistillModel',
+        student=cfg.model,
+        teacher=teacher,
+        input_shape=tuple(ctx.args.shape[1:]),
+        distill=ctx.recipe.distill.to_dict(),
+    )
+    cfg.work_dir, cfg.load_from, cfg.resume = work_dir, ctx.checkpoint, False
+    cfg.dump(path)
+    Runner.from_cfg(Config.fromfile(path)).train()
+    return dict(checkpoint=student_checkpoint_path(_last_checkpoint(work_dir)))
+
+
+def stage_ptq(ctx) -> dict:
+    ctx.quant_config()  # written to ctx.quant_config_path
+    out = osp.join(ctx.dir('ptq'), 'ptq.pth')
+    args = [ctx.quant_config_path, ctx.checkpoint, '--out', out, '--no-progress']
+    ptq_main(args + ['--work-dir', ctx.dir('ptq')])
+    return dict(checkpoint=out)
+
+
+def stage_quant_test(ctx) -> dict:
+    work_dir = ctx.dir(ctx.quant_stage[-3:] + '_test')
+    return dict(metrics=_test(ctx.quant_config(), ctx.quantized_checkpoint(), work_dir))
 
 
 def stage_export(ctx) -> dict:
     out = osp.join(ctx.work_dir, 'model_int8.onnx')
-    args = [ctx.qat_config_path, ctx.result('qat')['checkpoint'], '--out', out]
+    args = [ctx.quant_config_path, ctx.quantized_checkpoint(), '--out', out]
     export_main(args + ['--shape', *map(str, ctx.args.shape)])
     return dict(onnx=out, bytes=osp.getsize(out))
 
 
 def stage_onnx_test(ctx) -> dict:
-    cfg = ort_config(ctx.qat_config(), ctx.result('export')['onnx'])
+    cfg = ort_config(ctx.quant_config(), ctx.result('export')['onnx'])
     cfg.work_dir = ctx.dir('onnx_test')
     return dict(metrics=_metrics(Runner.from_cfg(cfg).test()))
 
 
+def _option_key(option) -> str:
+    return 'float' if option is None else str(option)
+
+
+def _option(key: str):
+    return None if key == 'float' else int(key)
+
+
+def _float_network(ctx):
+    """The float model's network, its quantizable layer names (prefixed as
+    in the network) and ``mixed.calib_batches`` preprocessed training batches."""
+    import torch
+    from mmengine.runner import load_checkpoint
+
+    from mmcompress.quant.export import NetworkWrapper
+    from mmcompress.quant.mixed_precision import quantized_layer_names
+
+    cfg = Config(ctx.cfg.to_dict())
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmengine')):
+        model = build_model(cfg)
+        load_checkpoint(model, ctx.checkpoint, map_location='cpu', strict=False)
+        model.eval()
+        layers = quantized_layer_names(model, ctx.recipe.quant.to_dict())
+        batches = []
+        for batch in Runner.build_dataloader(cfg.train_dataloader, seed=0):
+            with torch.no_grad():
+                batches.append(model.data_preprocessor(batch, False)['inputs'])
+            if len(batches) >= ctx.recipe.mixed.calib_batches:
+                break
+    return NetworkWrapper(model), ['model.' + n for n in layers], batches
+
+
+def stage_sensitivity(ctx) -> dict:
+    from mmcompress.quant.mixed_precision import output_sensitivity
+
+    network, layers, batches = _float_network(ctx)
+    bits = [b for b in ctx.recipe.mixed.options if b is not None]
+    table = output_sensitivity(network, batches, layers, options=bits)
+    return {
+        n[len('model.') :]: {_option_key(b): v for b, v in t.items()}
+        for n, t in table.items()
+    }
+
+
+def stage_latency(ctx) -> dict:
+    import torch
+
+    from mmcompress.quant.mixed_precision import layer_bops, layer_latency
+
+    network, layers, _ = _float_network(ctx)
+    mixed = ctx.recipe.mixed
+    example = torch.randn(*ctx.args.shape)
+    tables = dict(
+        ms=layer_latency(network, example, layers, mixed.options, mixed.runs),
+        gbops=layer_bops(network, example, layers, mixed.options),
+    )
+    result = dict(load_average=list(os.getloadavg()))
+    for key, table in tables.items():
+        result[key] = {
+            n[len('model.') :]: {_option_key(o): v for o, v in t.items()}
+            for n, t in table.items()
+        }
+    return result
+
+
+def _budget(args) -> tuple:
+    """``(flag, table key, budget)`` of the one budget given."""
+    given = [
+        (flag, key, value)
+        for flag, key, value in (
+            ('--latency-ms', 'ms', args.latency_ms),
+            ('--gbops', 'gbops', args.gbops),
+        )
+        if value is not None
+    ]
+    if len(given) != 1:
+        fail(
+            f'recipe {args.recipe} allocates bits: pass exactly one budget, '
+            f'--latency-ms X or --gbops X (got {len(given)})'
+        )
+    return given[0]
+
+
+def stage_allocate(ctx) -> dict:
+    from mmcompress.quant.mixed_precision import allocate_bits
+
+    flag, key, budget = _budget(ctx.args)
+    quantity, unit = dict(ms=('latency', 'ms'), gbops=('BOPs', 'GBOPs'))[key]
+    cost = _decode(ctx.result('latency')[key])
+    sensitivity = _decode(ctx.result('sensitivity'))
+    for name in cost:
+        sensitivity[name].setdefault(None, 0.0)  # float costs nothing
+    try:
+        allocation = allocate_bits(
+            sensitivity, cost, budget, quantity=quantity, unit=unit
+        )
+    except ValueError as error:
+        fail(f'{flag} {budget:g}: {error}')
+    if all(b is None for b in allocation.values()):
+        fail(
+            f'{flag} {budget:g}: the least sensitive allocation within the budget '
+            'keeps every layer float, nothing to quantize (per-layer table in '
+            f'{ctx.work_dir}/latency/result.json); give a smaller budget'
+        )
+    return dict(
+        budget=[flag, budget],
+        cost={key: sum(cost[n][b] for n, b in allocation.items())},
+        sensitivity=sum(sensitivity[n][b] for n, b in allocation.items()),
+        allocation={n: _option_key(b) for n, b in allocation.items()},
+    )
+
+
+def _decode(table: dict) -> dict:
+    return {n: {_option(k): v for k, v in t.items()} for n, t in table.items()}
+
+
 STAGES = dict(
     float_test=stage_float_test,
+    sensitivity=stage_sensitivity,
+    latency=stage_latency,
+    allocate=stage_allocate,
     qat=stage_qat,
-    qat_test=stage_qat_test,
+    kd_qat=stage_kd_qat,
+    ptq=stage_ptq,
+    qat_test=stage_quant_test,
+    ptq_test=stage_quant_test,
     export=stage_export,
     onnx_test=stage_onnx_test,
 )
@@ -129,7 +319,8 @@ class Context:
         self.cfg = Config.fromfile(args.config)
         if args.cfg_options:
             self.cfg.merge_from_dict(args.cfg_options)
-        self.qat_config_path = osp.join(self.work_dir, 'qat', 'config.py')
+        self.quant_stage = next(s for s in recipe.stages if s in QUANTIZE_STAGES)
+        self.quant_config_path = osp.join(self.work_dir, self.quant_stage, 'config.py')
 
     def dir(self, stage: str) -> str:
         path = osp.join(self.work_dir, stage)
@@ -143,24 +334,37 @@ class Context:
         with open(path) as file:
             return json.load(file)
 
-    def qat_config(self) -> Config:
-        if not osp.isfile(self.qat_config_path):
+    def quantized_checkpoint(self) -> str:
+        return self.result(self.quant_stage)['checkpoint']
+
+    def quant_config(self) -> Config:
+        """The ``QuantizedModel`` config (written once, then read back)."""
+        if not osp.isfile(self.quant_config_path):
             cfg = Config(self.cfg.to_dict())
             model = cfg.model
             if cfg.get('data_preprocessor') is not None:
                 model.setdefault('data_preprocessor', cfg.pop('data_preprocessor'))
-            cfg.model = dict(
-                type='QuantizedModel', model=model, quant=self.recipe.quant.to_dict()
-            )
+            quant = self.recipe.quant.to_dict()
+            allocated = self.result('allocate')
+            if allocated is not None:
+                from mmcompress.quant.mixed_precision import layer_overrides
+
+                allocation = {n: _option(b) for n, b in allocated['allocation'].items()}
+                default_bits = quant['w']['bits']
+                quant['layer_overrides'] = layer_overrides(allocation, default_bits)
+            cfg.model = dict(type='QuantizedModel', model=model, quant=quant)
+            if 'ptq' in self.recipe:
+                cfg.ptq = self.recipe.ptq.to_dict()
             if self.args.qat_options:
                 cfg.merge_from_dict(self.args.qat_options)
-            self.dir('qat')
-            cfg.dump(self.qat_config_path)
-        return Config.fromfile(self.qat_config_path)
+            self.dir(self.quant_stage)
+            cfg.dump(self.quant_config_path)
+        return Config.fromfile(self.quant_config_path)
 
 
 def table(ctx) -> str:
-    rows = [('float (PyTorch)', 'float_test'), ('QAT (PyTorch)', 'qat_test')]
+    rows = [('float (PyTorch)', 'float_test')]
+    rows.append((LABELS[ctx.quant_stage], f'{ctx.quant_stage[-3:]}_test'))
     rows.append(('int8 (onnxruntime)', 'onnx_test'))
     keys = sorted(
         {k for _, s in rows for k in (ctx.result(s) or {}).get('metrics', {})}
@@ -170,6 +374,17 @@ def table(ctx) -> str:
         metrics = (ctx.result(stage) or {}).get('metrics', {})
         cells = [f'{metrics[k]:.4g}' if k in metrics else '-' for k in keys]
         lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
+    allocated = ctx.result('allocate')
+    if allocated:
+        counts = {}
+        for bits in allocated['allocation'].values():
+            counts[bits] = counts.get(bits, 0) + 1
+        (key, used), (flag, budget) = *allocated['cost'].items(), allocated['budget']
+        lines.append(
+            f'\nLayers per bit width ({used:.4g} {key} of {flag} {budget:g} in the '
+            'per-layer table): '
+            + ', '.join(f'{k}: {v}' for k, v in sorted(counts.items()))
+        )
     exported = ctx.result('export')
     if exported:
         lines.append(f'\nONNX: {exported["onnx"]} ({exported["bytes"]} bytes)')
@@ -180,9 +395,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description='Compress a model in stages')
     parser.add_argument('config', help='the float model config')
     parser.add_argument('checkpoint', help='the float checkpoint')
-    parser.add_argument('--recipe', required=True, help='qat-int8, qat-w4a4')
+    parser.add_argument('--recipe', required=True, help=', '.join(recipes()))
     parser.add_argument('--work-dir', required=True, help='stage outputs go here')
     parser.add_argument('--shape', type=int, nargs='+', default=[1, 3, 224, 224])
+    parser.add_argument(
+        '--teacher', nargs=2, metavar=('CONFIG', 'CKPT'), help='kd recipes: teacher'
+    )
+    parser.add_argument(
+        '--latency-ms', type=float, help='mixed: latency budget of the layers'
+    )
+    parser.add_argument('--gbops', type=float, help='mixed: BOPs budget (10^9)')
     parser.add_argument(
         '--qat-options', nargs='+', action=DictAction, help='QAT stage overrides'
     )
@@ -192,10 +414,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_budget(ctx) -> None:
+    """A rerun must not reuse an allocation made for another budget."""
+    allocated = ctx.result('allocate')
+    if allocated:
+        flag, _, budget = _budget(ctx.args)
+        if allocated['budget'] != [flag, budget]:
+            fail(
+                f'{ctx.work_dir}/allocate holds the allocation for '
+                f'{" ".join(map(str, allocated["budget"]))}, not {flag} {budget}: '
+                'use another --work-dir (or delete that folder and the later stages)'
+            )
+
+
 def main(argv=None) -> str:
     args = build_parser().parse_args(argv)
     recipe = load_recipe(args.recipe)
     ctx = Context(args, recipe)
+    check_budget(ctx)
     for index, stage in enumerate(recipe.stages, 1):
         done = ctx.result(stage)
         status = 'done, skipped' if done is not None else 'running'

@@ -110,9 +110,12 @@ def allocate_bits(
     latency: Dict[str, Dict[Hashable, float]],
     budget: float,
     resolution: Optional[float] = None,
+    quantity: str = 'latency',
+    unit: str = 'ms',
 ) -> Dict[str, Hashable]:
     """The option per layer with the least summed sensitivity whose summed
-    latency is within ``budget``.
+    latency (or another additive cost, e.g. :func:`layer_bops`) is within
+    ``budget``.
 
     Args:
         sensitivity (dict): ``{layer: {option: cost}}`` (e.g. from
@@ -123,6 +126,9 @@ def allocate_bits(
         resolution (float, optional): Latency grid of the dynamic program.
             Defaults to ``budget / 2000``. Latencies are rounded up to it, so
             the allocation never exceeds the budget.
+        quantity (str): What ``latency`` holds, for messages. Defaults to
+            ``'latency'``.
+        unit (str): Its unit, for messages. Defaults to ``'ms'``.
 
     Returns:
         dict: ``{layer: option}``.
@@ -142,10 +148,11 @@ def allocate_bits(
     fastest = sum(min(latency[n].values()) for n in layers)
     if fastest > budget:
         picks = ', '.join(f'{n}={min(latency[n], key=latency[n].get)}' for n in layers)
+        least = 'fastest' if quantity == 'latency' else 'cheapest'
         raise ValueError(
-            f'no allocation meets the latency budget {budget:.4g} ms: the fastest '
-            f'({picks}) takes {fastest:.4g} ms; raise the budget to at least '
-            f'{fastest:.4g} ms'
+            f'no allocation meets the {quantity} budget {budget:.4g} {unit}: the '
+            f'{least} ({picks}) takes {fastest:.4g} {unit}; raise the budget to '
+            f'at least {fastest:.4g} {unit}'
         )
     step = resolution or budget / 2000
     units = int(budget / step + 1e-9)
@@ -167,8 +174,8 @@ def allocate_bits(
     feasible = [s for s in best if s is not None]
     if not feasible:
         raise ValueError(
-            f'no allocation meets the latency budget {budget:.4g} ms at the '
-            f'resolution {step:.3g} ms; pass a finer resolution'
+            f'no allocation meets the {quantity} budget {budget:.4g} {unit} at '
+            f'the resolution {step:.3g} {unit}; pass a finer resolution'
         )
     return dict(zip(layers, min(feasible, key=lambda s: s[0])[1]))
 
@@ -276,3 +283,72 @@ def layer_latency(
         )
         result[name] = {o: float_ms if o is None else int8_ms for o in options}
     return result
+
+
+def quantized_layer_names(model: nn.Module, quant: dict) -> List[str]:
+    """Names of the layers that ``QuantizedModel`` with ``quant`` quantizes.
+
+    Args:
+        model (nn.Module): The float model (left unchanged).
+        quant (dict): The ``quant`` options of a ``QuantizedModel`` config.
+
+    Returns:
+        list[str]: Module names, in module order.
+    """
+    import copy
+
+    from .handlers import quant_layer_types
+    from .transform import quantize_model
+
+    quantized = quantize_model(copy.deepcopy(model), **quant)
+    types = quant_layer_types()
+    return [n for n, m in quantized.named_modules() if isinstance(m, types)]
+
+
+def layer_bops(
+    model: nn.Module,
+    example: Tensor,
+    layers: Sequence[str],
+    options: Sequence[Optional[int]] = (None, 8, 4),
+) -> Dict[str, Dict[Optional[int], float]]:
+    """Per-layer bit operations (GBOPs) of each option: multiply-accumulates
+    at the input ``example`` times weight bits times input bits (float: 32 x
+    32), the cost measure of HAWQ-V3 (Yao et al., ICML 2021, Sec. 3.4).
+
+    Args:
+        model (nn.Module): The model.
+        example (Tensor): An input (its batch size counts).
+        layers (Sequence[str]): Conv / linear module names.
+        options (Sequence): ``None`` (float) and bit widths.
+
+    Returns:
+        dict: ``{layer: {option: GBOPs}}``.
+    """
+    macs = {}
+
+    def count(module, args, output, name):
+        weight = module.weight
+        if isinstance(module, nn.Linear):
+            per_output = weight.shape[1]
+        else:  # conv: in/groups x kernel per output value; deconv: per input
+            per_output = weight[0].numel()
+            if isinstance(module, nn.ConvTranspose2d):
+                output = args[0]
+        macs[name] = macs.get(name, 0) + output.numel() * per_output
+
+    handles = [
+        model.get_submodule(n).register_forward_hook(
+            lambda m, a, o, n=n: count(m, a, o, n)
+        )
+        for n in layers
+    ]
+    try:
+        with torch.no_grad():
+            model.eval()(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {
+        n: {o: macs[n] * (32 if o is None else o) ** 2 / 1e9 for o in options}
+        for n in layers
+    }

@@ -149,13 +149,13 @@ def test_latency_budget_no_allocation_meets():
 def test_compress_with_an_unknown_recipe(tmp_path):
     """tools/compress.py --recipe naming a recipe that does not exist.
 
-    Message: no such recipe; valid: qat-int8, qat-w4a4
+    Message: no such recipe; valid: mixed, ptq-int8, qat-int8, qat-w4a4, qat-w4a4-kd
     """
     args = [W4A4, tmp_path / 'c.pth', '--recipe', 'ptq-int4', '--work-dir', tmp_path]
     message = _exit_message(_tool('compress').main, args)
     assert message == (
         'compress.py: error: --recipe ptq-int4: no such recipe; valid: '
-        'qat-int8, qat-w4a4'
+        'mixed, ptq-int8, qat-int8, qat-w4a4, qat-w4a4-kd'
     )
 
 
@@ -170,4 +170,106 @@ def test_compress_recipe_naming_a_missing_stage(tmp_path, monkeypatch):
     args = [W4A4, tmp_path / 'c.pth', '--recipe', 'kd-int8', '--work-dir', tmp_path]
     message = _exit_message(tool.main, args)
     assert "recipe kd-int8 names stages ['distill'] that tools/compress.py" in message
-    assert 'valid stages: float_test, qat, qat_test, export, onnx_test' in message
+    assert (
+        'valid stages: float_test, sensitivity, latency, allocate, qat, kd_qat, ptq, '
+        'qat_test, ptq_test, export, onnx_test' in message
+    )
+
+
+def _seed_mixed_stages(work):
+    """Completed float_test / sensitivity / latency results of a 2-layer toy
+    model, so that tools/compress.py resumes at the allocate stage."""
+    import json
+
+    tables = dict(
+        float_test=dict(metrics={}),
+        sensitivity={'conv1': {'8': 0.1, '4': 0.5}, 'conv2': {'8': 0.2, '4': 0.9}},
+        latency=dict(
+            load_average=[0.0, 0.0, 0.0],
+            ms={n: {'float': 3.0, '8': 1.0, '4': 1.0} for n in ('conv1', 'conv2')},
+            gbops={n: {'float': 16.0, '8': 1.0, '4': 0.25} for n in ('conv1', 'conv2')},
+        ),
+    )
+    for stage, result in tables.items():
+        (work / stage).mkdir(parents=True)
+        (work / stage / 'result.json').write_text(json.dumps(result))
+
+
+def _mixed_args(tmp_path, *budget):
+    work = tmp_path / 'work'
+    args = [W4A4, tmp_path / 'c.pth', '--recipe', 'mixed', '--work-dir', work]
+    return args + ['--shape', 1, 1, 28, 28, *budget]
+
+
+def test_compress_mixed_budget_no_allocation_meets(tmp_path):
+    """tools/compress.py --recipe mixed with a BOPs budget below the all-4-bit model.
+
+    Message: no allocation meets the BOPs budget 0.3 GBOPs
+    """
+    _seed_mixed_stages(tmp_path / 'work')
+    message = _exit_message(
+        _tool('compress').main, _mixed_args(tmp_path, '--gbops', 0.3)
+    )
+    assert message == (
+        'compress.py: error: --gbops 0.3: no allocation meets the BOPs budget 0.3 '
+        'GBOPs: the cheapest (conv1=4, conv2=4) takes 0.5 GBOPs; raise the budget '
+        'to at least 0.5 GBOPs'
+    )
+
+
+def test_compress_mixed_budget_that_keeps_every_layer_float(tmp_path):
+    """tools/compress.py --recipe mixed with a latency budget the float model meets.
+
+    Message: keeps every layer float, nothing to quantize
+    """
+    _seed_mixed_stages(tmp_path / 'work')
+    message = _exit_message(
+        _tool('compress').main, _mixed_args(tmp_path, '--latency-ms', 6)
+    )
+    assert message.startswith(
+        'compress.py: error: --latency-ms 6: the least sensitive allocation within '
+        'the budget keeps every layer float, nothing to quantize'
+    )
+
+
+def test_compress_mixed_without_a_budget(tmp_path):
+    """tools/compress.py --recipe mixed without --latency-ms or --gbops.
+
+    Message: pass exactly one budget, --latency-ms X or --gbops X (got 0)
+    """
+    _seed_mixed_stages(tmp_path / 'work')
+    message = _exit_message(_tool('compress').main, _mixed_args(tmp_path))
+    assert message == (
+        'compress.py: error: recipe mixed allocates bits: pass exactly one budget, '
+        '--latency-ms X or --gbops X (got 0)'
+    )
+
+
+def test_compress_mixed_rerun_with_another_budget(tmp_path):
+    """tools/compress.py --recipe mixed rerun in its work dir with another budget.
+
+    Message: holds the allocation for --gbops 1, not --gbops 2.0
+    """
+    _seed_mixed_stages(tmp_path / 'work')
+    (tmp_path / 'work' / 'allocate').mkdir()
+    allocated = '{"budget": ["--gbops", 1.0], "allocation": {}}'
+    (tmp_path / 'work' / 'allocate' / 'result.json').write_text(allocated)
+    message = _exit_message(_tool('compress').main, _mixed_args(tmp_path, '--gbops', 2))
+    assert 'holds the allocation for --gbops 1.0, not --gbops 2.0' in message
+    assert message.endswith('(or delete that folder and the later stages)')
+
+
+def test_compress_kd_recipe_without_a_teacher(tmp_path):
+    """tools/compress.py --recipe qat-w4a4-kd without --teacher.
+
+    Message: recipe qat-w4a4-kd distils: pass --teacher CONFIG CHECKPOINT
+    """
+    work = tmp_path / 'work'
+    (work / 'float_test').mkdir(parents=True)
+    (work / 'float_test' / 'result.json').write_text('{"metrics": {}}')
+    args = [W4A4, tmp_path / 'c.pth', '--recipe', 'qat-w4a4-kd', '--work-dir', work]
+    message = _exit_message(_tool('compress').main, args)
+    assert message == (
+        'compress.py: error: recipe qat-w4a4-kd distils: pass --teacher CONFIG '
+        'CHECKPOINT'
+    )

@@ -11,8 +11,10 @@ import torch.nn as nn
 from mmcompress.quant import quantize_model
 from mmcompress.quant.mixed_precision import (
     allocate_bits,
+    layer_bops,
     layer_overrides,
     output_sensitivity,
+    quantized_layer_names,
 )
 
 # toy per-layer latencies (ms) of float / 8-bit / 4-bit kernels and costs
@@ -116,3 +118,40 @@ def test_layer_latency_measured_in_onnxruntime_feeds_the_allocation():
     budget = sum(min(t.values()) for t in latency.values()) * 1.5
     allocation = allocate_bits(sensitivity, latency, budget)
     assert sum(latency[n][o] for n, o in allocation.items()) <= budget
+
+
+def test_layer_bops_by_hand_and_the_quantized_layer_names():
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2),
+        nn.ConvTranspose2d(6, 2, 2, stride=2),
+        nn.Flatten(),
+        nn.Linear(2 * 8 * 8, 5),
+    )
+    quant = dict(
+        w=dict(type='LSQQuantizer', bits=8, signed=True),
+        a=dict(type='LSQQuantizer', bits=8),
+    )
+    # first conv and the output layer stay float by the default rules
+    assert quantized_layer_names(model, quant) == ['2', '3']
+    assert type(model[2]) is nn.Conv2d  # the model itself is unchanged
+    table = layer_bops(model, torch.zeros(2, 3, 8, 8), ['0', '2', '3', '5'])
+    macs = dict(
+        [
+            ('0', 2 * 4 * 8 * 8 * 3 * 9),  # outputs x (in x kernel)
+            ('2', 2 * 6 * 4 * 4 * 2 * 9),  # groups: 2 input channels each
+            ('3', 2 * 6 * 4 * 4 * 2 * 4),  # deconv: inputs x (out x kernel)
+            ('5', 2 * 5 * 128),
+        ]
+    )
+    for name, count in macs.items():
+        assert table[name] == {
+            None: pytest.approx(count * 1024 / 1e9),
+            8: pytest.approx(count * 64 / 1e9),
+            4: pytest.approx(count * 16 / 1e9),
+        }
+    # a BOPs table is a cost table for allocate_bits, with its own unit
+    sensitivity = {n: {None: 0.0, 8: 0.1, 4: 0.2} for n in table}
+    with pytest.raises(ValueError, match='the cheapest .* GBOPs'):
+        allocate_bits(sensitivity, table, 1e-6, quantity='BOPs', unit='GBOPs')

@@ -1,0 +1,24 @@
+# tools/compress.py recipe `mixed` (with --latency-ms X): per-layer precision
+# under a latency budget, then the `qat-int8` pipeline with that allocation.
+#   sensitivity  KL divergence of the float model's output when one layer is
+#                quantized (8 bits; ZeroQ's layer sensitivity) on
+#                `calib_batches` training batches
+#   latency      each layer alone in onnxruntime on this machine, float and
+#                8-bit integer graph (median of `runs`)
+#   allocate     float or 8 bits per layer: least summed sensitivity within
+#                --latency-ms (exact knapsack), as quant.layer_overrides
+# onnxruntime's CPU kernels have no 4-bit form (a 4-bit layer runs the 8-bit
+# kernel at the 8-bit latency), so a latency budget chooses between float and
+# 8-bit layers; `options` may list 4 for runtimes where it is faster.
+_base_ = ['./qat_int8.py']
+stages = [
+    'float_test',
+    'sensitivity',
+    'latency',
+    'allocate',
+    'qat',
+    'qat_test',
+    'export',
+    'onnx_test',
+]
+mixed = dict(options=[None, 8, 4], calib_batches=4, runs=20)
