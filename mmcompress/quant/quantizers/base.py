@@ -55,8 +55,9 @@ What the base class provides:
 * ``enabled``: a Python switch (not saved) that turns the quantizer into the
   identity, e.g. for float evaluation; ``calibrating`` (not saved) lets an eval-mode
   forward initialize (see :meth:`BaseQuantizer.reset_initialization`);
-* helpers for integer ranges (``qmin``, ``qmax``) and per-channel broadcasting
-  (``broadcast(param, x)``).
+* helpers for integer ranges (``qmin``, ``qmax``); the per-tensor / per-channel /
+  group-wise parameter layout (``param_shape``, ``broadcast(param, x)``,
+  ``channel_stat``) comes from :class:`~.granularity.ChannelGranularity`.
 """
 
 from abc import ABCMeta, abstractmethod
@@ -68,7 +69,7 @@ import torch.nn as nn
 from mmengine import dist
 from torch import Tensor
 
-from ..functions import stat_of_finite
+from .granularity import ChannelGranularity
 
 
 @dataclass
@@ -100,7 +101,7 @@ class AffineQParams:
     multiplier: Optional[Tensor] = None
 
 
-class BaseQuantizer(nn.Module, metaclass=ABCMeta):
+class BaseQuantizer(ChannelGranularity, nn.Module, metaclass=ABCMeta):
     """Base class of all fake quantizers (uniform, LSQ, EWGS, DAQ, N2UQ, binary).
 
     Args:
@@ -133,8 +134,6 @@ class BaseQuantizer(nn.Module, metaclass=ABCMeta):
     # (mmcompress.utils.load_check); the quantizer initializes from data
     checkpoint_optional_state: ClassVar[bool] = True
     output_in_unit_range: ClassVar[bool] = False
-    #: dtype of the :meth:`channel_stat` statistics (see :meth:`_initialize`)
-    _stat_dtype: ClassVar[torch.dtype] = torch.float32
 
     def __init__(
         self,
@@ -211,134 +210,6 @@ class BaseQuantizer(nn.Module, metaclass=ABCMeta):
     def num_levels(self) -> int:
         """int: Number of quantization levels ``2^bits``."""
         return 2**self.bits
-
-    @property
-    def param_shape(self) -> tuple:
-        """tuple: Shape of a per-tensor (``(1,)``), per-channel (``(C,)``) or
-        group-wise (``(G,)``) quantizer parameter."""
-        return (self.num_groups or self.num_channels,)
-
-    def _check_groups(self, num_groups, per_channel, num_channels) -> None:
-        name = type(self).__name__
-        if isinstance(num_groups, bool) or not isinstance(num_groups, int):
-            raise TypeError(f'{name}: num_groups must be an int, got {num_groups!r}')
-        if not per_channel:
-            raise ValueError(
-                f'{name}: num_groups={num_groups} needs per_channel=True (groups '
-                'of channels along channel_axis)'
-            )
-        if num_groups < 1 or int(num_channels) % num_groups:
-            raise ValueError(
-                f'{name}: num_groups={num_groups} must be >= 1 and divide the '
-                f'{num_channels} channels'
-            )
-
-    def channel_param(self, param: Tensor) -> Tensor:
-        """A ``param_shape`` parameter with one value per channel: group-wise
-        values repeated over their group's channels; others unchanged.
-
-        Args:
-            param (Tensor): Shape ``param_shape``.
-
-        Returns:
-            Tensor: Shape ``(C,)`` (``(1,)`` per tensor).
-        """
-        if not self.num_groups:
-            return param
-        return param.repeat_interleave(self.num_channels // self.num_groups)
-
-    def broadcast(self, param: Tensor, x: Tensor) -> Tensor:
-        """View a ``(C,)`` or ``(1,)`` parameter so it broadcasts against ``x``.
-
-        Args:
-            param (Tensor): Quantizer parameter of shape ``param_shape``.
-            x (Tensor): The tensor being quantized.
-
-        Returns:
-            Tensor: ``param`` reshaped to ``x.dim()`` dimensions.
-        """
-        if not self.per_channel:
-            return param.reshape([1] * x.dim()) if x.dim() else param.reshape(())
-        axis = self.checked_channel_axis(x)
-        shape = [1] * x.dim()
-        shape[axis] = self.num_channels
-        return self.channel_param(param).reshape(shape)
-
-    def checked_channel_axis(self, x: Tensor) -> int:
-        """The non-negative channel axis of ``x``, checked to hold ``num_channels``.
-
-        Args:
-            x (Tensor): The tensor being quantized (``per_channel`` only).
-
-        Returns:
-            int: ``channel_axis`` modulo ``x.dim()``.
-        """
-        axis = self.channel_axis % x.dim()
-        if x.shape[axis] != self.num_channels:
-            raise ValueError(
-                f'{type(self).__name__}: expected {self.num_channels} channels '
-                f'along axis {self.channel_axis}, got a tensor of shape '
-                f'{tuple(x.shape)}'
-            )
-        return axis
-
-    def reduce_dims(self, x: Tensor) -> list:
-        """Dimensions to reduce over for a per-tensor / per-channel statistic.
-
-        Args:
-            x (Tensor): The tensor.
-
-        Returns:
-            list[int]: All dimensions but the channel axis when ``per_channel``.
-        """
-        if not self.per_channel:
-            return list(range(x.dim()))
-        axis = self.channel_axis % x.dim()
-        return [d for d in range(x.dim()) if d != axis]
-
-    def channel_stat(self, x: Tensor, fn: str, finite_only: bool = False) -> Tensor:
-        """A per-tensor or per-channel statistic of ``x`` as a ``(C,)`` tensor.
-
-        Computed in float32 (float64 while :meth:`_initialize` redoes an
-        initialization whose float32 statistics overflowed).
-
-        Args:
-            x (Tensor): The tensor.
-            fn (str): One of ``'min'``, ``'max'``, ``'absmax'``, ``'absmean'``,
-                ``'mean'``, ``'std'`` (``'absmax'`` not with ``finite_only``).
-            finite_only (bool): Leave NaN and +-inf elements out (see
-                :func:`~mmcompress.quant.functions.stat_of_finite`); for ranges
-                taken from the tensor being quantized. Defaults to False.
-
-        Returns:
-            Tensor: Shape ``param_shape``.
-        """
-        if self.per_channel:
-            axis = self.checked_channel_axis(x)
-            flat = x.detach().transpose(0, axis).reshape(x.shape[axis], -1)
-            if self.num_groups:
-                # contiguous channels of a group form one row
-                flat = flat.reshape(self.num_groups, -1)
-        else:
-            flat = x.detach().reshape(1, -1)
-        flat = flat.to(self._stat_dtype)
-        if finite_only:
-            return stat_of_finite(flat, fn, dim=1, unbiased=flat.shape[1] > 1)
-        if fn == 'min':
-            return flat.amin(dim=1)
-        if fn == 'max':
-            return flat.amax(dim=1)
-        if fn == 'absmax':
-            return flat.abs().amax(dim=1)
-        if fn == 'absmean':
-            return flat.abs().mean(dim=1)
-        if fn == 'mean':
-            return flat.mean(dim=1)
-        if fn == 'std':
-            return flat.std(dim=1, unbiased=flat.shape[1] > 1)
-        raise ValueError(
-            f'unknown statistic {fn!r}; valid: min, max, absmax, absmean, mean, std'
-        )
 
     # ------------------------------------------------------------ the contract
     @abstractmethod
