@@ -1,5 +1,8 @@
 """Weakly supervised object detection: CASD's attention self-distillation
-losses (``docs/models/casd.md``)."""
+losses and, with mmdet, the OICR detector, its proposals, image-level labels and
+CorLoc (``docs/models/casd.md``)."""
+
+from mmcompress.utils import has_package
 
 from .casd import (
     CASDInputWiseLoss,
@@ -14,3 +17,27 @@ __all__ = [
     'comprehensive_attention',
     'minmax_normalize',
 ]
+
+if has_package('mmdet'):
+    from .corloc import CorLocMetric, corloc_hits
+    from .oicr import OICR, flip_boxes
+    from .oicr_head import OICRHead, oicr_pseudo_labels
+    from .proposals import (
+        ImageLevelLabels,
+        WSODProposals,
+        segment_proposals,
+        sliding_window_proposals,
+    )
+
+    __all__ += [
+        'CorLocMetric',
+        'ImageLevelLabels',
+        'OICR',
+        'OICRHead',
+        'WSODProposals',
+        'corloc_hits',
+        'flip_boxes',
+        'oicr_pseudo_labels',
+        'segment_proposals',
+        'sliding_window_proposals',
+    ]

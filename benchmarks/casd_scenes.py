@@ -1,0 +1,134 @@
+"""OICR vs OICR + CASD (IW only / LW only / both) on the fashion scenes.
+
+Every run is mmdet's stock ``tools/train.py`` on a config of ``configs/wsod``
+with ``randomness.seed`` set: trained from image-level labels only on the 1,600
+``train`` images of the scenes ``bench`` split, evaluated on the 320 ``val``
+images with their boxes (VOC mAP@0.5 and CorLoc; generate first: ``python
+tools/generate_scenes.py --task det --split bench``). Each run leaves
+``benchmark.json`` in its work dir; the table is assembled from every finished
+run, so separate invocations add up.
+
+Usage::
+
+    python benchmarks/casd_scenes.py --arms oicr casd --seeds 0 1 2
+    python benchmarks/casd_scenes.py --table-only --out docs/models/casd.md
+"""
+
+import argparse
+import glob
+import json
+import os.path as osp
+import statistics
+import sys
+from typing import List, Optional, Sequence
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from doc_blocks import write_block  # noqa: E402
+from scenes_baselines import REPO_ROOT, final_metrics, train  # noqa: E402
+
+WORK_ROOT = osp.join(REPO_ROOT, 'work_dirs', 'casd_scenes')
+OICR = 'configs/wsod/mmdet/oicr_r18-w32_scenes.py'
+CASD = 'configs/wsod/mmdet/oicr-casd_r18-w32_scenes.py'
+# arm -> (name, config, --cfg-options); the ablations switch one CASD loss off
+ARMS = {
+    'oicr': ('OICR', OICR, []),
+    'iw': ('OICR + CASD-IW', CASD, ['model.casd_lw=None']),
+    'lw': ('OICR + CASD-LW', CASD, ['model.casd_iw=None']),
+    'casd': ('OICR + CASD (IW + LW)', CASD, []),
+}
+MAP_KEY, CORLOC_KEY = 'pascal_voc/mAP', 'wsod/CorLoc'
+
+
+def run(arm: str, seed: int, iters: Optional[int]) -> dict:
+    """Train and evaluate one arm at one seed; write ``benchmark.json``."""
+    name, config, arm_options = ARMS[arm]
+    schedule = f'{iters}it' if iters else 'config'
+    work_dir = osp.join(WORK_ROOT, schedule, f'{arm}_seed{seed}')
+    options = [f'randomness.seed={seed}', *arm_options]
+    if iters:
+        options += [
+            f'train_cfg.max_iters={iters}',
+            f'train_cfg.val_interval={iters}',
+            f'default_hooks.checkpoint.interval={iters}',
+            f'param_scheduler.1.T_max={iters - 50}',
+            f'param_scheduler.1.end={iters}',
+        ]
+    seconds = train('mmdet', config, work_dir, options)
+    metrics = final_metrics(work_dir)
+    record = dict(
+        arm=arm,
+        name=name,
+        config=config,
+        seed=seed,
+        schedule=schedule,
+        mAP=100 * metrics[MAP_KEY],
+        CorLoc=metrics[CORLOC_KEY],
+        seconds=round(seconds, 1),
+        load=open('/proc/loadavg').read().split()[:3],
+    )
+    with open(osp.join(work_dir, 'benchmark.json'), 'w') as handle:
+        json.dump(record, handle, indent=1)
+    print(json.dumps(record))
+    return record
+
+
+def collect() -> List[dict]:
+    """Every finished run's record."""
+    return [
+        json.load(open(path))
+        for path in sorted(glob.glob(osp.join(WORK_ROOT, '*', '*', 'benchmark.json')))
+    ]
+
+
+def _mean_std(values: Sequence[float]) -> str:
+    if len(values) == 1:
+        return f'{values[0]:.2f}'
+    return f'{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}'
+
+
+def markdown_table(records: List[dict]) -> str:
+    """One row per (schedule, arm): mean ± std over seeds, seeds listed."""
+    rows = [
+        '| schedule | model | VOC mAP@0.5 (%) | CorLoc (%) | seeds '
+        '| config (options) |',
+        '|---|---|---|---|---|---|',
+    ]
+    for schedule in sorted({r['schedule'] for r in records}):
+        for arm, (name, config, arm_options) in ARMS.items():
+            mine = [r for r in records if r['schedule'] == schedule and r['arm'] == arm]
+            if not mine:
+                continue
+            seeds = ', '.join(
+                str(r['seed']) for r in sorted(mine, key=lambda r: r['seed'])
+            )
+            options = ' '.join(arm_options)
+            rows.append(
+                f'| {schedule} | {name} | {_mean_std([r["mAP"] for r in mine])} | '
+                f'{_mean_std([r["CorLoc"] for r in mine])} | {seeds} | `{config}` '
+                f'{options} |'
+            )
+    return '\n'.join(rows)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument(
+        '--arms', nargs='+', choices=list(ARMS), default=['oicr', 'casd']
+    )
+    parser.add_argument('--seeds', nargs='+', type=int, default=[0])
+    parser.add_argument('--iters', type=int, help='train iterations (config: 600)')
+    parser.add_argument('--table-only', action='store_true')
+    parser.add_argument('--out', help='markdown page to write the table block into')
+    args = parser.parse_args(argv)
+    if not args.table_only:
+        for seed in args.seeds:
+            for arm in args.arms:
+                run(arm, seed, args.iters)
+    table = markdown_table(collect())
+    print(table)
+    if args.out:
+        write_block(args.out, 'casd-scenes', table)
+
+
+if __name__ == '__main__':
+    main()

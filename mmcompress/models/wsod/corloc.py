@@ -1,0 +1,116 @@
+"""CorLoc: correct localisation of weakly supervised detectors.
+
+For every image and every class present in it, the detection of that class
+with the highest score is *correct* when its IoU with some ground-truth box of
+the class is at least ``iou_thr`` (0.5); an image-class pair without a
+detection of its class counts as wrong. CorLoc of a class is the share of its
+image-class pairs localised correctly; the reported ``CorLoc`` is the mean over
+the classes that occur (as in WSOD papers, which measure it on the training
+images; evaluate the loader you want it on).
+"""
+
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from mmdet.structures.bbox import bbox_overlaps
+from mmengine.evaluator import BaseMetric
+
+from mmcompress.registry import METRICS
+from mmcompress.utils.checks import check_number
+
+
+def corloc_hits(
+    pred_boxes: torch.Tensor,
+    pred_scores: torch.Tensor,
+    pred_labels: torch.Tensor,
+    gt_boxes: torch.Tensor,
+    gt_labels: torch.Tensor,
+    iou_thr: float = 0.5,
+) -> list:
+    """``(class, correct)`` for every class present in one image.
+
+    Args:
+        pred_boxes (Tensor): (P, 4) detections.
+        pred_scores (Tensor): (P,) their scores.
+        pred_labels (Tensor): (P,) their classes.
+        gt_boxes (Tensor): (G, 4) ground-truth boxes.
+        gt_labels (Tensor): (G,) their classes.
+        iou_thr (float): Least IoU of a correct localisation. Defaults to 0.5.
+
+    Returns:
+        list[tuple[int, bool]]: One pair per class in ``gt_labels``.
+    """
+    pairs = []
+    for cls in gt_labels.unique().tolist():
+        mine = pred_labels == cls
+        if not mine.any():
+            pairs.append((cls, False))
+            continue
+        top = pred_boxes[mine][pred_scores[mine].argmax()][None]
+        iou = bbox_overlaps(top.float(), gt_boxes[gt_labels == cls].float())
+        pairs.append((cls, bool(iou.max() >= iou_thr)))
+    return pairs
+
+
+@METRICS.register_module()
+class CorLocMetric(BaseMetric):
+    """CorLoc of detections against the ground-truth boxes of the samples.
+
+    Needs ``gt_instances`` (boxes and labels, from ``LoadAnnotations`` in the
+    evaluation pipeline) and ``pred_instances`` in every data sample.
+
+    Args:
+        iou_thr (float): Least IoU of a correct localisation. Defaults to 0.5.
+        collect_device (str): Defaults to ``'cpu'``.
+        prefix (str, optional): Defaults to ``'wsod'``.
+    """
+
+    default_prefix: Optional[str] = 'wsod'
+
+    def __init__(
+        self,
+        iou_thr: float = 0.5,
+        collect_device: str = 'cpu',
+        prefix: Optional[str] = None,
+    ) -> None:
+        super().__init__(collect_device=collect_device, prefix=prefix)
+        self.iou_thr = check_number('iou_thr', iou_thr, low=0, high=1)
+
+    def process(self, data_batch, data_samples: Sequence[dict]) -> None:
+        """Collect ``(class, correct)`` pairs of the batch."""
+        for sample in data_samples:
+            gt, pred = sample.get('gt_instances'), sample['pred_instances']
+            if gt is None or 'bboxes' not in gt:
+                raise ValueError(
+                    'CorLocMetric needs ground-truth boxes: the evaluation '
+                    "pipeline must hold dict(type='LoadAnnotations', "
+                    'with_bbox=True) before PackDetInputs'
+                )
+            self.results.extend(
+                corloc_hits(
+                    pred['bboxes'],
+                    pred['scores'],
+                    pred['labels'],
+                    torch.as_tensor(gt['bboxes']).reshape(-1, 4),
+                    torch.as_tensor(gt['labels']),
+                    self.iou_thr,
+                )
+            )
+
+    def compute_metrics(self, results: list) -> dict:
+        """``CorLoc`` (mean over classes, %) and ``CorLoc_<class>``."""
+        classes = (self.dataset_meta or {}).get('classes')
+        per_class = {}
+        for cls, correct in results:
+            per_class.setdefault(cls, []).append(correct)
+        metrics = {}
+        for cls in sorted(per_class):
+            name = classes[cls] if classes else str(cls)
+            metrics[f'CorLoc_{name}'] = 100 * float(np.mean(per_class[cls]))
+        metrics['CorLoc'] = float(
+            np.mean([100 * np.mean(v) for v in per_class.values()])
+            if per_class
+            else 0.0
+        )
+        return metrics

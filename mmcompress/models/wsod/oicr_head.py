@@ -1,0 +1,191 @@
+"""OICR head (Tang et al., CVPR 2017): a WSDDN-style multiple-instance
+detection network (MIDN) plus ``K`` online instance classifier refinement
+streams on the RoI features of given proposals.
+
+* MIDN: two fc layers on the RoI features, then a classification stream
+  (softmax over classes) and a detection stream (softmax over the proposals of
+  an image); proposal scores are their product and the image score of class
+  ``c`` is their sum over proposals, trained with the multi-label cross
+  entropy against the image-level labels (OICR's image loss; scores clamped to
+  [1e-6, 1 - 1e-6]).
+* Refinement stream ``k`` (C + 1 classes, background last as in mmdet) is
+  supervised by pseudo-labels from the scores of stream ``k - 1`` (stream 0 =
+  MIDN), as OICR's ``_get_highest_score_proposals`` / ``_sample_rois``: per
+  class present in the image the top-scoring proposal is the seed; every
+  proposal takes the class of the seed it overlaps most if that IoU >= 0.5,
+  else background, and is weighted by that seed's score; the loss is the
+  weighted cross entropy averaged over proposals.
+* Test: the mean of the refinement streams' probabilities (OICR's test output).
+"""
+
+from typing import List, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmdet.structures.bbox import bbox_overlaps
+from mmengine.model import BaseModule
+from torch import Tensor
+
+from mmcompress.registry import MODELS
+from mmcompress.utils.checks import check_number
+
+EPS = 1e-6
+
+
+def oicr_pseudo_labels(
+    boxes: Tensor, scores: Tensor, image_labels: Tensor, iou_thr: float = 0.5
+) -> Tuple[Tensor, Tensor]:
+    """OICR's pseudo-labels of one image.
+
+    Args:
+        boxes (Tensor): (R, 4) proposals.
+        scores (Tensor): (R, C) foreground scores of the previous stream.
+        image_labels (Tensor): (L,) classes present in the image.
+        iou_thr (float): Least IoU with a seed to take its class. Defaults to
+            0.5 (OICR's ``FG_THRESH``).
+
+    Returns:
+        tuple[Tensor, Tensor]: (R,) labels in ``[0, C]`` (``C`` background)
+        and (R,) loss weights (the assigned seed's score), without gradient.
+    """
+    scores = scores.detach()
+    num_rois, num_classes = scores.shape
+    if image_labels.numel() == 0:
+        return (
+            boxes.new_full((num_rois,), num_classes, dtype=torch.long),
+            boxes.new_zeros(num_rois),
+        )
+    image_labels = image_labels.long()
+    seeds = scores[:, image_labels].argmax(0)
+    seed_scores = scores[seeds, image_labels]
+    overlaps = bbox_overlaps(boxes, boxes[seeds])
+    max_iou, assigned = overlaps.max(1)
+    labels = image_labels[assigned].clone()
+    labels[max_iou < iou_thr] = num_classes
+    return labels, seed_scores[assigned]
+
+
+@MODELS.register_module()
+class OICRHead(BaseModule):
+    """MIDN + refinement streams on (R, C, s, s) RoI features.
+
+    Args:
+        in_channels (int): Channels of the RoI features.
+        roi_size (int): Side of the RoI features. Defaults to 7.
+        fc_channels (int): Width of the two shared fc layers. Defaults to 256.
+        num_classes (int): Foreground classes. Defaults to 10.
+        num_refine (int): Refinement streams ``K`` (OICR: 3; CASD's code:
+            2). Defaults to 2.
+        iou_thr (float): Pseudo-label IoU threshold. Defaults to 0.5.
+        midn_loss_weight (float): Weight of the image loss. Defaults to 1.
+        refine_loss_weight (float): Weight of each refinement loss. Defaults
+            to 1.
+        init_cfg (dict, optional): Initialisation config.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        roi_size: int = 7,
+        fc_channels: int = 256,
+        num_classes: int = 10,
+        num_refine: int = 2,
+        iou_thr: float = 0.5,
+        midn_loss_weight: float = 1.0,
+        refine_loss_weight: float = 1.0,
+        init_cfg=None,
+    ) -> None:
+        super().__init__(init_cfg)
+        self.num_classes = int(check_number('num_classes', num_classes, low=1))
+        self.num_refine = int(check_number('num_refine', num_refine, low=1))
+        self.iou_thr = check_number('iou_thr', iou_thr, low=0, high=1)
+        self.midn_loss_weight = check_number(
+            'midn_loss_weight', midn_loss_weight, low=0
+        )
+        self.refine_loss_weight = check_number(
+            'refine_loss_weight', refine_loss_weight, low=0
+        )
+        self.fcs = nn.Sequential(
+            nn.Linear(in_channels * roi_size * roi_size, fc_channels),
+            nn.ReLU(inplace=True),
+            nn.Linear(fc_channels, fc_channels),
+            nn.ReLU(inplace=True),
+        )
+        self.midn_cls = nn.Linear(fc_channels, num_classes)
+        self.midn_det = nn.Linear(fc_channels, num_classes)
+        self.refine = nn.ModuleList(
+            nn.Linear(fc_channels, num_classes + 1) for _ in range(self.num_refine)
+        )
+
+    def forward(
+        self, roi_feats: Tensor, counts: Sequence[int]
+    ) -> Tuple[List[Tensor], List[List[Tensor]]]:
+        """Scores of the proposals of each image.
+
+        Args:
+            roi_feats (Tensor): (sum(counts), C, s, s) RoI features, images
+                one after the other.
+            counts (Sequence[int]): Proposals per image.
+
+        Returns:
+            tuple: ``midn``: per image (R_i, C) MIDN proposal scores;
+            ``refine``: per stream, per image (R_i, C + 1) probabilities.
+        """
+        x = self.fcs(roi_feats.flatten(1))
+        cls = self.midn_cls(x).split(list(counts))
+        det = self.midn_det(x).split(list(counts))
+        midn = [c.softmax(1) * d.softmax(0) for c, d in zip(cls, det)]
+        refine = [list(fc(x).softmax(1).split(list(counts))) for fc in self.refine]
+        return midn, refine
+
+    def loss(
+        self,
+        midn: List[Tensor],
+        refine: List[List[Tensor]],
+        proposals: List[Tensor],
+        image_labels: List[Tensor],
+    ) -> dict:
+        """Image loss of the MIDN and weighted CE of every refinement stream.
+
+        Args:
+            midn, refine: Outputs of :meth:`forward`.
+            proposals (list[Tensor]): (R_i, 4) boxes per image.
+            image_labels (list[Tensor]): Classes present per image.
+
+        Returns:
+            dict: ``loss_midn`` and ``loss_refine<k>`` (k from 1).
+        """
+        targets = torch.stack(
+            [self.multi_hot(labels, midn[0]) for labels in image_labels]
+        )
+        image_scores = torch.stack([m.sum(0) for m in midn]).clamp(EPS, 1 - EPS)
+        loss_midn = F.binary_cross_entropy(image_scores, targets, reduction='none')
+        losses = dict(loss_midn=self.midn_loss_weight * loss_midn.sum(1).mean())
+        previous = midn
+        for k, stream in enumerate(refine, 1):
+            per_image = []
+            for boxes, prev, probs, labels in zip(
+                proposals, previous, stream, image_labels
+            ):
+                pseudo, weights = oicr_pseudo_labels(
+                    boxes, prev[:, : self.num_classes], labels, self.iou_thr
+                )
+                picked = probs.gather(1, pseudo[:, None])[:, 0]
+                per_image.append(-(weights * picked.clamp_min(EPS).log()).mean())
+            losses[f'loss_refine{k}'] = (
+                self.refine_loss_weight * torch.stack(per_image).mean()
+            )
+            previous = stream
+        return losses
+
+    def multi_hot(self, labels: Tensor, like: Tensor) -> Tensor:
+        """(C,) 0/1 target of the classes in ``labels``."""
+        target = like.new_zeros(self.num_classes)
+        target[labels.long()] = 1
+        return target
+
+    @staticmethod
+    def test_scores(refine: List[List[Tensor]]) -> List[Tensor]:
+        """Per image (R_i, C + 1): mean of the refinement streams."""
+        return [torch.stack(per).mean(0) for per in zip(*refine)]
