@@ -17,7 +17,10 @@ For each ``--case TASK CONFIG CHECKPOINT`` (a W8A8 QAT config and checkpoint):
 Usage:
     OMP_NUM_THREADS=1 python benchmarks/export_scenes.py \\
         --case pose CONFIG CKPT [--case det CONFIG CKPT ...] [--allow-loaded] \\
-        [--out docs/quant/export.md]
+        [--runs 30 | --runs 0] [--out docs/quant/export.md [--block NAME]]
+
+``--runs 0`` measures the metrics only (the latency cells read "not
+measured"), for a machine too busy to time.
 
 With ``--out`` the table replaces the block ``export_scenes`` of that page.
 """
@@ -103,12 +106,21 @@ def run_case(task, config, checkpoint, runs, tmp):
     int8_path = osp.join(tmp, f'{task}_int8.onnx')
     shape = dict(pose=[1, 3, 64, 64]).get(task, [1, 3, 128, 128])
     export_main([config, checkpoint, '--out', int8_path, '--shape', *map(str, shape)])
-    row = dict(task=task, config=config, checkpoint=checkpoint)
+    row = dict(task=task, config=config, checkpoint=checkpoint, shape=tuple(shape))
     row['pytorch'] = pytorch_metric(task, config, checkpoint, osp.join(tmp, 'pt'))
     row['onnx'] = onnx_metric(task, config, int8_path, osp.join(tmp, 'ort'))
-    times, row['shape'] = latency(config, checkpoint, int8_path, runs)
-    row['int8_ms'], row['fp32_ms'] = times['int8'] * 1e3, times['fp32'] * 1e3
+    if runs:
+        times, row['shape'] = latency(config, checkpoint, int8_path, runs)
+        row['int8_ms'], row['fp32_ms'] = times['int8'] * 1e3, times['fp32'] * 1e3
     return row
+
+
+def _speed_cells(r) -> str:
+    if 'int8_ms' not in r:
+        return 'not measured | not measured | not measured'
+    return (
+        f'{r["fp32_ms"]:.2f} | {r["int8_ms"]:.2f} | {r["fp32_ms"] / r["int8_ms"]:.2f}x'
+    )
 
 
 def table(rows, load, runs):
@@ -121,15 +133,20 @@ def table(rows, load, runs):
         lines.append(
             f'| {r["task"]} | {METRICS[r["task"]]} | {r["pytorch"]:.2f} | '
             f'{r["onnx"]:.2f} | {r["onnx"] - r["pytorch"]:+.2f} | '
-            f'{"x".join(map(str, r["shape"]))} | {r["fp32_ms"]:.2f} | '
-            f'{r["int8_ms"]:.2f} | {r["fp32_ms"] / r["int8_ms"]:.2f}x |'
+            f'{"x".join(map(str, r["shape"]))} | {_speed_cells(r)} |'
         )
-    lines += [
-        '',
-        f'Latency: onnxruntime CPU provider, 1 thread, batch 1, median of '
-        f'{runs} interleaved runs. {load.markdown()}',
-        '',
-    ]
+    if runs:
+        speed = (
+            f'Latency: onnxruntime CPU provider, 1 thread, batch 1, median of '
+            f'{runs} interleaved runs. {load.markdown()}'
+        )
+    else:
+        speed = (
+            'Latency: not measured on a quiet machine (`--runs 0`); measure it '
+            'with the same command and `--runs 30` where the load average stays '
+            'below the core count.'
+        )
+    lines += ['', speed, '']
     lines += ['Checkpoints:', '']
     lines += [f'- {r["task"]}: `{r["config"]}` `{r["checkpoint"]}`' for r in rows]
     return '\n'.join(lines)
@@ -144,7 +161,9 @@ def main():
         required=True,
         metavar=('TASK', 'CONFIG', 'CHECKPOINT'),
     )
-    parser.add_argument('--runs', type=int, default=30)
+    parser.add_argument(
+        '--runs', type=int, default=30, help='timed runs; 0: metrics only'
+    )
     parser.add_argument('--out', help='docs page whose export_scenes block to write')
     parser.add_argument(
         '--block', default='export_scenes', help='name of the block --out replaces'
@@ -152,7 +171,7 @@ def main():
     add_load_argument(parser)
     args = parser.parse_args()
     os.environ.setdefault('OMP_NUM_THREADS', '1')
-    load = LoadRecord(args.allow_loaded)
+    load = LoadRecord(args.allow_loaded or args.runs == 0)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for task, config, checkpoint in args.case:

@@ -9,7 +9,7 @@ definition the QAT model's ``integer_bias`` uses too).
 """
 
 import warnings
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -25,14 +25,26 @@ from .onnx_graph import OnnxGraph
 from .storage import int32_bias, weight_peak
 
 
+def _out_axis(conv) -> Optional[int]:
+    """The output-channel axis of a conv's weight: 0 for ``Conv``, 1 for an
+    ungrouped ``ConvTranspose`` (weights ``(in, out, kh, kw)``); None for a
+    grouped ``ConvTranspose`` (its output channels span the groups)."""
+    if conv.op_type != 'ConvTranspose':
+        return 0
+    groups = next((a.i for a in conv.attribute if a.name == 'group'), 1)
+    return 1 if groups == 1 else None
+
+
 def _fold_batchnorm(g: OnnxGraph, convs: list) -> None:
-    """Fold a BatchNormalization that follows a quantized conv into it."""
+    """Fold a BatchNormalization that follows a quantized conv or an
+    ungrouped deconv into it (per-output-channel weight scales)."""
     import numpy as np
     from onnx import helper, numpy_helper
 
     for conv in convs:
         users = g.consumers(conv.output[0])
-        if len(users) != 1 or users[0].op_type != 'BatchNormalization':
+        axis = _out_axis(conv)
+        if len(users) != 1 or users[0].op_type != 'BatchNormalization' or axis is None:
             continue
         bn = users[0]
         g.own_weight_dq(conv)  # the fold changes the weights of this conv only
@@ -42,11 +54,13 @@ def _fold_batchnorm(g: OnnxGraph, convs: list) -> None:
         _, wdq = g.quantized_layer_parts(conv)
         stored = numpy_helper.to_array(g.inits[wdq.input[0]])
         weight = stored.astype(np.int32)
-        out_ch = weight.shape[0]
+        out_ch = weight.shape[axis]
         scale = np.broadcast_to(g.value(wdq.input[1]).reshape(-1), (out_ch,)).astype(
             np.float32
         )
-        sign = np.where(factor < 0, -1, 1).reshape([-1] + [1] * (weight.ndim - 1))
+        shape = [1] * weight.ndim
+        shape[axis] = -1
+        sign = np.where(factor < 0, -1, 1).reshape(shape)
         info = np.iinfo(stored.dtype)
         weight = np.clip(weight * sign, info.min, info.max).astype(info.dtype)
         bias = (
@@ -62,7 +76,7 @@ def _fold_batchnorm(g: OnnxGraph, convs: list) -> None:
         )
         wdq.input[2] = g.add_init(np.zeros(out_ch, info.dtype), stem + '_w_zp')
         del wdq.attribute[:]
-        wdq.attribute.append(helper.make_attribute('axis', 0))
+        wdq.attribute.append(helper.make_attribute('axis', axis))
         bias_name = g.add_init(new_bias, stem + '_bias_folded')
         if len(conv.input) > 2:
             conv.input[2] = bias_name

@@ -48,6 +48,7 @@ register_quant_layer(
         quant_type=QuantConvTranspose2d,
         export_type=ExportQuantConvTranspose2d,
         onnx_ops=('ConvTranspose',),
+        folds_batchnorm=True,
     )
 )
 
