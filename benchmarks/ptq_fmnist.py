@@ -195,7 +195,7 @@ def rows_for(args):
                         options=options,
                         tag=tag,
                     )
-                    for m in ('rtn', 'unit')
+                    for m in args.granularity_methods
                 ]
             if args.kd:
                 k = f'{args.images_per_class}/class'
@@ -281,6 +281,13 @@ def main():
         default=[],
         choices=sorted(GRANULARITY),
         help='weight granularity rows (round-to-nearest and unit-wise)',
+    )
+    parser.add_argument(
+        '--granularity-methods',
+        nargs='+',
+        default=['rtn', 'unit'],
+        choices=['rtn', 'unit'],
+        help='methods of the --granularity rows',
     )
     parser.add_argument(
         '--kd',
