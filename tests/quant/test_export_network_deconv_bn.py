@@ -98,9 +98,15 @@ def test_integer_bias_rounds_the_bn_shift_after_a_deconv():
     plain, rounded = _model(), _model(integer_bias=True)
     x = torch.relu(torch.randn(2, 4, 6, 6))
     with torch.no_grad():
-        diff = (rounded.bn(rounded.deconv(x)) - plain.bn(plain.deconv(x))).abs()
+        out = rounded.deconv(x)
+        diff = (rounded.bn(out) - plain.bn(out)).abs()
     scales = plain.deconv.weight_quantizer.export_qparams().scale.reshape(-1)
     step = plain.deconv.act_quantizer.export_qparams().scale
     grid = step * scales * (plain.bn.weight / (plain.bn.running_var + 1e-5).sqrt())
     assert diff.max() > 0  # rounded onto the grid
     assert (diff.amax(dim=(0, 2, 3)) <= grid.abs() / 2 + 1e-6).all()
+    # a grouped deconv's BN stays float in the export: not rounded either
+    plain, rounded = _model(groups=2), _model(groups=2, integer_bias=True)
+    with torch.no_grad():
+        out = rounded.deconv(x)  # (its own bias is on the int32 grid)
+        assert torch.equal(rounded.bn(out), plain.bn(out))

@@ -24,7 +24,8 @@ export will write an int32 bias:
 * BN shifts. Pairing (forward hooks, no tracing): a BatchNorm whose input is
   the output tensor of a quantized layer whose handler folds a following
   BatchNorm (``folds_batchnorm``: :class:`~mmcompress.quant.layers.QuantConv2d`,
-  ``QuantConv1d``, see :mod:`mmcompress.quant.handlers`) with a weight
+  ``QuantConv1d``, ungrouped ``QuantConvTranspose2d``, see
+  :mod:`mmcompress.quant.handlers`) with a weight
   quantizer, on the same forward pass. The conv's input scale is
   its own per-tensor input quantizer or, for a conv without one (a
   ``reader`` of ``output_quantizers``), the output quantizer that produced
@@ -246,7 +247,14 @@ def _apply_integer_bias(bn: nn.Module, inputs: tuple, output):
         _PRODUCERS.get(inputs[0]) if inputs and isinstance(inputs[0], Tensor) else None
     )
     handler = None if source is None else handler_of(source[0])
-    if handler is None or not handler.folds_batchnorm:
+    # the export folds no BN into a grouped deconv (its output channels span
+    # the groups of its weights)
+    grouped_deconv = (
+        source is not None
+        and isinstance(source[0], nn.ConvTranspose2d)
+        and source[0].groups != 1
+    )
+    if handler is None or not handler.folds_batchnorm or grouped_deconv:
         bn._integer_bias_source = ()
         return None
     bn._integer_bias_source = source
