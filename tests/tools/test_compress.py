@@ -131,8 +131,7 @@ def test_ptq_int8_recipe_matches_stock_evaluations(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_qat_w4a4_kd_recipe_trains_the_student_with_the_teacher(tmp_path, capsys):
-    teacher_cfg = osp.join(REPO, 'configs', 'baselines', 'mmpretrain')
-    teacher_cfg = osp.join(teacher_cfg, 'fmnist_teacher.py')
+    teacher_cfg = CONFIG  # a float model of the student's architecture: small
     teacher = _float_checkpoint(tmp_path, teacher_cfg, 'teacher.pth')
     tool = _compress()
     table, summary, work = _run(
