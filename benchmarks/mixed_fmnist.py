@@ -14,7 +14,8 @@ width whose BOPs are the budget, same float checkpoint, schedule and seed.
 
 Usage:
     OMP_NUM_THREADS=1 python benchmarks/mixed_fmnist.py CONFIG FP32_CKPT \\
-        --work-dir WORK [--bits 5] [--out docs/deploy.md] [--plot PNG]
+        --work-dir WORK [--bits 5] [--seed 0] [--out docs/deploy.md \\
+        [--block mixed_fmnist]] [--plot PNG]
 """
 
 import argparse
@@ -124,11 +125,16 @@ def main():
     parser.add_argument('checkpoint')
     parser.add_argument('--work-dir', required=True)
     parser.add_argument('--bits', type=int, default=5)
-    parser.add_argument('--out', help='docs page whose mixed_fmnist block to write')
+    parser.add_argument('--seed', type=int, default=0, help='training seed')
+    parser.add_argument('--out', help='docs page whose block to write')
+    parser.add_argument(
+        '--block', default='mixed_fmnist', help='the block --out replaces'
+    )
     parser.add_argument('--plot', help='sensitivity / bits plot (.png)')
     args = parser.parse_args()
     budget = uniform_budget(args.config, args.checkpoint, args.bits)
     common = [args.config, args.checkpoint, '--shape', *map(str, SHAPE)]
+    common += ['--cfg-options', f'randomness.seed={args.seed}']
     runs = dict(
         mixed=['--recipe', 'mixed', '--gbops', f'{budget:.6f}'],
         uniform=[
@@ -177,10 +183,10 @@ def main():
         )
     lines += [
         '',
-        f'Float model: {float_top1:.2f}. Budget: {budget:.4f} GBOPs (uniform '
-        f'{args.bits} bits). Latency: onnxruntime CPU, 1 thread, batch 1; per-layer '
-        'table: each layer alone (`layer_latency`, 4-bit layers at the 8-bit '
-        f'kernel latency), load average at the table '
+        f'Seed {args.seed}. Float model: {float_top1:.2f}. Budget: {budget:.4f} '
+        f'GBOPs (uniform {args.bits} bits). Latency: onnxruntime CPU, 1 thread, '
+        'batch 1; per-layer table: each layer alone (`layer_latency`, 4-bit '
+        f'layers at the 8-bit kernel latency), load average at the table '
         f'{"/".join(f"{v:.2f}" for v in latency["load_average"])}; whole graph: '
         f'median of 200 interleaved runs, load average before '
         f'{"/".join(f"{v:.2f}" for v in before)}, after '
@@ -189,7 +195,7 @@ def main():
     text = '\n'.join(lines)
     print(text)
     if args.out:
-        write_block(args.out, 'mixed_fmnist', text)
+        write_block(args.out, args.block, text)
     if args.plot:
         plot(args.work_dir, args.plot, args.bits)
 
