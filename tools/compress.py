@@ -2,43 +2,24 @@
 command, stage by stage, with a final table.
 
     python tools/compress.py CONFIG CHECKPOINT --recipe RECIPE --work-dir WORK \\
-        [--shape 1 3 H W] [--teacher CONFIG CKPT] [--latency-ms X] \\
+        [--shape 1 3 H W] [--teacher CONFIG CKPT] [--latency-ms X | --gbops X] \\
         [--qat-options KEY=VALUE ...] [--cfg-options ...]
 
-Recipes are configs in ``configs/compress/_base_/<recipe>.py``, each listing
-its stages: ``qat-int8`` (W8A8 LSQ QAT), ``qat-w4a4`` (4-bit weights and
-inputs), ``qat-w4a4-kd`` (W4A4 QAT distilled from ``--teacher``),
-``ptq-int8`` (W8A8 post-training quantization, no training) and ``mixed``
-(per-layer bit widths under ``--latency-ms``, then QAT). Every stage writes
-``WORK/<stage>/result.json`` when it completes; a second run skips completed
-stages (resume after an interruption, or delete a stage's folder to redo it).
-Each stage is the in-process equivalent of a stock tool command, printed as
-it starts (``Q`` is the recipe's quantization stage, ``qat``, ``kd_qat`` or
-``ptq``):
-
-* ``float_test``: ``tools/test.py CONFIG CHECKPOINT``;
-* ``sensitivity``, ``latency``, ``allocate`` (``mixed``): the per-layer
-  output sensitivity of the float model (8 / 4 bits), the per-layer
-  onnxruntime latency on this machine (float / integer), and the bit widths
-  with the least summed sensitivity within ``--latency-ms``
-  (:mod:`mmcompress.quant.mixed_precision`), written as the QAT config's
-  ``quant.layer_overrides``;
-* ``qat``: ``tools/train.py WORK/qat/config.py`` (the config's model wrapped
-  in ``QuantizedModel`` with the recipe's quantizers, ``load_from`` the float
-  checkpoint, ``--qat-options`` applied);
-* ``kd_qat``: ``tools/train.py WORK/kd_qat/train_config.py`` (a
-  ``DistillModel`` whose student is that ``QuantizedModel`` and whose teacher
-  is ``--teacher``); the plain student checkpoint it writes is the result;
-* ``ptq``: ``tools/ptq.py WORK/ptq/config.py CHECKPOINT --out
-  WORK/ptq/ptq.pth`` (the recipe's ``ptq`` settings);
-* ``qat_test`` / ``ptq_test``: ``tools/test.py WORK/Q/config.py Q_CKPT``;
-* ``export``: ``tools/export_onnx.py WORK/Q/config.py Q_CKPT --out
-  WORK/model_int8.onnx``;
-* ``onnx_test``: ``tools/test_onnx.py WORK/Q/config.py WORK/model_int8.onnx``.
+Recipes are configs in ``configs/compress/_base_/<recipe>.py`` listing their
+stages: ``qat-int8``, ``qat-w4a4``, ``qat-w4a4-kd`` (QAT distilled from
+``--teacher``), ``ptq-int8`` (no training) and ``mixed`` (per-layer bits
+under a latency or BOPs budget, then QAT). Each stage is the in-process
+equivalent of a stock-tool command (``tools/test.py``, ``tools/train.py``,
+``tools/ptq.py``, ``tools/export_onnx.py``, ``tools/test_onnx.py``; the
+table of docs/deploy.md), writes ``WORK/<stage>/result.json`` when it
+completes, and is skipped by a second run (resume after an interruption, or
+delete a stage's folder to redo it). The recipe's quantization stage
+(``qat``, ``kd_qat`` or ``ptq``) writes the ``QuantizedModel`` config
+``WORK/<stage>/config.py`` that the later stages test and export.
 
 The table (also ``WORK/summary.json``): the metrics of the float model, the
-PyTorch quantized model and the onnxruntime int8 model, and the ONNX file
-size.
+PyTorch quantized model and the onnxruntime int8 model, the allocation of
+``mixed`` and the ONNX file size.
 """
 
 import argparse
