@@ -1,16 +1,20 @@
 """Few-sample accuracy predictors on NAS-Bench-201: train on k architectures, rank
 the remaining 15,625 - k; Kendall tau (mean +- std over samples of the k).
 
-Features: the one-hot cell encoding (30), optionally with the FLOPs rank as a
-zero-cost feature (``+flops``). Methods: cascade bagging (with and without weak
-labels on 500 unlabelled archs), a single MLP, a random forest.
+Features: the one-hot cell encoding (``onehot``, 30) or the effective encoding
+(``effective``, 33: one-hot of the live cell, live conv cost, conv depth,
+connectedness; ``NB201Space.effective_encode``). Methods: cascade bagging with and
+without weak labels on 300 unlabelled archs, one NuSVR (the cascade's base model),
+an MLP, a random forest, a GIN on the cell graph (raw cell for ``onehot``, live cell
+for ``effective``).
 
     nice -n 10 python benchmarks/nas_predictor.py --ks 50 100 200 --samples 5 \
         --json docs/nas/predictor.json
 
 With ``--proxy-cache work_dirs/nas/nb201_scores.jsonl`` the architectures are those
-scored by ``benchmarks/nas_proxies.py`` (train on k of them, rank the others) and a
-third feature set adds their AZ-NAS proxy ranks.
+scored by ``benchmarks/nas_proxies.py`` (train on k of them, rank the others), a
+third feature set adds their AZ-NAS proxy ranks, and the weak labels of
+``cascade+weak`` come from the aggregated AZ-NAS score.
 """
 
 import argparse
@@ -26,13 +30,14 @@ from mmcompress.nas.predictor import PREDICTORS
 from mmcompress.nas.scoring import AZ_NAS_KEYS, nan_to_neginf
 
 
-def features(table, with_flops):
+def features(table, name):
+    """Feature rows and GIN op-index rows of every table architecture."""
     space = NB201Space()
-    x = np.stack([space.encode(c) for c in table.codes])
-    if with_flops:
-        flops = np.array([space.flops(c) for c in table.codes], dtype=np.float64)
-        x = np.column_stack([x, stats.rankdata(flops) / len(flops)])
-    return x
+    archs = [tuple(int(v) for v in c) for c in table.codes]
+    if name == 'onehot':
+        return np.stack([space.encode(a) for a in archs]), np.array(archs)
+    live = np.array([space.live_arch(a) for a in archs])
+    return np.stack([space.effective_encode(a) for a in archs]), live
 
 
 def proxy_features(path):
@@ -50,13 +55,17 @@ def proxy_features(path):
     return np.asarray(idx), np.column_stack(ranks + [agg])
 
 
-def run(method, x, y, k, sample, weak):
+def run(method, x, y, k, sample, weak, weak_src=None):
+    """Kendall tau on the archs outside a random training draw of ``k``."""
     rng = np.random.default_rng(1000 + sample)
     perm = rng.permutation(len(y))
     train, rest = perm[:k], perm[k:]
-    n_unl = min(500, len(rest) // 2)
-    unl = x[rng.choice(rest, n_unl, replace=False)] if weak else None
-    model = PREDICTORS[method](seed=sample).fit(x[train], y[train], unl)
+    kw = {}
+    if weak:
+        unl = rng.choice(rest, min(300, len(rest) // 2), replace=False)
+        src = None if weak_src is None else weak_src[unl]
+        kw = dict(x_unlabelled=x[unl], weak=src)
+    model = PREDICTORS[method](seed=sample).fit(x[train], y[train], **kw)
     return stats.kendalltau(model.predict(x[rest]), y[rest])[0]
 
 
@@ -74,25 +83,35 @@ def main():
     args = parser.parse_args()
     table = NB201Table()
     y = table.acc[:, DATASETS.index(args.dataset)]
-    feats = {'onehot': features(table, False), 'onehot+flops': features(table, True)}
+    feats = {name: features(table, name) for name in ('onehot', 'effective')}
+    weak_src = None
     if args.proxy_cache:
         idx, proxy_feats = proxy_features(args.proxy_cache)
-        y = y[idx]
-        feats = {name: x[idx] for name, x in feats.items()}
-        feats['onehot+az_nas'] = np.column_stack([feats['onehot'], proxy_feats])
+        y, weak_src = y[idx], proxy_feats[:, -1]
+        feats = {name: (x[idx], g[idx]) for name, (x, g) in feats.items()}
+        x, g = feats['effective']
+        feats['effective+az_nas'] = (np.column_stack([x, proxy_feats]), g)
         print(f'{len(idx)} architectures with AZ-NAS scores in {args.proxy_cache}')
     variants = [
         ('cascade+weak', 'cascade', True),
         ('cascade', 'cascade', False),
+        ('svr', 'svr', False),
         ('mlp', 'mlp', False),
         ('rf', 'rf', False),
+        ('gin', 'gin', False),
     ]
     rows = []
     for k in args.ks:
-        for fname, x in feats.items():
+        for fname, (x, graph) in feats.items():
             for label, method, weak in variants:
+                if method == 'gin' and fname.endswith('az_nas'):
+                    continue  # the GIN sees the cell graph only
                 t0 = time.perf_counter()
-                taus = [run(method, x, y, k, s, weak) for s in range(args.samples)]
+                inp = graph if method == 'gin' else x
+                taus = [
+                    run(method, inp, y, k, s, weak, weak_src)
+                    for s in range(args.samples)
+                ]
                 rows.append(
                     dict(
                         k=k,
@@ -106,7 +125,7 @@ def main():
                 )
                 r = rows[-1]
                 print(
-                    f'k={k:4d} {fname:13s} {label:13s} tau '
+                    f'k={k:4d} {fname:16s} {label:13s} tau '
                     f'{r["tau_mean"]:.3f} +- {r["tau_std"]:.3f} '
                     f'({r["seconds"]:.1f} s/run)',
                     flush=True,

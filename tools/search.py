@@ -66,11 +66,12 @@ def make_scorer(args, space):
         table = NB201Table()
         rng = np.random.default_rng(args.seed)
         train = rng.choice(len(table), args.predictor_k, replace=False)
-        x = np.stack([space.encode(c) for c in table.codes[train]])
+        x = np.stack([space.effective_encode(c) for c in table.codes[train]])
         model = CascadeBaggingPredictor(seed=args.seed).fit(x, table.acc[train, 0])
 
         def scorer(arch):
-            return dict(predicted=float(model.predict(space.encode(arch)[None])[0]))
+            feat = space.effective_encode(arch)[None]
+            return dict(predicted=float(model.predict(feat)[0]))
 
         return scorer, ('predicted',)
     proxies = ['az_nas'] if args.proxy == 'az_nas' else [args.proxy]

@@ -1,6 +1,6 @@
 """Architecture search: the NB201 space and its network, training-free proxies
-(AZ-NAS and baselines) with rank aggregation, accuracy predictors, and the search
-loop used by ``tools/search.py``."""
+(AZ-NAS and baselines) with rank aggregation, accuracy predictors, a one-shot
+supernet, and the search loop used by ``tools/search.py``."""
 
 from .benchmark_table import NB201Table
 from .flops import count_flops, count_params
@@ -9,6 +9,7 @@ from .nb201 import NB201Backbone, TinyNetwork
 from .proxies import az_nas, naswot, synflow, zico
 from .scoring import PROXIES, aggregate_ranks, rank_correlation, score_arch
 from .space import NB201_OPS, NB201Space, SearchSpace, format_nb201, parse_nb201
+from .supernet import NB201Supernet
 
 __all__ = [
     'NB201Table',
@@ -17,6 +18,7 @@ __all__ = [
     'MobileNetSpace',
     'MobileNetSpaceBackbone',
     'NB201Backbone',
+    'NB201Supernet',
     'TinyNetwork',
     'az_nas',
     'naswot',

@@ -199,6 +199,32 @@ class NB201Space(SearchSpace):
             feats.append(block)
         return np.concatenate(feats)
 
+    @staticmethod
+    def live_arch(arch) -> Tuple[int, ...]:
+        """``arch`` with every edge that lies on no input-to-output path of
+        non-``none`` ops set to ``none`` (such an edge cannot change the output, so
+        architectures with the same live cell compute the same function)."""
+        arch = check_nb201_arch(arch)
+        live = set()
+        for edges in NB201_PATHS:
+            if all(arch[e] != 0 for e in edges):
+                live.update(edges)
+        return tuple(op if e in live else 0 for e, op in enumerate(arch))
+
+    def effective_encode(self, arch) -> np.ndarray:
+        """One-hot of the live cell (:meth:`live_arch`, 30 values) plus three
+        closed-form values: live conv cost ``(9 n_3x3 + n_1x1) / 54``, the largest
+        number of convs on one live path / 3, and 1 if the cell is connected."""
+        live = self.live_arch(arch)
+        convs = [
+            sum(live[e] in (2, 3) for e in edges)
+            for edges in NB201_PATHS
+            if all(live[e] != 0 for e in edges)
+        ]
+        cost = (9 * live.count(3) + live.count(2)) / 54
+        extra = [cost, max(convs, default=0) / 3, float(bool(convs))]
+        return np.concatenate([self.encode(live), np.float32(extra)])
+
     def min_flops(self) -> int:
         """FLOPs of the cheapest architecture (every edge parameter-free)."""
         return self.flops((0,) * 6)
