@@ -9,7 +9,8 @@ whole demo takes minutes on a 2-core CPU:
 3. the same student distilled from the teacher (vanilla KD, ``DistillModel``);
 4. the CE student quantized to W4A4 with LSQ (QAT from its float checkpoint);
 5. the student trained with RankMixup (MRL, the short-schedule setting of
-   ``docs/calibrate/tuning.md``) for calibration.
+   ``docs/calibrate/tuning.md``, mixed copies normalized with the raw batch's
+   batch-norm statistics) for calibration.
 
 All models are evaluated on the official 10k test set: top-1 accuracy, expected
 calibration error (15 bins), parameters, training time. The terminal shows one
@@ -37,7 +38,7 @@ import sys
 import time
 from typing import Optional
 
-from mmcompress.utils.checkpoint import safe_torch_load
+from mmcompress.utils.safe_load import safe_torch_load
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TRAIN = osp.join(REPO, 'tools', 'train.py')
@@ -63,8 +64,8 @@ STEPS = [
     ),
     (
         'student + RankMixup',
-        'configs/calibrate/mmpretrain/rankmixup-mrl-short_resnet18-w8_fmnist.py',
-        'MRL calibration training (short-schedule setting)',
+        'configs/calibrate/mmpretrain/rankmixup-mrl-short-rawbn_resnet18-w8_fmnist.py',
+        'MRL calibration training (short-schedule setting, raw-batch BN)',
     ),
 ]
 

@@ -215,7 +215,7 @@ def load_teacher_weights(
     """
     from mmengine.runner.checkpoint import CheckpointLoader
 
-    from mmcompress.utils.checkpoint import trusted_checkpoints
+    from mmcompress.utils.safe_load import trusted_checkpoints
 
     is_url = '://' in checkpoint
     if not is_url and not osp.isfile(osp.expanduser(checkpoint)):

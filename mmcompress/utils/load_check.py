@@ -42,8 +42,6 @@ import contextlib
 import contextvars
 import functools
 import logging
-import os.path as osp
-from collections import Counter
 from typing import Dict, Iterable, List, Optional, Tuple, Union
 
 import torch
@@ -51,6 +49,8 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModel, is_model_wrapper
 from torch import nn
 from torch.nn.parameter import is_lazy
+
+from .load_messages import prefix_hint, shorten, top_prefixes
 
 OPTIONAL_ATTR = 'checkpoint_optional_state'
 ALLOW_KEY = 'allow_unloaded_weights'
@@ -135,85 +135,6 @@ def _own_state(model: nn.Module) -> Dict[str, torch.Tensor]:
     return state
 
 
-def _top_prefixes(keys: List[str], own: Iterable[str]) -> List[str]:
-    """Shortest module prefixes whose every key is in ``keys``, plus the keys
-    covered by no such prefix, e.g. ``['head.*', 'backbone.stem.conv.weight']``."""
-    wanted = set(keys)
-    total, hit = Counter(), Counter()
-    for key in own:
-        if key.endswith('num_batches_tracked'):
-            continue
-        parts = key.split('.')
-        for i in range(1, len(parts)):
-            prefix = '.'.join(parts[:i])
-            total[prefix] += 1
-            hit[prefix] += key in wanted
-    found = []
-    for key in keys:
-        parts = key.split('.')
-        prefixes = ('.'.join(parts[:i]) for i in range(1, len(parts)))
-        whole = next((p for p in prefixes if hit[p] == total[p]), None)
-        item = whole + '.*' if whole else key
-        if item not in found:
-            found.append(item)
-    return found
-
-
-def _shorten(items: List[str], limit: int = 6) -> str:
-    shown = ', '.join(items[:limit])
-    return shown + (f' ... ({len(items)} in all)' if len(items) > limit else '')
-
-
-def _prefix_hint(missing: List[str], ckpt_keys: Iterable[str], filename: str) -> str:
-    """The likely cause of missing keys, read off the checkpoint's key names."""
-    ckpt_keys = list(ckpt_keys)
-    extra = Counter()
-    for key in missing:
-        for ck in ckpt_keys:
-            if ck.endswith('.' + key):
-                extra[ck[: -len(key)]] += 1
-    if extra:
-        prefix, count = extra.most_common(1)[0]
-        if count >= max(1, len(missing) // 2):
-            if prefix == 'student.':
-                stem, ext = osp.splitext(filename)
-                student = f'{stem}_student{ext or ".pth"}'
-                there = ' (it exists)' if osp.isfile(student) else ''
-                return (
-                    ' The checkpoint holds the model under `student.`: it is a '
-                    'DistillModel (KD) checkpoint. Load the plain student '
-                    'checkpoint DistillModel writes next to it, '
-                    f'{student}{there}, or use the distillation config.'
-                )
-            return (
-                f' The checkpoint holds these weights under the prefix '
-                f'`{prefix}`: it was saved from a model that wraps this one. '
-                'Save or pick the plain model checkpoint, or load with '
-                f'revise_keys=[(r"^{prefix.rstrip(".")}\\.", "")].'
-            )
-    shorter = Counter()
-    ckpt_set = set(ckpt_keys)
-    for key in missing:
-        parts = key.split('.')
-        for i in range(1, len(parts)):
-            if '.'.join(parts[i:]) in ckpt_set:
-                shorter['.'.join(parts[:i]) + '.'] += 1
-                break
-    if shorter:
-        prefix, count = shorter.most_common(1)[0]
-        if count >= max(1, len(missing) // 2):
-            return (
-                f' The checkpoint holds only a part of the model (its keys '
-                f'match under `{prefix}`): load it into that part with '
-                f"{prefix.rstrip('.')}=dict(init_cfg=dict(type='Pretrained', "
-                'checkpoint=...)) instead of load_from.'
-            )
-    return (
-        ' The checkpoint is for another model (e.g. the teacher, or another '
-        'architecture): give the checkpoint trained with this config.'
-    )
-
-
 class LoadObserver:
     """Record what a full-model load leaves unloaded, then judge it.
 
@@ -294,7 +215,7 @@ class LoadObserver:
             print_log(
                 f'{filename}: {len(optional)} tensors of {name} that it declares '
                 'optional (e.g. quantizer state) are not in the checkpoint and '
-                f'start from their initialization: {_shorten(optional, 4)}',
+                f'start from their initialization: {shorten(optional, 4)}',
                 logger='current',
             )
         if class_count and not (missing or other):
@@ -302,7 +223,7 @@ class LoadObserver:
                 f'{filename}: {len(class_count)} tensors of {name} keep their '
                 'initial values: their first dimension differs from the '
                 'checkpoint (as when fine-tuning to a new number of classes): '
-                + _shorten(self._shape_list(class_count, own), 4)
+                + shorten(self._shape_list(class_count, own), 4)
                 + '. If this is not a fine-tune to new classes, the checkpoint '
                 'is for another model.',
                 logger='current',
@@ -313,22 +234,22 @@ class LoadObserver:
         parts = []
         if missing:
             parts.append(
-                'missing from the checkpoint: ' + _shorten(_top_prefixes(missing, own))
+                'missing from the checkpoint: ' + shorten(top_prefixes(missing, own))
             )
         if other or class_count:
             # the tensors that are not a class-count change first: the cause
             parts.append(
                 'shape differs: '
-                + _shorten(self._shape_list(other + class_count, own), 4)
+                + shorten(self._shape_list(other + class_count, own), 4)
             )
         hint = (
-            _prefix_hint(missing, self.ckpt_shapes, filename)
+            prefix_hint(missing, self.ckpt_shapes, filename)
             if missing
             else ' The checkpoint is for another architecture (e.g. the '
             "teacher's, or another width or depth): give the checkpoint "
             'trained with this config.'
         )
-        example = _top_prefixes(missing or other, own)[0].rstrip('.*')
+        example = top_prefixes(missing or other, own)[0].rstrip('.*')
         raise UnloadedWeightsError(
             f'Checkpoint {filename} does not fit {name}: '
             f'{len(missing) + len(other) + len(class_count)} of '

@@ -17,8 +17,8 @@ from mmengine.runner import Runner, load_checkpoint, save_checkpoint
 
 import mmcompress  # noqa: F401  (installs the policy)
 from mmcompress.registry import MODELS
-from mmcompress.utils.checkpoint import CorruptCheckpointError, UntrustedCheckpointError
 from mmcompress.utils.load_check import UnloadedWeightsError
+from mmcompress.utils.safe_load import CorruptCheckpointError, UntrustedCheckpointError
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 STUDENT = osp.join(REPO, 'configs/baselines/mmpretrain/fmnist_student.py')

@@ -7,15 +7,16 @@ import re
 
 import pytest
 import torch
+from mmengine.logging import HistoryBuffer
 from mmengine.runner import load_checkpoint
 from mmengine.runner.checkpoint import _load_checkpoint
 
 import mmcompress  # noqa: F401  (installs the policy)
 from mmcompress.utils import checkpoint as policy
-from mmcompress.utils.checkpoint import (
+from mmcompress.utils.checkpoint import hub_cache_path
+from mmcompress.utils.safe_load import (
     CorruptCheckpointError,
     UntrustedCheckpointError,
-    hub_cache_path,
     safe_torch_load,
     trusted_checkpoints,
 )
@@ -307,7 +308,7 @@ def test_what_importing_mmcompress_patches():
         assert hasattr(module._load_checkpoint_to_model, '__wrapped__')
     assert hasattr(Runner.load_checkpoint, '__wrapped__')
     # torch itself is left alone: its default and its global allowlist
-    assert policy.HistoryBuffer not in torch.serialization.get_safe_globals()
+    assert HistoryBuffer not in torch.serialization.get_safe_globals()
 
 
 def _dist_http_worker(rank, hub_dir, port, log_dir):
