@@ -11,6 +11,7 @@ run, so separate invocations add up.
 Usage::
 
     python benchmarks/casd_scenes.py --arms oicr casd --seeds 0 1 2
+    python benchmarks/casd_scenes.py --arms oicr casd --seeds 0 --iters 700 --flip-only
     python benchmarks/casd_scenes.py --table-only --out docs/models/casd.md
 """
 
@@ -39,12 +40,14 @@ ARMS = {
 MAP_KEY, CORLOC_KEY = 'pascal_voc/mAP', 'wsod/CorLoc'
 
 
-def run(arm: str, seed: int, iters: Optional[int]) -> dict:
+def run(arm: str, seed: int, iters: Optional[int], flip_only: bool = False) -> dict:
     """Train and evaluate one arm at one seed; write ``benchmark.json``."""
     name, config, arm_options = ARMS[arm]
-    schedule = f'{iters}it' if iters else 'config'
+    schedule = (f'{iters}it' if iters else 'config') + ('-flip' if flip_only else '')
     work_dir = osp.join(WORK_ROOT, schedule, f'{arm}_seed{seed}')
     options = [f'randomness.seed={seed}', *arm_options]
+    if flip_only:
+        options.append('model.view_scales=[1.0]')
     if iters:
         options += [
             f'train_cfg.max_iters={iters}',
@@ -117,13 +120,18 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     )
     parser.add_argument('--seeds', nargs='+', type=int, default=[0])
     parser.add_argument('--iters', type=int, help='train iterations (config: 600)')
+    parser.add_argument(
+        '--flip-only',
+        action='store_true',
+        help='train on 2 views (original, h-flip at scale 1) instead of 4',
+    )
     parser.add_argument('--table-only', action='store_true')
     parser.add_argument('--out', help='markdown page to write the table block into')
     args = parser.parse_args(argv)
     if not args.table_only:
         for seed in args.seeds:
             for arm in args.arms:
-                run(arm, seed, args.iters)
+                run(arm, seed, args.iters, args.flip_only)
     table = markdown_table(collect())
     print(table)
     if args.out:
