@@ -76,6 +76,12 @@ def main():
     parser.add_argument('--dataset', default='cifar10', choices=DATASETS)
     parser.add_argument('--json')
     parser.add_argument(
+        '--features',
+        nargs='+',
+        default=['onehot', 'effective'],
+        choices=['onehot', 'effective'],
+    )
+    parser.add_argument(
         '--proxy-cache',
         help='scores of benchmarks/nas_proxies.py: restrict to the archs scored '
         'there and add their AZ-NAS proxy ranks as features',
@@ -83,13 +89,13 @@ def main():
     args = parser.parse_args()
     table = NB201Table()
     y = table.acc[:, DATASETS.index(args.dataset)]
-    feats = {name: features(table, name) for name in ('onehot', 'effective')}
+    feats = {name: features(table, name) for name in args.features}
     weak_src = None
     if args.proxy_cache:
         idx, proxy_feats = proxy_features(args.proxy_cache)
         y, weak_src = y[idx], proxy_feats[:, -1]
         feats = {name: (x[idx], g[idx]) for name, (x, g) in feats.items()}
-        x, g = feats['effective']
+        x, g = (v[idx] for v in features(table, 'effective'))
         feats['effective+az_nas'] = (np.column_stack([x, proxy_feats]), g)
         print(f'{len(idx)} architectures with AZ-NAS scores in {args.proxy_cache}')
     variants = [
