@@ -91,15 +91,15 @@ class RankMixupClassifier(ImageClassifier):
                 f'train_cfg.augments={train_cfg["augments"]!r} (batch '
                 'augments would replace the raw-sample cross-entropy)'
             )
-        super().__init__(**kwargs)
-        if num_mixup < 1:
-            raise ValueError(f'num_mixup must be >= 1, got {num_mixup}')
-        check_number('mixup_alpha', mixup_alpha, low=0, low_open=True)
         if mixed_bn_stats not in MIXED_BN_STATS:
             raise ValueError(
                 f'mixed_bn_stats must be one of {MIXED_BN_STATS}, got '
                 f'{mixed_bn_stats!r}'
             )
+        super().__init__(**kwargs)
+        if num_mixup < 1:
+            raise ValueError(f'num_mixup must be >= 1, got {num_mixup}')
+        check_number('mixup_alpha', mixup_alpha, low=0, low_open=True)
         self.mixed_bn_stats = mixed_bn_stats
         self.rank_loss = MODELS.build(rank_loss)
         self.num_mixup = num_mixup

@@ -242,3 +242,21 @@ def test_reliability_hook_without_calibration_metric():
         'ClsCalibrationMetric',
     ):
         ReliabilityDiagramHook().after_val_epoch(runner)
+
+
+def test_unknown_rankmixup_mixed_bn_stats():
+    """RankMixupClassifier given a mixed_bn_stats value that does not exist.
+
+    Message: mixed_bn_stats must be one of ('batch', 'raw'), got 'own'
+    """
+    from mmcompress.calibrate import RankMixupClassifier
+
+    with pytest.raises(
+        ValueError, match=r"mixed_bn_stats must be one of \('batch', 'raw'\), got 'own'"
+    ):
+        RankMixupClassifier(
+            rank_loss=dict(type='MixupMarginRankingLoss'),
+            mixed_bn_stats='own',
+            backbone=dict(type='ResNet_CIFAR', depth=18),
+            head=dict(type='LinearClsHead', num_classes=10, in_channels=512),
+        )

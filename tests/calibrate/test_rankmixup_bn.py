@@ -9,13 +9,20 @@ statistics and keeps the running statistics of raw batches only.
 """
 
 import copy
+import os.path as osp
 
 import pytest
 import torch
+from mmengine.config import Config
+from mmengine.runner import Runner
 from mmpretrain.structures import DataSample
 
 import mmcompress.calibrate  # noqa: F401  (registers the components)
 from mmcompress.registry import MODELS
+from mmcompress.testing import shrink_data
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+CONFIGS = osp.join(ROOT, 'configs', 'calibrate', 'mmpretrain')
 
 
 def build(mixed_bn_stats):
@@ -176,6 +183,38 @@ def test_raw_mode_gradient_flows_through_the_raw_statistics():
     assert grad[index].item() == pytest.approx(numeric.item(), rel=1e-5)
 
 
-def test_unknown_mixed_bn_stats_is_rejected():
-    with pytest.raises(ValueError, match=r"mixed_bn_stats must be one of .*'own'"):
-        build('own')
+def test_demo_config_trains_on_real_images_with_raw_batch_statistics(
+    tmp_path, deterministic
+):
+    """The demo's RankMixup config, built by the Runner (its data preprocessor
+    normalizes the images) on a real Fashion-MNIST batch: one training step
+    leaves the running statistics a raw-batch update, and the mixed copies
+    get the test-time function with the raw batch's statistics."""
+    cfg = Config.fromfile(
+        osp.join(CONFIGS, 'rankmixup-mrl-short-rawbn_resnet18-w8_fmnist.py')
+    )
+    cfg.work_dir = str(tmp_path)
+    shrink_data(cfg, subset_size=dict(train=64, val=64, test=64))
+    cfg.train_dataloader.batch_size = 32
+    model = Runner.from_cfg(cfg).model
+    assert model.mixed_bn_stats == 'raw'
+    data = model.data_preprocessor(
+        next(iter(Runner.build_dataloader(cfg.train_dataloader))), True
+    )
+    inputs, samples = data['inputs'], data['data_samples']
+    assert abs(float(inputs.mean())) < 0.5  # normalized, not raw pixels
+    reference = copy.deepcopy(model)
+    _, mixed_inputs, mixed_logits = run_loss(model, inputs, samples)
+    stats = raw_batch_statistics(reference, inputs)  # also the raw-batch update
+    for (mean, var), (ref_mean, ref_var) in zip(
+        running_stats(model), running_stats(reference)
+    ):
+        torch.testing.assert_close(mean, ref_mean)
+        torch.testing.assert_close(var, ref_var)
+    for module, (mean, var) in stats.items():
+        module.running_mean.copy_(mean)
+        module.running_var.copy_(var)
+    reference.eval()
+    with torch.no_grad():
+        expected = reference(mixed_inputs, mode='tensor')
+    torch.testing.assert_close(mixed_logits.detach(), expected)
