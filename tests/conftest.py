@@ -5,6 +5,21 @@ import random
 import numpy as np
 import pytest
 import torch
+from mmengine.registry import DefaultScope
+
+
+@pytest.fixture(autouse=True, scope='module')
+def no_default_scope_from_other_modules():
+    """Each test module starts without a current default scope.
+
+    Runners, tools run in-process and ``init_default_scope`` make a scope
+    current and leave it so; a bare type name built later then resolves in
+    whichever downstream ran last. Dropping the scopes between modules makes a
+    module's result independent of the modules run before it in the process
+    (their order differs between a serial run and the xdist workers).
+    """
+    DefaultScope._instance_dict.clear()
+    yield
 
 
 @pytest.fixture
