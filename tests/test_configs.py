@@ -7,6 +7,7 @@ user runs it), the others in the test process (the same script, without the
 import cost that dominates a 2-iteration run).
 """
 
+import functools
 import glob
 import os.path as osp
 import re
@@ -27,6 +28,12 @@ CONFIGS = sorted(
     for p in glob.glob(osp.join(REPO, 'configs', '**', '*.py'), recursive=True)
     if '_base_' not in p
 )
+
+
+@functools.lru_cache(maxsize=None)
+def loaded(config: str) -> Config:
+    """The parsed config (parsed once: the checks here only read it)."""
+    return Config.fromfile(osp.join(REPO, config))
 
 
 def test_configs_named_in_the_docs_are_collected():
@@ -54,7 +61,7 @@ def test_config_folder_names_its_scope(config):
     """``configs/<capability>/<scope>/<name>.py``: the folder is the scope
     whose stock tools run the config."""
     scope = config.split('/')[2]
-    cfg = Config.fromfile(osp.join(REPO, config))
+    cfg = loaded(config)
     assert cfg.get('default_scope') == scope, (
         f'{config} is in the {scope} folder but has '
         f'default_scope={cfg.get("default_scope")!r}'
@@ -81,7 +88,7 @@ def test_config_names_no_machine_specific_path(path):
 
 @pytest.mark.parametrize('config', CONFIGS)
 def test_config_declares_scope_and_custom_imports(config):
-    cfg = Config.fromfile(osp.join(REPO, config))
+    cfg = loaded(config)
     assert cfg.get('default_scope') in SCOPE_PACKAGE, (
         f'{config}: default_scope must be one of {sorted(SCOPE_PACKAGE)} so the '
         f'stock downstream tools resolve its names'
@@ -115,13 +122,13 @@ def test_named_checkpoints_are_what_their_recipe_writes(config):
     """``work_dirs/<name>/iter_N.pth`` (or ``epoch_N``) must be the last
     checkpoint the stock tool writes for config ``<name>`` (default work dir
     ``work_dirs/<config name>``, N = its max_iters / max_epochs)."""
-    cfg = Config.fromfile(osp.join(REPO, config))
+    cfg = loaded(config)
     for path in _named_checkpoints(cfg):
         run_name, file_name = path.split('/')[1:3]
         assert run_name in CONFIG_BY_NAME, (
             f'{config} names {path}, but no config is called {run_name}.py'
         )
-        source = Config.fromfile(osp.join(REPO, CONFIG_BY_NAME[run_name]))
+        source = loaded(CONFIG_BY_NAME[run_name])
         unit = 'iter' if source.train_cfg.get('max_iters') else 'epoch'
         last = source.train_cfg.get(f'max_{unit}s')
         # a DistillModel run also writes the plain student next to it
@@ -205,11 +212,11 @@ RUNNABLE_CONFIGS = [
 def test_cluster_recipes_are_coco_configs():
     """Only full-COCO / Cityscapes recipes are exempt from the stock-tool run."""
     for config in CLUSTER_RECIPES:
-        cfg = Config.fromfile(osp.join(REPO, config))
+        cfg = loaded(config)
         suffix = '_' + config[:-3].rsplit('_', 1)[1]
         assert cfg.train_dataloader.dataset.type == CLUSTER_DATASETS[suffix], config
     for config in RUNNABLE_CONFIGS:
-        cfg = Config.fromfile(osp.join(REPO, config))
+        cfg = loaded(config)
         assert cfg.train_dataloader.dataset.type not in CLUSTER_DATASETS.values(), (
             f'{config} trains on COCO or Cityscapes: name it *_coco.py / '
             '*_cityscapes.py (a GPU-cluster recipe) or point it at data that '
@@ -232,7 +239,7 @@ FRESH_INTERPRETER = {
 @pytest.mark.slow
 @pytest.mark.parametrize('config', RUNNABLE_CONFIGS)
 def test_config_trains_with_stock_tool(config, tmp_path, scenes_root):
-    cfg = Config.fromfile(osp.join(REPO, config))
+    cfg = loaded(config)
     scope = cfg.default_scope
     tiny = tiny_run_config(config, str(tmp_path), scenes_root)
     tool = stock_tool(SCOPE_PACKAGE[scope])
