@@ -7,22 +7,10 @@ _base_ = ['../../baselines/mmpretrain/fmnist_teacher.py']
 
 train_dataloader = dict(dataset=dict(subset_size=5000))
 max_epochs = 4
+# the schedule of _base_/schedules/fmnist_sgd.py (warm-up epoch, cosine decay)
+# with the cosine ending at these max_epochs
 param_scheduler = [
-    dict(
-        type='LinearLR',
-        start_factor=0.1,
-        by_epoch=True,
-        begin=0,
-        end=1,
-        convert_to_iter_based=True,
-    ),
-    dict(
-        type='CosineAnnealingLR',
-        by_epoch=True,
-        begin=1,
-        end=max_epochs,
-        eta_min=1e-4,
-        convert_to_iter_based=True,
-    ),
+    dict(_base_.param_scheduler[0]),
+    dict(_base_.param_scheduler[1], end=max_epochs),
 ]
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)

@@ -1,24 +1,12 @@
-# PISR step 2: FSRCNN student initialised from the step-1 teacher's decoder,
-# L1 to HR + 1e-6 x Laplace variance-aware distillation of the `expanding`
-# output (official step2.yml: weights 1 / 1e-6, Adam lr 1e-4, cosine to 1e-5).
-_base_ = '../_base_/sr_photos_x2.py'
+# PISR step 2 at x2 (_base_/pisr_student.py): LR input patches of 24 px.
+_base_ = ['../_base_/sr_photos_x2.py', '../_base_/pisr_student.py']
 
 model = dict(
-    type='DistillModel',
-    student=dict(type='FSRCNN', scale=2),
+    student=dict(scale=2),
     teacher=dict(
-        config=dict(type='PISRTeacher', scale=2),
+        config=dict(scale=2),
         checkpoint='work_dirs/pisr_teacher_x2_photos/iter_3000.pth',
-    ),
-    distill=dict(
-        expanding=dict(
-            student='expanding',
-            teacher='decoder.expanding',
-            adapter=None,
-            loss=dict(type='VIDLoss', channels=56, pdf='laplace', loss_weight=1e-6),
-        )
     ),
     input_shape=(1, 24, 24),
 )
 optim_wrapper = dict(optimizer=dict(type='Adam', lr=1e-4))
-custom_hooks = [dict(type='InitStudentFromTeacherHook', teacher_prefix='decoder.')]

@@ -4,16 +4,8 @@ _base_ = './vit_un_fmnist.py'
 
 custom_hooks = [dict(type='UNIterHook', reset_iters=True)]
 max_epochs = 2
-param_scheduler = [
-    dict(
-        type='CosineAnnealingLR',
-        by_epoch=True,
-        begin=0,
-        end=max_epochs,
-        eta_min=1e-5,
-        convert_to_iter_based=True,
-    ),
-]
+# the cosine decay of vit_fmnist.py over these max_epochs, without warm-up
+param_scheduler = [dict(_base_.param_scheduler[1], begin=0, end=max_epochs)]
 optim_wrapper = dict(optimizer=dict(lr=2e-4))
 train_cfg = dict(max_epochs=max_epochs)
 load_from = 'work_dirs/vit_un_fmnist/epoch_8.pth'

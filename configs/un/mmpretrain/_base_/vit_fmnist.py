@@ -5,6 +5,7 @@
 _base_ = [
     'mmpretrain::_base_/models/vit-base-p16.py',
     '../../../_base_/datasets/fashion_mnist.py',
+    '../../../_base_/schedules/fmnist_sgd.py',
     '../../../_base_/default_runtime_cls.py',
 ]
 
@@ -31,29 +32,13 @@ model = dict(
     ),
 )
 
+# the schedule of _base_/schedules/fmnist_sgd.py (8 epochs: warm-up epoch, cosine
+# decay) with AdamW and the cosine decaying to 1e-5
 optim_wrapper = dict(
-    optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
+    optimizer=dict(_delete_=True, type='AdamW', lr=1e-3, weight_decay=0.05),
     clip_grad=dict(max_norm=1.0),
 )
-max_epochs = 8
 param_scheduler = [
-    dict(
-        type='LinearLR',
-        start_factor=0.1,
-        by_epoch=True,
-        begin=0,
-        end=1,
-        convert_to_iter_based=True,
-    ),
-    dict(
-        type='CosineAnnealingLR',
-        by_epoch=True,
-        begin=1,
-        end=max_epochs,
-        eta_min=1e-5,
-        convert_to_iter_based=True,
-    ),
+    dict(_base_.param_scheduler[0]),
+    dict(_base_.param_scheduler[1], eta_min=1e-5),
 ]
-train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=1)
-val_cfg = dict()
-test_cfg = dict()
