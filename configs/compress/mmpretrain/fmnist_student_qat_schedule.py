@@ -2,8 +2,9 @@
 # fp32_resnet18-w8_fmnist.py) with a QAT fine-tuning schedule, as the CONFIG of
 # tools/compress.py: its stages train with this config's schedule (Adam 1e-3,
 # cosine, 1 epoch on a class-balanced 10k subset) from the float checkpoint.
-#   python tools/compress.py configs/compress/mmpretrain/fmnist_student_qat_schedule.py \
-#       FP32.pth --recipe mixed --gbops X --work-dir WORK --shape 1 1 28 28
+#   python tools/compress.py \
+#       configs/compress/mmpretrain/fmnist_student_qat_schedule.py FP32.pth \
+#       --recipe mixed --gbops X --work-dir WORK --shape 1 1 28 28
 _base_ = ['../../quant/mmpretrain/fp32_resnet18-w8_fmnist.py']
 
 train_dataloader = dict(dataset=dict(subset_size=10000))
