@@ -107,5 +107,5 @@ def test_wsod_corloc_without_ground_truth_boxes():
     sample.pred_instances = InstanceData(
         bboxes=BOXES, scores=torch.ones(3), labels=torch.zeros(3, dtype=torch.long)
     )
-    with pytest.raises(ValueError, match='CorLocMetric needs ground-truth boxes'):
+    with pytest.raises(KeyError, match='CorLocMetric needs ground-truth boxes'):
         CorLocMetric().process({}, [sample.to_dict()])

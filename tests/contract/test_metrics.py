@@ -49,6 +49,22 @@ def label_map_sample(labels, predicted):
     )
 
 
+def box_sample(gt_label, predicted_box):
+    """One ground-truth box ``[0, 0, 10, 10]`` of class ``gt_label`` and two
+    detections of that class, the higher-scored one at ``predicted_box``."""
+    return dict(
+        pred_instances=dict(
+            bboxes=torch.tensor([predicted_box, [0.0, 0.0, 10.0, 10.0]]),
+            scores=torch.tensor([0.9, 0.1]),
+            labels=torch.tensor([gt_label, gt_label]),
+        ),
+        gt_instances=dict(
+            bboxes=torch.tensor([[0.0, 0.0, 10.0, 10.0]]),
+            labels=torch.tensor([gt_label]),
+        ),
+    )
+
+
 # name -> (build args, samples of a batch where 3 of 4 predictions are right
 # at confidence ~1 (ECE 25 %), one right sample (ECE 0 %), a sample missing a
 # field with the message, a sample of mismatched shapes with the message)
@@ -109,6 +125,30 @@ CASES = {
             r'pred_sem_seg \(1, 2, 2\) and gt_sem_seg \(1, 3, 2\) differ',
         ),
     ),
+    # class 0 localised (top box on the object), class 1 not (top box off it)
+    'CorLocMetric': (
+        dict(),
+        [
+            box_sample(0, [1.0, 0.0, 10.0, 10.0]),
+            box_sample(1, [20.0, 20.0, 30.0, 30.0]),
+        ],
+        [box_sample(0, [0.0, 0.0, 10.0, 10.0])],
+        (
+            dict(pred_instances=box_sample(0, [0.0] * 4)['pred_instances']),
+            'needs ground-truth boxes',
+        ),
+        (
+            dict(
+                box_sample(0, [0.0] * 4),
+                pred_instances=dict(
+                    bboxes=torch.zeros(2, 4),
+                    scores=torch.ones(3),
+                    labels=torch.zeros(2, dtype=torch.long),
+                ),
+            ),
+            'boxes, scores and labels differ in length',
+        ),
+    ),
 }
 # dataset meta the metric reads (the class names of the evaluated split)
 META = {'IncrementalIoUMetric': dict(classes=('background', 'old', 'new'))}
@@ -134,6 +174,7 @@ def evaluate(name, samples):
 HEADLINE = {
     'SRQualityMetric': ('psnr', 20 * math.log10(255) - 10 * math.log10(2), 48.1308),
     'IncrementalIoUMetric': ('hIoU', 66.67, 100.0),  # 200 / 3, mmseg rounds to 0.01
+    'CorLocMetric': ('CorLoc', 50.0, 100.0),  # classes 100 % and 0 %
 }
 
 

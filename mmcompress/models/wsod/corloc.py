@@ -80,26 +80,60 @@ class CorLocMetric(BaseMetric):
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         """Collect ``(class, correct)`` pairs of the batch."""
         for sample in data_samples:
-            gt, pred = sample.get('gt_instances'), sample['pred_instances']
+            gt, pred = sample.get('gt_instances'), sample.get('pred_instances')
             if gt is None or 'bboxes' not in gt:
-                raise ValueError(
+                raise KeyError(
                     'CorLocMetric needs ground-truth boxes: the evaluation '
                     "pipeline must hold dict(type='LoadAnnotations', "
                     'with_bbox=True) before PackDetInputs'
+                )
+            if pred is None:
+                raise KeyError(
+                    "CorLocMetric needs `pred_instances` (the detector's "
+                    'predictions) in every data sample'
+                )
+            gt_boxes = torch.as_tensor(gt['bboxes']).reshape(-1, 4)
+            gt_labels = torch.as_tensor(gt['labels'])
+            lengths = dict(
+                pred_boxes=len(pred['bboxes']),
+                pred_scores=len(pred['scores']),
+                pred_labels=len(pred['labels']),
+                gt_boxes=len(gt_boxes),
+                gt_labels=len(gt_labels),
+            )
+            if (
+                len(
+                    {
+                        lengths['pred_boxes'],
+                        lengths['pred_scores'],
+                        lengths['pred_labels'],
+                    }
+                )
+                > 1
+                or lengths['gt_boxes'] != lengths['gt_labels']
+            ):
+                raise ValueError(
+                    f'CorLocMetric: boxes, scores and labels differ in length '
+                    f'({lengths})'
                 )
             self.results.extend(
                 corloc_hits(
                     pred['bboxes'],
                     pred['scores'],
                     pred['labels'],
-                    torch.as_tensor(gt['bboxes']).reshape(-1, 4),
-                    torch.as_tensor(gt['labels']),
+                    gt_boxes,
+                    gt_labels,
                     self.iou_thr,
                 )
             )
 
     def compute_metrics(self, results: list) -> dict:
         """``CorLoc`` (mean over classes, %) and ``CorLoc_<class>``."""
+        if not results:
+            raise ValueError(
+                'CorLocMetric received no image-class pairs: the evaluated '
+                'images hold no ground-truth boxes'
+            )
         classes = (self.dataset_meta or {}).get('classes')
         per_class = {}
         for cls, correct in results:
@@ -110,7 +144,5 @@ class CorLocMetric(BaseMetric):
             metrics[f'CorLoc_{name}'] = 100 * float(np.mean(per_class[cls]))
         metrics['CorLoc'] = float(
             np.mean([100 * np.mean(v) for v in per_class.values()])
-            if per_class
-            else 0.0
         )
         return metrics

@@ -95,20 +95,6 @@ class ChannelGranularity:
             )
         return axis
 
-    def reduce_dims(self, x: Tensor) -> list:
-        """Dimensions to reduce over for a per-tensor / per-channel statistic.
-
-        Args:
-            x (Tensor): The tensor.
-
-        Returns:
-            list[int]: All dimensions but the channel axis when ``per_channel``.
-        """
-        if not self.per_channel:
-            return list(range(x.dim()))
-        axis = self.channel_axis % x.dim()
-        return [d for d in range(x.dim()) if d != axis]
-
     def channel_stat(self, x: Tensor, fn: str, finite_only: bool = False) -> Tensor:
         """A per-tensor or per-channel statistic of ``x`` as a ``(C,)`` tensor.
 
