@@ -73,6 +73,32 @@ def step_time(model, optimizer, images, labels):
     return time.perf_counter() - start
 
 
+def report(lines: list, script: str, args, load: LoadRecord) -> None:
+    """Print a markdown report ending with its command and the load average,
+    and write it to ``args.out`` when given.
+
+    Args:
+        lines (list[str]): The report's lines before the command.
+        script (str): File name of the benchmark in ``benchmarks/``.
+        args (Namespace): Its arguments (``batch``, ``size``, ``steps``,
+            ``out``).
+        load (LoadRecord): The stopped load record of the run.
+    """
+    lines = lines + [
+        '',
+        'Reproduce: `OMP_NUM_THREADS=1 .venv/bin/python '
+        f'benchmarks/{script} --batch {args.batch} --size {args.size} '
+        f'--steps {args.steps}`',
+        '',
+        load.markdown(),
+    ]
+    text = '\n'.join(lines) + '\n'
+    print(text)
+    if args.out:
+        with open(args.out, 'w') as file:
+            file.write(text)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--batch', type=int, default=8)
@@ -125,18 +151,8 @@ def main():
         '',
         'mmcompress / torch.ao: '
         f'{median["mmcompress_w4a4"] / median["torch_ao_w4a4"]:.2f}x',
-        '',
-        'Reproduce: `OMP_NUM_THREADS=1 .venv/bin/python '
-        f'benchmarks/quant_overhead.py --batch {args.batch} --size {args.size} '
-        f'--steps {args.steps}`',
-        '',
-        load.markdown(),
     ]
-    text = '\n'.join(lines) + '\n'
-    print(text)
-    if args.out:
-        with open(args.out, 'w') as file:
-            file.write(text)
+    report(lines, 'quant_overhead.py', args, load)
 
 
 if __name__ == '__main__':

@@ -21,7 +21,7 @@ from collections import defaultdict
 import torch
 from machine_load import LoadRecord, add_load_argument
 from mmengine.registry import MODELS, DefaultScope
-from quant_overhead import FLOAT_MODEL, step_time
+from quant_overhead import FLOAT_MODEL, report, step_time
 from torch.profiler import ProfilerActivity, profile
 
 import mmcompress  # noqa: F401
@@ -113,35 +113,22 @@ def main():
         '| operator | FP32 ms/step | QAT ms/step | added ms | share of added |',
         '|---|---|---|---|---|',
     ]
-    for delta, op in added[: args.rows]:
-        lines.append(
+
+    def row(delta: float, op: str) -> str:
+        return (
             f'| `{op}` | {prof["fp32"].get(op, 0.0):.1f} | '
             f'{prof["qat"].get(op, 0.0):.1f} | {delta:+.1f} | '
             f'{100 * delta / extra:.0f} % |'
         )
+
+    lines += [row(delta, op) for delta, op in added[: args.rows]]
     # operators faster in the QAT step (e.g. convolutions on quantized inputs)
-    faster = [(d, o) for d, o in added[args.rows :] if d <= -1.0]
-    for delta, op in faster:
-        lines.append(
-            f'| `{op}` | {prof["fp32"].get(op, 0.0):.1f} | '
-            f'{prof["qat"].get(op, 0.0):.1f} | {delta:+.1f} | '
-            f'{100 * delta / extra:.0f} % |'
-        )
+    lines += [row(d, o) for d, o in added[args.rows :] if d <= -1.0]
     rest = sum(d for d, _ in added[args.rows :] if d > -1.0)
-    lines += [
-        f'| (all other operators) | | | {rest:+.1f} | {100 * rest / extra:.0f} % |',
-        '',
-        'Reproduce: `OMP_NUM_THREADS=1 .venv/bin/python '
-        f'benchmarks/quant_profile.py --batch {args.batch} --size {args.size} '
-        f'--steps {args.steps}`',
-        '',
-        load.markdown(),
-    ]
-    text = '\n'.join(lines) + '\n'
-    print(text)
-    if args.out:
-        with open(args.out, 'w') as file:
-            file.write(text)
+    lines.append(
+        f'| (all other operators) | | | {rest:+.1f} | {100 * rest / extra:.0f} % |'
+    )
+    report(lines, 'quant_profile.py', args, load)
 
 
 if __name__ == '__main__':
