@@ -64,8 +64,8 @@ STEPS = [
     ),
     (
         'student + RankMixup',
-        'configs/calibrate/mmpretrain/rankmixup-mrl-short-rawbn_resnet18-w8_fmnist.py',
-        'MRL calibration training (short-schedule setting, raw-batch BN)',
+        'configs/calibrate/mmpretrain/rankmixup-mrl-rawbn_resnet18-w8_fmnist.py',
+        'MRL calibration training (official setting, raw-batch BN)',
     ),
 ]
 

@@ -191,7 +191,7 @@ def test_demo_config_trains_on_real_images_with_raw_batch_statistics(
     leaves the running statistics a raw-batch update, and the mixed copies
     get the test-time function with the raw batch's statistics."""
     cfg = Config.fromfile(
-        osp.join(CONFIGS, 'rankmixup-mrl-short-rawbn_resnet18-w8_fmnist.py')
+        osp.join(CONFIGS, 'rankmixup-mrl-rawbn_resnet18-w8_fmnist.py')
     )
     cfg.work_dir = str(tmp_path)
     shrink_data(cfg, subset_size=dict(train=64, val=64, test=64))
