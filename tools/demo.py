@@ -8,9 +8,8 @@ whole demo takes minutes on a 2-core CPU:
 2. student: 3-stage ResNet-18 (widths 8-32, 16x fewer parameters) with CE;
 3. the same student distilled from the teacher (vanilla KD, ``DistillModel``);
 4. the CE student quantized to W4A4 with LSQ (QAT from its float checkpoint);
-5. the student trained with RankMixup (MRL, the short-schedule setting of
-   ``docs/calibrate/tuning.md``, mixed copies normalized with the raw batch's
-   batch-norm statistics) for calibration.
+5. the student trained with RankMixup (MRL, official settings, mixed copies
+   normalized with the raw batch's batch-norm statistics) for calibration.
 
 All models are evaluated on the official 10k test set: top-1 accuracy, expected
 calibration error (15 bins), parameters, training time. The terminal shows one

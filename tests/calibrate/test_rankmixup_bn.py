@@ -3,8 +3,8 @@
 With the official ``'batch'`` mode the mixed copies are normalized with their
 own batch statistics, which lets the ranking loss be met through batch
 statistics alone and mixes raw and mixed batches into the running statistics:
-the demo's RankMixup stage (short-schedule setting, 10,000 images) evaluated
-at 17 % top-1 that way. ``'raw'`` normalizes them with the raw batch's
+RankMixup's short-schedule setting on the demo's 10,000 images evaluated at
+17 % top-1 that way. ``'raw'`` normalizes them with the raw batch's
 statistics and keeps the running statistics of raw batches only.
 """
 
