@@ -1,17 +1,6 @@
 #!/usr/bin/env bash
 # Distributed training: bash tools/dist_train.sh CONFIG GPUS [train.py args]
-# On a machine without GPUs, GPUS processes train on the CPU with the gloo backend.
-CONFIG=$1
-GPUS=$2
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
+# On a machine without GPUs, GPUS processes train on the CPU with the gloo backend
+# (NNODES, NODE_RANK, PORT, MASTER_ADDR: see dist_launch.sh).
 DIR="$(cd "$(dirname "$0")" && pwd)"
-PYTHON=${PYTHON:-python}
-
-PYTHONPATH="$DIR/..":$PYTHONPATH \
-"$PYTHON" -m torch.distributed.run \
-    --nnodes=$NNODES --node_rank=$NODE_RANK --master_addr=$MASTER_ADDR \
-    --nproc_per_node=$GPUS --master_port=$PORT \
-    "$DIR/train.py" "$CONFIG" --launcher pytorch "${@:3}"
+exec bash "$DIR/dist_launch.sh" "$2" train.py "$1" --launcher pytorch "${@:3}"

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.e2e.runs import free_port
+
 sys.path.insert(0, str(Path(__file__).parent))
 from toy_models import ToyClassifier  # noqa: E402
 
@@ -33,7 +35,7 @@ def test_two_process_gloo_ddp(tmp_path):
             '--nproc_per_node',
             '2',
             '--master_port',
-            '29531',
+            str(free_port()),
             str(Path(__file__).parent / 'ddp_toy_run.py'),
             str(tmp_path),
             str(teacher_path),

@@ -9,6 +9,7 @@ import json
 import os
 import os.path as osp
 import runpy
+import socket
 import subprocess
 import sys
 from typing import Dict, List, Sequence
@@ -41,6 +42,14 @@ def run_tool(
             f'--- stderr (tail) ---\n{proc.stderr[-6000:]}'
         )
     return proc
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that no process holds now (for a distributed
+    test's rendezvous: fixed ports collide when test workers run at once)."""
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
 
 
 def run_tool_in_process(tool: str, args: Sequence[str], scope: str) -> None:

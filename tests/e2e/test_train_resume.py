@@ -19,7 +19,7 @@ from mmengine.config import Config
 from mmcompress.datasets.scenes import generate_scenes, point_config_at_scenes
 from mmcompress.testing import shorten_schedule, shrink_data, stock_tool
 
-from .runs import OUR_TRAIN, REPO, metrics, run_tool, train_losses
+from .runs import OUR_TRAIN, REPO, free_port, metrics, run_tool, train_losses
 
 pytestmark = pytest.mark.slow
 
@@ -164,7 +164,7 @@ def test_dist_train_two_processes_on_cpu(tmp_path, scenes_root):
             'PATH': osp.dirname(sys.executable) + ':/usr/bin:/bin',
             'PYTHON': sys.executable,
             'OMP_NUM_THREADS': '1',
-            'PORT': '29517',
+            'PORT': str(free_port()),
         },
     )
     assert out.returncode == 0, out.stderr[-4000:]

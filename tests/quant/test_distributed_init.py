@@ -8,6 +8,7 @@ import torch.distributed as torch_dist
 import torch.multiprocessing as mp
 
 from mmcompress.quant import EWGSQuantizer, LSQQuantizer
+from tests.e2e.runs import free_port
 
 
 def _worker(rank, port, out_dir):
@@ -35,7 +36,7 @@ def _worker(rank, port, out_dir):
 
 @pytest.mark.slow
 def test_initialization_is_averaged_across_ranks(tmp_path):
-    port = 29700 + os.getpid() % 200
+    port = free_port()
     mp.spawn(_worker, args=(port, str(tmp_path)), nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path / f'rank{r}.pth') for r in (0, 1))
     assert torch.equal(r0['step'], r1['step'])

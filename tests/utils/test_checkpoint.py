@@ -20,6 +20,7 @@ from mmcompress.utils.safe_load import (
     safe_torch_load,
     trusted_checkpoints,
 )
+from tests.e2e.runs import free_port
 
 
 class _Payload:
@@ -335,13 +336,9 @@ def _dist_http_worker(rank, hub_dir, port, log_dir):
 @pytest.mark.slow  # two fresh interpreters importing mmcompress: about a minute
 def test_http_download_once_across_two_real_processes(tmp_path):
     """Two gloo processes load one URL: only rank 0 downloads, both read it."""
-    import socket
-
     import torch.multiprocessing as mp
 
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     mp.spawn(
         _dist_http_worker,
         args=(str(tmp_path / 'hub'), port, str(tmp_path)),

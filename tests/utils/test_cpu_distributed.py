@@ -11,6 +11,7 @@ import torch.distributed as dist
 
 import mmcompress  # noqa: F401  (installs the fix)
 from mmcompress.utils import compat
+from tests.e2e.runs import free_port
 
 
 @pytest.mark.skipif(
@@ -27,7 +28,7 @@ def test_pytorch_launcher_uses_gloo_and_destroys_it_at_exit(monkeypatch):
     monkeypatch.setenv('LOCAL_RANK', '0')
     monkeypatch.setenv('WORLD_SIZE', '1')
     monkeypatch.setenv('MASTER_ADDR', '127.0.0.1')
-    monkeypatch.setenv('MASTER_PORT', '29531')
+    monkeypatch.setenv('MASTER_PORT', str(free_port()))
     assert not dist.is_initialized()
     dist_utils._init_dist_pytorch('nccl')  # what dist_train.sh asks for
     try:
