@@ -268,7 +268,30 @@ class QuantLayerMixin:
             )
 
 
-class QuantConv2d(QuantLayerMixin, nn.Conv2d):
+class QuantConvMixin(QuantLayerMixin):
+    """The quantized-layer part shared by ``nn.Conv1d`` / ``nn.Conv2d``: the
+    weight ``(out, in / groups, *kernel)`` is quantized per output channel
+    (axis 0), the input ``(N, C, *spatial)`` per input channel (axis 1), and the
+    float operation is the layer's own ``_conv_forward``."""
+
+    def _quantized_channels(self) -> Tuple[int, int]:
+        return self.out_channels, self.in_channels
+
+    def _linear_op(self, x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+        return self._conv_forward(x, weight, bias)
+
+    @staticmethod
+    def _float_layer_args(module: nn.modules.conv._ConvNd):
+        return (module.in_channels, module.out_channels, module.kernel_size), dict(
+            stride=module.stride,
+            padding=module.padding,
+            dilation=module.dilation,
+            groups=module.groups,
+            padding_mode=module.padding_mode,
+        )
+
+
+class QuantConv2d(QuantConvMixin, nn.Conv2d):
     """``nn.Conv2d`` with weight / input / gradient quantizer slots.
 
     Args:
@@ -278,24 +301,6 @@ class QuantConv2d(QuantLayerMixin, nn.Conv2d):
         grad_quantizer (dict | nn.Module, optional): Gradient quantizer.
         **kwargs: ``nn.Conv2d`` keyword arguments.
     """
-
-    act_channel_axis = 1
-
-    def _quantized_channels(self) -> Tuple[int, int]:
-        return self.out_channels, self.in_channels
-
-    def _linear_op(self, x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
-        return self._conv_forward(x, weight, bias)
-
-    @staticmethod
-    def _float_layer_args(module: nn.Conv2d):
-        return (module.in_channels, module.out_channels, module.kernel_size), dict(
-            stride=module.stride,
-            padding=module.padding,
-            dilation=module.dilation,
-            groups=module.groups,
-            padding_mode=module.padding_mode,
-        )
 
 
 class QuantConvTranspose2d(QuantLayerMixin, nn.ConvTranspose2d):

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..handlers import handler_of, layer_type_names, quant_layer_types
-from ..layers import QuantConv2d, QuantConvTranspose2d, QuantLayerMixin, QuantLinear
+from ..layers import QuantConvTranspose2d, QuantLayerMixin, QuantLinear
 from ..output_quantizer import attach_output_quantizer
 from ..quantizers.base import AffineQParams, BaseQuantizer
 from .integer_bias import bake_integer_bias, integer_bias_enabled
@@ -158,15 +158,18 @@ class ExportLayerMixin:
         return x if self.act is None else self.act(x)
 
 
-class ExportQuantConv2d(ExportLayerMixin, nn.Module):
-    """Export form of :class:`QuantConv2d`.
+class ExportConvMixin(ExportLayerMixin):
+    """Export form shared by ``Conv1d`` / ``Conv2d``: the concrete class names
+    its functional op as ``conv_fn`` (``F.conv1d`` / ``F.conv2d``).
 
     Args:
-        layer (QuantConv2d): The trained layer.
+        layer (QuantConvMixin): The trained layer.
         what (str): Its name, for error messages.
     """
 
-    def __init__(self, layer: QuantConv2d, what: str) -> None:
+    conv_fn = None
+
+    def __init__(self, layer: QuantLayerMixin, what: str) -> None:
         super().__init__()
         self._setup(layer, what)
         self.conv_args = (layer.stride, layer.padding, layer.dilation, layer.groups)
@@ -177,7 +180,20 @@ class ExportQuantConv2d(ExportLayerMixin, nn.Module):
             )
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.conv2d(self._input(x), self._weight(), self.bias, *self.conv_args)
+        return type(self).conv_fn(
+            self._input(x), self._weight(), self.bias, *self.conv_args
+        )
+
+
+class ExportQuantConv2d(ExportConvMixin, nn.Module):
+    """Export form of :class:`QuantConv2d` (ONNX ``Conv``).
+
+    Args:
+        layer (QuantConv2d): The trained layer.
+        what (str): Its name, for error messages.
+    """
+
+    conv_fn = F.conv2d
 
 
 class ExportQuantConvTranspose2d(ExportLayerMixin, nn.Module):

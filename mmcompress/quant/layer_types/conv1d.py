@@ -8,18 +8,15 @@ weight, and the integer-graph rewrite folds a following ``BatchNorm1d`` into
 it (``folds_batchnorm``), which ``integer_bias`` emulates in the QAT model.
 """
 
-from typing import Optional, Tuple
-
 import torch.nn as nn
 import torch.nn.functional as F
-from torch import Tensor
 
-from ..export.modules import ExportLayerMixin
+from ..export.modules import ExportConvMixin
 from ..handlers import QuantLayerHandler, register_quant_layer
-from ..layers import QuantLayerMixin
+from ..layers import QuantConvMixin
 
 
-class QuantConv1d(QuantLayerMixin, nn.Conv1d):
+class QuantConv1d(QuantConvMixin, nn.Conv1d):
     """``nn.Conv1d`` with weight / input / gradient quantizer slots.
 
     The weight ``(out, in / groups, k)`` is quantized per output channel
@@ -33,24 +30,8 @@ class QuantConv1d(QuantLayerMixin, nn.Conv1d):
         **kwargs: ``nn.Conv1d`` keyword arguments.
     """
 
-    def _quantized_channels(self) -> Tuple[int, int]:
-        return self.out_channels, self.in_channels
 
-    def _linear_op(self, x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
-        return self._conv_forward(x, weight, bias)
-
-    @staticmethod
-    def _float_layer_args(module: nn.Conv1d):
-        return (module.in_channels, module.out_channels, module.kernel_size), dict(
-            stride=module.stride,
-            padding=module.padding,
-            dilation=module.dilation,
-            groups=module.groups,
-            padding_mode=module.padding_mode,
-        )
-
-
-class ExportQuantConv1d(ExportLayerMixin, nn.Module):
+class ExportQuantConv1d(ExportConvMixin, nn.Module):
     """Export form of :class:`QuantConv1d` (ONNX ``Conv``).
 
     Args:
@@ -58,18 +39,7 @@ class ExportQuantConv1d(ExportLayerMixin, nn.Module):
         what (str): Its name, for error messages.
     """
 
-    def __init__(self, layer: QuantConv1d, what: str) -> None:
-        super().__init__()
-        self._setup(layer, what)
-        self.conv_args = (layer.stride, layer.padding, layer.dilation, layer.groups)
-        if layer.padding_mode != 'zeros':
-            raise ValueError(
-                f'{what}: padding_mode={layer.padding_mode!r} is '
-                "not supported by the export (only 'zeros')"
-            )
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.conv1d(self._input(x), self._weight(), self.bias, *self.conv_args)
+    conv_fn = F.conv1d
 
 
 register_quant_layer(
