@@ -12,9 +12,18 @@ carries the ``initialized`` buffers, so a resumed LBT run skips nothing:
 the hook skips only while no LBT gamma is initialised yet); a
 layer whose first errors are all zero initialises on its first non-zero error,
 without a skipped step.
+
+In distributed training every rank quantizes its own errors, so its
+controllers would drift apart; after every iteration the hook replaces each
+LBT gamma by its mean over the ranks on which that layer's controller is
+initialised (one ``all_reduce`` of all gammas). Every rank then quantizes the
+next backward with the same gamma, and the checkpoint (rank 0's) holds the
+gamma all ranks use. The original code trains on one GPU; the mean over ranks
+is this implementation's choice (``sync_gamma=False`` keeps per-rank gammas).
 """
 
 import torch
+from mmengine.dist import all_reduce, get_world_size
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
@@ -34,15 +43,22 @@ def _lbt_quantizers(runner) -> dict:
 
 @HOOKS.register_module()
 class LBTIntervalInitHook(Hook):
-    """Skip the optimizer step of the iteration that initialises LBT gammas.
+    """Skip the optimizer step of the iteration that initialises LBT gammas,
+    and keep the gammas equal across ranks in distributed training.
 
     Put it in ``custom_hooks`` of every config with
     ``g=dict(type='LBTGradQuantizer', interval='lbt')``.
+
+    Args:
+        sync_gamma (bool): After every iteration, set each LBT gamma to its
+            mean over the ranks where that controller is initialised (a no-op
+            without distributed training). Defaults to True.
     """
 
     priority = 'NORMAL'
 
-    def __init__(self) -> None:
+    def __init__(self, sync_gamma: bool = True) -> None:
+        self.sync_gamma = sync_gamma
         self._done = False
         self._skipping = None
         self._nonfinite = 0
@@ -101,6 +117,8 @@ class LBTIntervalInitHook(Hook):
         if self._skipping is not None:
             del self._skipping.step
             self._skipping = None
+        if self.sync_gamma:
+            average_gamma_over_ranks(_lbt_quantizers(runner).values())
         self.check_nonfinite(runner)
 
     def check_nonfinite(self, runner) -> None:
@@ -125,3 +143,27 @@ class LBTIntervalInitHook(Hook):
                 'learning rate or use AMP loss scaling (which skips such steps)'
             )
         self._nonfinite = total
+
+
+def average_gamma_over_ranks(quantizers) -> None:
+    """Set each LBT gamma to its mean over the ranks on which that quantizer
+    is initialised (one ``all_reduce``); a no-op on a single process.
+
+    A quantizer that no rank has initialised keeps its gamma; a rank whose
+    quantizer is still pending takes the mean too (its walk-down, which starts
+    from gamma = 1, overwrites it).
+
+    Args:
+        quantizers (Iterable[LBTGradQuantizer]): The LBT gradient quantizers.
+    """
+    quantizers = list(quantizers)
+    if get_world_size() < 2 or not quantizers:
+        return
+    gamma = torch.stack([q.gamma for q in quantizers]).double()
+    ready = torch.stack([q.initialized for q in quantizers]).double()
+    sums = torch.cat([gamma * ready, ready])
+    all_reduce(sums, op='sum')
+    total, count = sums.chunk(2)
+    mean = torch.where(count > 0, total / count.clamp(min=1), gamma)
+    for q, value in zip(quantizers, mean):
+        q.gamma.copy_(value)
