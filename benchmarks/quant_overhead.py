@@ -1,12 +1,13 @@
 """Training-step overhead of W4A4 QAT: mmcompress vs torch.ao eager QAT, vs FP32.
 
-Builds mmpretrain's ResNet-18 classifier three times from the same weights:
+Builds mmpretrain's ResNet-18 classifier four times from the same weights:
 FP32; mmcompress ``QuantizedModel`` (LSQ W4A4, first conv and fc float, as the
-papers); torch.ao eager ``prepare_qat`` with 4-bit fake quants (per-channel
+papers), with the eager LSQ function and with the fused CPU kernel
+(``fused=True``); torch.ao eager ``prepare_qat`` with 4-bit fake quants (per-channel
 weights [-8, 7], moving-average activations [0, 15]) on every Conv2d/Linear
 (torch.ao's eager mode quantizes module outputs, so activations are quantized
 once per module). One training step = forward + cross-entropy + backward + SGD
-step. The three models are timed round-robin in one process (after warm-up) and
+step. The models are timed round-robin in one process (after warm-up) and
 the median step time is reported; ratios are taken within the run.
 
 Usage:
@@ -28,6 +29,7 @@ from mmengine.registry import MODELS, DefaultScope
 
 import mmcompress  # noqa: F401
 from mmcompress.quant import quantize_model
+from mmcompress.quant.kernels import load_lsq_kernel, lsq_kernel_error
 
 FLOAT_MODEL = dict(
     type='ImageClassifier',
@@ -63,6 +65,26 @@ def torch_ao_qat(model: nn.Module) -> nn.Module:
     return tq.prepare_qat(model, inplace=False)
 
 
+def lsq_w4a4(model: nn.Module, fused: bool = False) -> nn.Module:
+    """mmcompress LSQ W4A4 QAT (first conv and fc float) of ``model``.
+
+    Args:
+        model (nn.Module): The float classifier (copied).
+        fused (bool): Use the fused LSQ kernel; exits when it cannot be built.
+            Defaults to False.
+
+    Returns:
+        nn.Module: The ``QuantizedModel``.
+    """
+    if fused and load_lsq_kernel(warn=False) is None:
+        raise SystemExit(f'the fused LSQ kernel cannot be built: {lsq_kernel_error()}')
+    return quantize_model(
+        copy.deepcopy(model),
+        w=dict(type='LSQQuantizer', bits=4, signed=True, fused=fused),
+        a=dict(type='LSQQuantizer', bits=4, fused=fused),
+    )
+
+
 def step_time(model, optimizer, images, labels):
     start = time.perf_counter()
     logits = model(images, mode='tensor')
@@ -73,7 +95,7 @@ def step_time(model, optimizer, images, labels):
     return time.perf_counter() - start
 
 
-def report(lines: list, script: str, args, load: LoadRecord) -> None:
+def report(lines: list, script: str, args, load: LoadRecord, flags: str = '') -> None:
     """Print a markdown report ending with its command and the load average,
     and write it to ``args.out`` when given.
 
@@ -83,12 +105,13 @@ def report(lines: list, script: str, args, load: LoadRecord) -> None:
         args (Namespace): Its arguments (``batch``, ``size``, ``steps``,
             ``out``).
         load (LoadRecord): The stopped load record of the run.
+        flags (str): Further command-line flags of the run. Defaults to ''.
     """
     lines = lines + [
         '',
         'Reproduce: `OMP_NUM_THREADS=1 .venv/bin/python '
         f'benchmarks/{script} --batch {args.batch} --size {args.size} '
-        f'--steps {args.steps}`',
+        f'--steps {args.steps}{flags}`',
         '',
         load.markdown(),
     ]
@@ -112,15 +135,15 @@ def main():
     torch.manual_seed(0)
     DefaultScope.get_instance('quant_overhead', scope_name='mmpretrain')
     fp32 = MODELS.build(copy.deepcopy(FLOAT_MODEL)).train()
-    ours = quantize_model(
-        copy.deepcopy(fp32),
-        w=dict(type='LSQQuantizer', bits=4, signed=True),
-        a=dict(type='LSQQuantizer', bits=4),
-    )
     tao = torch_ao_qat(copy.deepcopy(fp32)).train()
     images = torch.randn(args.batch, 3, args.size, args.size)
     labels = torch.randint(0, 1000, (args.batch,))
-    models = dict(fp32=fp32, mmcompress_w4a4=ours, torch_ao_w4a4=tao)
+    models = dict(
+        fp32=fp32,
+        mmcompress_w4a4=lsq_w4a4(fp32),
+        mmcompress_w4a4_fused=lsq_w4a4(fp32, fused=True),
+        torch_ao_w4a4=tao,
+    )
     optims = {
         k: torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9)
         for k, m in models.items()
@@ -147,10 +170,9 @@ def main():
         '|---|---|---|',
     ]
     lines += [f'| {k} | {t:.3f} | {r:.2f}x |' for k, t, r in rows]
-    lines += [
-        '',
-        'mmcompress / torch.ao: '
-        f'{median["mmcompress_w4a4"] / median["torch_ao_w4a4"]:.2f}x',
+    lines += [''] + [
+        f'{key} / torch.ao: {median[key] / median["torch_ao_w4a4"]:.2f}x'
+        for key in ('mmcompress_w4a4', 'mmcompress_w4a4_fused')
     ]
     report(lines, 'quant_overhead.py', args, load)
 

@@ -6,7 +6,8 @@ mmcompress LSQ W4A4 with the first conv and fc float), the same training step
 under ``torch.profiler`` (after warm-up, one process, models alternating); the
 self CPU time of every operator is summed per step. The table lists the
 operators by the time the QAT step adds over the FP32 step (QAT minus FP32),
-so the rows that explain the overhead come first.
+so the rows that explain the overhead come first. ``--fused`` profiles the
+QAT model with the fused LSQ kernel (``LSQQuantizer(fused=True)``).
 
 Usage:
     OMP_NUM_THREADS=1 python benchmarks/quant_profile.py --batch 8 --size 160 \
@@ -21,11 +22,10 @@ from collections import defaultdict
 import torch
 from machine_load import LoadRecord, add_load_argument
 from mmengine.registry import MODELS, DefaultScope
-from quant_overhead import FLOAT_MODEL, report, step_time
+from quant_overhead import FLOAT_MODEL, lsq_w4a4, report, step_time
 from torch.profiler import ProfilerActivity, profile
 
 import mmcompress  # noqa: F401
-from mmcompress.quant import quantize_model
 
 
 def profile_steps(model, optimizer, images, labels, steps: int) -> dict:
@@ -60,6 +60,7 @@ def main():
     parser.add_argument('--steps', type=int, default=5)
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--rows', type=int, default=15)
+    parser.add_argument('--fused', action='store_true', help='fused LSQ kernel')
     parser.add_argument('--out', default=None, help='markdown file to write')
     add_load_argument(parser)
     args = parser.parse_args()
@@ -68,11 +69,7 @@ def main():
     torch.set_flush_denormal(True)
     DefaultScope.get_instance('quant_profile', scope_name='mmpretrain')
     fp32 = MODELS.build(copy.deepcopy(FLOAT_MODEL)).train()
-    qat = quantize_model(
-        copy.deepcopy(fp32),
-        w=dict(type='LSQQuantizer', bits=4, signed=True),
-        a=dict(type='LSQQuantizer', bits=4),
-    )
+    qat = lsq_w4a4(fp32, fused=args.fused)
     images = torch.randn(args.batch, 3, args.size, args.size)
     labels = torch.randint(0, 1000, (args.batch,))
     models = dict(fp32=fp32, qat=qat)
@@ -100,7 +97,8 @@ def main():
         '# Profile of the W4A4 QAT training step (mmpretrain ResNet-18)',
         '',
         f'Batch {args.batch} x 3 x {args.size} x {args.size}, LSQ W4A4 (first '
-        f'conv and fc float), {args.steps} profiled steps per model after '
+        f'conv and fc float{", fused kernel" if args.fused else ""}), '
+        f'{args.steps} profiled steps per model after '
         f'{args.warmup} warm-up; torch {torch.__version__}, '
         f'{torch.get_num_threads()} thread(s), '
         f'{platform.processor() or platform.machine()}.',
@@ -128,7 +126,7 @@ def main():
     lines.append(
         f'| (all other operators) | | | {rest:+.1f} | {100 * rest / extra:.0f} % |'
     )
-    report(lines, 'quant_profile.py', args, load)
+    report(lines, 'quant_profile.py', args, load, ' --fused' if args.fused else '')
 
 
 if __name__ == '__main__':

@@ -10,6 +10,7 @@ from torch import Tensor
 from mmcompress.registry import MODELS
 
 from ..functions import lsq_fake_quant
+from ..kernels import fused_lsq_fake_quant
 from .base import AffineQParams, BaseQuantizer
 
 
@@ -25,20 +26,34 @@ class LSQQuantizer(BaseQuantizer):
       the gradient scale ``g = 1 / sqrt(N * qmax)`` where ``N`` is the number of
       elements sharing one step (``grad_scale=False`` drops it).
 
+    ``fused=True`` computes the forward in one pass over the tensor and the
+    backward in one more (:func:`~mmcompress.quant.kernels.fused_lsq_fake_quant`,
+    a C++ kernel built on first use) for contiguous float32 / float64 CPU
+    tensors; other inputs, and machines without a C++ compiler (a warning
+    says so once), use the eager function. The output and the input gradient
+    are the eager ones bit for bit, the step gradient up to float rounding (the
+    same sum in another order).
+
     ``s`` is initialized on the first batch to ``2 * mean|x| / sqrt(qmax)``.
 
     Args:
         bits (int): Bit-width, 2..8.
         grad_scale (bool): Apply the LSQ gradient scale. Defaults to True.
+        fused (bool): Use the fused CPU kernel. Defaults to False.
         **kwargs: :class:`BaseQuantizer` arguments.
     """
 
     min_bits = 2
     max_bits = 8
 
-    def __init__(self, bits: int, grad_scale: bool = True, **kwargs) -> None:
+    def __init__(
+        self, bits: int, grad_scale: bool = True, fused: bool = False, **kwargs
+    ) -> None:
+        if not isinstance(fused, bool):
+            raise TypeError(f'LSQQuantizer: fused must be True or False, got {fused!r}')
         super().__init__(bits, **kwargs)
         self.use_grad_scale = grad_scale
+        self.fused = fused
         self.step = nn.Parameter(torch.ones(self.param_shape))
 
     def init_from_data(self, x: Tensor) -> None:
@@ -60,7 +75,8 @@ class LSQQuantizer(BaseQuantizer):
 
     def quantize(self, x: Tensor) -> Tensor:
         step = self.broadcast(self.step.to(x.dtype), x)
-        return lsq_fake_quant(x, step, self.qmin, self.qmax, self.gradient_scale(x))
+        fake_quant = fused_lsq_fake_quant if self.fused else lsq_fake_quant
+        return fake_quant(x, step, self.qmin, self.qmax, self.gradient_scale(x))
 
     def export_qparams(self, x: Optional[Tensor] = None) -> AffineQParams:
         step = self.channel_param(self.step.detach()).clone()
@@ -73,4 +89,5 @@ class LSQQuantizer(BaseQuantizer):
         )
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f', grad_scale={self.use_grad_scale}'
+        fused = ', fused=True' if self.fused else ''
+        return super().extra_repr() + f', grad_scale={self.use_grad_scale}' + fused

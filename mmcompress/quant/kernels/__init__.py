@@ -1,0 +1,160 @@
+"""Fused CPU kernels of the fake quantizers, built on first use.
+
+:func:`fused_lsq_fake_quant` is :func:`~mmcompress.quant.functions.lsq_fake_quant`
+with the forward in one pass over the tensor and the backward (input gradient
+with the straight-through mask and the per-channel step gradient) in one more
+pass, instead of the separate element-wise passes of the eager function. The
+C++ source (``lsq_cpu.cpp``) is compiled with ``torch.utils.cpp_extension`` the
+first time it is needed (about 20 s; cached under ``TORCH_EXTENSIONS_DIR``,
+default ``~/.cache/torch_extensions``; ``tools/setup_env.sh`` builds it). On a
+machine where it cannot be built (no C++ compiler, no ninja) a warning is shown
+once and the eager function is used.
+
+Equality with the eager function (tested in ``tests/quant/test_fused_lsq.py``):
+the output and the input gradient are the same bit for bit; the step gradient
+is the same sum taken in another order (float rounding only).
+"""
+
+import os
+import threading
+import warnings
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from ..functions import lsq_fake_quant
+
+_SOURCE = os.path.join(os.path.dirname(__file__), 'lsq_cpu.cpp')
+_LOCK = threading.Lock()
+_STATE = {}  # 'ops': the loaded op namespace, or 'error': why it is not available
+
+
+def load_lsq_kernel(warn: bool = True):
+    """Build (first time) and load the fused LSQ kernel.
+
+    Args:
+        warn (bool): Warn (once per process) when it cannot be built.
+            Defaults to True.
+
+    Returns:
+        The ``torch.ops.mmcompress_kernels`` namespace, or None when the kernel
+        cannot be built on this machine (the reason is in
+        :func:`lsq_kernel_error`).
+    """
+    with _LOCK:
+        if 'ops' not in _STATE and 'error' not in _STATE:
+            try:
+                from torch.utils import cpp_extension
+
+                cpp_extension.load(
+                    name='mmcompress_lsq_cpu',
+                    sources=[_SOURCE],
+                    extra_cflags=['-O3'],
+                    is_python_module=False,
+                    verbose=False,
+                )
+                _STATE['ops'] = torch.ops.mmcompress_kernels
+            except Exception as error:  # noqa: BLE001 (any build failure)
+                _STATE['error'] = f'{type(error).__name__}: {error}'.strip()
+                if warn:
+                    warnings.warn(
+                        'mmcompress: the fused LSQ kernel could not be built '
+                        f'({_STATE["error"][:300]}); fused=True falls back to '
+                        'the eager LSQ function (same results, slower). '
+                        'Install a C++ compiler and ninja to use it.',
+                        RuntimeWarning,
+                        stacklevel=3,
+                    )
+        return _STATE.get('ops')
+
+
+def lsq_kernel_error() -> Optional[str]:
+    """Why the fused LSQ kernel is not available (None when it loaded or was
+    not tried yet).
+
+    Returns:
+        str | None: The build error.
+    """
+    return _STATE.get('error')
+
+
+class FusedLSQFakeQuant(torch.autograd.Function):
+    """:class:`~mmcompress.quant.functions.LSQFakeQuant` on the fused kernel.
+
+    Saves ``x`` (not ``x / s`` and the levels), so the backward reads two
+    tensors (``x`` and the incoming gradient) and writes one.
+    """
+
+    @staticmethod
+    def forward(
+        ctx,
+        x: Tensor,
+        step: Tensor,
+        qmin: int,
+        qmax: int,
+        grad_factor: float,
+        axis: int,
+    ) -> Tensor:
+        ops = _STATE['ops']
+        flat_step = step.reshape(-1).contiguous()
+        ctx.save_for_backward(x, flat_step)
+        ctx.args = (qmin, qmax, axis, grad_factor, step.shape)
+        return ops.lsq_forward(x, flat_step, qmin, qmax, axis)
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor):
+        x, flat_step = ctx.saved_tensors
+        qmin, qmax, axis, grad_factor, shape = ctx.args
+        grad_x, grad_step = _STATE['ops'].lsq_backward(
+            grad_output.contiguous(), x, flat_step, qmin, qmax, axis
+        )
+        return grad_x, grad_step.reshape(shape) * grad_factor, None, None, None, None
+
+
+def fused_lsq_fake_quant(
+    x: Tensor, step: Tensor, qmin: int, qmax: int, grad_factor: float
+) -> Tensor:
+    """:func:`~mmcompress.quant.functions.lsq_fake_quant` through the fused
+    kernel where it applies: contiguous float32 / float64 CPU tensors with a
+    step per tensor or per channel along one axis. Other inputs (another
+    device or dtype, a non-contiguous ``x``), and machines where the kernel
+    cannot be built, use the eager function.
+
+    Args:
+        x (Tensor): Input.
+        step (Tensor): Step size, broadcastable against ``x`` (shape ``()``,
+            all ones, or ``x``'s size along one axis and 1 elsewhere).
+        qmin (int): Smallest integer level.
+        qmax (int): Largest integer level.
+        grad_factor (float): LSQ gradient scale of the step.
+
+    Returns:
+        Tensor: Fake-quantized ``x``.
+    """
+    axis = _kernel_axis(x, step)
+    if axis is None or load_lsq_kernel() is None:
+        return lsq_fake_quant(x, step, qmin, qmax, grad_factor)
+    return FusedLSQFakeQuant.apply(x, step, qmin, qmax, grad_factor, axis)
+
+
+def _kernel_axis(x: Tensor, step: Tensor) -> Optional[int]:
+    """The channel axis of ``step`` against ``x`` (0 for a single step), or
+    None when the kernel does not apply."""
+    if (
+        x.device.type != 'cpu'
+        or step.device.type != 'cpu'
+        or x.dtype not in (torch.float32, torch.float64)
+        or step.dtype != x.dtype
+        or not x.is_contiguous()
+        or x.dim() == 0
+    ):
+        return None
+    if step.numel() == 1:
+        return 0 if step.dim() <= x.dim() else None
+    if step.dim() != x.dim():
+        return None
+    axes = [d for d in range(x.dim()) if step.shape[d] != 1]
+    if len(axes) != 1 or step.shape[axes[0]] != x.shape[axes[0]]:
+        return None
+    return axes[0]

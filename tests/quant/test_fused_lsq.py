@@ -1,0 +1,212 @@
+"""The fused LSQ kernel (``LSQQuantizer(fused=True)``) against the eager function.
+
+Output and input gradient bit for bit, step gradient to float rounding (the same
+sum in another order), on hand values, special values (+-inf, NaN, -0, ties),
+every parameter layout and both float dtypes; the fallback when the kernel
+cannot be built.
+"""
+
+import math
+import warnings
+
+import pytest
+import torch
+import torch.nn as nn
+
+from mmcompress.quant import kernels
+from mmcompress.quant.functions import lsq_fake_quant
+from mmcompress.quant.kernels import fused_lsq_fake_quant, load_lsq_kernel
+from mmcompress.quant.quantizers import LSQQuantizer
+
+INF = float('inf')
+
+
+@pytest.fixture(scope='module', autouse=True)
+def kernel():
+    """The kernel must build here (g++ and ninja are part of the environment)."""
+    ops = load_lsq_kernel()
+    assert ops is not None, kernels.lsq_kernel_error()
+    return ops
+
+
+def _bits(t):
+    """The raw bit patterns of a float tensor (so -0.0 differs from 0.0)."""
+    return t.reshape(-1).view(torch.int32 if t.dtype == torch.float32 else torch.int64)
+
+
+def _run(fn, x, step, qmin, qmax, factor, upstream):
+    x = x.clone().requires_grad_()
+    step = step.clone().requires_grad_()
+    out = fn(x, step, qmin, qmax, factor)
+    out.backward(upstream)
+    return out.detach(), x.grad, step.grad
+
+
+def _step_grad_in_double(x, step, qmin, qmax, factor, upstream):
+    """The eager step-gradient terms (in x's dtype) summed in float64, and the
+    sum of their magnitudes (the scale of a float summation error)."""
+    v = x / step
+    level = torch.round(v).clamp(qmin, qmax)
+    terms = upstream * torch.where((v >= qmin) & (v <= qmax), level - v, level)
+    dims = [d for d in range(x.dim()) if step.dim() < x.dim() or step.shape[d] == 1]
+    terms = terms.double()
+    total = terms.sum(dim=dims, keepdim=True).reshape(step.shape)
+    scale = terms.abs().sum(dim=dims, keepdim=True).reshape(step.shape)
+    return total.to(x.dtype) * factor, scale * factor
+
+
+def _assert_equal_to_eager(x, step, qmin, qmax, factor=0.1, seed=1):
+    """Output and input gradient bit for bit; step gradient: the float64 sum
+    of the eager terms (up to the final rounding), and close to the eager
+    float32 sum to within its summation error bound."""
+    upstream = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
+    upstream = upstream.to(x.dtype)
+    ref = _run(lsq_fake_quant, x, step, qmin, qmax, factor, upstream)
+    got = _run(fused_lsq_fake_quant, x, step, qmin, qmax, factor, upstream)
+    nan = torch.isnan(ref[0]).reshape(-1)
+    assert torch.equal(nan, torch.isnan(got[0]).reshape(-1))
+    assert torch.equal(_bits(ref[0])[~nan], _bits(got[0])[~nan])
+    assert torch.equal(_bits(ref[1]), _bits(got[1]))
+    exact, scale = _step_grad_in_double(x, step, qmin, qmax, factor, upstream)
+    torch.testing.assert_close(got[2], exact, rtol=1e-6, atol=0, equal_nan=True)
+    # a float sum of n terms is within ~log2(n) * eps * sum|term| of the exact
+    bound = 32 * torch.finfo(x.dtype).eps * scale
+    finite = torch.isfinite(ref[2])
+    assert torch.equal(finite, torch.isfinite(got[2]))
+    assert ((got[2] - ref[2])[finite].abs() <= bound[finite]).all()
+    return got
+
+
+def test_fused_hand_values():
+    # s = 0.5, levels [-2, 1]: x/s = [0.52, -1.8, 6, -0.6, 0.5] -> round
+    # [1, -2, 1 (clipped), -1, 0 (tie to even)]
+    x = torch.tensor([0.26, -0.9, 3.0, -0.3, 0.25], requires_grad=True)
+    step = torch.tensor(0.5, requires_grad=True)
+    out = fused_lsq_fake_quant(x, step, -2, 1, 0.25)
+    assert out.tolist() == [0.5, -1.0, 0.5, -0.5, 0.0]
+    out.backward(torch.tensor([1.0, 2.0, 3.0, -1.0, 4.0]))
+    assert x.grad.tolist() == [1.0, 2.0, 0.0, -1.0, 4.0]
+    # 1*(1-0.52) + 2*(-2+1.8) + 3*1 + -1*(-1+0.6) + 4*(0-0.5), times 0.25
+    hand = (0.48 - 0.4 + 3.0 + 0.4 - 2.0) * 0.25
+    assert step.grad.item() == pytest.approx(hand, abs=1e-6)
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_fused_special_values_equal_eager(dtype):
+    # +-inf and overflowing x/s are clipped elements, NaN stays NaN (and makes
+    # the step gradient NaN), -0.0 and the signs of rounded zeros are kept,
+    # ties round to even
+    x = torch.tensor(
+        [INF, -INF, float('nan'), -0.0, 0.0, -0.3, 0.3, 0.5, 1.5, 2.5, -2.5, 3e38]
+    )
+    for qmin, qmax in ((-8, 7), (0, 15)):
+        got = _assert_equal_to_eager(
+            x.to(dtype), torch.tensor(1.0, dtype=dtype), qmin, qmax
+        )
+        assert torch.isnan(got[2]).all()
+        finite = x[[0, 1, 3, 4, 5, 6, 7, 8, 9, 10, 11]].to(dtype)
+        _assert_equal_to_eager(finite, torch.tensor(0.7, dtype=dtype), qmin, qmax)
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize(
+    'shape, axis',
+    [
+        ((2, 3, 37, 41), None),  # one step, not a multiple of the lanes
+        ((3, 16, 20, 20), None),  # more than one chunk of 16384
+        ((12, 5, 3, 3), 0),  # conv weight per output channel
+        ((4, 6, 9, 9), 1),  # activation per channel (runs of 81)
+        ((5, 7), 1),  # linear input per feature (runs of 1)
+        ((40, 700), 0),  # linear weight, channels spanning chunks
+    ],
+)
+def test_fused_equals_eager_on_every_layout(shape, axis, dtype):
+    gen = torch.Generator().manual_seed(0)
+    x = (3 * torch.randn(shape, generator=gen)).to(dtype)
+    if axis is None:
+        step = torch.tensor(0.4, dtype=dtype).reshape([1] * len(shape))
+    else:
+        size = [1] * len(shape)
+        size[axis] = shape[axis]
+        step = (0.05 + torch.rand(size, generator=gen)).to(dtype)
+    for qmin, qmax in ((-8, 7), (0, 15), (-128, 127)):
+        _assert_equal_to_eager(x, step, qmin, qmax, factor=1 / math.sqrt(7))
+
+
+def test_fused_step_gradient_independent_of_threads():
+    x = torch.randn(8, 64, 14, 14)
+    upstream = torch.randn_like(x)
+    step = torch.tensor(0.3)
+    threads = torch.get_num_threads()
+    grads = []
+    try:
+        for n in (1, 3):
+            torch.set_num_threads(n)
+            grads.append(_run(fused_lsq_fake_quant, x, step, -8, 7, 1.0, upstream))
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(*grads):
+        assert torch.equal(_bits(a), _bits(b))
+
+
+def test_fused_inputs_outside_the_kernel_use_the_eager_function():
+    # a non-contiguous x, a bfloat16 x, a step varying along two axes
+    x = torch.randn(6, 5)
+    cases = [
+        (x.t(), torch.tensor(0.3)),
+        (x.bfloat16(), torch.tensor(0.3, dtype=torch.bfloat16)),
+        (x, 0.1 + torch.rand(6, 5)),
+    ]
+    for data, step in cases:
+        assert kernels._kernel_axis(data, step) is None
+        ref = lsq_fake_quant(data, step, -8, 7, 1.0)
+        assert torch.equal(fused_lsq_fake_quant(data, step, -8, 7, 1.0), ref)
+
+
+@pytest.mark.parametrize(
+    'spec',
+    [
+        dict(bits=4, signed=True, per_channel=True, num_channels=8),
+        dict(bits=4, signed=True, per_channel=True, num_channels=8, num_groups=2),
+        dict(bits=3),
+    ],
+)
+def test_fused_quantizer_training_step_equals_eager(spec):
+    """Conv layer with weight and input LSQ quantizers, fused vs eager: same
+    output, same gradients of the weight, the input and the steps."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 8, 3)
+    x = torch.randn(2, 3, 10, 10)
+    results = []
+    for fused in (False, True):
+        wq = LSQQuantizer(fused=fused, **spec)
+        aq = LSQQuantizer(4, fused=fused)
+        layer = nn.Conv2d(3, 8, 3)
+        layer.load_state_dict(conv.state_dict())
+        inp = x.clone().requires_grad_()
+        out = nn.functional.conv2d(aq(inp), wq(layer.weight), layer.bias)
+        (out**2).mean().backward()
+        results.append((out, inp.grad, layer.weight.grad, wq.step.grad, aq.step.grad))
+    assert 'fused=True' in repr(wq)
+    for ref, got in zip(*results):
+        torch.testing.assert_close(got, ref)
+
+
+def test_fused_falls_back_with_one_warning_without_a_compiler(monkeypatch):
+    from torch.utils import cpp_extension
+
+    def no_compiler(**kwargs):
+        raise RuntimeError('c++: command not found')
+
+    monkeypatch.setattr(kernels, '_STATE', {})
+    monkeypatch.setattr(cpp_extension, 'load', no_compiler)
+    q = LSQQuantizer(4, signed=True, fused=True)
+    x = torch.randn(4, 10)
+    with pytest.warns(RuntimeWarning, match='fused LSQ kernel could not be built'):
+        out = q(x)
+    assert 'c++: command not found' in kernels.lsq_kernel_error()
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # no second warning
+        again = q(x)
+    ref = LSQQuantizer(4, signed=True)
+    assert torch.equal(out, ref(x)) and torch.equal(again, out)
