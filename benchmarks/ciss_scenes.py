@@ -8,7 +8,9 @@ stock ``tools/train.py``) in ``work_dirs/ciss_bench/seed<s>/<arm>``; arms
 that only change steps >= 1 reuse DKD's step 0. Finished steps are skipped
 on a rerun. The table (mean and standard deviation over the seeds that
 finished, last step) is printed and written to
-``work_dirs/ciss_bench/table.md``. Needs ``data/scenes/seg_bench``
+``work_dirs/ciss_bench/table.md``, followed by the wall time of every arm
+trained by this command and the 1-minute load average before and after it
+(kept in ``work_dirs/ciss_bench/runs.json``). Needs ``data/scenes/seg_bench``
 (``python tools/generate_scenes.py --task seg --split bench``).
 """
 
@@ -19,6 +21,7 @@ import os
 import os.path as osp
 import subprocess
 import sys
+import time
 
 import numpy as np
 
@@ -51,6 +54,14 @@ ARMS = {
 }
 JOINT = osp.join(CONFIGS, 'joint_fcn_r18-w16_scenes.py')
 KEYS = ('mIoU_old', 'mIoU_new', 'mIoU_all', 'hIoU')
+
+
+def last_metrics(arm: str, seed: int, root: str) -> str:
+    """The metrics file of the last step of ``arm`` (exists once it finished)."""
+    work_dir = osp.join(root, f'seed{seed}', arm)
+    if arm == 'joint':
+        return osp.join(work_dir, 'metrics.json')
+    return osp.join(work_dir, 'step2', 'metrics.json')
 
 
 def run_arm(arm: str, seed: int, root: str) -> dict:
@@ -88,12 +99,8 @@ def summarise(root: str, arms) -> str:
     ]
     for arm in arms:
         found = []
-        for path in sorted(glob.glob(osp.join(root, 'seed*', arm))):
-            last = (
-                osp.join(path, 'metrics.json')
-                if arm == 'joint'
-                else osp.join(path, 'step2', 'metrics.json')
-            )
+        for seed_dir in sorted(glob.glob(osp.join(root, 'seed*'))):
+            last = last_metrics(arm, int(osp.basename(seed_dir)[4:]), root)
             if osp.isfile(last):
                 with open(last) as f:
                     found.append(json.load(f))
@@ -104,7 +111,43 @@ def summarise(root: str, arms) -> str:
             values = np.array([m[key] for m in found], dtype=float)
             cells.append(f'{values.mean():.1f} ± {values.std():.1f}')
         lines.append(f'| {arm} | {len(found)} | ' + ' | '.join(cells) + ' |')
+    runs_file = osp.join(root, 'runs.json')
+    if osp.isfile(runs_file):
+        with open(runs_file) as f:
+            runs = json.load(f)
+        lines += ['', '| seed | method | wall min | load before | load after |']
+        lines.append('|---|---|---|---|---|')
+        for run in runs:
+            lines.append(
+                f'| {run["seed"]} | {run["arm"]} | {run["wall_s"] / 60:.1f} | '
+                f'{run["load_before"]:.2f} | {run["load_after"]:.2f} |'
+            )
     return '\n'.join(lines)
+
+
+def timed_run(arm: str, seed: int, root: str) -> None:
+    """Run ``arm`` and, if it was not finished before, append its wall time
+    and the 1-minute load average around it to ``<root>/runs.json``."""
+    if osp.isfile(last_metrics(arm, seed, root)):
+        return
+    start, before = time.time(), os.getloadavg()[0]
+    run_arm(arm, seed, root)
+    runs_file = osp.join(root, 'runs.json')
+    runs = []
+    if osp.isfile(runs_file):
+        with open(runs_file) as f:
+            runs = json.load(f)
+    runs.append(
+        dict(
+            seed=seed,
+            arm=arm,
+            wall_s=time.time() - start,
+            load_before=before,
+            load_after=os.getloadavg()[0],
+        )
+    )
+    with open(runs_file, 'w') as f:
+        json.dump(runs, f, indent=1)
 
 
 def main():
@@ -121,7 +164,7 @@ def main():
     os.makedirs(args.root, exist_ok=True)
     for seed in args.seeds:
         for arm in args.arms:
-            run_arm(arm, seed, args.root)
+            timed_run(arm, seed, args.root)
     text = summarise(args.root, [*ARMS, 'joint'])
     with open(osp.join(args.root, 'table.md'), 'w') as f:
         f.write(text + '\n')

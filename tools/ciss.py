@@ -42,7 +42,8 @@ def parse_args(argv=None):
     parser.add_argument('--seed', type=int, help='randomness.seed of every step')
     parser.add_argument(
         '--step0-from',
-        help='work dir of another sequence whose step 0 is reused (linked)',
+        help='work dir of another sequence whose finished step 0 is reused '
+        '(copied; step 1 loads the copy)',
     )
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction, help='set in every step'
@@ -143,6 +144,26 @@ def run_step(args, family: str, step: int, work_dir: str) -> dict:
     return metrics
 
 
+def reuse_step0(source: str, step_dir: str) -> None:
+    """Copy a finished step 0 (checkpoint, logs, ``metrics.json``) to
+    ``step_dir``; its ``last_checkpoint`` then names the copied checkpoint,
+    which step 1 loads.
+
+    Args:
+        source (str): ``step0`` directory of another sequence.
+        step_dir (str): ``step0`` directory of this sequence.
+    """
+    if not osp.isfile(osp.join(source, 'metrics.json')):
+        raise FileNotFoundError(
+            f'--step0-from: {source} holds no finished step 0 (no metrics.json); '
+            'run that sequence first (tools/ciss.py with its --work-dir).'
+        )
+    shutil.copytree(source, step_dir)
+    name = osp.basename(last_checkpoint(source))
+    with open(osp.join(step_dir, 'last_checkpoint'), 'w') as f:
+        f.write(osp.join(step_dir, name))
+
+
 def table(rows) -> str:
     lines = [
         '| step | classes | old mIoU | new mIoU | all mIoU | hIoU |',
@@ -165,7 +186,7 @@ def main(argv=None):
     work_dir = args.work_dir or osp.join('work_dirs', 'ciss', name)
     os.makedirs(work_dir, exist_ok=True)
     if args.step0_from and not osp.exists(osp.join(work_dir, 'step0')):
-        shutil.copytree(osp.join(args.step0_from, 'step0'), osp.join(work_dir, 'step0'))
+        reuse_step0(osp.join(args.step0_from, 'step0'), osp.join(work_dir, 'step0'))
     rows = []
     for step, classes in enumerate(steps):
         metrics = run_step(args, family, step, work_dir)

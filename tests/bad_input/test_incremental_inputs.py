@@ -1,10 +1,14 @@
 """Class-incremental segmentation mistakes: splits, steps, step checkpoints."""
 
+import os.path as osp
+import sys
+
 import pytest
 from mmengine.registry import DefaultScope
 
 from mmcompress.incremental import IncrementalSegDataset, parse_split
 from mmcompress.registry import MODELS
+from tests.e2e.runs import REPO
 from tests.incremental.conftest import batch, tiny_segmentor_cfg
 
 
@@ -128,3 +132,22 @@ def test_unknown_loss_weight():
     """
     with pytest.raises(KeyError, match=r"\['dkd'\] are not losses of head_type"):
         build(loss_weights=dict(dkd=1.0))
+
+
+def test_step0_from_a_sequence_without_a_finished_step0(tmp_path):
+    """tools/ciss.py --step0-from naming a sequence whose step 0 has not finished.
+
+    Message: holds no finished step 0 (no metrics.json); run that sequence first
+    """
+    sys.path.insert(0, osp.join(REPO, 'tools'))
+    import ciss
+
+    (tmp_path / 'dkd' / 'step0').mkdir(parents=True)
+    config = osp.join(
+        REPO, 'configs', 'incremental', 'mmseg', 'dkd_fcn_r18-w16_scenes-6-2-2_step0.py'
+    )
+    with pytest.raises(FileNotFoundError, match='holds no finished step 0'):
+        ciss.main(
+            [config, '--work-dir', str(tmp_path / 'ft')]
+            + ['--step0-from', str(tmp_path / 'dkd')]
+        )

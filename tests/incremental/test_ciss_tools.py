@@ -99,3 +99,33 @@ def test_two_steps_with_the_stock_tools(tmp_path):
         test, [step1, osp.join(dirs[1], 'iter_2.pth'), '--work-dir', dirs[1]]
     )
     assert 'hIoU' in out.stdout and 'mIoU_old' in out.stdout
+
+
+def test_step0_from_reuses_a_finished_step0(tmp_path, monkeypatch):
+    """--step0-from copies the other sequence's step 0 instead of training it;
+    step 1 loads the copied checkpoint."""
+    source = tmp_path / 'dkd' / 'step0'
+    source.mkdir(parents=True)
+    (source / 'iter_2000.pth').write_bytes(b'weights')
+    (source / 'last_checkpoint').write_text(str(source / 'iter_2000.pth'))
+    metrics = dict(mIoU_old=31.7, mIoU_new=float('nan'), mIoU_all=31.7, hIoU=0.0)
+    (source / 'metrics.json').write_text(json.dumps(metrics))
+    trained = []
+
+    def fake_train(cmd, **kwargs):  # tools/train.py CONFIG --work-dir DIR
+        trained.append(Config.fromfile(cmd[2]))
+        with open(osp.join(cmd[4], 'last_checkpoint'), 'w') as f:
+            f.write(osp.join(cmd[4], 'iter_500.pth'))
+
+    monkeypatch.setattr(ciss.subprocess, 'run', fake_train)
+    monkeypatch.setattr(ciss, 'final_metrics', lambda step_dir: metrics)
+    work_dir = tmp_path / 'finetune'
+    rows = ciss.main(
+        [FAMILY + '_step0.py', '--work-dir', str(work_dir), '--step0-from']
+        + [str(tmp_path / 'dkd')]
+    )
+    assert [cfg.model.step for cfg in trained] == [1, 2]
+    assert trained[1].load_from == str(work_dir / 'step1' / 'iter_500.pth')
+    copied = work_dir / 'step0' / 'iter_2000.pth'
+    assert trained[0].load_from == str(copied) and copied.read_bytes() == b'weights'
+    assert rows[0][2]['mIoU_all'] == 31.7

@@ -57,17 +57,14 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='IncrementalIoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
 
-# short CPU schedule (500 iterations of 4 images): AdamW from scratch (the
-# baseline's), heads at 10x lr as
-# the official step 0 (backbone 1x, ASPP/FCN head and classifiers 10x)
-max_iters = 500
+# CPU schedule: 2,000 iterations of 4 images, AdamW at the scenes baseline's
+# lr 2e-3 for the whole model (from scratch: the official 10x on the heads is
+# for a pretrained backbone; with the backbone at 2e-4 a 500-iteration step 0
+# learns background only). Step 0 alone reaches 31.7 mIoU (background 92.7,
+# garments 4.5-43.5; docs/incremental/ciss.md).
+max_iters = 2000
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
-optim_wrapper = dict(
-    optimizer=dict(type='AdamW', lr=2e-4, weight_decay=1e-4),
-    paramwise_cfg=dict(
-        custom_keys=dict(decode_head=dict(lr_mult=10.0), classifier=dict(lr_mult=10.0))
-    ),
-)
+optim_wrapper = dict(optimizer=dict(type='AdamW', lr=2e-3, weight_decay=1e-4))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
     dict(

@@ -10,14 +10,15 @@ model = dict(step=step)
 train_dataloader = dict(dataset=dict(step=step))
 val_dataloader = dict(dataset=dict(step=step))
 test_dataloader = val_dataloader
-load_from = 'work_dirs/dkd_fcn_r18-w16_scenes-6-2-2_step0/iter_500.pth'
+load_from = 'work_dirs/dkd_fcn_r18-w16_scenes-6-2-2_step0/iter_2000.pth'
 
-# official step >= 1: lr / 10; backbone, head and old classifiers without
-# weight decay, the new classifier (heads.<step + 1>) with it
-max_iters = 150
+# official step >= 1: lr / 10 (backbone 2e-4, decode head and classifiers 10x);
+# backbone, head and old classifiers without weight decay, the new
+# classifier (heads.<step + 1>) with it
+max_iters = 500
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 optim_wrapper = dict(
-    optimizer=dict(lr=2e-5),
+    optimizer=dict(lr=2e-4),
     paramwise_cfg=dict(
         custom_keys={
             'backbone': dict(decay_mult=0.0),

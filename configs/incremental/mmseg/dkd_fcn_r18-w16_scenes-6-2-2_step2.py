@@ -7,7 +7,7 @@ model = dict(step=step)
 train_dataloader = dict(dataset=dict(step=step))
 val_dataloader = dict(dataset=dict(step=step))
 test_dataloader = val_dataloader
-load_from = 'work_dirs/dkd_fcn_r18-w16_scenes-6-2-2_step1/iter_150.pth'
+load_from = 'work_dirs/dkd_fcn_r18-w16_scenes-6-2-2_step1/iter_500.pth'
 optim_wrapper = dict(
     paramwise_cfg=dict(
         custom_keys={

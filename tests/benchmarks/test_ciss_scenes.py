@@ -1,0 +1,53 @@
+"""Bookkeeping of benchmarks/ciss_scenes.py: finished arms are not rerun or
+timed again, trained ones are timed with the load around them, the table
+averages the last step over the seeds."""
+
+import importlib.util
+import json
+import os
+import os.path as osp
+
+from ..e2e.runs import REPO
+
+SPEC = importlib.util.spec_from_file_location(
+    'ciss_scenes', osp.join(REPO, 'benchmarks', 'ciss_scenes.py')
+)
+ciss_scenes = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(ciss_scenes)
+
+
+def _finish(arm, seed, root):
+    path = ciss_scenes.last_metrics(arm, seed, str(root))
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    metrics = dict(mIoU_old=60.0, mIoU_new=20.0 + seed, mIoU_all=40.0, hIoU=30.0)
+    with open(path, 'w') as f:
+        json.dump(metrics, f)
+
+
+def test_finished_arm_is_neither_rerun_nor_timed(tmp_path, monkeypatch):
+    _finish('dkd', 0, tmp_path)
+
+    def fail(*args):
+        raise AssertionError('a finished arm was run again')
+
+    monkeypatch.setattr(ciss_scenes, 'run_arm', fail)
+    ciss_scenes.timed_run('dkd', 0, str(tmp_path))
+    assert not (tmp_path / 'runs.json').exists()
+
+
+def test_trained_arms_are_timed_and_tabled(tmp_path, monkeypatch):
+    loads = iter([(1.5, 0, 0), (2.25, 0, 0), (3.0, 0, 0), (0.5, 0, 0)])
+    monkeypatch.setattr(ciss_scenes.os, 'getloadavg', lambda: next(loads))
+    monkeypatch.setattr(ciss_scenes, 'run_arm', _finish)
+    ciss_scenes.timed_run('dkd', 0, str(tmp_path))
+    ciss_scenes.timed_run('dkd', 1, str(tmp_path))
+    runs = json.loads((tmp_path / 'runs.json').read_text())
+    assert [(r['seed'], r['load_before'], r['load_after']) for r in runs] == [
+        (0, 1.5, 2.25),
+        (1, 3.0, 0.5),
+    ]
+    table = ciss_scenes.summarise(str(tmp_path), ['dkd', 'joint'])
+    # new mIoU 20 and 21 over the two seeds: mean 20.5, std 0.5
+    assert '| dkd | 2 | 60.0 ± 0.0 | 20.5 ± 0.5 | 40.0 ± 0.0 | 30.0 ± 0.0 |' in table
+    assert 'joint' not in table
+    assert '| 1 | dkd | 0.0 | 3.00 | 0.50 |' in table
