@@ -12,6 +12,7 @@ Usage::
 
     python benchmarks/casd_scenes.py --arms oicr casd --seeds 0 1 2
     python benchmarks/casd_scenes.py --arms oicr casd --seeds 0 --iters 700 --flip-only
+    python benchmarks/casd_scenes.py --init cls --arms oicr casd --seeds 0 --flip-only
     python benchmarks/casd_scenes.py --table-only --out docs/models/casd.md
 """
 
@@ -30,6 +31,14 @@ from scenes_baselines import REPO_ROOT, final_metrics, train  # noqa: E402
 WORK_ROOT = osp.join(REPO_ROOT, 'work_dirs', 'casd_scenes')
 OICR = 'configs/wsod/mmdet/oicr_r18-w32_scenes.py'
 CASD = 'configs/wsod/mmdet/oicr-casd_r18-w32_scenes.py'
+# --init cls: the backbone starts from the image-level classifier of IMGCLS,
+# trained once (default work dir, the path the clsinit configs load from)
+IMGCLS = 'configs/wsod/mmdet/imgcls_r18-w32_scenes.py'
+IMGCLS_CHECKPOINT = osp.join(REPO_ROOT, 'work_dirs', 'imgcls_r18-w32_scenes')
+CLS_INIT = {
+    OICR: 'configs/wsod/mmdet/oicr_r18-w32-clsinit_scenes.py',
+    CASD: 'configs/wsod/mmdet/oicr-casd_r18-w32-clsinit_scenes.py',
+}
 # arm -> (name, config, --cfg-options); the ablations switch one CASD loss off
 ARMS = {
     'oicr': ('OICR', OICR, []),
@@ -38,12 +47,33 @@ ARMS = {
     'casd': ('OICR + CASD (IW + LW)', CASD, []),
 }
 MAP_KEY, CORLOC_KEY = 'pascal_voc/mAP', 'wsod/CorLoc'
+CLS_KEY = 'wsod/cls_mAP'
 
 
-def run(arm: str, seed: int, iters: Optional[int], flip_only: bool = False) -> dict:
+def pretrain_classifier() -> None:
+    """Train the image-level classifier once (seed 0) if its checkpoint is
+    missing: every ``--init cls`` run starts from the same backbone, as every
+    OICR run of the papers starts from the same ImageNet weights."""
+    from mmengine.config import Config
+
+    last = Config.fromfile(osp.join(REPO_ROOT, IMGCLS)).train_cfg.max_iters
+    if not osp.isfile(osp.join(IMGCLS_CHECKPOINT, f'iter_{last}.pth')):
+        train('mmdet', IMGCLS, IMGCLS_CHECKPOINT, ['randomness.seed=0'])
+
+
+def run(
+    arm: str,
+    seed: int,
+    iters: Optional[int],
+    flip_only: bool = False,
+    init: str = 'scratch',
+) -> dict:
     """Train and evaluate one arm at one seed; write ``benchmark.json``."""
     name, config, arm_options = ARMS[arm]
     schedule = (f'{iters}it' if iters else 'config') + ('-flip' if flip_only else '')
+    if init == 'cls':
+        config, schedule = CLS_INIT[config], 'clsinit-' + schedule
+        pretrain_classifier()
     work_dir = osp.join(WORK_ROOT, schedule, f'{arm}_seed{seed}')
     options = [f'randomness.seed={seed}', *arm_options]
     if flip_only:
@@ -66,6 +96,7 @@ def run(arm: str, seed: int, iters: Optional[int], flip_only: bool = False) -> d
         schedule=schedule,
         mAP=100 * metrics[MAP_KEY],
         CorLoc=metrics[CORLOC_KEY],
+        cls_mAP=metrics.get(CLS_KEY),
         seconds=round(seconds, 1),
         load=open('/proc/loadavg').read().split()[:3],
     )
@@ -92,22 +123,26 @@ def _mean_std(values: Sequence[float]) -> str:
 def markdown_table(records: List[dict]) -> str:
     """One row per (schedule, arm): mean ± std over seeds, seeds listed."""
     rows = [
-        '| schedule | model | VOC mAP@0.5 (%) | CorLoc (%) | seeds '
-        '| config (options) |',
-        '|---|---|---|---|---|---|',
+        '| schedule | model | VOC mAP@0.5 (%) | CorLoc (%) | image cls mAP (%) '
+        '| seeds | config (options) |',
+        '|---|---|---|---|---|---|---|',
     ]
     for schedule in sorted({r['schedule'] for r in records}):
-        for arm, (name, config, arm_options) in ARMS.items():
+        for arm, (name, _, arm_options) in ARMS.items():
             mine = [r for r in records if r['schedule'] == schedule and r['arm'] == arm]
             if not mine:
                 continue
+            config = mine[0]['config']
+            cls_maps = [r['cls_mAP'] for r in mine if r.get('cls_mAP') is not None]
+            cls_map = _mean_std(cls_maps) if cls_maps else 'not measured'
             seeds = ', '.join(
                 str(r['seed']) for r in sorted(mine, key=lambda r: r['seed'])
             )
             options = ' '.join(arm_options)
             rows.append(
                 f'| {schedule} | {name} | {_mean_std([r["mAP"] for r in mine])} | '
-                f'{_mean_std([r["CorLoc"] for r in mine])} | {seeds} | `{config}` '
+                f'{_mean_std([r["CorLoc"] for r in mine])} | {cls_map} | {seeds} | '
+                f'`{config}` '
                 f'{options} |'
             )
     return '\n'.join(rows)
@@ -125,13 +160,20 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         action='store_true',
         help='train on 2 views (original, h-flip at scale 1) instead of 4',
     )
+    parser.add_argument(
+        '--init',
+        choices=['scratch', 'cls'],
+        default='scratch',
+        help='backbone from scratch, or from the image-level classifier '
+        '(trained first if missing)',
+    )
     parser.add_argument('--table-only', action='store_true')
     parser.add_argument('--out', help='markdown page to write the table block into')
     args = parser.parse_args(argv)
     if not args.table_only:
         for seed in args.seeds:
             for arm in args.arms:
-                run(arm, seed, args.iters, args.flip_only)
+                run(arm, seed, args.iters, args.flip_only, args.init)
     table = markdown_table(collect())
     print(table)
     if args.out:

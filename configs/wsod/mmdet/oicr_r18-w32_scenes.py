@@ -89,6 +89,8 @@ test_dataloader = val_dataloader
 val_evaluator = [
     dict(type='VOCMetric', metric='mAP', iou_thrs=[0.5], eval_mode='area'),
     dict(type='CorLocMetric', iou_thr=0.5),
+    # the MIDN's image-level classification: does the detector classify at all
+    dict(type='ImageLevelAPMetric'),
 ]
 test_evaluator = val_evaluator
 

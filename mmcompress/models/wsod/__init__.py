@@ -19,8 +19,14 @@ __all__ = [
 ]
 
 if has_package('mmdet'):
-    from .corloc import CorLocMetric, corloc_hits
-    from .oicr import OICR, flip_boxes
+    from .classifier import WSODImageClassifier
+    from .corloc import (
+        CorLocMetric,
+        ImageLevelAPMetric,
+        average_precision,
+        corloc_hits,
+    )
+    from .oicr import OICR, flip_boxes, image_level_labels
     from .oicr_head import OICRHead, oicr_pseudo_labels
     from .proposals import (
         ImageLevelLabels,
@@ -31,12 +37,16 @@ if has_package('mmdet'):
 
     __all__ += [
         'CorLocMetric',
+        'ImageLevelAPMetric',
         'ImageLevelLabels',
         'OICR',
         'OICRHead',
+        'WSODImageClassifier',
         'WSODProposals',
+        'average_precision',
         'corloc_hits',
         'flip_boxes',
+        'image_level_labels',
         'oicr_pseudo_labels',
         'segment_proposals',
         'sliding_window_proposals',

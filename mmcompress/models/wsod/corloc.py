@@ -146,3 +146,61 @@ class CorLocMetric(BaseMetric):
             np.mean([100 * np.mean(v) for v in per_class.values()])
         )
         return metrics
+
+
+def average_precision(scores: np.ndarray, positives: np.ndarray) -> float:
+    """Non-interpolated AP: the mean, over the positives, of the precision at
+    their rank when the items are sorted by decreasing score (ties: stable
+    order)."""
+    order = np.argsort(-scores, kind='stable')
+    hits = positives[order].astype(bool)
+    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+    return float(precision[hits].mean())
+
+
+@METRICS.register_module()
+class ImageLevelAPMetric(BaseMetric):
+    """Image-level classification mAP of a weakly supervised model.
+
+    Per class, the images are ranked by the model's ``pred_image_scores`` (C,)
+    and the AP of the images whose ``gt_instances.labels`` hold the class is
+    taken; ``cls_mAP`` is the mean over the classes that occur (%). It tells
+    whether a detector trained from image-level labels has learnt to
+    classify, before asking whether it localises.
+
+    Args:
+        collect_device (str): Defaults to ``'cpu'``.
+        prefix (str, optional): Defaults to ``'wsod'``.
+    """
+
+    default_prefix: Optional[str] = 'wsod'
+
+    def process(self, data_batch, data_samples: Sequence[dict]) -> None:
+        """Collect ``(image scores, classes present)`` of the batch."""
+        for sample in data_samples:
+            if 'pred_image_scores' not in sample:
+                raise KeyError(
+                    'ImageLevelAPMetric needs `pred_image_scores` (C,) in every '
+                    'data sample; OICR and WSODImageClassifier write them'
+                )
+            scores = torch.as_tensor(sample['pred_image_scores']).cpu().numpy()
+            labels = torch.as_tensor(sample['gt_instances']['labels']).cpu()
+            self.results.append((scores, labels.unique().numpy()))
+
+    def compute_metrics(self, results: list) -> dict:
+        """``cls_mAP`` (%): mean over the classes present in some image."""
+        scores = np.stack([s for s, _ in results])
+        positives = np.zeros(scores.shape, bool)
+        for row, (_, labels) in enumerate(results):
+            positives[row, labels] = True
+        aps = [
+            average_precision(scores[:, c], positives[:, c])
+            for c in range(scores.shape[1])
+            if positives[:, c].any()
+        ]
+        if not aps:
+            raise ValueError(
+                'ImageLevelAPMetric received no image labels: the evaluated '
+                'images hold no ground-truth instances'
+            )
+        return dict(cls_mAP=100 * float(np.mean(aps)))

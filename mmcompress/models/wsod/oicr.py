@@ -45,6 +45,28 @@ def flip_boxes(boxes: Tensor, width: float) -> Tensor:
     return flipped
 
 
+def image_level_labels(batch_data_samples, name: str) -> List[Tensor]:
+    """Classes present in each sample of a training batch (no boxes allowed).
+
+    Args:
+        batch_data_samples (list[DetDataSample]): With image-level
+            ``gt_instances.labels``.
+        name (str): The model's name, for the error.
+
+    Returns:
+        list[Tensor]: Sorted unique classes per sample.
+    """
+    labels = []
+    for index, sample in enumerate(batch_data_samples):
+        gt = sample.gt_instances
+        if 'bboxes' in gt and len(gt.bboxes):
+            raise ValueError(
+                BOX_LABEL_MESSAGE.format(name=name, index=index, count=len(gt.bboxes))
+            )
+        labels.append(gt.labels.unique())
+    return labels
+
+
 @MODELS.register_module()
 class OICR(BaseDetector):
     """OICR (MIDN + refinement streams) with optional CASD-IW / CASD-LW.
@@ -133,17 +155,9 @@ class OICR(BaseDetector):
 
     def weak_targets(self, batch_data_samples) -> Tuple[List[Tensor], List[Tensor]]:
         """Proposals and image-level labels of a batch, checked."""
-        name = type(self).__name__
-        proposals, labels = [], []
+        labels = image_level_labels(batch_data_samples, type(self).__name__)
+        proposals = []
         for index, sample in enumerate(batch_data_samples):
-            gt = sample.gt_instances
-            if 'bboxes' in gt and len(gt.bboxes):
-                raise ValueError(
-                    BOX_LABEL_MESSAGE.format(
-                        name=name, index=index, count=len(gt.bboxes)
-                    )
-                )
-            labels.append(gt.labels.unique())
             boxes = self.sample_proposals(sample, index)
             if self.train_proposals is not None and len(boxes) > self.train_proposals:
                 keep = torch.randperm(len(boxes), device=boxes.device)
@@ -220,13 +234,20 @@ class OICR(BaseDetector):
             )
         return losses
 
-    def refine_scores(
+    def test_scores(
         self, batch_inputs: Tensor, proposals: List[Tensor]
-    ) -> List[Tensor]:
-        """Per image (R_i, C + 1) test scores (mean of the refinement streams)."""
+    ) -> Tuple[List[Tensor], Tensor]:
+        """Test scores of the proposals and of the images.
+
+        Returns:
+            tuple: per image (R_i, C + 1) proposal scores (mean of the
+            refinement streams) and the (N, C) MIDN image scores.
+        """
         feats = self.extract_feat(batch_inputs)
-        _, refine = self.head(self.rois(feats, proposals), [len(p) for p in proposals])
-        return self.head.test_scores(refine)
+        midn, refine = self.head(
+            self.rois(feats, proposals), [len(p) for p in proposals]
+        )
+        return self.head.test_scores(refine), self.head.image_scores(midn)
 
     def predict(self, batch_inputs: Tensor, batch_data_samples, rescale: bool = True):
         """Boxes, scores and labels per image (class-wise NMS of the proposals).
@@ -238,14 +259,18 @@ class OICR(BaseDetector):
                 Defaults to True.
 
         Returns:
-            list[DetDataSample]: With ``pred_instances``.
+            list[DetDataSample]: With ``pred_instances`` and
+            ``pred_image_scores`` (the (C,) MIDN image scores).
         """
         proposals = [
             self.sample_proposals(s, i) for i, s in enumerate(batch_data_samples)
         ]
-        scores = self.refine_scores(batch_inputs, proposals)
+        scores, image_scores = self.test_scores(batch_inputs, proposals)
         cfg = self.test_settings
-        for sample, boxes, score in zip(batch_data_samples, proposals, scores):
+        for sample, boxes, score, image_score in zip(
+            batch_data_samples, proposals, scores, image_scores
+        ):
+            sample.pred_image_scores = image_score
             if rescale and 'scale_factor' in sample.metainfo:
                 boxes = boxes / boxes.new_tensor(sample.scale_factor).repeat(2)
             dets, det_labels = multiclass_nms(
@@ -261,4 +286,4 @@ class OICR(BaseDetector):
         proposals = [
             self.sample_proposals(s, i) for i, s in enumerate(batch_data_samples)
         ]
-        return self.refine_scores(batch_inputs, proposals)
+        return self.test_scores(batch_inputs, proposals)[0]

@@ -159,7 +159,7 @@ class OICRHead(BaseModule):
         targets = torch.stack(
             [self.multi_hot(labels, midn[0]) for labels in image_labels]
         )
-        image_scores = torch.stack([m.sum(0) for m in midn]).clamp(EPS, 1 - EPS)
+        image_scores = self.image_scores(midn)
         loss_midn = F.binary_cross_entropy(image_scores, targets, reduction='none')
         losses = dict(loss_midn=self.midn_loss_weight * loss_midn.sum(1).mean())
         previous = midn
@@ -184,6 +184,12 @@ class OICRHead(BaseModule):
         target = like.new_zeros(self.num_classes)
         target[labels.long()] = 1
         return target
+
+    @staticmethod
+    def image_scores(midn: List[Tensor]) -> Tensor:
+        """(N, C) image scores: MIDN proposal scores summed per image, clamped
+        to [1e-6, 1 - 1e-6]."""
+        return torch.stack([m.sum(0) for m in midn]).clamp(EPS, 1 - EPS)
 
     @staticmethod
     def test_scores(refine: List[List[Tensor]]) -> List[Tensor]:

@@ -1,0 +1,7 @@
+# OICR + CASD (IW + LW) with the backbone initialised from the image-level
+# classifier, as oicr_r18-w32-clsinit_scenes.py (docs/models/casd.md).
+#   python tools/train.py configs/wsod/mmdet/imgcls_r18-w32_scenes.py
+#   python tools/train.py configs/wsod/mmdet/oicr-casd_r18-w32-clsinit_scenes.py
+_base_ = ['./oicr-casd_r18-w32_scenes.py']
+
+load_from = 'work_dirs/imgcls_r18-w32_scenes/iter_3000.pth'

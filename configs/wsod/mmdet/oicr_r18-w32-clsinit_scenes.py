@@ -1,0 +1,10 @@
+# OICR on the fashion scenes with its backbone initialised from the image-level
+# classifier of imgcls_r18-w32_scenes.py (same image-level labels, no boxes; it
+# stands in for the official code's ImageNet-pretrained VGG16,
+# docs/models/casd.md). Train the classifier first:
+#   python tools/train.py configs/wsod/mmdet/imgcls_r18-w32_scenes.py
+#   python tools/train.py configs/wsod/mmdet/oicr_r18-w32-clsinit_scenes.py
+_base_ = ['./oicr_r18-w32_scenes.py']
+
+# the classifier's fc is not part of OICR: loaded without it (strict=False)
+load_from = 'work_dirs/imgcls_r18-w32_scenes/iter_3000.pth'

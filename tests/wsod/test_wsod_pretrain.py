@@ -1,0 +1,124 @@
+"""Image-level classification for weakly supervised detection: the backbone
+pretraining classifier, its loss against hand values, the image-level AP metric
+against hand values, and OICR's MIDN image scores at test time."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from mmdet.registry import MODELS as MMDET_MODELS
+from mmdet.structures import DetDataSample
+from mmengine.structures import InstanceData
+
+from mmcompress.models.wsod import (
+    ImageLevelAPMetric,
+    WSODImageClassifier,
+    average_precision,
+)
+
+from .test_wsod_detector import tiny_oicr, weak_sample
+
+
+def tiny_classifier(num_classes=3):
+    return MMDET_MODELS.build(
+        dict(
+            type='WSODImageClassifier',
+            backbone=dict(
+                type='ResNet',
+                depth=18,
+                num_stages=2,
+                base_channels=4,
+                strides=(1, 2),
+                dilations=(1, 1),
+                out_indices=(0, 1),
+                norm_eval=False,
+                init_cfg=None,
+            ),
+            in_channels=8,
+            num_classes=num_classes,
+        )
+    )
+
+
+def test_average_precision_hand_values():
+    # ranks 1 and 3 are positives: precisions 1/1 and 2/3
+    scores = np.array([0.9, 0.8, 0.7, 0.6])
+    assert average_precision(scores, np.array([1, 0, 1, 0])) == pytest.approx(5 / 6)
+    assert average_precision(scores, np.array([0, 0, 0, 1])) == pytest.approx(1 / 4)
+
+
+def test_image_level_ap_metric_hand_values():
+    metric = ImageLevelAPMetric()
+    samples = [
+        dict(pred_image_scores=torch.tensor(s), gt_instances=dict(labels=labels))
+        for s, labels in [
+            ([0.9, 0.1], torch.tensor([0, 0])),
+            ([0.2, 0.8], torch.tensor([0, 1])),
+            ([0.5, 0.3], torch.tensor([1])),
+        ]
+    ]
+    metric.process({}, samples)
+    # class 0: positives at scores 0.9 and 0.2, ranks 1 and 3 -> (1 + 2/3) / 2;
+    # class 1: positives at 0.8 and 0.3, ranks 1 and 2 -> 1
+    value = metric.compute_metrics(metric.results)['cls_mAP']
+    assert value == pytest.approx(100 * (5 / 6 + 1) / 2)
+
+
+def test_image_level_ap_metric_needs_image_scores():
+    metric = ImageLevelAPMetric()
+    sample = dict(gt_instances=dict(labels=torch.tensor([0])))
+    with pytest.raises(KeyError, match='needs `pred_image_scores`'):
+        metric.process({}, [sample])
+
+
+def test_classifier_loss_hand_value_and_gradient(deterministic):
+    model = tiny_classifier(num_classes=3)
+    torch.nn.init.zeros_(model.fc.weight)
+    torch.nn.init.zeros_(model.fc.bias)
+    samples = [weak_sample([0, 2], proposals=None), weak_sample([1], None)]
+    losses = model.loss(torch.rand(2, 3, 32, 32), samples)
+    # zero logits: BCE log 2 for each of the 3 classes of each image
+    assert losses['loss_cls'].item() == pytest.approx(3 * math.log(2), rel=1e-6)
+    torch.nn.init.normal_(model.fc.weight)
+    model.loss(torch.rand(2, 3, 32, 32), samples)['loss_cls'].backward()
+    assert model.backbone.conv1.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        out = model.eval().predict(torch.rand(2, 3, 32, 32), samples)
+    assert out[0].pred_image_scores.shape == (3,)
+    assert ((out[0].pred_image_scores > 0) & (out[0].pred_image_scores < 1)).all()
+
+
+def test_classifier_refuses_box_labels():
+    sample = DetDataSample()
+    sample.gt_instances = InstanceData(
+        labels=torch.tensor([0]), bboxes=torch.tensor([[0.0, 0.0, 4.0, 4.0]])
+    )
+    with pytest.raises(ValueError, match='WSODImageClassifier is weakly supervised'):
+        tiny_classifier().loss(torch.rand(1, 3, 32, 32), [sample])
+
+
+def test_classifier_backbone_loads_into_oicr():
+    """The classifier's ``backbone.*`` keys are the OICR backbone's."""
+    classifier, detector = tiny_classifier(num_classes=2), tiny_oicr()
+    backbone = {
+        k: v for k, v in classifier.state_dict().items() if k.startswith('backbone.')
+    }
+    result = detector.load_state_dict(backbone, strict=False)
+    assert result.unexpected_keys == []
+    assert not any(k.startswith('backbone.') for k in result.missing_keys)
+
+
+def test_oicr_predict_writes_midn_image_scores(deterministic):
+    model = tiny_oicr().eval()
+    image = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        sample = model.predict(image, [weak_sample([0])])[0]
+        feats = model.extract_feat(image)
+        midn, _ = model.head(model.rois(feats, [sample.proposals.bboxes]), [3])
+    expected = midn[0].sum(0).clamp(1e-6, 1 - 1e-6)
+    assert torch.allclose(sample.pred_image_scores, expected)
+
+
+def test_classifier_is_registered_for_mmdet_configs():
+    assert MMDET_MODELS.get('WSODImageClassifier') is WSODImageClassifier
