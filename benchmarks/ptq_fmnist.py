@@ -162,6 +162,44 @@ GRANULARITY = dict(
 )
 
 
+def kd_rows(args, wa, config, seed):
+    """Limited-data rows: stage 1, stage 2 and both (the config's ``ptq.kd``,
+    ``--kd-iters`` and ``--kd-options`` over it)."""
+    k = f'{args.images_per_class}/class'
+    common = ['--images-per-class', str(args.images_per_class)]
+    kd = common + (['--kd-iters', str(args.kd_iters)] if args.kd_iters else [])
+    options = [f'ptq.kd.{o}' for o in args.kd_options]
+    label = f', {args.kd_label}' if args.kd_label else ''
+    return [
+        row(
+            f'{wa} {k} stage 1 (unit-wise)',
+            config,
+            'unit',
+            seed,
+            flags=common + ['--kd-iters', '0'],
+            tag='s1',
+        ),
+        row(
+            f'{wa} {k} stage 2 (joint KD{label})',
+            config,
+            'rtn',
+            seed,
+            flags=kd,
+            options=options,
+            tag='s2' + args.kd_label.replace(' ', ''),
+        ),
+        row(
+            f'{wa} {k} stages 1 + 2{label}',
+            config,
+            'unit',
+            seed,
+            flags=kd,
+            options=options,
+            tag='s12' + args.kd_label.replace(' ', ''),
+        ),
+    ]
+
+
 def rows_for(args):
     rows = [row('W8A8 min-max', 'ptq_w8a8_fmnist.py', 'rtn', 0)]
     rows.append(row('W8A8 MSE ranges', 'ptq_w8a8_mse_fmnist.py', 'rtn', 0))
@@ -198,35 +236,7 @@ def rows_for(args):
                     for m in args.granularity_methods
                 ]
             if args.kd:
-                k = f'{args.images_per_class}/class'
-                common = ['--images-per-class', str(args.images_per_class)]
-                kd = ['--kd-iters', str(args.kd_iters)]
-                rows += [
-                    row(
-                        f'{wa} {k} stage 1 (unit-wise)',
-                        kd_config,
-                        'unit',
-                        seed,
-                        flags=common + ['--kd-iters', '0'],
-                        tag='s1',
-                    ),
-                    row(
-                        f'{wa} {k} stage 2 (joint KD)',
-                        kd_config,
-                        'rtn',
-                        seed,
-                        flags=common + kd,
-                        tag='s2',
-                    ),
-                    row(
-                        f'{wa} {k} stages 1 + 2',
-                        kd_config,
-                        'unit',
-                        seed,
-                        flags=common + kd,
-                        tag='s12',
-                    ),
-                ]
+                rows += kd_rows(args, wa, kd_config, seed)
     return rows
 
 
@@ -295,7 +305,18 @@ def main():
         help='limited-data rows: stage 1, stage 2 and both (ptq_kd_* configs)',
     )
     parser.add_argument('--images-per-class', type=int, default=10)
-    parser.add_argument('--kd-iters', type=int, default=500)
+    parser.add_argument(
+        '--kd-iters', type=int, help='stage-2 iterations (default: the config)'
+    )
+    parser.add_argument(
+        '--kd-options',
+        nargs='*',
+        default=[],
+        help='KEY=VALUE settings of ptq.kd for the stage-2 rows (lr=1e-4 ...)',
+    )
+    parser.add_argument(
+        '--kd-label', default='', help='added to the names of the stage-2 rows'
+    )
     parser.add_argument('--out', help='markdown table file')
     parser.add_argument(
         '--test-size', type=int, help='class-balanced test subset (default: all 10k)'

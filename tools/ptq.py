@@ -17,8 +17,9 @@ config's ``train_dataloader``), ``weight_observer`` / ``act_observer``
 ``images_per_class`` (None: ``num_images`` random images; k: k images of every
 class, the limited data of Yuan et al.), ``kd`` (None; a dict of
 :func:`mmcompress.quant.ptq.distill` arguments ``iters``, ``batch_size``,
-``lr``, ``loss`` ('kl' | 'mse'), ``temperature``: stage 2, the joint KD of the
-whole quantized model from the float one after the ``method``'s stage 1).
+``lr``, ``loss`` ('kl' | 'mse'), ``temperature``, ``train_weights``: stage 2,
+the joint KD of the whole quantized model from the float one after the
+``method``'s stage 1).
 
 Examples:
     python tools/ptq.py configs/quant/mmpretrain/ptq_w8a8_fmnist.py FP.pth \\

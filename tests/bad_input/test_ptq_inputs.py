@@ -289,3 +289,15 @@ def test_kl_distillation_on_a_detector_output():
     maps = (torch.zeros(2, 4, 8, 8),)
     with pytest.raises(TypeError, match="use loss='mse' for detectors"):
         kd_loss(maps, maps, 'kl')
+
+
+def test_kd_train_weights_given_as_a_string():
+    """Stage-2 KD with train_weights='false' (a string) instead of False.
+
+    Message: kd train_weights must be a bool, got 'false'
+    """
+    from mmcompress.quant.ptq import distill
+
+    model = _quantized()
+    with pytest.raises(TypeError, match="train_weights must be a bool, got 'false'"):
+        distill(model, _quantized(), _batches(), iters=1, train_weights='false')

@@ -259,3 +259,43 @@ def test_stage2_kd_fits_the_float_model_on_held_out_images(
     assert all(
         torch.equal(v, teacher.state_dict()[k]) for k, v in teacher_state.items()
     )
+
+
+def test_stage2_kd_without_weights_keeps_the_quantized_weights(
+    float_student, deterministic
+):
+    """kd train_weights=False: the weights behind the weight quantizers keep
+    their values (and so stage 1's rounding); the LSQ steps, BN affine
+    parameters and the float stem / fc are trained and the KL falls; with
+    True (the default) the quantized weights move too."""
+    model, images, labels = float_student
+    idx = torch.cat([torch.nonzero(labels[:1000] == c)[:10, 0] for c in range(10)])
+    calib = _batches(images[idx], labels[idx], 50)
+    quant = _quantized(model, 3)
+    calibrate_ranges(quant, calib, dict(type='MSEObserver'), progress=False)
+    start = copy.deepcopy(quant.state_dict())
+    layers = [f'{n}.weight' for n, m in quant.named_modules() if hasattr(m, 'weight')]
+    quantized = [
+        k for k in layers if k.rsplit('.', 1)[0] + '.weight_quantizer.step' in start
+    ]
+    assert len(quantized) == 14
+    others = ['backbone.conv1.weight', 'head.fc.weight', 'backbone.bn1.weight']
+    steps = [k for k in start if k.endswith('_quantizer.step')]
+
+    def changed(state, keys):
+        return [k for k in keys if not torch.equal(state[k], start[k])]
+
+    teacher = copy.deepcopy(model)
+    kept = copy.deepcopy(quant)
+    stats = distill(
+        kept, teacher, calib, iters=20, lr=1e-3, train_weights=False, progress=False
+    )
+    state = kept.state_dict()
+    assert changed(state, quantized) == []
+    assert changed(state, others) == others
+    assert len(changed(state, steps)) == len(steps)
+    assert stats['kd_after'] < 0.7 * stats['kd_before']
+    assert all(p.grad is None for p in kept.parameters())
+    moved = copy.deepcopy(quant)
+    distill(moved, teacher, calib, iters=20, lr=1e-3, progress=False)
+    assert changed(moved.state_dict(), quantized) == quantized

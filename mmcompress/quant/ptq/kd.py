@@ -5,7 +5,9 @@ each quantized unit is fitted to the float unit's output. Stage 2 (joint) is
 :func:`distill`: the whole quantized model is trained end to end against the
 float model's outputs on the same few images, every parameter at once (the
 float weights behind the weight quantizers, through their straight-through
-estimator, the LSQ steps, the BN affine parameters and the float layers)::
+estimator, the LSQ steps, the BN affine parameters and the float layers;
+``train_weights=False`` keeps the quantized layers' weights, so the rounding
+stage 1 learned stays, and trains the rest)::
 
     loss = T^2 * KL(softmax(z_T / T) || softmax(z_S / T))     (loss='kl')
     loss = sum over output tensors of mean((z_S - z_T)^2)       (loss='mse')
@@ -36,7 +38,7 @@ from torch import Tensor
 
 from ...utils.checks import check_number
 from .calibration import batch_size as images_in
-from .calibration import quantizers_off, tensor_forward
+from .calibration import quant_layers, quantizers_off, tensor_forward
 
 KD_LOSSES = ('kl', 'mse')
 
@@ -174,6 +176,7 @@ def distill(
     lr: float = 1e-4,
     loss: str = 'kl',
     temperature: float = 1.0,
+    train_weights: bool = True,
     seed: int = 0,
     progress: bool = True,
 ) -> Dict[str, float]:
@@ -190,6 +193,10 @@ def distill(
         lr (float): Initial Adam lr, cosine-decayed to 0. Defaults to 1e-4.
         loss (str): ``'kl'`` or ``'mse'`` (:func:`kd_loss`). Defaults to 'kl'.
         temperature (float): ``T`` of ``'kl'``. Defaults to 1.
+        train_weights (bool): Train the weights of the weight-quantized
+            layers. False keeps them (and so the rounding that stage 1
+            learned, up to step changes) and trains the rest: LSQ steps, BN
+            affine parameters, float layers. Defaults to True.
         seed (int): Seed of the mini-batch sampling. Defaults to 0.
         progress (bool): Progress bar. Defaults to True.
 
@@ -209,8 +216,14 @@ def distill(
     teacher.eval()
     for param in teacher.parameters():
         param.requires_grad_(False)
+    if not isinstance(train_weights, bool):
+        raise TypeError(f'kd train_weights must be a bool, got {train_weights!r}')
     before = _mean_loss(model, teacher, batches, loss, temperature)
-    params = [p for p in model.parameters() if p.requires_grad]
+    kept = set()
+    if not train_weights:
+        layers = quant_layers(model).values()
+        kept = {id(m.weight) for m in layers if m.weight_quantizer is not None}
+    params = [p for p in model.parameters() if p.requires_grad and id(p) not in kept]
     optimizer = torch.optim.Adam(params, lr=lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda t: 0.5 * (1 + math.cos(math.pi * t / iters))
@@ -222,12 +235,13 @@ def distill(
         with torch.no_grad(), quantizers_off(teacher):
             target = tensor_forward(teacher, data)
         value = kd_loss(tensor_forward(model, data), target, loss, temperature)
-        optimizer.zero_grad()
+        model.zero_grad(set_to_none=True)
         value.backward()
         optimizer.step()
         schedule.step()
         if bar is not None:
             bar.update()
+    model.zero_grad(set_to_none=True)
     if bar is not None:
         print()
     after = _mean_loss(model, teacher, batches, loss, temperature)
