@@ -29,7 +29,7 @@ from mmengine.registry import MODELS, DefaultScope
 
 import mmcompress  # noqa: F401
 from mmcompress.quant import quantize_model
-from mmcompress.quant.kernels import load_lsq_kernel, lsq_kernel_error
+from mmcompress.quant.kernels import kernel_error, load_kernels
 
 FLOAT_MODEL = dict(
     type='ImageClassifier',
@@ -76,8 +76,8 @@ def lsq_w4a4(model: nn.Module, fused: bool = False) -> nn.Module:
     Returns:
         nn.Module: The ``QuantizedModel``.
     """
-    if fused and load_lsq_kernel(warn=False) is None:
-        raise SystemExit(f'the fused LSQ kernel cannot be built: {lsq_kernel_error()}')
+    if fused and load_kernels(warn=False) is None:
+        raise SystemExit(f'the fused kernels cannot be built: {kernel_error()}')
     return quantize_model(
         copy.deepcopy(model),
         w=dict(type='LSQQuantizer', bits=4, signed=True, fused=fused),

@@ -99,9 +99,9 @@ step "export and real-data packages"
 step "mmcompress (editable)"
 "${PIPC[@]}" --no-deps -e "$ROOT"
 
-step "fused LSQ kernel (C++, optional: LSQQuantizer(fused=True) falls back to eager without it)"
-"$PY" -c "import sys; from mmcompress.quant.kernels import load_lsq_kernel; sys.exit(load_lsq_kernel() is None)" \
-  || echo "[setup] warning: the fused LSQ kernel could not be built (needs a C++ compiler and ninja)" >&2
+step "fused quantizer kernels (C++, optional: fused=True falls back to eager without them)"
+"$PY" -c "import sys; from mmcompress.quant.kernels import load_kernels; sys.exit(load_kernels() is None)" \
+  || echo "[setup] warning: the fused quantizer kernels could not be built (needs a C++ compiler and ninja)" >&2
 
 step "check"
 "$PY" - <<'PYCHECK'

@@ -1,18 +1,18 @@
 """Fused CPU kernels of the fake quantizers, built on first use.
 
-:func:`fused_lsq_fake_quant` is :func:`~mmcompress.quant.functions.lsq_fake_quant`
-with the forward in one pass over the tensor and the backward (input gradient
-with the straight-through mask and the per-channel step gradient) in one more
-pass, instead of the separate element-wise passes of the eager function. The
-C++ source (``lsq_cpu.cpp``) is compiled with ``torch.utils.cpp_extension`` the
-first time it is needed (about 20 s; cached under ``TORCH_EXTENSIONS_DIR``,
-default ``~/.cache/torch_extensions``; ``tools/setup_env.sh`` builds it). On a
-machine where it cannot be built (no C++ compiler, no ninja) a warning is shown
-once and the eager function is used.
+:func:`fused_lsq_fake_quant` (LSQ) and :func:`fused_ewgs_quantize` (EWGS)
+compute a quantizer's forward in one pass over the tensor and its backward
+(input gradient and the per-channel gradients of the range parameters) in one
+more pass, instead of the separate element-wise passes of the eager autograd
+graph. The C++ source (``fake_quant_cpu.cpp``) is compiled with
+``torch.utils.cpp_extension`` the first time it is needed (about 20-40 s;
+cached under ``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``;
+``tools/setup_env.sh`` builds it). On a machine where it cannot be built (no
+C++ compiler, no ninja) a warning is shown once and the eager path is used.
 
-Equality with the eager function (tested in ``tests/quant/test_fused_lsq.py``):
-the output and the input gradient are the same bit for bit; the step gradient
-is the same sum taken in another order (float rounding only).
+Equality with the eager path (tested in ``tests/quant/test_fused_kernels.py``):
+the output and the input gradient are the same bit for bit; the parameter
+gradients are the same sums taken in another order (in double, then rounded).
 """
 
 import os
@@ -25,22 +25,22 @@ from torch import Tensor
 
 from ..functions import lsq_fake_quant
 
-_SOURCE = os.path.join(os.path.dirname(__file__), 'lsq_cpu.cpp')
+_SOURCE = os.path.join(os.path.dirname(__file__), 'fake_quant_cpu.cpp')
 _LOCK = threading.Lock()
 _STATE = {}  # 'ops': the loaded op namespace, or 'error': why it is not available
 
 
-def load_lsq_kernel(warn: bool = True):
-    """Build (first time) and load the fused LSQ kernel.
+def load_kernels(warn: bool = True):
+    """Build (first time) and load the fused kernels.
 
     Args:
         warn (bool): Warn (once per process) when it cannot be built.
             Defaults to True.
 
     Returns:
-        The ``torch.ops.mmcompress_kernels`` namespace, or None when the kernel
-        cannot be built on this machine (the reason is in
-        :func:`lsq_kernel_error`).
+        The ``torch.ops.mmcompress_kernels`` namespace, or None when the
+        kernels cannot be built on this machine (the reason is in
+        :func:`kernel_error`).
     """
     with _LOCK:
         if 'ops' not in _STATE and 'error' not in _STATE:
@@ -48,9 +48,9 @@ def load_lsq_kernel(warn: bool = True):
                 from torch.utils import cpp_extension
 
                 cpp_extension.load(
-                    name='mmcompress_lsq_cpu',
+                    name='mmcompress_fake_quant_cpu',
                     sources=[_SOURCE],
-                    extra_cflags=['-O3'],
+                    extra_cflags=['-O3', '-ffp-contract=off'],
                     is_python_module=False,
                     verbose=False,
                 )
@@ -59,18 +59,35 @@ def load_lsq_kernel(warn: bool = True):
                 _STATE['error'] = f'{type(error).__name__}: {error}'.strip()
                 if warn:
                     warnings.warn(
-                        'mmcompress: the fused LSQ kernel could not be built '
-                        f'({_STATE["error"][:300]}); fused=True falls back to '
-                        'the eager LSQ function (same results, slower). '
-                        'Install a C++ compiler and ninja to use it.',
+                        'mmcompress: the fused quantizer kernels could not be '
+                        f'built ({_STATE["error"][:300]}); fused=True falls '
+                        'back to the eager quantizers (same values, slower). '
+                        'Install a C++ compiler and ninja to use them.',
                         RuntimeWarning,
                         stacklevel=3,
                     )
         return _STATE.get('ops')
 
 
-def lsq_kernel_error() -> Optional[str]:
-    """Why the fused LSQ kernel is not available (None when it loaded or was
+def check_fused_flag(fused, owner: str) -> None:
+    """Refuse a ``fused`` argument that is not a bool.
+
+    Args:
+        fused: The value given.
+        owner (str): The quantizer class name, for the message.
+
+    Raises:
+        TypeError: ``fused`` is not True or False.
+    """
+    if not isinstance(fused, bool):
+        raise TypeError(
+            f'{owner}: fused must be True (fused CPU kernel) or False (eager), '
+            f'got {fused!r} ({type(fused).__name__})'
+        )
+
+
+def kernel_error() -> Optional[str]:
+    """Why the fused kernels are not available (None when they loaded or were
     not tried yet).
 
     Returns:
@@ -133,9 +150,79 @@ def fused_lsq_fake_quant(
         Tensor: Fake-quantized ``x``.
     """
     axis = _kernel_axis(x, step)
-    if axis is None or load_lsq_kernel() is None:
+    if axis is None or load_kernels() is None:
         return lsq_fake_quant(x, step, qmin, qmax, grad_factor)
     return FusedLSQFakeQuant.apply(x, step, qmin, qmax, grad_factor, axis)
+
+
+class FusedEWGSQuantize(torch.autograd.Function):
+    """The forward and backward of :meth:`EWGSQuantizer.quantize
+    <mmcompress.quant.quantizers.EWGSQuantizer.quantize>` (far clamp,
+    normalization, EWGS discretizer, ``2 x_q - 1`` for weights) on the fused
+    kernel. Saves ``x``; not twice differentiable (the EWGS Hessian estimate
+    uses the eager path)."""
+
+    @staticmethod
+    def forward(
+        ctx,
+        x: Tensor,
+        lower: Tensor,
+        upper: Tensor,
+        num_levels: int,
+        delta: float,
+        weight: bool,
+        axis: int,
+    ) -> Tensor:
+        flat = [t.reshape(-1).contiguous() for t in (lower, upper)]
+        ctx.save_for_backward(x, *flat)
+        ctx.args = (delta, num_levels, weight, axis, lower.shape)
+        return _STATE['ops'].ewgs_forward(x, *flat, num_levels, weight, axis)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output: Tensor):
+        x, lower, upper = ctx.saved_tensors
+        delta, num_levels, weight, axis, shape = ctx.args
+        grad_x, grad_lower, grad_upper = _STATE['ops'].ewgs_backward(
+            grad_output.contiguous(), x, lower, upper, delta, num_levels, weight, axis
+        )
+        return (
+            grad_x,
+            grad_lower.reshape(shape),
+            grad_upper.reshape(shape),
+        ) + (None,) * 4
+
+
+def fused_ewgs_quantize(
+    x: Tensor,
+    lower: Tensor,
+    upper: Tensor,
+    num_levels: int,
+    delta: Tensor,
+    weight: bool,
+) -> Optional[Tensor]:
+    """EWGS quantization of ``x`` through the fused kernel, where it applies
+    (as :func:`fused_lsq_fake_quant`).
+
+    Args:
+        x (Tensor): Input.
+        lower (Tensor): Lower bound, broadcastable against ``x``, dtype of x.
+        upper (Tensor): Upper bound, same shape as ``lower``.
+        num_levels (int): Number of levels ``2^bits``.
+        delta (Tensor): Scalar EWGS gradient-scaling factor.
+        weight (bool): Weight role (output ``2 x_q - 1``) or activation
+            (``x_q``).
+
+    Returns:
+        Tensor | None: The quantized ``x``, or None when the kernel does not
+        apply (the caller then runs the eager path).
+    """
+    axis = _kernel_axis(x, lower)
+    if axis is None or load_kernels() is None:
+        return None
+    return FusedEWGSQuantize.apply(
+        x, lower, upper, num_levels, float(delta), weight, axis
+    )
 
 
 def _kernel_axis(x: Tensor, step: Tensor) -> Optional[int]:

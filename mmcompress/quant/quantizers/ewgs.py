@@ -11,6 +11,7 @@ from mmcompress.registry import MODELS
 from mmcompress.utils.checks import check_number
 
 from ..functions import clamp_far_outside, ewgs_discretize
+from ..kernels import check_fused_flag, fused_ewgs_quantize
 from .base import AffineQParams, BaseQuantizer
 
 ROLES = ('weight', 'activation')
@@ -41,10 +42,19 @@ class EWGSQuantizer(BaseQuantizer):
     Inputs beyond the range, +-inf included, saturate with zero gradient
     (:func:`~mmcompress.quant.functions.clamp_far_outside`).
 
+    ``fused=True`` computes all of this in one pass forward and one backward
+    (:func:`~mmcompress.quant.kernels.fused_ewgs_quantize`, a C++ kernel built
+    on first use) for contiguous float32 / float64 CPU tensors; other inputs,
+    the Hessian-based delta update (which needs second derivatives) and
+    machines without a C++ compiler (a warning says so once) use the eager
+    path. The output and the input gradient are the eager ones bit for bit,
+    the ``lower`` / ``upper`` gradients up to float rounding.
+
     Args:
         bits (int): Bit-width, 1..8.
         role (str): ``'weight'`` or ``'activation'``.
         delta (float): Initial gradient-scaling factor delta. Defaults to 0.0.
+        fused (bool): Use the fused CPU kernel. Defaults to False.
         **kwargs: :class:`BaseQuantizer` arguments (``signed`` is ignored: the
             grid is fixed by ``role``).
     """
@@ -55,7 +65,15 @@ class EWGSQuantizer(BaseQuantizer):
     #: smallest ``upper - lower`` set by the initialization
     min_range = 1e-6
 
-    def __init__(self, bits: int, role: str, delta: float = 0.0, **kwargs) -> None:
+    def __init__(
+        self,
+        bits: int,
+        role: str,
+        delta: float = 0.0,
+        fused: bool = False,
+        **kwargs,
+    ) -> None:
+        check_fused_flag(fused, 'EWGSQuantizer')
         if role not in ROLES:
             raise ValueError(
                 f'EWGSQuantizer: role must be one of {ROLES}, got {role!r}'
@@ -64,6 +82,7 @@ class EWGSQuantizer(BaseQuantizer):
         kwargs['signed'] = role == 'weight'
         super().__init__(bits, **kwargs)
         self.role = role
+        self.fused = fused
         self.lower = nn.Parameter(torch.zeros(self.param_shape))
         self.upper = nn.Parameter(torch.ones(self.param_shape))
         self.register_buffer('delta', torch.tensor(float(delta)))
@@ -86,6 +105,12 @@ class EWGSQuantizer(BaseQuantizer):
     def quantize(self, x: Tensor) -> Tensor:
         lower = self.broadcast(self.lower.to(x.dtype), x)
         upper = self.broadcast(self.upper.to(x.dtype), x)
+        if self.fused and not self.record_output:
+            out = fused_ewgs_quantize(
+                x, lower, upper, self.num_levels, self.delta, self.role == 'weight'
+            )
+            if out is not None:
+                return out
         x = clamp_far_outside(x, lower, upper)
         x_n = torch.clamp((x - lower) / (upper - lower), 0, 1)
         x_q = ewgs_discretize(x_n, self.num_levels, self.delta.to(x.dtype))
@@ -119,4 +144,5 @@ class EWGSQuantizer(BaseQuantizer):
         return (
             f'bits={self.bits}, role={self.role}, '
             f'per_channel={self.per_channel}, delta={self.delta.item():.3g}'
+            + (', fused=True' if self.fused else '')
         )

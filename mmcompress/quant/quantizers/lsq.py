@@ -10,7 +10,7 @@ from torch import Tensor
 from mmcompress.registry import MODELS
 
 from ..functions import lsq_fake_quant
-from ..kernels import fused_lsq_fake_quant
+from ..kernels import check_fused_flag, fused_lsq_fake_quant
 from .base import AffineQParams, BaseQuantizer
 
 
@@ -49,8 +49,7 @@ class LSQQuantizer(BaseQuantizer):
     def __init__(
         self, bits: int, grad_scale: bool = True, fused: bool = False, **kwargs
     ) -> None:
-        if not isinstance(fused, bool):
-            raise TypeError(f'LSQQuantizer: fused must be True or False, got {fused!r}')
+        check_fused_flag(fused, 'LSQQuantizer')
         super().__init__(bits, **kwargs)
         self.use_grad_scale = grad_scale
         self.fused = fused

@@ -1,9 +1,10 @@
-"""The fused LSQ kernel (``LSQQuantizer(fused=True)``) against the eager function.
+"""The fused kernels (``LSQQuantizer`` / ``EWGSQuantizer(fused=True)``) against
+the eager quantizers.
 
-Output and input gradient bit for bit, step gradient to float rounding (the same
-sum in another order), on hand values, special values (+-inf, NaN, -0, ties),
-every parameter layout and both float dtypes; the fallback when the kernel
-cannot be built.
+Output and input gradient bit for bit, range-parameter gradients to float
+rounding (the same sums in another order), on hand values, special values
+(+-inf, NaN, -0, ties), every parameter layout and both float dtypes; the
+fallback when the kernels cannot be built.
 """
 
 import math
@@ -15,8 +16,8 @@ import torch.nn as nn
 
 from mmcompress.quant import kernels
 from mmcompress.quant.functions import lsq_fake_quant
-from mmcompress.quant.kernels import fused_lsq_fake_quant, load_lsq_kernel
-from mmcompress.quant.quantizers import LSQQuantizer
+from mmcompress.quant.kernels import fused_lsq_fake_quant, load_kernels
+from mmcompress.quant.quantizers import EWGSQuantizer, LSQQuantizer
 
 INF = float('inf')
 
@@ -24,8 +25,8 @@ INF = float('inf')
 @pytest.fixture(scope='module', autouse=True)
 def kernel():
     """The kernel must build here (g++ and ninja are part of the environment)."""
-    ops = load_lsq_kernel()
-    assert ops is not None, kernels.lsq_kernel_error()
+    ops = load_kernels()
+    assert ops is not None, kernels.kernel_error()
     return ops
 
 
@@ -202,11 +203,103 @@ def test_fused_falls_back_with_one_warning_without_a_compiler(monkeypatch):
     monkeypatch.setattr(cpp_extension, 'load', no_compiler)
     q = LSQQuantizer(4, signed=True, fused=True)
     x = torch.randn(4, 10)
-    with pytest.warns(RuntimeWarning, match='fused LSQ kernel could not be built'):
+    with pytest.warns(
+        RuntimeWarning, match='fused quantizer kernels could not be built'
+    ):
         out = q(x)
-    assert 'c++: command not found' in kernels.lsq_kernel_error()
+    assert 'c++: command not found' in kernels.kernel_error()
+    eager, fused = _ewgs_pair(4, 'weight', 0.2, torch.float32, x)
     with warnings.catch_warnings():
         warnings.simplefilter('error')  # no second warning
         again = q(x)
+        assert torch.equal(fused(x), eager(x))
     ref = LSQQuantizer(4, signed=True)
     assert torch.equal(out, ref(x)) and torch.equal(again, out)
+
+
+# ---------------------------------------------------------------- EWGS
+def _ewgs_pair(bits, role, delta, dtype, data, **kwargs):
+    """An initialized eager EWGS quantizer and a fused copy of it."""
+    eager = EWGSQuantizer(bits, role, delta=delta, **kwargs).to(dtype)
+    eager(data)
+    fused = EWGSQuantizer(bits, role, delta=delta, fused=True, **kwargs).to(dtype)
+    fused.load_state_dict(eager.state_dict())
+    return eager, fused
+
+
+def _ewgs_run(quantizer, x, upstream):
+    x = x.clone().requires_grad_()
+    out = quantizer(x)
+    out.backward(upstream)
+    return out.detach(), x.grad, quantizer.lower.grad, quantizer.upper.grad
+
+
+def _assert_ewgs_equal(eager, fused, x, seed=1):
+    """Output and input gradient bit for bit; lower / upper gradients within
+    the float summation error bound of the eager sums."""
+    upstream = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
+    upstream = upstream.to(x.dtype)
+    ref = _ewgs_run(eager, x, upstream)
+    got = _ewgs_run(fused, x, upstream)
+    nan = torch.isnan(ref[0]).reshape(-1)
+    assert torch.equal(nan, torch.isnan(got[0]).reshape(-1))
+    assert torch.equal(_bits(ref[0])[~nan], _bits(got[0])[~nan])
+    assert torch.equal(_bits(ref[1]), _bits(got[1]))
+    # the terms: grad_x (from x - lower) and grad_x * y (the denominator)
+    lower = eager.broadcast(eager.lower.detach(), x)
+    upper = eager.broadcast(eager.upper.detach(), x)
+    y = ((x - lower) / (upper - lower)).nan_to_num()
+    dims = [d for d in range(x.dim()) if lower.shape[d] == 1]
+    denom = (ref[1] * y).abs().double().sum(dims).reshape(-1)
+    scales = (ref[1].abs().double().sum(dims).reshape(-1) + denom, denom)
+    eps = torch.finfo(x.dtype).eps
+    for r, g, scale in zip(ref[2:], got[2:], scales):
+        scale = scale.reshape(r.numel(), -1).sum(1)  # channels of a group
+        finite = torch.isfinite(r)
+        assert torch.equal(finite, torch.isfinite(g))
+        assert ((g - r)[finite].abs() <= 32 * eps * scale[finite] + 1e-30).all()
+    return got
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('delta', [0.0, 0.4])
+def test_fused_ewgs_equals_eager(delta, dtype):
+    gen = torch.Generator().manual_seed(0)
+    act = torch.randn(4, 6, 15, 17, generator=gen).relu().to(dtype)
+    weight = (0.1 * torch.randn(12, 6, 3, 3, generator=gen)).to(dtype)
+    for bits in (1, 2, 4):
+        _assert_ewgs_equal(*_ewgs_pair(bits, 'activation', delta, dtype, act), act)
+        for kwargs in (
+            {},
+            dict(per_channel=True, num_channels=12),
+            dict(per_channel=True, num_channels=12, num_groups=3),
+        ):
+            pair = _ewgs_pair(bits, 'weight', delta, dtype, weight, **kwargs)
+            _assert_ewgs_equal(*pair, weight)
+    per_channel = dict(per_channel=True, channel_axis=1, num_channels=6)
+    pair = _ewgs_pair(4, 'activation', delta, dtype, act, **per_channel)
+    _assert_ewgs_equal(*pair, act)
+
+
+def test_fused_ewgs_special_values_and_hand_values():
+    # bounds [0.5, 2.5] (width 2), 4 levels: x_n = (x - 0.5) / 2
+    eager, fused = _ewgs_pair(2, 'activation', 0.5, torch.float32, torch.ones(3))
+    for q in (eager, fused):
+        q.lower.data.fill_(0.5)
+        q.upper.data.fill_(2.5)
+    x = torch.tensor([1.0, 2.2, 0.0, 3.0, INF, -INF, float('nan'), 1e38, -0.0])
+    got = _assert_ewgs_equal(eager, fused, x)
+    # x_n = 0.25 -> x_q = round(0.75) / 3 = 1/3; x_n = 0.85 -> 1.0
+    assert got[0][:2].tolist() == pytest.approx([1 / 3, 1.0])
+    assert got[0][2:6].tolist() == [0.0, 1.0, 1.0, 0.0]
+    assert torch.isnan(got[0][6]) and got[0][7] == 1.0
+    assert (got[1][2:6] == 0).all() and torch.isnan(got[2]).all()
+
+
+def test_fused_ewgs_hessian_recording_uses_the_eager_path():
+    _, fused = _ewgs_pair(4, 'activation', 0.1, torch.float32, torch.rand(50))
+    fused.record_output = True
+    fused(torch.rand(50, requires_grad=True)).sum().backward()
+    assert (
+        fused.last_discretized is not None and fused.last_discretized.grad is not None
+    )
