@@ -8,7 +8,8 @@ weights [-8, 7], moving-average activations [0, 15]) on every Conv2d/Linear
 (torch.ao's eager mode quantizes module outputs, so activations are quantized
 once per module). One training step = forward + cross-entropy + backward + SGD
 step. The models are timed round-robin in one process (after warm-up) and
-the median step time is reported; ratios are taken within the run.
+the median step time is reported; ratios are taken within the run. ``--ewgs``
+adds EWGS W4A4 (eager and fused) on the same layers.
 
 Usage:
     OMP_NUM_THREADS=1 python benchmarks/quant_overhead.py --batch 8 --size 224 \
@@ -65,12 +66,25 @@ def torch_ao_qat(model: nn.Module) -> nn.Module:
     return tq.prepare_qat(model, inplace=False)
 
 
-def lsq_w4a4(model: nn.Module, fused: bool = False) -> nn.Module:
-    """mmcompress LSQ W4A4 QAT (first conv and fc float) of ``model``.
+QUANTIZERS = dict(
+    lsq=(
+        dict(type='LSQQuantizer', bits=4, signed=True),
+        dict(type='LSQQuantizer', bits=4),
+    ),
+    ewgs=(
+        dict(type='EWGSQuantizer', bits=4, role='weight'),
+        dict(type='EWGSQuantizer', bits=4, role='activation'),
+    ),
+)
+
+
+def qat_w4a4(model: nn.Module, method: str = 'lsq', fused: bool = False) -> nn.Module:
+    """mmcompress W4A4 QAT (first conv and fc float) of ``model``.
 
     Args:
         model (nn.Module): The float classifier (copied).
-        fused (bool): Use the fused LSQ kernel; exits when it cannot be built.
+        method (str): ``'lsq'`` or ``'ewgs'``. Defaults to ``'lsq'``.
+        fused (bool): Use the fused kernels; exits when they cannot be built.
             Defaults to False.
 
     Returns:
@@ -78,11 +92,8 @@ def lsq_w4a4(model: nn.Module, fused: bool = False) -> nn.Module:
     """
     if fused and load_kernels(warn=False) is None:
         raise SystemExit(f'the fused kernels cannot be built: {kernel_error()}')
-    return quantize_model(
-        copy.deepcopy(model),
-        w=dict(type='LSQQuantizer', bits=4, signed=True, fused=fused),
-        a=dict(type='LSQQuantizer', bits=4, fused=fused),
-    )
+    w, a = (dict(spec, fused=fused) for spec in QUANTIZERS[method])
+    return quantize_model(copy.deepcopy(model), w=w, a=a)
 
 
 def step_time(model, optimizer, images, labels):
@@ -128,6 +139,9 @@ def main():
     parser.add_argument('--size', type=int, default=224)
     parser.add_argument('--steps', type=int, default=10)
     parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument(
+        '--ewgs', action='store_true', help='add EWGS W4A4 rows (eager, fused)'
+    )
     parser.add_argument('--out', default=None, help='markdown file to write')
     add_load_argument(parser)
     args = parser.parse_args()
@@ -140,10 +154,13 @@ def main():
     labels = torch.randint(0, 1000, (args.batch,))
     models = dict(
         fp32=fp32,
-        mmcompress_w4a4=lsq_w4a4(fp32),
-        mmcompress_w4a4_fused=lsq_w4a4(fp32, fused=True),
+        mmcompress_w4a4=qat_w4a4(fp32),
+        mmcompress_w4a4_fused=qat_w4a4(fp32, fused=True),
         torch_ao_w4a4=tao,
     )
+    if args.ewgs:
+        models['ewgs_w4a4'] = qat_w4a4(fp32, 'ewgs')
+        models['ewgs_w4a4_fused'] = qat_w4a4(fp32, 'ewgs', fused=True)
     optims = {
         k: torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9)
         for k, m in models.items()
@@ -174,7 +191,7 @@ def main():
         f'{key} / torch.ao: {median[key] / median["torch_ao_w4a4"]:.2f}x'
         for key in ('mmcompress_w4a4', 'mmcompress_w4a4_fused')
     ]
-    report(lines, 'quant_overhead.py', args, load)
+    report(lines, 'quant_overhead.py', args, load, ' --ewgs' if args.ewgs else '')
 
 
 if __name__ == '__main__':

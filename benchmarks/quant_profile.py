@@ -22,7 +22,7 @@ from collections import defaultdict
 import torch
 from machine_load import LoadRecord, add_load_argument
 from mmengine.registry import MODELS, DefaultScope
-from quant_overhead import FLOAT_MODEL, lsq_w4a4, report, step_time
+from quant_overhead import FLOAT_MODEL, qat_w4a4, report, step_time
 from torch.profiler import ProfilerActivity, profile
 
 import mmcompress  # noqa: F401
@@ -69,7 +69,7 @@ def main():
     torch.set_flush_denormal(True)
     DefaultScope.get_instance('quant_profile', scope_name='mmpretrain')
     fp32 = MODELS.build(copy.deepcopy(FLOAT_MODEL)).train()
-    qat = lsq_w4a4(fp32, fused=args.fused)
+    qat = qat_w4a4(fp32, fused=args.fused)
     images = torch.randn(args.batch, 3, args.size, args.size)
     labels = torch.randint(0, 1000, (args.batch,))
     models = dict(fp32=fp32, qat=qat)
