@@ -303,3 +303,33 @@ def test_fused_ewgs_hessian_recording_uses_the_eager_path():
     assert (
         fused.last_discretized is not None and fused.last_discretized.grad is not None
     )
+
+
+def test_fused_quantizers_trace_under_torch_compile():
+    """The kernels have fake implementations: torch.compile traces through
+    them (no graph break at the kernels) and gives the eager values."""
+    import torch._dynamo as dynamo
+
+    x = torch.randn(2, 4, 5, 5).relu()
+    for quantizer in (
+        LSQQuantizer(4, fused=True),
+        EWGSQuantizer(4, 'activation', fused=True),
+    ):
+        quantizer(x)
+        dynamo.reset()
+        dynamo.utils.counters.clear()
+
+        def step(t, quantizer=quantizer):
+            return quantizer(t) * t
+
+        results = []
+        for fn in (torch.compile(step, backend='aot_eager'), step):
+            data = x.clone().requires_grad_()
+            out = fn(data)
+            out.sum().backward()
+            results.append((out.detach(), data.grad))
+        breaks = ' '.join(dynamo.utils.counters['graph_break'])
+        assert 'mmcompress_kernels' not in breaks and 'lock' not in breaks
+        for got, ref in zip(*results):
+            assert torch.equal(got, ref)
+    dynamo.reset()

@@ -28,6 +28,7 @@ from ..functions import lsq_fake_quant
 _SOURCE = os.path.join(os.path.dirname(__file__), 'fake_quant_cpu.cpp')
 _LOCK = threading.Lock()
 _STATE = {}  # 'ops': the loaded op namespace, or 'error': why it is not available
+_FAKES_REGISTERED = []  # once per process
 
 
 def load_kernels(warn: bool = True):
@@ -42,6 +43,8 @@ def load_kernels(warn: bool = True):
         kernels cannot be built on this machine (the reason is in
         :func:`kernel_error`).
     """
+    if 'ops' in _STATE or 'error' in _STATE:  # no lock once decided
+        return _STATE.get('ops')
     with _LOCK:
         if 'ops' not in _STATE and 'error' not in _STATE:
             try:
@@ -54,6 +57,7 @@ def load_kernels(warn: bool = True):
                     is_python_module=False,
                     verbose=False,
                 )
+                _register_fakes()
                 _STATE['ops'] = torch.ops.mmcompress_kernels
             except Exception as error:  # noqa: BLE001 (any build failure)
                 _STATE['error'] = f'{type(error).__name__}: {error}'.strip()
@@ -67,6 +71,27 @@ def load_kernels(warn: bool = True):
                         stacklevel=3,
                     )
         return _STATE.get('ops')
+
+
+def _register_fakes() -> None:
+    """Output shapes of the kernels, so ``torch.compile`` traces through them
+    instead of breaking the graph."""
+    if _FAKES_REGISTERED:
+        return
+
+    def like(*tensors):
+        return tuple(torch.empty_like(t) for t in tensors)
+
+    lib = 'mmcompress_kernels::'
+    torch.library.register_fake(lib + 'lsq_forward')(lambda x, *args: like(x)[0])
+    torch.library.register_fake(lib + 'lsq_backward')(
+        lambda grad, x, step, *args: like(x, step)
+    )
+    torch.library.register_fake(lib + 'ewgs_forward')(lambda x, *args: like(x)[0])
+    torch.library.register_fake(lib + 'ewgs_backward')(
+        lambda grad, x, lower, upper, *args: like(x, lower, upper)
+    )
+    _FAKES_REGISTERED.append(True)
 
 
 def check_fused_flag(fused, owner: str) -> None:
