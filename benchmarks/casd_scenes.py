@@ -12,7 +12,7 @@ Usage::
 
     python benchmarks/casd_scenes.py --arms oicr casd --seeds 0 1 2
     python benchmarks/casd_scenes.py --arms oicr casd --seeds 0 --iters 700 --flip-only
-    python benchmarks/casd_scenes.py --init cls --arms oicr casd --seeds 0 --flip-only
+    python benchmarks/casd_scenes.py --init fmnist --arms oicr casd --flip-only
     python benchmarks/casd_scenes.py --table-only --out docs/models/casd.md
 """
 
@@ -31,15 +31,27 @@ from scenes_baselines import REPO_ROOT, final_metrics, train  # noqa: E402
 WORK_ROOT = osp.join(REPO_ROOT, 'work_dirs', 'casd_scenes')
 OICR = 'configs/wsod/mmdet/oicr_r18-w32_scenes.py'
 CASD = 'configs/wsod/mmdet/oicr-casd_r18-w32_scenes.py'
-# --init cls: the backbone starts from the image-level classifier of IMGCLS,
-# trained once (default work dir, the path the clsinit configs load from)
-IMGCLS = 'configs/wsod/mmdet/imgcls_r18-w32_scenes.py'
-IMGCLS_CHECKPOINT = osp.join(REPO_ROOT, 'work_dirs', 'imgcls_r18-w32_scenes')
-CLS_INIT = {
-    OICR: 'configs/wsod/mmdet/oicr_r18-w32-clsinit_scenes.py',
-    CASD: 'configs/wsod/mmdet/oicr-casd_r18-w32-clsinit_scenes.py',
+# --init: the backbone starts from a classifier trained once (seed 0, default
+# work dir: the path the *init configs load from): 'cls' on the scenes'
+# image-level labels, 'fmnist' on Fashion-MNIST items
+INITS = {
+    'cls': (
+        'mmdet',
+        'configs/wsod/mmdet/imgcls_r18-w32_scenes.py',
+        {
+            OICR: 'configs/wsod/mmdet/oicr_r18-w32-clsinit_scenes.py',
+            CASD: 'configs/wsod/mmdet/oicr-casd_r18-w32-clsinit_scenes.py',
+        },
+    ),
+    'fmnist': (
+        'mmpretrain',
+        'configs/wsod/mmpretrain/fmnist-pretrain_r18-w32.py',
+        {
+            OICR: 'configs/wsod/mmdet/oicr_r18-w32-fmnistinit_scenes.py',
+            CASD: 'configs/wsod/mmdet/oicr-casd_r18-w32-fmnistinit_scenes.py',
+        },
+    ),
 }
-# arm -> (name, config, --cfg-options); the ablations switch one CASD loss off
 ARMS = {
     'oicr': ('OICR', OICR, []),
     'iw': ('OICR + CASD-IW', CASD, ['model.casd_lw=None']),
@@ -50,15 +62,17 @@ MAP_KEY, CORLOC_KEY = 'pascal_voc/mAP', 'wsod/CorLoc'
 CLS_KEY = 'wsod/cls_mAP'
 
 
-def pretrain_classifier() -> None:
-    """Train the image-level classifier once (seed 0) if its checkpoint is
-    missing: every ``--init cls`` run starts from the same backbone, as every
+def pretrain_classifier(init: str) -> None:
+    """Train the classifier of ``init`` once (seed 0) if its checkpoint is
+    missing: every run of that init starts from the same backbone, as every
     OICR run of the papers starts from the same ImageNet weights."""
     from mmengine.config import Config
 
-    last = Config.fromfile(osp.join(REPO_ROOT, IMGCLS)).train_cfg.max_iters
-    if not osp.isfile(osp.join(IMGCLS_CHECKPOINT, f'iter_{last}.pth')):
-        train('mmdet', IMGCLS, IMGCLS_CHECKPOINT, ['randomness.seed=0'])
+    package, config, _ = INITS[init]
+    last = Config.fromfile(osp.join(REPO_ROOT, config)).train_cfg.max_iters
+    work_dir = osp.join(REPO_ROOT, 'work_dirs', osp.basename(config)[:-3])
+    if not osp.isfile(osp.join(work_dir, f'iter_{last}.pth')):
+        train(package, config, work_dir, ['randomness.seed=0'])
 
 
 def run(
@@ -71,9 +85,9 @@ def run(
     """Train and evaluate one arm at one seed; write ``benchmark.json``."""
     name, config, arm_options = ARMS[arm]
     schedule = (f'{iters}it' if iters else 'config') + ('-flip' if flip_only else '')
-    if init == 'cls':
-        config, schedule = CLS_INIT[config], 'clsinit-' + schedule
-        pretrain_classifier()
+    if init != 'scratch':
+        config, schedule = INITS[init][2][config], f'{init}init-{schedule}'
+        pretrain_classifier(init)
     work_dir = osp.join(WORK_ROOT, schedule, f'{arm}_seed{seed}')
     options = [f'randomness.seed={seed}', *arm_options]
     if flip_only:
@@ -162,10 +176,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     )
     parser.add_argument(
         '--init',
-        choices=['scratch', 'cls'],
+        choices=['scratch', *INITS],
         default='scratch',
-        help='backbone from scratch, or from the image-level classifier '
-        '(trained first if missing)',
+        help='backbone from scratch, from the scenes image-level classifier '
+        '(cls) or from the Fashion-MNIST classifier (fmnist); the classifier '
+        'is trained first if missing',
     )
     parser.add_argument('--table-only', action='store_true')
     parser.add_argument('--out', help='markdown page to write the table block into')
