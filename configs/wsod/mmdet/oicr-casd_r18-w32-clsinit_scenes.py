@@ -5,3 +5,5 @@
 _base_ = ['./oicr-casd_r18-w32_scenes.py']
 
 load_from = 'work_dirs/imgcls_r18-w32_scenes/iter_3000.pth'
+# the detector's MIDN / refinement head is not in the classifier: random init
+allow_unloaded_weights = ['head']

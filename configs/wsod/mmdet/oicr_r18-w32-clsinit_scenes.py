@@ -8,3 +8,5 @@ _base_ = ['./oicr_r18-w32_scenes.py']
 
 # the classifier's fc is not part of OICR: loaded without it (strict=False)
 load_from = 'work_dirs/imgcls_r18-w32_scenes/iter_3000.pth'
+# the detector's MIDN / refinement head is not in the classifier: random init
+allow_unloaded_weights = ['head']

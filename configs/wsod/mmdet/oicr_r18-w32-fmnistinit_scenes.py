@@ -8,3 +8,5 @@ _base_ = ['./oicr_r18-w32_scenes.py']
 
 # the classifier's head is not part of OICR: loaded without it (strict=False)
 load_from = 'work_dirs/fmnist-pretrain_r18-w32/iter_1500.pth'
+# the detector's MIDN / refinement head is not in the classifier: random init
+allow_unloaded_weights = ['head']
