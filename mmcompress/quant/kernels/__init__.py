@@ -125,7 +125,10 @@ class FusedLSQFakeQuant(torch.autograd.Function):
     """:class:`~mmcompress.quant.functions.LSQFakeQuant` on the fused kernel.
 
     Saves ``x`` (not ``x / s`` and the levels), so the backward reads two
-    tensors (``x`` and the incoming gradient) and writes one.
+    tensors (``x`` and the incoming gradient) and writes one. A model that
+    changes a quantized layer's input in place after the layer ran then gets
+    autograd's "modified by an inplace operation" error at backward (the
+    eager function saves a copy and has no such restriction).
     """
 
     @staticmethod
