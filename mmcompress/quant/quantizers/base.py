@@ -186,12 +186,16 @@ class BaseQuantizer(ChannelGranularity, nn.Module, metaclass=ABCMeta):
         self.register_buffer(
             'signed', torch.tensor(int(bool(signed)), dtype=torch.uint8)
         )
+        self.sync_flags()
 
     # ------------------------------------------------------------------ ranges
     @property
     def is_signed(self) -> bool:
         """bool: Whether the integer grid is signed."""
-        return bool(self.signed.item())
+        if torch.compiler.is_compiling():
+            return self._signed_flag
+        self._signed_flag = bool(self.signed.item())
+        return self._signed_flag
 
     @property
     def qmin(self) -> int:
@@ -250,11 +254,29 @@ class BaseQuantizer(ChannelGranularity, nn.Module, metaclass=ABCMeta):
         )
 
     # ------------------------------------------------------------- machinery
+    def sync_flags(self) -> None:
+        """Copy the ``initialized`` / ``signed`` buffers into Python bools.
+
+        Code traced by ``torch.compile`` reads these copies instead of calling
+        ``.item()`` on the buffers (a graph break per quantizer); dynamo guards
+        on them, so a change recompiles. Every eager forward, initialization,
+        reset and state-dict load refreshes them; code that writes the buffers
+        directly and then runs a compiled forward calls this first.
+        """
+        self._initialized_flag = bool(self.initialized.item())
+        self._signed_flag = bool(self.signed.item())
+
     def reset_initialization(self) -> None:
         """Make the next forward re-initialize from data (calibration pass)."""
         if self.requires_init:
             self.initialized.fill_(0)
+            self._initialized_flag = False
 
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self.sync_flags()
+
+    @torch.compiler.disable
     def _initialize(self, x: Tensor) -> None:
         if not bool(torch.isfinite(x).all()):
             raise ValueError(
@@ -292,6 +314,7 @@ class BaseQuantizer(ChannelGranularity, nn.Module, metaclass=ABCMeta):
             if tensors:
                 dist.all_reduce_params(tensors, op='mean')
         self.initialized.fill_(1)
+        self.sync_flags()
 
     def _state_is_finite(self) -> bool:
         """Whether this quantizer's own parameters and float buffers are finite."""
@@ -315,7 +338,11 @@ class BaseQuantizer(ChannelGranularity, nn.Module, metaclass=ABCMeta):
             return x
         if x.numel() == 0:
             return x.clone()
-        if not self.initialized.item():
+        if torch.compiler.is_compiling():
+            initialized = self._initialized_flag
+        else:
+            initialized = self._initialized_flag = bool(self.initialized.item())
+        if not initialized:
             if not (self.training or self.calibrating):
                 return x
             with torch.no_grad():

@@ -57,6 +57,7 @@ class N2UQActQuantizer(BaseQuantizer):
         super().__init__(bits, **kwargs)
         if init == 'official':
             self.initialized.fill_(1)
+            self.sync_flags()
         self.init = init
         self.eps = check_number(
             'eps', eps, low=0, low_open=True, owner='N2UQActQuantizer'
