@@ -96,10 +96,11 @@ def qat_w4a4(model: nn.Module, method: str = 'lsq', fused: bool = False) -> nn.M
     return quantize_model(copy.deepcopy(model), w=w, a=a)
 
 
-def step_time(model, optimizer, images, labels):
+def step_time(model, optimizer, images, labels, bf16=False):
     start = time.perf_counter()
-    logits = model(images, mode='tensor')
-    loss = F.cross_entropy(logits, labels)
+    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
+        logits = model(images, mode='tensor')
+        loss = F.cross_entropy(logits.float(), labels)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -142,6 +143,21 @@ def main():
     parser.add_argument(
         '--ewgs', action='store_true', help='add EWGS W4A4 rows (eager, fused)'
     )
+    parser.add_argument(
+        '--compile',
+        action='store_true',
+        help='add FP32 and LSQ W4A4 rows compiled with torch.compile (inductor)',
+    )
+    parser.add_argument(
+        '--channels-last',
+        action='store_true',
+        help='add FP32 and LSQ W4A4 rows in channels_last',
+    )
+    parser.add_argument(
+        '--bf16',
+        action='store_true',
+        help='add FP32 and LSQ W4A4 rows under CPU bf16 autocast',
+    )
     parser.add_argument('--out', default=None, help='markdown file to write')
     add_load_argument(parser)
     args = parser.parse_args()
@@ -161,14 +177,30 @@ def main():
     if args.ewgs:
         models['ewgs_w4a4'] = qat_w4a4(fp32, 'ewgs')
         models['ewgs_w4a4_fused'] = qat_w4a4(fp32, 'ewgs', fused=True)
+    variants = [v for v in ('compile', 'channels_last', 'bf16') if getattr(args, v)]
+    for variant in variants:
+        for key in ('fp32', 'mmcompress_w4a4'):
+            model = copy.deepcopy(models[key])
+            if variant == 'channels_last':
+                model = model.to(memory_format=torch.channels_last)
+            models[f'{key}_{variant}'] = model
     optims = {
         k: torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9)
         for k, m in models.items()
     }
+    images_cl = images.contiguous(memory_format=torch.channels_last)
+    run = {
+        k: (
+            torch.compile(m) if k.endswith('_compile') else m,
+            images_cl if k.endswith('_channels_last') else images,
+            k.endswith('_bf16'),
+        )
+        for k, m in models.items()
+    }
     times = {k: [] for k in models}
     for i in range(args.warmup + args.steps):
-        for key, model in models.items():
-            elapsed = step_time(model, optims[key], images, labels)
+        for key, (model, inputs, bf16) in run.items():
+            elapsed = step_time(model, optims[key], inputs, labels, bf16)
             if i >= args.warmup:
                 times[key].append(elapsed)
     load.stop()
@@ -191,7 +223,21 @@ def main():
         f'{key} / torch.ao: {median[key] / median["torch_ao_w4a4"]:.2f}x'
         for key in ('mmcompress_w4a4', 'mmcompress_w4a4_fused')
     ]
-    report(lines, 'quant_overhead.py', args, load, ' --ewgs' if args.ewgs else '')
+    lines += [
+        f'mmcompress_w4a4_{v} / fp32_{v}: '
+        f'{median[f"mmcompress_w4a4_{v}"] / median[f"fp32_{v}"]:.2f}x'
+        for v in variants
+    ]
+    flags = ''.join(
+        f' --{flag}'
+        for flag, on in (
+            ('warmup ' + str(args.warmup), True),
+            ('ewgs', args.ewgs),
+            *((v.replace('_', '-'), True) for v in variants),
+        )
+        if on
+    )
+    report(lines, 'quant_overhead.py', args, load, flags)
 
 
 if __name__ == '__main__':
