@@ -183,16 +183,22 @@ def test_raw_mode_gradient_flows_through_the_raw_statistics():
     assert grad[index].item() == pytest.approx(numeric.item(), rel=1e-5)
 
 
-def test_demo_config_trains_on_real_images_with_raw_batch_statistics(
-    tmp_path, deterministic
+@pytest.mark.parametrize(
+    'config',
+    [
+        'rankmixup-mndcg-rawbn_resnet18-w8_fmnist.py',  # the demo's RankMixup stage
+        'rankmixup-mrl-rawbn_resnet18-w8_fmnist.py',
+    ],
+)
+def test_rawbn_config_trains_on_real_images_with_raw_batch_statistics(
+    config, tmp_path, deterministic
 ):
-    """The demo's RankMixup config, built by the Runner (its data preprocessor
-    normalizes the images) on a real Fashion-MNIST batch: one training step
-    leaves the running statistics a raw-batch update, and the mixed copies
-    get the test-time function with the raw batch's statistics."""
-    cfg = Config.fromfile(
-        osp.join(CONFIGS, 'rankmixup-mrl-rawbn_resnet18-w8_fmnist.py')
-    )
+    """A raw-BN RankMixup config (the demo's RankMixup stage uses the M-NDCG
+    one), built by the Runner (its data preprocessor normalizes the images) on
+    a real Fashion-MNIST batch: one training step leaves the running statistics
+    a raw-batch update, and the mixed copies get the test-time function with
+    the raw batch's statistics."""
+    cfg = Config.fromfile(osp.join(CONFIGS, config))
     cfg.work_dir = str(tmp_path)
     shrink_data(cfg, subset_size=dict(train=64, val=64, test=64))
     cfg.train_dataloader.batch_size = 32
