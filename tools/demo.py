@@ -8,8 +8,9 @@ whole demo takes minutes on a 2-core CPU:
 2. student: 3-stage ResNet-18 (widths 8-32, 16x fewer parameters) with CE;
 3. the same student distilled from the teacher (vanilla KD, ``DistillModel``);
 4. the CE student quantized to W4A4 with LSQ (QAT from its float checkpoint);
-5. the student trained with RankMixup (M-NDCG, official settings, mixed copies
-   normalized with the raw batch's batch-norm statistics) for calibration.
+5. the student trained with RankMixup (M-NDCG, official loss settings, mixed
+   copies normalized with the raw batch's batch-norm statistics, the student's
+   optimizer) for calibration.
 
 All models are evaluated on the official 10k test set: top-1 accuracy, expected
 calibration error (15 bins), parameters, training time. The terminal shows one
@@ -63,7 +64,8 @@ STEPS = [
     ),
     (
         'student + RankMixup',
-        'configs/calibrate/mmpretrain/rankmixup-mndcg-rawbn_resnet18-w8_fmnist.py',
+        'configs/calibrate/mmpretrain/'
+        'rankmixup-mndcg-rawbn-fmnistsgd_resnet18-w8_fmnist.py',
         'M-NDCG calibration training (official setting, raw-batch BN)',
     ),
 ]

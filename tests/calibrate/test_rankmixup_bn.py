@@ -186,7 +186,8 @@ def test_raw_mode_gradient_flows_through_the_raw_statistics():
 @pytest.mark.parametrize(
     'config',
     [
-        'rankmixup-mndcg-rawbn_resnet18-w8_fmnist.py',  # the demo's RankMixup stage
+        'rankmixup-mndcg-rawbn-fmnistsgd_resnet18-w8_fmnist.py',  # demo's stage
+        'rankmixup-mndcg-rawbn_resnet18-w8_fmnist.py',
         'rankmixup-mrl-rawbn_resnet18-w8_fmnist.py',
     ],
 )
