@@ -65,6 +65,14 @@ def box_sample(gt_label, predicted_box):
     )
 
 
+def image_scores_sample(labels, scores):
+    """Image-level class scores and the image's ground-truth labels."""
+    return dict(
+        pred_image_scores=torch.tensor(scores),
+        gt_instances=dict(labels=torch.tensor(labels)),
+    )
+
+
 # name -> (build args, samples of a batch where 3 of 4 predictions are right
 # at confidence ~1 (ECE 25 %), one right sample (ECE 0 %), a sample missing a
 # field with the message, a sample of mismatched shapes with the message)
@@ -149,6 +157,15 @@ CASES = {
             'boxes, scores and labels differ in length',
         ),
     ),
+    # class 0 ranked first on its image (AP 1), class 1 ranked below a
+    # negative image (AP 1/2): cls_mAP 75 %
+    'ImageLevelAPMetric': (
+        dict(),
+        [image_scores_sample([0], [0.9, 0.1]), image_scores_sample([1], [0.8, 0.05])],
+        [image_scores_sample([0], [0.9, 0.1])],
+        (dict(gt_instances=dict(labels=torch.tensor([0]))), 'pred_image_scores'),
+        (image_scores_sample([2], [0.9, 0.1]), r'shape \(2,\) and gt labels \[2\]'),
+    ),
 }
 # dataset meta the metric reads (the class names of the evaluated split)
 META = {'IncrementalIoUMetric': dict(classes=('background', 'old', 'new'))}
@@ -175,6 +192,7 @@ HEADLINE = {
     'SRQualityMetric': ('psnr', 20 * math.log10(255) - 10 * math.log10(2), 48.1308),
     'IncrementalIoUMetric': ('hIoU', 66.67, 100.0),  # 200 / 3, mmseg rounds to 0.01
     'CorLocMetric': ('CorLoc', 50.0, 100.0),  # classes 100 % and 0 %
+    'ImageLevelAPMetric': ('cls_mAP', 75.0, 100.0),
 }
 
 

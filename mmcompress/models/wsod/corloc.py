@@ -183,12 +183,26 @@ class ImageLevelAPMetric(BaseMetric):
                     'ImageLevelAPMetric needs `pred_image_scores` (C,) in every '
                     'data sample; OICR and WSODImageClassifier write them'
                 )
-            scores = torch.as_tensor(sample['pred_image_scores']).cpu().numpy()
+            scores = torch.as_tensor(sample['pred_image_scores']).cpu()
             labels = torch.as_tensor(sample['gt_instances']['labels']).cpu()
-            self.results.append((scores, labels.unique().numpy()))
+            if scores.dim() != 1 or (
+                labels.numel() and int(labels.max()) >= scores.numel()
+            ):
+                raise ValueError(
+                    f'ImageLevelAPMetric: pred_image_scores of shape '
+                    f'{tuple(scores.shape)} and gt labels {labels.tolist()} '
+                    'differ: the scores must be one value per class (C,) and '
+                    'every label below C'
+                )
+            self.results.append((scores.numpy(), labels.unique().numpy()))
 
     def compute_metrics(self, results: list) -> dict:
         """``cls_mAP`` (%): mean over the classes present in some image."""
+        if not results:
+            raise ValueError(
+                'ImageLevelAPMetric received no predictions: the evaluation '
+                'dataloader yielded no images'
+            )
         scores = np.stack([s for s, _ in results])
         positives = np.zeros(scores.shape, bool)
         for row, (_, labels) in enumerate(results):
