@@ -59,12 +59,20 @@ class LBTIntervalInitHook(Hook):
 
     def __init__(self, sync_gamma: bool = True) -> None:
         self.sync_gamma = sync_gamma
+        self._quantizers = None
         self._done = False
         self._skipping = None
         self._nonfinite = 0
 
+    def lbt_quantizers(self, runner) -> dict:
+        """The model's LBT gradient quantizers by name (found once: the module
+        tree does not change during training)."""
+        if self._quantizers is None:
+            self._quantizers = _lbt_quantizers(runner)
+        return self._quantizers
+
     def before_train(self, runner) -> None:
-        if not _lbt_quantizers(runner):
+        if not self.lbt_quantizers(runner):
             runner.logger.warning(
                 'LBTIntervalInitHook: the model has no LBTGradQuantizer with '
                 "interval='lbt'; the hook does nothing (remove it, or set "
@@ -78,7 +86,7 @@ class LBTIntervalInitHook(Hook):
         state = checkpoint.get('state_dict', {})
         missing = [
             name
-            for name in _lbt_quantizers(runner)
+            for name in self.lbt_quantizers(runner)
             if not any(k.endswith(f'{name}.gamma') for k in state)
         ]
         if missing:
@@ -94,7 +102,7 @@ class LBTIntervalInitHook(Hook):
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         if self._done:
             return
-        quantizers = list(_lbt_quantizers(runner).values())
+        quantizers = list(self.lbt_quantizers(runner).values())
         pending = [q for q in quantizers if q.needs_init]
         if len(pending) < len(quantizers):
             # a controller already running (resumed): nothing to skip
@@ -118,13 +126,13 @@ class LBTIntervalInitHook(Hook):
             del self._skipping.step
             self._skipping = None
         if self.sync_gamma:
-            average_gamma_over_ranks(_lbt_quantizers(runner).values())
+            average_gamma_over_ranks(self.lbt_quantizers(runner).values())
         self.check_nonfinite(runner)
 
     def check_nonfinite(self, runner) -> None:
         """Warn when backward passes met NaN / inf errors since the last
         check (one device synchronisation per iteration)."""
-        quantizers = _lbt_quantizers(runner)
+        quantizers = self.lbt_quantizers(runner)
         if not quantizers:
             return
         counts = [

@@ -192,10 +192,7 @@ class BaseQuantizer(ChannelGranularity, nn.Module, metaclass=ABCMeta):
     @property
     def is_signed(self) -> bool:
         """bool: Whether the integer grid is signed."""
-        if torch.compiler.is_compiling():
-            return self._signed_flag
-        self._signed_flag = bool(self.signed.item())
-        return self._signed_flag
+        return self._flag('signed')
 
     @property
     def qmin(self) -> int:
@@ -265,6 +262,15 @@ class BaseQuantizer(ChannelGranularity, nn.Module, metaclass=ABCMeta):
         """
         self._initialized_flag = bool(self.initialized.item())
         self._signed_flag = bool(self.signed.item())
+
+    def _flag(self, name: str) -> bool:
+        """The ``name`` buffer as a bool: its Python copy while compiling, else
+        read from the buffer (and the copy refreshed)."""
+        if torch.compiler.is_compiling():
+            return getattr(self, f'_{name}_flag')
+        value = bool(getattr(self, name).item())
+        setattr(self, f'_{name}_flag', value)
+        return value
 
     def reset_initialization(self) -> None:
         """Make the next forward re-initialize from data (calibration pass)."""
@@ -338,11 +344,7 @@ class BaseQuantizer(ChannelGranularity, nn.Module, metaclass=ABCMeta):
             return x
         if x.numel() == 0:
             return x.clone()
-        if torch.compiler.is_compiling():
-            initialized = self._initialized_flag
-        else:
-            initialized = self._initialized_flag = bool(self.initialized.item())
-        if not initialized:
+        if not self._flag('initialized'):
             if not (self.training or self.calibrating):
                 return x
             with torch.no_grad():
