@@ -23,6 +23,7 @@ from mmcompress.registry import MODELS
 from mmcompress.utils.checks import check_number
 
 from .oicr import image_level_labels
+from .oicr_head import multi_hot
 
 
 @MODELS.register_module()
@@ -81,9 +82,7 @@ class WSODImageClassifier(BaseDetector):
         """
         labels = image_level_labels(batch_data_samples, type(self).__name__)
         logits = self._forward(batch_inputs)
-        targets = logits.new_zeros(logits.shape)
-        for row, present in zip(targets, labels):
-            row[present.long()] = 1
+        targets = multi_hot(labels, self.num_classes, logits)
         loss = F.binary_cross_entropy_with_logits(logits, targets, reduction='none')
         return dict(loss_cls=loss.sum(1).mean())
 

@@ -66,6 +66,23 @@ def oicr_pseudo_labels(
     return labels, seed_scores[assigned]
 
 
+def multi_hot(image_labels: List[Tensor], num_classes: int, like: Tensor) -> Tensor:
+    """(N, C) 0/1 image-level targets.
+
+    Args:
+        image_labels (list[Tensor]): Classes present in each image.
+        num_classes (int): C.
+        like (Tensor): Gives the dtype and device.
+
+    Returns:
+        Tensor: 1 where the image holds the class.
+    """
+    targets = like.new_zeros(len(image_labels), num_classes)
+    for row, labels in zip(targets, image_labels):
+        row[labels.long()] = 1
+    return targets
+
+
 @MODELS.register_module()
 class OICRHead(BaseModule):
     """MIDN + refinement streams on (R, C, s, s) RoI features.
@@ -156,9 +173,7 @@ class OICRHead(BaseModule):
         Returns:
             dict: ``loss_midn`` and ``loss_refine<k>`` (k from 1).
         """
-        targets = torch.stack(
-            [self.multi_hot(labels, midn[0]) for labels in image_labels]
-        )
+        targets = multi_hot(image_labels, self.num_classes, midn[0])
         image_scores = self.image_scores(midn)
         loss_midn = F.binary_cross_entropy(image_scores, targets, reduction='none')
         losses = dict(loss_midn=self.midn_loss_weight * loss_midn.sum(1).mean())
@@ -178,12 +193,6 @@ class OICRHead(BaseModule):
             )
             previous = stream
         return losses
-
-    def multi_hot(self, labels: Tensor, like: Tensor) -> Tensor:
-        """(C,) 0/1 target of the classes in ``labels``."""
-        target = like.new_zeros(self.num_classes)
-        target[labels.long()] = 1
-        return target
 
     @staticmethod
     def image_scores(midn: List[Tensor]) -> Tensor:
