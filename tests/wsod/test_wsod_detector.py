@@ -26,22 +26,25 @@ BOXES = torch.tensor(
     [[0.0, 0.0, 10.0, 10.0], [1.0, 0.0, 11.0, 10.0], [20.0, 20.0, 30.0, 30.0]]
 )
 
+# the stem-free first two ResNet stages, 4 and 8 channels
+TINY_BACKBONE = dict(
+    type='ResNet',
+    depth=18,
+    num_stages=2,
+    base_channels=4,
+    strides=(1, 2),
+    dilations=(1, 1),
+    out_indices=(0, 1),
+    norm_eval=False,
+    init_cfg=None,
+)
+
 
 def tiny_oicr(**kwargs):
     """A 2-class OICR on the stem-free first ResNet stage (8 channels)."""
     cfg = dict(
         type='OICR',
-        backbone=dict(
-            type='ResNet',
-            depth=18,
-            num_stages=2,
-            base_channels=4,
-            strides=(1, 2),
-            dilations=(1, 1),
-            out_indices=(0, 1),
-            norm_eval=False,
-            init_cfg=None,
-        ),
+        backbone=TINY_BACKBONE,
         roi_extractor=dict(
             type='SingleRoIExtractor',
             roi_layer=dict(type='RoIAlign', output_size=7, sampling_ratio=1),

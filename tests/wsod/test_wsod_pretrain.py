@@ -17,24 +17,14 @@ from mmcompress.models.wsod import (
     average_precision,
 )
 
-from .test_wsod_detector import tiny_oicr, weak_sample
+from .test_wsod_detector import TINY_BACKBONE, tiny_oicr, weak_sample
 
 
 def tiny_classifier(num_classes=3):
     return MMDET_MODELS.build(
         dict(
             type='WSODImageClassifier',
-            backbone=dict(
-                type='ResNet',
-                depth=18,
-                num_stages=2,
-                base_channels=4,
-                strides=(1, 2),
-                dilations=(1, 1),
-                out_indices=(0, 1),
-                norm_eval=False,
-                init_cfg=None,
-            ),
+            backbone=TINY_BACKBONE,
             in_channels=8,
             num_classes=num_classes,
         )
