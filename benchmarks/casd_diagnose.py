@@ -19,6 +19,8 @@ Usage::
     python benchmarks/casd_diagnose.py --iters 3000
     python benchmarks/casd_diagnose.py --iters 3000 \\
         --init work_dirs/fmnist-pretrain_r18-w32/iter_1500.pth
+    python benchmarks/casd_diagnose.py --iters 1000 --every 250 \\
+        --config configs/wsod/mmdet/<an OICR config> --init <classifier checkpoint>
 """
 
 import argparse
@@ -94,6 +96,9 @@ def evaluate(model, val: List[dict]) -> tuple:
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument(
+        '--config', default=CONFIG, help='OICR config (model, pipelines, batch)'
+    )
     parser.add_argument('--iters', type=int, default=3000)
     parser.add_argument('--lr', type=float, default=1e-3)
     parser.add_argument('--init', help='checkpoint whose backbone.* to start from')
@@ -109,7 +114,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     init_default_scope('mmdet')
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    cfg = Config.fromfile(CONFIG)
+    cfg = Config.fromfile(args.config)
     cfg.model.update(view_scales=[1.0], view_flip=False)
     pipeline = [t for t in cfg.train_pipeline if t['type'] != 'RandomFlip']
     train = cached_samples(cfg, 'train', pipeline, args.train)

@@ -109,3 +109,14 @@ def test_wsod_corloc_without_ground_truth_boxes():
     )
     with pytest.raises(KeyError, match='CorLocMetric needs ground-truth boxes'):
         CorLocMetric().process({}, [sample.to_dict()])
+
+
+def test_wsod_classifier_unknown_pooling():
+    """The WSOD image classifier configured with a pooling it does not have.
+
+    Message: WSODImageClassifier pool must be one of ('avg', 'max', 'lse')
+    """
+    from tests.wsod.test_wsod_pretrain import tiny_classifier
+
+    with pytest.raises(ValueError, match=r"pool must be one of .*, got 'gap'"):
+        tiny_classifier(pool='gap')

@@ -15,18 +15,20 @@ from mmcompress.models.wsod import (
     ImageLevelAPMetric,
     WSODImageClassifier,
     average_precision,
+    spatial_pool,
 )
 
 from .test_wsod_detector import TINY_BACKBONE, tiny_oicr, weak_sample
 
 
-def tiny_classifier(num_classes=3):
+def tiny_classifier(num_classes=3, **kwargs):
     return MMDET_MODELS.build(
         dict(
             type='WSODImageClassifier',
             backbone=TINY_BACKBONE,
             in_channels=8,
             num_classes=num_classes,
+            **kwargs,
         )
     )
 
@@ -112,3 +114,49 @@ def test_oicr_predict_writes_midn_image_scores(deterministic):
 
 def test_classifier_is_registered_for_mmdet_configs():
     assert MMDET_MODELS.get('WSODImageClassifier') is WSODImageClassifier
+
+
+def test_spatial_pool_hand_values():
+    # one map of 4 cells: 0, 0, 0, log 9 -> mean log(9)/4, max log 9,
+    # LSE at r = 1: log((1 + 1 + 1 + 9) / 4) = log 3
+    maps = torch.tensor([0.0, 0.0, 0.0, math.log(9)]).view(1, 1, 2, 2)
+    assert spatial_pool(maps, 'avg').item() == pytest.approx(math.log(9) / 4)
+    assert spatial_pool(maps, 'max').item() == pytest.approx(math.log(9))
+    assert spatial_pool(maps, 'lse', lse_r=1.0).item() == pytest.approx(math.log(3))
+    # LSE lies between the mean (r -> 0) and the maximum (r -> inf)
+    assert spatial_pool(maps, 'lse', lse_r=1e-4).item() == pytest.approx(
+        math.log(9) / 4, rel=1e-3
+    )
+    assert spatial_pool(maps, 'lse', lse_r=1e3).item() == pytest.approx(
+        math.log(9), abs=2e-3
+    )
+    with pytest.raises(ValueError, match="pool must be one of .* got 'sum'"):
+        spatial_pool(maps, 'sum')
+
+
+def test_classifier_max_pool_of_class_maps(deterministic):
+    """'max' takes the linear layer at every location, then the spatial
+    maximum; 'avg' keeps the linear layer on the averaged level, which equals
+    the average of the class maps."""
+    model = tiny_classifier(num_classes=2, pool='max').eval()
+    level = torch.zeros(1, 8, 2, 2)
+    level[0, 0, 1, 1] = 2.0  # one location holds channel 0
+    level[0, 1] = 1.0  # channel 1 everywhere
+    with torch.no_grad():
+        model.fc.weight.copy_(torch.tensor([[1.0, 0, 0, 0, 0, 0, 0, 0]] * 2))
+        model.fc.weight[1, 1] = -1.0
+        model.fc.bias.copy_(torch.tensor([0.5, 0.0]))
+        maps = model.class_maps(level)
+    # class 0: 0.5 + 2 at (1, 1), 0.5 elsewhere; class 1: 2 at (1, 1), -1 elsewhere
+    assert maps[0, 0].flatten().tolist() == [0.5, 0.5, 0.5, 2.5]
+    assert maps[0, 1].flatten().tolist() == [-1.0, -1.0, -1.0, 1.0]
+    image = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        feats = model.extract_feat(image)[-1]
+        assert torch.allclose(
+            model._forward(image), model.class_maps(feats).amax((2, 3))
+        )
+        model.pool = 'avg'
+        assert torch.allclose(
+            model._forward(image), model.class_maps(feats).mean((2, 3)), atol=1e-6
+        )

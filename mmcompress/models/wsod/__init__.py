@@ -19,7 +19,7 @@ __all__ = [
 ]
 
 if has_package('mmdet'):
-    from .classifier import WSODImageClassifier
+    from .classifier import WSODImageClassifier, spatial_pool
     from .corloc import (
         CorLocMetric,
         ImageLevelAPMetric,
@@ -50,4 +50,5 @@ if has_package('mmdet'):
         'oicr_pseudo_labels',
         'segment_proposals',
         'sliding_window_proposals',
+        'spatial_pool',
     ]

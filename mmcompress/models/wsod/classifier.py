@@ -3,16 +3,21 @@
 Weakly supervised detectors start from a backbone that already classifies
 (OICR / CASD: ImageNet-pretrained VGG16). Where no pretrained weights are
 available, :class:`WSODImageClassifier` trains the detector's backbone on the
-same image-level labels the detector sees (no boxes): the last backbone level
-is averaged over space and a linear layer gives one logit per class, trained
-with the multi-label binary cross entropy (summed over classes, mean over
-images, as the MIDN's image loss). Its checkpoint then initialises the OICR
+same image-level labels the detector sees (no boxes): a linear layer gives one
+logit per class from the last backbone level pooled over space (``pool``:
+global average of the level, or the spatial maximum / log-sum-exp of the class
+maps the layer gives at every location, as weakly supervised classifiers pool
+small objects out of a mostly-background map), trained with the multi-label
+binary cross entropy (summed over classes, mean over images, as the MIDN's
+image loss). Its checkpoint then initialises the OICR
 backbone (``load_from``; the classifier's keys other than ``backbone.*`` are
 left out).
 """
 
+import math
 from typing import List
 
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmdet.models.detectors import BaseDetector
@@ -25,16 +30,46 @@ from mmcompress.utils.checks import check_number
 from .oicr import image_level_labels
 from .oicr_head import multi_hot
 
+POOLS = ('avg', 'max', 'lse')
+
+
+def spatial_pool(maps: Tensor, pool: str, lse_r: float = 5.0) -> Tensor:
+    """(N, C, H, W) maps -> (N, C) by a pooling over space.
+
+    Args:
+        maps (Tensor): (N, C, H, W) maps.
+        pool (str): ``'avg'`` (mean), ``'max'`` or ``'lse'``: log-sum-exp
+            ``log(mean(exp(r * x))) / r`` (the mean at ``r -> 0``, the maximum
+            at ``r -> inf``).
+        lse_r (float): ``r`` of ``'lse'``. Defaults to 5.
+
+    Returns:
+        Tensor: (N, C) pooled values.
+    """
+    flat = maps.flatten(2)
+    if pool == 'avg':
+        return flat.mean(2)
+    if pool == 'max':
+        return flat.amax(2)
+    if pool == 'lse':
+        return (torch.logsumexp(lse_r * flat, 2) - math.log(flat.shape[2])) / lse_r
+    raise ValueError(f'pool must be one of {POOLS}, got {pool!r}')
+
 
 @MODELS.register_module()
 class WSODImageClassifier(BaseDetector):
-    """Global-average-pooled backbone level + linear layer, multi-label BCE.
+    """Spatially pooled backbone level + linear layer, multi-label BCE.
 
     Args:
         backbone (dict): mmdet backbone config (returns a tuple of levels).
         in_channels (int): Channels of the classified level.
         num_classes (int): Classes. Defaults to 10.
         level (int): Backbone level classified. Defaults to -1 (the last).
+        pool (str): ``'avg'``: the linear layer on the level averaged over
+            space; ``'max'`` / ``'lse'``: the linear layer at every location
+            (class maps), then their spatial maximum / log-sum-exp
+            (:func:`spatial_pool`). Defaults to ``'avg'``.
+        lse_r (float): ``r`` of the log-sum-exp pooling. Defaults to 5.
         train_cfg (dict, optional): Unused (mmdet's detector signature).
         test_cfg (dict, optional): Unused (mmdet's detector signature).
         data_preprocessor (dict, optional): mmdet data preprocessor config.
@@ -47,6 +82,8 @@ class WSODImageClassifier(BaseDetector):
         in_channels: int,
         num_classes: int = 10,
         level: int = -1,
+        pool: str = 'avg',
+        lse_r: float = 5.0,
         train_cfg=None,
         test_cfg=None,
         data_preprocessor=None,
@@ -56,6 +93,12 @@ class WSODImageClassifier(BaseDetector):
         self.backbone = MMDET_MODELS.build(backbone)
         self.num_classes = int(check_number('num_classes', num_classes, low=1))
         self.level = int(level)
+        if pool not in POOLS:
+            raise ValueError(
+                f'WSODImageClassifier pool must be one of {POOLS}, got {pool!r}'
+            )
+        self.pool = pool
+        self.lse_r = check_number('lse_r', lse_r, low=0, low_open=True)
         self.fc = nn.Linear(
             int(check_number('in_channels', in_channels, low=1)), self.num_classes
         )
@@ -67,7 +110,14 @@ class WSODImageClassifier(BaseDetector):
     def _forward(self, batch_inputs: Tensor, batch_data_samples=None) -> Tensor:
         """(N, C) class logits."""
         level = self.extract_feat(batch_inputs)[self.level]
-        return self.fc(level.mean((2, 3)))
+        if self.pool == 'avg':
+            return self.fc(level.mean((2, 3)))
+        return spatial_pool(self.class_maps(level), self.pool, self.lse_r)
+
+    def class_maps(self, level: Tensor) -> Tensor:
+        """(N, C, H, W) class logits of the linear layer at every location."""
+        weight = self.fc.weight[:, :, None, None]
+        return F.conv2d(level, weight, self.fc.bias)
 
     def loss(self, batch_inputs: Tensor, batch_data_samples) -> dict:
         """``loss_cls``: BCE summed over classes, mean over images.
