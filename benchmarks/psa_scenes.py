@@ -12,14 +12,18 @@ assembled from every finished run, so separate invocations add up.
 iterations (poly decay ending at N; runs go to their own work dirs and the
 table names the schedule). The kd task trains the PSA teacher first; its
 'student alone' arm is the pose baseline's run of the same seed when that run
-exists (same config, same seed), and the DWPose stage-2 arm of a seed starts
-from that seed's stage-1 student.
+exists (same config, same seed), and a DWPose stage-2 arm of a seed starts
+from that seed's run of its stage-1 arm. ``--arms`` runs only the named arms
+(all arms of the tasks by default). Each trained run records the 1-minute load
+average before and after it.
 
 Usage::
 
     python benchmarks/psa_scenes.py --tasks pose --seeds 0 1 2 --jobs 2
     python benchmarks/psa_scenes.py --tasks seg --seeds 0 1 2 --seg-iters 1000
     python benchmarks/psa_scenes.py --tasks kd --seeds 0 1 2
+    python benchmarks/psa_scenes.py --tasks kd --seeds 1 2 \
+        --arms 'student alone' 'heatmap KD (MSE)'
     python benchmarks/psa_scenes.py --table-only --out docs/models/psa.md
 """
 
@@ -28,6 +32,7 @@ import glob
 import json
 import os
 import os.path as osp
+import shlex
 import shutil
 import statistics
 import sys
@@ -51,6 +56,10 @@ POSE_ITERS = 300  # the schedule of the pose configs
 KD_DIR = 'configs/psa/mmpose/'
 DWPOSE_S1 = KD_DIR + 'dwpose-s1_r18-w32-psa-p_to_w16_scenes.py'
 DWPOSE_S2 = KD_DIR + 'dwpose-s2_r18-w16_scenes.py'
+DWPOSE_S1_SCALED = KD_DIR + 'dwpose-s1-scaled_r18-w32-psa-p_to_w16_scenes.py'
+DWPOSE_S2_SCALED = KD_DIR + 'dwpose-s2-scaled_r18-w16_scenes.py'
+# DWPose stage-2 config -> the stage-1 config whose student it starts from
+STAGE1_OF = {DWPOSE_S2: DWPOSE_S1, DWPOSE_S2_SCALED: DWPOSE_S1_SCALED}
 # task -> package, metric, [(arm, config)]
 TASKS = {
     'seg': (
@@ -83,6 +92,8 @@ TASKS = {
             ('CWD on heatmaps', KD_DIR + 'cwd_r18-w32-psa-p_to_w16_scenes.py'),
             ('DWPose stage 1', DWPOSE_S1),
             ('DWPose stage 1 + 2', DWPOSE_S2),
+            ('DWPose stage 1, scaled weights', DWPOSE_S1_SCALED),
+            ('DWPose stage 1 + 2, scaled weights', DWPOSE_S2_SCALED),
         ],
     ),
 }
@@ -107,10 +118,17 @@ def run_options(task: str, config: str, seed: int, iters: int) -> List[str]:
             f'param_scheduler.1.end={iters}',
             f'default_hooks.checkpoint.interval={iters}',
         ]
-    if config == DWPOSE_S2:
+    if config in STAGE1_OF:
         stage1 = osp.join(
-            run_dir(task, DWPOSE_S1, seed, iters), f'iter_{POSE_ITERS}_student.pth'
+            run_dir(task, STAGE1_OF[config], seed, iters),
+            f'iter_{POSE_ITERS}_student.pth',
         )
+        if not osp.isfile(stage1):
+            raise FileNotFoundError(
+                f'{config} (seed {seed}) starts from the stage-1 student '
+                f'{stage1}, which does not exist: run the arm of '
+                f'{STAGE1_OF[config]} for seed {seed} first'
+            )
         options += [f'load_from={stage1}', f'model.teacher.checkpoint={stage1}']
     return options
 
@@ -137,7 +155,9 @@ def run_one(item) -> dict:
     record = reuse_pose_baseline(task, config, seed, work_dir)
     if record is None:
         options = run_options(task, config, seed, iters)
+        load_before = os.getloadavg()[0]
         seconds = train(package, osp.join(REPO_ROOT, config), work_dir, options)
+        load = [load_before, os.getloadavg()[0]]
         value = metric_percent(metric, final_metrics(work_dir)[metric])
         record = dict(
             task=task,
@@ -148,6 +168,7 @@ def run_one(item) -> dict:
             value=value,
             train_min=seconds / 60,
             iters=iters,
+            load=load,
         )
     with open(osp.join(work_dir, 'benchmark.json'), 'w') as handle:
         json.dump(record, handle)
@@ -170,13 +191,14 @@ def schedule(record: dict) -> int:
 
 def table(records: List[dict], commands: Sequence[str]) -> str:
     """Mean ± std per task, schedule and arm, the per-seed values and the
-    difference to the first arm of the same task and schedule."""
+    difference to the first arm of the same task and schedule, and the range
+    of the 1-minute load average around the runs (-: not recorded)."""
     lines = [
         f'Reproduce: `{"; ".join(commands)}`',
         '',
         '| task | iters | metric | arm | config | value | per seed '
-        '| vs first arm (pt) | train min / run |',
-        '|---|---|---|---|---|---|---|---|---|',
+        '| vs first arm (pt) | train min / run | load |',
+        '|---|---|---|---|---|---|---|---|---|---|',
     ]
     for task, (_, metric, arms) in TASKS.items():
         for iters in sorted({schedule(r) for r in records if r['task'] == task}):
@@ -200,34 +222,48 @@ def table(records: List[dict], commands: Sequence[str]) -> str:
                 first = mean if first is None else first
                 per_seed = ', '.join(f'{r["seed"]}: {r["value"]:.1f}' for r in runs)
                 minutes = statistics.mean(r['train_min'] for r in runs)
+                loads = [v for r in runs for v in r.get('load', ())]
+                load = f'{min(loads):.1f}-{max(loads):.1f}' if loads else '-'
                 lines.append(
                     f'| {task} | {iters} | {metric} | {arm} | '
                     f'`{config[len("configs/") :]}` | '
                     f'{mean:.1f} ± {spread:.1f} (n={len(values)}) | {per_seed} | '
-                    f'{mean - first:+.1f} | {minutes:.1f} |'
+                    f'{mean - first:+.1f} | {minutes:.1f} | {load} |'
                 )
     return '\n'.join(lines)
 
 
 def reproduce_commands(records: List[dict]) -> List[str]:
-    """One command per task and schedule that reproduces ``records``."""
+    """Commands that reproduce ``records``: one per task, schedule and set of
+    seeds, naming the arms (``--arms``) unless that set covers every arm."""
     commands = []
-    for task in TASKS:
+    for task, (_, _, arms) in TASKS.items():
         for iters in sorted({schedule(r) for r in records if r['task'] == task}):
-            seeds = sorted(
-                {
-                    r['seed']
-                    for r in records
-                    if r['task'] == task and schedule(r) == iters
-                }
-            )
+            groups: Dict[tuple, List[str]] = {}  # seeds -> arms, in arm order
+            for arm, config in arms:
+                seeds = tuple(
+                    sorted(
+                        r['seed']
+                        for r in records
+                        if r['task'] == task
+                        and r['config'] == config
+                        and schedule(r) == iters
+                    )
+                )
+                if seeds:
+                    groups.setdefault(seeds, []).append(arm)
             option = (
                 f' --seg-iters {iters}' if task == 'seg' and iters != SEG_ITERS else ''
             )
-            commands.append(
-                f'python benchmarks/psa_scenes.py --tasks {task}{option} --seeds '
-                + ' '.join(map(str, seeds))
-            )
+            for seeds, group in groups.items():
+                named = ''
+                if len(group) < len(arms):
+                    named = ' --arms ' + ' '.join(map(shlex.quote, group))
+                commands.append(
+                    f'python benchmarks/psa_scenes.py --tasks {task}{option} --seeds '
+                    + ' '.join(map(str, seeds))
+                    + named
+                )
     return commands + [
         'python benchmarks/psa_scenes.py --table-only --out docs/models/psa.md'
     ]
@@ -245,6 +281,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         default=SEG_ITERS,
         help=f'training iterations of the seg arms (configs: {SEG_ITERS})',
     )
+    parser.add_argument(
+        '--arms',
+        nargs='+',
+        choices=sorted({arm for task in TASKS.values() for arm, _ in task[2]}),
+        help='run only these arms of the tasks (default: all)',
+    )
     parser.add_argument('--jobs', type=int, default=1)
     parser.add_argument('--table-only', action='store_true')
     parser.add_argument('--out', help='markdown page for the table')
@@ -252,6 +294,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if args.seg_iters <= 100:
         parser.error(
             f'--seg-iters must be above 100 (the warm-up), got {args.seg_iters}'
+        )
+    selected = {arm for task in args.tasks for arm, _ in TASKS[task][2]}
+    if args.arms and not set(args.arms) <= selected:
+        parser.error(
+            f'--arms {sorted(set(args.arms) - selected)} are not arms of --tasks '
+            f'{args.tasks} (their arms: {sorted(selected)}); add their task'
         )
     if not args.table_only:
         if 'kd' in args.tasks:
@@ -262,9 +310,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             for task in args.tasks
             for seed in args.seeds
             for arm, config in TASKS[task][2]
+            if not args.arms or arm in args.arms
         ]
         # DWPose stage 2 starts from its seed's stage-1 student: run it after
-        later = [item for item in items if item[2] == DWPOSE_S2]
+        later = [item for item in items if item[2] in STAGE1_OF]
         run_in_pool(args.jobs, run_one, [i for i in items if i not in later])
         run_in_pool(args.jobs, run_one, later)
     records: List[Dict] = []

@@ -185,3 +185,34 @@ def test_stage2_config_trains_the_head_alone_on_a_frozen_backbone():
     }
     assert trainable == {'head'}
     assert cfg.train_cfg.max_iters == 60  # 20 % of stage 1's 300
+
+
+@pytest.mark.filterwarnings('ignore:.*has no checkpoint')
+def test_scaled_configs_change_the_weights_and_the_stage2_learning_rate():
+    """The arm with weights scaled to the heatmap loss: stage 1 differs from the
+    official weights (7e-5, 0.1) only in them; stage 2 starts from that stage-1
+    student at the learning rate stage 1 ends at (base lr x eta_min_ratio)."""
+    from mmengine.config import Config
+
+    cfg, model = build_config('dwpose-s1-scaled_r18-w32-psa-p_to_w16_scenes.py')
+    losses = model.distill_losses
+    assert losses['feature'].loss_weight == 1e-5
+    assert (losses['logit'].beta, losses['logit'].loss_weight) == (10.0, 0.01)
+    assert {e.name: e.schedule.decay for e in model._entries} == dict(
+        feature='iter', logit='iter'
+    )
+    stage2 = Config.fromfile(
+        osp.join(osp.dirname(cfg.filename), 'dwpose-s2-scaled_r18-w16_scenes.py')
+    )
+    assert (
+        stage2.load_from
+        == stage2.model.teacher.checkpoint
+        == 'work_dirs/dwpose-s1-scaled_r18-w32-psa-p_to_w16_scenes/'
+        'iter_300_student.pth'
+    )
+    cosine = cfg.param_scheduler[1]
+    assert cosine.type == 'CosineAnnealingLR' and cosine.end == 300
+    end_lr = cfg.optim_wrapper.optimizer.lr * cosine.eta_min_ratio
+    assert stage2.optim_wrapper.optimizer.lr == pytest.approx(end_lr)
+    assert stage2.model.distill.logit.loss.loss_weight == 1.0
+    assert stage2.train_cfg.max_iters == 60

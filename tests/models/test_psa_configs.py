@@ -39,7 +39,7 @@ def build_model(config):
 
 def test_all_psa_configs_are_collected():
     assert len(PSA_CONFIGS) == 10, PSA_CONFIGS
-    assert len(KD_CONFIGS) == 3, KD_CONFIGS
+    assert len(KD_CONFIGS) == 5, KD_CONFIGS
 
 
 @pytest.mark.parametrize('config', PSA_CONFIGS)
