@@ -8,8 +8,9 @@ weights [-8, 7], moving-average activations [0, 15]) on every Conv2d/Linear
 (torch.ao's eager mode quantizes module outputs, so activations are quantized
 once per module). One training step = forward + cross-entropy + backward + SGD
 step. The models are timed round-robin in one process (after warm-up) and
-the median step time is reported; ratios are taken within the run. ``--ewgs``
-adds EWGS W4A4 (eager and fused) on the same layers.
+the median step time is reported; ratios are taken within the run.
+``--methods ewgs daq n2uq`` adds those W4A4 quantizers on the same layers
+(eager, and fused where a kernel exists).
 
 Usage:
     OMP_NUM_THREADS=1 python benchmarks/quant_overhead.py --batch 8 --size 224 \
@@ -75,7 +76,17 @@ QUANTIZERS = dict(
         dict(type='EWGSQuantizer', bits=4, role='weight'),
         dict(type='EWGSQuantizer', bits=4, role='activation'),
     ),
+    daq=(
+        dict(type='DAQQuantizer', bits=4, role='weight'),
+        dict(type='DAQQuantizer', bits=4, role='activation'),
+    ),
+    n2uq=(
+        dict(type='N2UQWeightQuantizer', bits=4),
+        dict(type='N2UQActQuantizer', bits=4),
+    ),
 )
+# Methods with a fused kernel (``fused=True``); the others are timed eager only.
+FUSED_METHODS = ('lsq', 'ewgs')
 
 
 def qat_w4a4(model: nn.Module, method: str = 'lsq', fused: bool = False) -> nn.Module:
@@ -83,7 +94,7 @@ def qat_w4a4(model: nn.Module, method: str = 'lsq', fused: bool = False) -> nn.M
 
     Args:
         model (nn.Module): The float classifier (copied).
-        method (str): ``'lsq'`` or ``'ewgs'``. Defaults to ``'lsq'``.
+        method (str): A key of ``QUANTIZERS``. Defaults to ``'lsq'``.
         fused (bool): Use the fused kernels; exits when they cannot be built.
             Defaults to False.
 
@@ -92,7 +103,8 @@ def qat_w4a4(model: nn.Module, method: str = 'lsq', fused: bool = False) -> nn.M
     """
     if fused and load_kernels(warn=False) is None:
         raise SystemExit(f'the fused kernels cannot be built: {kernel_error()}')
-    w, a = (dict(spec, fused=fused) for spec in QUANTIZERS[method])
+    extra = dict(fused=fused) if method in FUSED_METHODS else {}
+    w, a = (dict(spec, **extra) for spec in QUANTIZERS[method])
     return quantize_model(copy.deepcopy(model), w=w, a=a)
 
 
@@ -121,7 +133,7 @@ def report(lines: list, script: str, args, load: LoadRecord, flags: str = '') ->
     """
     lines = lines + [
         '',
-        'Reproduce: `OMP_NUM_THREADS=1 .venv/bin/python '
+        f'Reproduce: `OMP_NUM_THREADS={torch.get_num_threads()} .venv/bin/python '
         f'benchmarks/{script} --batch {args.batch} --size {args.size} '
         f'--steps {args.steps}{flags}`',
         '',
@@ -141,7 +153,12 @@ def main():
     parser.add_argument('--steps', type=int, default=10)
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument(
-        '--ewgs', action='store_true', help='add EWGS W4A4 rows (eager, fused)'
+        '--methods',
+        nargs='+',
+        default=[],
+        choices=[m for m in QUANTIZERS if m != 'lsq'],
+        help='add W4A4 rows of these quantizers (eager, and fused where a '
+        'kernel exists)',
     )
     parser.add_argument(
         '--compile',
@@ -174,9 +191,10 @@ def main():
         mmcompress_w4a4_fused=qat_w4a4(fp32, fused=True),
         torch_ao_w4a4=tao,
     )
-    if args.ewgs:
-        models['ewgs_w4a4'] = qat_w4a4(fp32, 'ewgs')
-        models['ewgs_w4a4_fused'] = qat_w4a4(fp32, 'ewgs', fused=True)
+    for method in args.methods:
+        models[f'{method}_w4a4'] = qat_w4a4(fp32, method)
+        if method in FUSED_METHODS:
+            models[f'{method}_w4a4_fused'] = qat_w4a4(fp32, method, fused=True)
     variants = [v for v in ('compile', 'channels_last', 'bf16') if getattr(args, v)]
     for variant in variants:
         for key in ('fp32', 'mmcompress_w4a4'):
@@ -188,6 +206,10 @@ def main():
         k: torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9)
         for k, m in models.items()
     }
+    if args.compile:
+        # mmpretrain's BasicBlock runs as one dynamo frame per block shape: with
+        # the default limit (8) the later blocks would fall back to eager
+        torch._dynamo.config.recompile_limit = 64
     images_cl = images.contiguous(memory_format=torch.channels_last)
     run = {
         k: (
@@ -232,7 +254,7 @@ def main():
         f' --{flag}'
         for flag, on in (
             ('warmup ' + str(args.warmup), True),
-            ('ewgs', args.ewgs),
+            ('methods ' + ' '.join(args.methods), bool(args.methods)),
             *((v.replace('_', '-'), True) for v in variants),
         )
         if on
