@@ -15,7 +15,11 @@ Three measurements, written to one markdown file (and a PNG next to it):
    for LBT and gamma = 1 at 4 bits (``--error-iters`` iterations each), as a
    plot;
 3. the emulation cost: median training-step time (forward, backward, SGD
-   step; CPU, one process) of the 4/4/4 LBT model over the 4/4/32 LSQ model.
+   step; CPU, one process, the models timed round-robin after warm-up, the
+   load average recorded) of the 4/4/4 LBT model over the 4/4/32 LSQ model.
+
+``--parts`` picks which of the three run (all by default), e.g.
+``--parts timing`` alone on a quiet machine.
 
 Usage (the full benchmark; CPU hours):
     OMP_NUM_THREADS=1 python benchmarks/grad_quant.py --seeds 0 1 2 --epochs 3 \
@@ -35,6 +39,7 @@ import time
 import matplotlib
 import torch
 import torch.nn.functional as F
+from machine_load import LoadRecord, add_load_argument
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
@@ -56,6 +61,12 @@ ACCURACY_CONFIGS = {
     '8/8/8 LBT': 'lbt_w8a8g8_fmnist',
 }
 ERROR_CONFIGS = {'LBT': 'lbt_w4a4g4_fmnist', 'gamma=1': 'lbt_minmax_w4a4g4_fmnist'}
+TIMING_CONFIGS = {
+    'FP32': 'fp32_resnet18-w8_fmnist',
+    '4/4/32': 'lsq_w4a4_fmnist',
+    '4/4/4': 'lbt_w4a4g4_fmnist',
+}
+PARTS = ('accuracy', 'error', 'timing')
 
 
 def accuracy(args):
@@ -159,73 +170,83 @@ def plot_error(errors, path):
 
 
 def step_times(args):
-    """Median step seconds of the 4/4/4 LBT and 4/4/32 LSQ models."""
+    """Median step seconds of the FP32, 4/4/32 LSQ and 4/4/4 LBT models, timed
+    round-robin in one process (random weights, denormals flushed)."""
     from mmpretrain.registry import MODELS
     from mmpretrain.utils import register_all_modules
 
     register_all_modules(init_default_scope=True)
-    times = {}
+    torch.set_flush_denormal(True)
     gen = torch.Generator().manual_seed(0)
     images = torch.randn(args.batch, 1, 28, 28, generator=gen)
     labels = torch.randint(0, 10, (args.batch,), generator=gen)
-    for label, name in (('4/4/4', 'lbt_w4a4g4_fmnist'), ('4/4/32', 'lsq_w4a4_fmnist')):
+    models = {}
+    for label, name in TIMING_CONFIGS.items():
         cfg = Config.fromfile(osp.join(CONFIG_DIR, name + '.py'))
+        torch.manual_seed(0)
         model = MODELS.build(cfg.model).train()
-        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
-        samples = []
-        for step in range(args.timing_steps + 2):  # 2 warm-up (init) steps
+        models[label] = (model, torch.optim.SGD(model.parameters(), lr=1e-3))
+    samples = {label: [] for label in models}
+    for step in range(args.timing_steps + 2):  # 2 warm-up (init) steps
+        for label, (model, optimizer) in models.items():
             start = time.perf_counter()
             loss = F.cross_entropy(model(images, mode='tensor'), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             if step >= 2:
-                samples.append(time.perf_counter() - start)
-        times[label] = statistics.median(samples)
-    return times
+                samples[label].append(time.perf_counter() - start)
+    return {label: statistics.median(v) for label, v in samples.items()}
 
 
-def write(args, acc, errors, times, plot_path):
-    mean = {k: statistics.mean(v) for k, v in acc.items()}
-    lines = [
-        '# Gradient quantization (LBT) on Fashion-MNIST',
-        '',
-        f'Command: `{args.command}`',
-        '',
-        f'Seeds {args.seeds}, {args.epochs} epoch(s) on a {args.subset}-image '
-        f'training subset, start: {args.fp_checkpoint}; test split (10k).',
-        '',
-        '| W/A/G | ' + ' | '.join(f'seed {s}' for s in args.seeds) + ' | mean |',
-        '|---|' + '---|' * (len(args.seeds) + 1),
-    ]
-    for label, values in acc.items():
-        lines.append(
+def write(args, acc, errors, times, load, plot_path):
+    """Print the markdown report of the parts that ran, and write it to
+    ``args.out`` when given."""
+    lines = ['# Gradient quantization (LBT) on Fashion-MNIST', '']
+    lines += [f'Command: `{args.command}`', '']
+    if acc:
+        mean = {k: statistics.mean(v) for k, v in acc.items()}
+        lines += [
+            f'Seeds {args.seeds}, {args.epochs} epoch(s) on a {args.subset}-image '
+            f'training subset, start: {args.fp_checkpoint}; test split (10k).',
+            '',
+            '| W/A/G | ' + ' | '.join(f'seed {s}' for s in args.seeds) + ' | mean |',
+            '|---|' + '---|' * (len(args.seeds) + 1),
+        ]
+        lines += [
             f'| {label} | '
             + ' | '.join(f'{v:.2f}' for v in values)
             + f' | {mean[label]:.2f} |'
-        )
-    lines += [
-        '',
-        f'Gradient quantization error per layer over {args.error_iters} '
-        f'iterations: ![error]({osp.basename(plot_path)})',
-        '',
-    ]
-    for label, layers in errors.items():
-        last = [rows[-1] for rows in layers.values()]
-        lines.append(
-            f'- {label}: last iteration, mean over {len(last)} layers: MSE large '
-            f'{statistics.mean(r["mse_large"] for r in last):.3e}, MSE all '
-            f'{statistics.mean(r["mse_all"] for r in last):.3e}, gamma '
-            f'{statistics.mean(r["gamma"] for r in last):.3f}'
-        )
-    lines += [
-        '',
-        f'Step time (CPU, batch {args.batch}, median of '
-        f'{args.timing_steps}): 4/4/4 {times["4/4/4"] * 1e3:.1f} ms, 4/4/32 '
-        f'{times["4/4/32"] * 1e3:.1f} ms, ratio '
-        f'{times["4/4/4"] / times["4/4/32"]:.2f}.',
-        '',
-    ]
+            for label, values in acc.items()
+        ]
+        lines.append('')
+    if errors:
+        lines += [
+            f'Gradient quantization error per layer over {args.error_iters} '
+            f'iterations: ![error]({osp.basename(plot_path)})',
+            '',
+        ]
+        for label, layers in errors.items():
+            last = [rows[-1] for rows in layers.values()]
+            lines.append(
+                f'- {label}: last iteration, mean over {len(last)} layers: MSE '
+                f'large {statistics.mean(r["mse_large"] for r in last):.3e}, MSE '
+                f'all {statistics.mean(r["mse_all"] for r in last):.3e}, gamma '
+                f'{statistics.mean(r["gamma"] for r in last):.3f}'
+            )
+        lines.append('')
+    if times:
+        lines += [
+            f'Step time (CPU, {torch.get_num_threads()} thread(s), batch '
+            f'{args.batch}, random weights, median of {args.timing_steps} '
+            'round-robin steps): '
+            + ', '.join(f'{k} {v * 1e3:.1f} ms' for k, v in times.items())
+            + f'; 4/4/4 / 4/4/32 {times["4/4/4"] / times["4/4/32"]:.2f}x, '
+            f'4/4/32 / FP32 {times["4/4/32"] / times["FP32"]:.2f}x.',
+            '',
+            load.markdown(),
+            '',
+        ]
     text = '\n'.join(lines)
     print(text)
     if args.out:
@@ -248,25 +269,43 @@ def main():
     parser.add_argument('--batch', type=int, default=128)
     parser.add_argument('--work-dir', default='work_dirs/bench_grad_quant')
     parser.add_argument('--out', default=None, help='markdown file to write')
+    parser.add_argument(
+        '--parts',
+        nargs='+',
+        choices=PARTS,
+        default=list(PARTS),
+        help='which measurements to run (default: all)',
+    )
+    add_load_argument(parser)
     args = parser.parse_args()
     args.command = 'python benchmarks/grad_quant.py ' + ' '.join(
         a for a in os.sys.argv[1:]
     )
-    if args.fp_checkpoint != 'none' and not osp.isfile(args.fp_checkpoint):
+    needs_checkpoint = {'accuracy', 'error'} & set(args.parts)
+    if (
+        needs_checkpoint
+        and args.fp_checkpoint != 'none'
+        and not osp.isfile(args.fp_checkpoint)
+    ):
         raise FileNotFoundError(
             f'--fp-checkpoint {args.fp_checkpoint} does not exist: train '
             'configs/quant/mmpretrain/fp32_resnet18-w8_fmnist.py first, or pass '
             '--fp-checkpoint none (quantized training from scratch)'
         )
     os.makedirs(args.work_dir, exist_ok=True)
-    acc = accuracy(args)
-    errors = gradient_error(args)
+    acc = accuracy(args) if 'accuracy' in args.parts else {}
+    errors = gradient_error(args) if 'error' in args.parts else {}
     plot_path = (
         osp.splitext(args.out)[0] if args.out else osp.join(args.work_dir, 'grad_quant')
     ) + '_error.png'
-    plot_error(errors, plot_path)
-    times = step_times(args)
-    write(args, acc, errors, times, plot_path)
+    if errors:
+        plot_error(errors, plot_path)
+    times, load = {}, None
+    if 'timing' in args.parts:
+        load = LoadRecord(args.allow_loaded)
+        times = step_times(args)
+        load.stop()
+    write(args, acc, errors, times, load, plot_path)
 
 
 if __name__ == '__main__':
