@@ -4,13 +4,16 @@ overlapped): DKD, its ablations, fine-tuning, MiB and joint training.
     python benchmarks/ciss_scenes.py --seeds 0 1 2 [--arms dkd finetune mib joint]
 
 Every arm of a seed runs through ``tools/ciss.py`` (each step by mmseg's
-stock ``tools/train.py``) in ``work_dirs/ciss_bench/seed<s>/<arm>``; arms
-that only change steps >= 1 reuse DKD's step 0. Finished steps are skipped
-on a rerun. The table (mean and standard deviation over the seeds that
-finished, last step) is printed and written to
-``work_dirs/ciss_bench/table.md``, followed by the wall time of every arm
+stock ``tools/train.py``) in ``<root>/seed<s>/<arm>`` (root
+``work_dirs/ciss_bench``); arms that only change steps >= 1 reuse DKD's step
+0. ``--step0-from ROOT`` copies every arm's step 0 from
+``ROOT/seed<s>/dkd`` (MiB: ``ROOT/seed<s>/mib``) instead of training it,
+and ``--incremental-options`` is passed to every arm's steps >= 1 (before
+the arm's own options). Finished steps are skipped on a rerun. The table
+(mean and standard deviation over the seeds that finished, last step) is
+printed and written to ``<root>/table.md``, followed by the wall time of every arm
 trained by this command and the 1-minute load average before and after it
-(kept in ``work_dirs/ciss_bench/runs.json``). Needs ``data/scenes/seg_bench``
+(kept in ``<root>/runs.json``). Needs ``data/scenes/seg_bench``
 (``python tools/generate_scenes.py --task seg --split bench``).
 """
 
@@ -64,7 +67,15 @@ def last_metrics(arm: str, seed: int, root: str) -> str:
     return osp.join(work_dir, 'step2', 'metrics.json')
 
 
-def run_arm(arm: str, seed: int, root: str) -> dict:
+def step0_source(arm: str, seed: int, root: str, step0_root=None):
+    """The sequence whose step 0 ``arm`` copies (None: train its own)."""
+    own = 'mib' if arm == 'mib' else 'dkd'
+    if step0_root:
+        return osp.join(step0_root, f'seed{seed}', own)
+    return osp.join(root, f'seed{seed}', own) if ARMS[arm][1] else None
+
+
+def run_arm(arm: str, seed: int, root: str, step0_root=None, extra=()) -> dict:
     work_dir = osp.join(root, f'seed{seed}', arm)
     if arm == 'joint':
         done = osp.join(work_dir, 'metrics.json')
@@ -79,13 +90,14 @@ def run_arm(arm: str, seed: int, root: str) -> dict:
                 json.dump(final_metrics(work_dir), f)
         with open(done) as f:
             return json.load(f)
-    config, reuse, options = ARMS[arm]
+    config, _, options = ARMS[arm]
     cmd = [sys.executable, osp.join('tools', 'ciss.py'), config]
     cmd += ['--work-dir', work_dir, '--seed', str(seed)]
-    if reuse:
-        cmd += ['--step0-from', osp.join(root, f'seed{seed}', 'dkd')]
-    if options:
-        cmd += ['--incremental-options', *options]
+    source = step0_source(arm, seed, root, step0_root)
+    if source:
+        cmd += ['--step0-from', source]
+    if [*extra, *options]:
+        cmd += ['--incremental-options', *extra, *options]
     subprocess.run(cmd, cwd=REPO, check=True)
     steps = sorted(glob.glob(osp.join(work_dir, 'step*', 'metrics.json')))
     with open(steps[-1]) as f:
@@ -125,13 +137,13 @@ def summarise(root: str, arms) -> str:
     return '\n'.join(lines)
 
 
-def timed_run(arm: str, seed: int, root: str) -> None:
+def timed_run(arm: str, seed: int, root: str, step0_root=None, extra=()) -> None:
     """Run ``arm`` and, if it was not finished before, append its wall time
     and the 1-minute load average around it to ``<root>/runs.json``."""
     if osp.isfile(last_metrics(arm, seed, root)):
         return
     start, before = time.time(), os.getloadavg()[0]
-    run_arm(arm, seed, root)
+    run_arm(arm, seed, root, step0_root, extra)
     runs_file = osp.join(root, 'runs.json')
     runs = []
     if osp.isfile(runs_file):
@@ -160,11 +172,21 @@ def main():
         choices=[*ARMS, 'joint'],
     )
     parser.add_argument('--root', default=osp.join('work_dirs', 'ciss_bench'))
+    parser.add_argument(
+        '--step0-from',
+        help='root of another benchmark run whose finished step 0s are copied',
+    )
+    parser.add_argument(
+        '--incremental-options',
+        nargs='+',
+        default=[],
+        help='key=value options of steps >= 1 for every arm',
+    )
     args = parser.parse_args()
     os.makedirs(args.root, exist_ok=True)
     for seed in args.seeds:
         for arm in args.arms:
-            timed_run(arm, seed, args.root)
+            timed_run(arm, seed, args.root, args.step0_from, args.incremental_options)
     text = summarise(args.root, [*ARMS, 'joint'])
     with open(osp.join(args.root, 'table.md'), 'w') as f:
         f.write(text + '\n')

@@ -16,7 +16,7 @@ ciss_scenes = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(ciss_scenes)
 
 
-def _finish(arm, seed, root):
+def _finish(arm, seed, root, *args):
     path = ciss_scenes.last_metrics(arm, seed, str(root))
     os.makedirs(osp.dirname(path), exist_ok=True)
     metrics = dict(mIoU_old=60.0, mIoU_new=20.0 + seed, mIoU_all=40.0, hIoU=30.0)
@@ -51,3 +51,28 @@ def test_trained_arms_are_timed_and_tabled(tmp_path, monkeypatch):
     assert '| dkd | 2 | 60.0 ± 0.0 | 20.5 ± 0.5 | 40.0 ± 0.0 | 30.0 ± 0.0 |' in table
     assert 'joint' not in table
     assert '| 1 | dkd | 0.0 | 3.00 | 0.50 |' in table
+
+
+def test_step0_from_and_incremental_options_reach_every_arm(tmp_path, monkeypatch):
+    """--step0-from ROOT: DKD-family arms copy ROOT/seed<s>/dkd, MiB
+    ROOT/seed<s>/mib; --incremental-options come before the arm's own."""
+    commands = []
+    monkeypatch.setattr(
+        ciss_scenes.subprocess, 'run', lambda cmd, **kw: commands.append(cmd)
+    )
+    for arm in ('dkd', 'mib', 'bce_kd'):
+        _finish(arm, 1, tmp_path)
+        ciss_scenes.run_arm(arm, 1, str(tmp_path), 'cache', ['a=1'])
+    sources = [c[c.index('--step0-from') + 1] for c in commands]
+    assert sources == [
+        osp.join('cache', 'seed1', 'dkd'),
+        osp.join('cache', 'seed1', 'mib'),
+        osp.join('cache', 'seed1', 'dkd'),
+    ]
+    options = [c[c.index('--incremental-options') + 1 :] for c in commands]
+    assert options[0] == options[1] == ['a=1']
+    assert options[2][:2] == ['a=1', 'model.loss_weights.dkd_pos=0']
+    commands.clear()
+    ciss_scenes.run_arm('dkd', 1, str(tmp_path))  # its own step 0, no options
+    assert '--step0-from' not in commands[0]
+    assert '--incremental-options' not in commands[0]
