@@ -134,8 +134,9 @@ def stat_of_finite(
     values up to the float limit do not overflow the sums (``x.mean()`` of a
     thousand float32 values of 1e37 is inf); a slice without finite values
     gives 0. On the CPU that second computation runs only when needed; on
-    other devices it always runs and ``torch.where`` picks the result, so no
-    device synchronisation happens.
+    other devices, and while traced by ``torch.compile`` (no data-dependent
+    branch, no graph break), it always runs and ``torch.where`` picks the
+    result, so no device synchronisation happens.
 
     Quantizers whose range comes from the tensor itself use it, so that an inf
     element saturates to an end level instead of making the range infinite,
@@ -168,7 +169,11 @@ def stat_of_finite(
     else:
         plain = data.mean(**reduce)
     plain_ok = torch.isfinite(plain)
-    if x.device.type == 'cpu' and bool(plain_ok.all()):
+    if (
+        x.device.type == 'cpu'
+        and not torch.compiler.is_compiling()
+        and bool(plain_ok.all())
+    ):
         return plain
     return torch.where(
         plain_ok, plain, _finite_fallback(data, fn, dim, keepdim, unbiased)
@@ -338,6 +343,21 @@ def daq_round(t: Tensor, temperature: float, sigma: float) -> Tensor:
     return daq_hard_round(t.detach()) + (soft - soft.detach())
 
 
+def threshold_segments(start: Tensor, widths: Tensor) -> tuple:
+    """The segments of :func:`gste_threshold_quantize`.
+
+    Args:
+        start (Tensor): Scalar start of the first segment.
+        widths (Tensor): Segment widths, shape ``(n,)``.
+
+    Returns:
+        tuple[Tensor, Tensor]: The starts ``s_i = start + sum_{j<i} widths_j``
+        (differentiable) and the detached thresholds ``s_i + widths_i / 2``.
+    """
+    starts = start + torch.cat([widths.new_zeros(1), torch.cumsum(widths, 0)[:-1]])
+    return starts, (starts + widths / 2).detach()
+
+
 def gste_threshold_quantize(
     x: Tensor, start: Tensor, widths: Tensor, interval: float
 ) -> Tensor:
@@ -363,8 +383,7 @@ def gste_threshold_quantize(
         Tensor: Quantized tensor with the G-STE gradient.
     """
     n = widths.numel()
-    starts = start + torch.cat([widths.new_zeros(1), torch.cumsum(widths, 0)[:-1]])
-    thresholds = (starts + widths / 2).detach()
+    starts, thresholds = threshold_segments(start, widths)
     count = torch.bucketize(x.detach(), thresholds, right=False)
     forward_value = count.to(x.dtype) * interval
     segment = (torch.bucketize(x.detach(), starts.detach(), right=True) - 1).clamp_(

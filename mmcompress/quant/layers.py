@@ -24,7 +24,10 @@ submodules and parameters that a float checkpoint simply lacks:
   multiplying the output, created only when a quantizer emits values in a unit
   range (EWGS's alpha, DAQ's beta). It is initialized on the first batch to
   ``mean|f(x, W)| / mean|f(Q(x), Q(W))|``. With a bias:
-  ``y = f(Q(x), Q(W)) * |output_scale| + bias``.
+  ``y = f(Q(x), Q(W)) * |output_scale| + bias``. As the quantizers' flags
+  (:func:`~.quantizers.base.buffer_flag`), code traced by ``torch.compile``
+  reads a Python copy of the buffer, refreshed by every eager forward, by the
+  initialization and by ``load_state_dict``; the initialization runs eagerly.
 
 Quantizers given as config dicts are built from the registry with
 ``num_channels`` and ``channel_axis`` filled in: output channels of the weight
@@ -46,6 +49,7 @@ from torch import Tensor
 from mmcompress.registry import MODELS
 
 from .grad.slots import check_grad_slot
+from .quantizers.base import buffer_flag
 
 QuantizerSpec = Optional[Union[dict, nn.Module]]
 
@@ -176,12 +180,14 @@ class QuantLayerMixin:
             self.register_buffer(
                 'output_scale_initialized', torch.tensor(0, dtype=torch.uint8)
             )
+            self._output_scale_initialized_flag = False
         else:
             self.output_scale = None
 
     def _bias_view(self, out: Tensor) -> Tensor:
         return self.bias.view([1, -1] + [1] * (out.dim() - 2))
 
+    @torch.compiler.disable
     def _init_output_scale(
         self, x: Tensor, x_q: Tensor, w_q: Tensor, **op_kwargs
     ) -> None:
@@ -193,6 +199,12 @@ class QuantLayerMixin:
                 dist.all_reduce(scale, op='mean')
             self.output_scale.data.copy_(scale)
             self.output_scale_initialized.fill_(1)
+            self._output_scale_initialized_flag = True
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        if self.output_scale is not None:
+            buffer_flag(self, 'output_scale_initialized')
 
     def quantizers_ready(self) -> bool:
         """Whether every quantizer and the output scale are initialized (or
@@ -205,11 +217,13 @@ class QuantLayerMixin:
             if (
                 quantizer is not None
                 and hasattr(quantizer, 'initialized')
-                and not quantizer.initialized.item()
+                and not buffer_flag(quantizer, 'initialized')
                 and not getattr(quantizer, 'calibrating', False)
             ):
                 return False
-        if self.output_scale is not None and not self.output_scale_initialized.item():
+        if self.output_scale is not None and not buffer_flag(
+            self, 'output_scale_initialized'
+        ):
             return any(
                 getattr(q, 'calibrating', False)
                 for q in (self.weight_quantizer, self.act_quantizer)
@@ -239,7 +253,7 @@ class QuantLayerMixin:
             out = self._linear_op(x_q, w_q, self.bias, **op_kwargs)
         else:
             if (
-                not self.output_scale_initialized.item()
+                not buffer_flag(self, 'output_scale_initialized')
                 and x.numel() > 0
                 and (self.training or self.quantizers_ready())
             ):

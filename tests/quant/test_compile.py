@@ -1,17 +1,24 @@
-"""torch.compile of a quantized classifier (W4A4 LSQ, the Fashion-MNIST QAT
-config): no graph break in the forward, and compiled training steps give the
-eager losses."""
+"""torch.compile of quantized models: no graph break in the forward of the
+LSQ Fashion-MNIST QAT config, compiled training steps give the eager losses,
+and the QAT model of every quantizer compiles to one graph with the eager
+values."""
 
+import copy
 import os.path as osp
 
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
+from torch._dynamo.utils import counters
 
 import mmcompress  # noqa: F401  (registers the quantized model)
+from mmcompress.quant import quantize_model
+from mmcompress.quant.layers import QuantConv2d, QuantLayerMixin
 from mmcompress.quant.quantizers import LSQQuantizer
 from mmcompress.registry import MODELS
+from mmcompress.testing import shorten_schedule, shrink_data, stock_tool
+from tests.e2e.runs import run_tool_in_process
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 LSQ = osp.join(REPO, 'configs/quant/mmpretrain/lsq_w4a4_fmnist.py')
@@ -93,3 +100,177 @@ def test_compiled_lsq_quantizer_matches_eager(fused):
     torch.testing.assert_close(out_c, out)
     torch.testing.assert_close(x.grad, grads[0])
     torch.testing.assert_close(quantizer.step.grad, grads[1])
+
+
+def _tiny_net():
+    """Float stem conv, then quantized convs (one without bias) and linears."""
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1),
+        torch.nn.BatchNorm2d(4),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(4, 8, 3, stride=2, padding=1, bias=False),
+        torch.nn.BatchNorm2d(8),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 8, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, 8),
+        torch.nn.ReLU(),
+        torch.nn.Linear(8, 3),
+    )
+
+
+# (weight quantizer, activation quantizer) of each method's Fashion-MNIST config
+QUANTIZERS = {
+    'lsq': (dict(type='LSQQuantizer', bits=4), dict(type='LSQQuantizer', bits=4)),
+    'lsq_fused': (
+        dict(type='LSQQuantizer', bits=4, per_channel=True, fused=True),
+        dict(type='LSQQuantizer', bits=4, fused=True),
+    ),
+    'ewgs': (
+        dict(type='EWGSQuantizer', bits=4, role='weight', delta=1e-3),
+        dict(type='EWGSQuantizer', bits=4, role='activation', delta=1e-3),
+    ),
+    'ewgs_fused': (
+        dict(type='EWGSQuantizer', bits=4, role='weight', delta=1e-3, fused=True),
+        dict(type='EWGSQuantizer', bits=4, role='activation', fused=True),
+    ),
+    'daq': (
+        dict(type='DAQQuantizer', bits=4, role='weight'),
+        dict(type='DAQQuantizer', bits=4, role='activation'),
+    ),
+    'n2uq': (
+        dict(type='N2UQWeightQuantizer', bits=4),
+        dict(type='N2UQActQuantizer', bits=4),
+    ),
+    'ste': (
+        dict(
+            type='UniformSTEQuantizer',
+            bits=4,
+            observer='current',
+            signed=True,
+            per_channel=True,
+        ),
+        dict(type='UniformSTEQuantizer', bits=4, observer='ema'),
+    ),
+    'binary': (
+        dict(type='ScaledBinaryWeightQuantizer', bits=1),
+        dict(type='RSignQuantizer', bits=1),
+    ),
+}
+
+
+def _tiny_qat_model(method):
+    weight, act = QUANTIZERS[method]
+    model = quantize_model(_tiny_net(), w=weight, a=act, keep_output_float=False)
+    layers = [m for m in model.modules() if isinstance(m, QuantLayerMixin)]
+    assert len(layers) == 4
+    return model.train()
+
+
+def _step(model, x, labels):
+    out = model(x)
+    torch.nn.functional.cross_entropy(out, labels).backward()
+    return out
+
+
+@pytest.mark.parametrize('method', list(QUANTIZERS))
+def test_qat_model_compiles_to_one_graph_with_eager_values(method, deterministic):
+    """After the eager initialization (first batch), the training forward and
+    backward of each quantizer's QAT model compile with ``fullgraph=True``
+    and give the eager output, parameter gradients and buffers (EMA ranges,
+    batch-norm statistics)."""
+    model = _tiny_qat_model(method)
+    model(torch.randn(4, 1, 12, 12))  # initialization (eager)
+    compiled_model = copy.deepcopy(model)
+    x = torch.randn(4, 1, 12, 12)
+    labels = torch.tensor([0, 1, 2, 0])
+    out = _step(model, x, labels)
+    torch._dynamo.reset()
+    compiled = torch.compile(compiled_model, backend='aot_eager', fullgraph=True)
+    out_c = _step(compiled, x, labels)
+    torch.testing.assert_close(out_c, out, rtol=1e-5, atol=1e-6)
+    params = dict(model.named_parameters())
+    for name, param in compiled_model.named_parameters():
+        assert param.grad is not None or params[name].grad is None, name
+        if param.grad is not None:
+            torch.testing.assert_close(
+                param.grad, params[name].grad, rtol=1e-4, atol=1e-6, msg=name
+            )
+    buffers = dict(model.named_buffers())
+    for name, buffer in compiled_model.named_buffers():
+        torch.testing.assert_close(buffer, buffers[name], msg=name)
+
+
+def _ewgs_conv():
+    weight, act = QUANTIZERS['ewgs']
+    return QuantConv2d(2, 4, 3, weight_quantizer=weight, act_quantizer=act).train()
+
+
+def test_output_scale_flag_follows_state_dict_load(deterministic):
+    """A layer loaded from an initialized checkpoint compiles with
+    ``fullgraph=True`` (no eager re-initialization of its output scale: the
+    copy of the buffer is refreshed by ``load_state_dict``); an uninitialized
+    one initializes eagerly inside the compiled call."""
+    layer = _ewgs_conv()
+    layer(torch.randn(2, 2, 6, 6))
+    fresh = _ewgs_conv()
+    assert not fresh._output_scale_initialized_flag
+    fresh.load_state_dict(layer.state_dict())
+    assert fresh._output_scale_initialized_flag
+    scale = fresh.output_scale.detach().clone()
+    torch._dynamo.reset()
+    torch.compile(fresh, backend='aot_eager', fullgraph=True)(torch.randn(2, 2, 6, 6))
+    assert torch.equal(fresh.output_scale.detach(), scale)
+    uninitialized = _ewgs_conv()
+    torch._dynamo.reset()
+    torch.compile(uninitialized, backend='aot_eager')(torch.randn(2, 2, 6, 6))
+    assert uninitialized.output_scale_initialized.item() == 1
+    assert uninitialized._output_scale_initialized_flag
+
+
+def test_eval_forward_of_qat_model_is_one_graph(deterministic):
+    """Eval mode reads the layers' readiness from the flags too."""
+    model = _tiny_qat_model('daq')
+    model(torch.randn(4, 1, 12, 12))
+    model.eval()
+    x = torch.randn(2, 1, 12, 12)
+    eager = model(x)
+    torch._dynamo.reset()
+    compiled = torch.compile(model, backend='aot_eager', fullgraph=True)
+    torch.testing.assert_close(compiled(x), eager)
+
+
+def _stock_run(work_dir, compile_cfg):
+    cfg = Config.fromfile(LSQ)
+    cfg.load_from = None
+    shorten_schedule(cfg, iters=2, log_interval=1, param_scheduler=[])
+    shrink_data(cfg, batch_size=4, subset_size=8)
+    if compile_cfg is not None:
+        cfg.compile = compile_cfg
+    work_dir.mkdir()
+    cfg.work_dir = str(work_dir)
+    path = osp.join(str(work_dir), 'lsq.py')
+    cfg.dump(path)
+    torch._dynamo.reset()
+    graphs = counters['stats']['unique_graphs']
+    run_tool_in_process(stock_tool('mmpretrain'), [path], 'mmpretrain')
+    state = torch.load(osp.join(str(work_dir), 'iter_2.pth'), weights_only=False)
+    return state['state_dict'], counters['stats']['unique_graphs'] - graphs
+
+
+@pytest.mark.slow
+def test_compiled_qat_model_trains_with_stock_tool(tmp_path):
+    """mmpretrain's own tools/train.py with ``compile=...``: the first
+    iteration runs eagerly (the quantizers initialize), the second runs the
+    compiled train step (forward and backward graph; optimizer step eager,
+    see mmcompress.utils.compile_compat). The weights after both steps are
+    the eager run's."""
+    eager, eager_graphs = _stock_run(tmp_path / 'eager', None)
+    state, graphs = _stock_run(tmp_path / 'compiled', dict(backend='aot_eager'))
+    assert eager_graphs == 0 and graphs >= 1
+    assert state.keys() == eager.keys()
+    assert state['backbone.layer1.0.conv1.act_quantizer.initialized'].item() == 1
+    for key, value in eager.items():
+        torch.testing.assert_close(state[key], value, rtol=1e-4, atol=1e-6, msg=key)

@@ -101,6 +101,29 @@ class AffineQParams:
     multiplier: Optional[Tensor] = None
 
 
+def buffer_flag(module: nn.Module, name: str) -> bool:
+    """The 0/1 buffer ``name`` of ``module`` as a bool, without a graph break.
+
+    Eagerly the buffer is read (``.item()``) and its Python copy
+    ``_<name>_flag`` refreshed; while traced by ``torch.compile`` the copy is
+    returned (dynamo guards on it, so a change recompiles). A module never run
+    eagerly has no copy yet: the buffer is read (a graph break).
+
+    Args:
+        module (nn.Module): Owner of the buffer.
+        name (str): Buffer name (``'initialized'``, ``'signed'``...).
+
+    Returns:
+        bool: The flag.
+    """
+    attr = f'_{name}_flag'
+    if torch.compiler.is_compiling() and hasattr(module, attr):
+        return getattr(module, attr)
+    value = bool(getattr(module, name).item())
+    setattr(module, attr, value)
+    return value
+
+
 class BaseQuantizer(ChannelGranularity, nn.Module, metaclass=ABCMeta):
     """Base class of all fake quantizers (uniform, LSQ, EWGS, DAQ, N2UQ, binary).
 
@@ -264,13 +287,8 @@ class BaseQuantizer(ChannelGranularity, nn.Module, metaclass=ABCMeta):
         self._signed_flag = bool(self.signed.item())
 
     def _flag(self, name: str) -> bool:
-        """The ``name`` buffer as a bool: its Python copy while compiling, else
-        read from the buffer (and the copy refreshed)."""
-        if torch.compiler.is_compiling():
-            return getattr(self, f'_{name}_flag')
-        value = bool(getattr(self, name).item())
-        setattr(self, f'_{name}_flag', value)
-        return value
+        """The ``name`` buffer as a bool (:func:`buffer_flag`)."""
+        return buffer_flag(self, name)
 
     def reset_initialization(self) -> None:
         """Make the next forward re-initialize from data (calibration pass)."""

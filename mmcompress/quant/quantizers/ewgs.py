@@ -47,8 +47,9 @@ class EWGSQuantizer(BaseQuantizer):
     on first use) for contiguous float32 / float64 CPU tensors; other inputs,
     the Hessian-based delta update (which needs second derivatives) and
     machines without a C++ compiler (a warning says so once) use the eager
-    path. The output and the input gradient are the eager ones bit for bit,
-    the ``lower`` / ``upper`` gradients up to float rounding.
+    path; so does code traced by ``torch.compile``. The output and the input
+    gradient are the eager ones bit for bit, the ``lower`` / ``upper``
+    gradients up to float rounding.
 
     Args:
         bits (int): Bit-width, 1..8.
@@ -105,7 +106,9 @@ class EWGSQuantizer(BaseQuantizer):
     def quantize(self, x: Tensor) -> Tensor:
         lower = self.broadcast(self.lower.to(x.dtype), x)
         upper = self.broadcast(self.upper.to(x.dtype), x)
-        if self.fused and not self.record_output:
+        # traced by torch.compile: the eager function (the kernel reads
+        # ``delta`` as a Python float, a graph break; the compiler fuses anyway)
+        if self.fused and not self.record_output and not torch.compiler.is_compiling():
             out = fused_ewgs_quantize(
                 x, lower, upper, self.num_levels, self.delta, self.role == 'weight'
             )
