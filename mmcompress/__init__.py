@@ -23,6 +23,10 @@ from .utils.runner import install_runner_integration  # noqa: E402
 
 install_runner_integration()
 
+from .utils.compile_compat import install_compile_fix  # noqa: E402
+
+install_compile_fix()
+
 from . import (  # noqa: E402,F401
     adapt,
     calibrate,
