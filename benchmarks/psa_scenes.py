@@ -190,19 +190,20 @@ def schedule(record: dict) -> int:
 
 
 def table(records: List[dict], commands: Sequence[str]) -> str:
-    """Mean ± std per task, schedule and arm, the per-seed values and the
-    difference to the first arm of the same task and schedule, and the range
-    of the 1-minute load average around the runs (-: not recorded)."""
+    """Mean ± std per task, schedule and arm, the per-seed values, the mean
+    difference to the first arm of the same task and schedule over the seeds
+    both have (-: none in common), and the range of the 1-minute load average
+    around the runs (-: not recorded)."""
     lines = [
         f'Reproduce: `{"; ".join(commands)}`',
         '',
         '| task | iters | metric | arm | config | value | per seed '
-        '| vs first arm (pt) | train min / run | load |',
+        '| vs first arm, same seeds (pt) | train min / run | load |',
         '|---|---|---|---|---|---|---|---|---|---|',
     ]
     for task, (_, metric, arms) in TASKS.items():
         for iters in sorted({schedule(r) for r in records if r['task'] == task}):
-            first = None
+            first: Optional[Dict[int, float]] = None  # seed -> first arm's value
             for arm, config in arms:
                 runs = sorted(
                     (
@@ -219,7 +220,12 @@ def table(records: List[dict], commands: Sequence[str]) -> str:
                 values = [r['value'] for r in runs]
                 mean = statistics.mean(values)
                 spread = statistics.stdev(values) if len(values) > 1 else 0.0
-                first = mean if first is None else first
+                if first is None:
+                    first = {r['seed']: r['value'] for r in runs}
+                paired = [
+                    r['value'] - first[r['seed']] for r in runs if r['seed'] in first
+                ]
+                gain = f'{statistics.mean(paired):+.1f}' if paired else '-'
                 per_seed = ', '.join(f'{r["seed"]}: {r["value"]:.1f}' for r in runs)
                 minutes = statistics.mean(r['train_min'] for r in runs)
                 loads = [v for r in runs for v in r.get('load', ())]
@@ -228,7 +234,7 @@ def table(records: List[dict], commands: Sequence[str]) -> str:
                     f'| {task} | {iters} | {metric} | {arm} | '
                     f'`{config[len("configs/") :]}` | '
                     f'{mean:.1f} ± {spread:.1f} (n={len(values)}) | {per_seed} | '
-                    f'{mean - first:+.1f} | {minutes:.1f} | {load} |'
+                    f'{gain} | {minutes:.1f} | {load} |'
                 )
     return '\n'.join(lines)
 

@@ -46,17 +46,25 @@ def test_commands_name_the_arms_of_each_set_of_seeds():
 def test_table_gives_the_load_range_and_the_gain():
     records = [
         _record('student alone', 0, 50.0),
+        _record('student alone', 1, 54.0),
         _record('heatmap KD (MSE)', 0, 51.0, load=[2.5, 4.0]),
         _record('heatmap KD (MSE)', 1, 53.0, load=[1.5, 3.0]),
+        _record('CWD on heatmaps', 1, 55.5),
+        _record('DWPose stage 1', 2, 40.0),
     ]
     text = psa_scenes.table(records, ['cmd'])
-    # mean 52, sample std of (51, 53) = 1.41, +2.0 over the student alone
+    # mean 52, sample std of (51, 53) = 1.41; +1 and -1 against the student
+    # alone's seeds 0 and 1 (50, 54): +0.0
     assert (
         '| kd | 300 | coco/AP | heatmap KD (MSE) | '
         '`distill/mmpose/heatmap_kd_r18-w32-psa-p_to_w16_scenes.py` | '
-        '52.0 ± 1.4 (n=2) | 0: 51.0, 1: 53.0 | +2.0 | 10.0 | 1.5-4.0 |'
+        '52.0 ± 1.4 (n=2) | 0: 51.0, 1: 53.0 | +0.0 | 10.0 | 1.5-4.0 |'
     ) in text
-    assert '| 50.0 ± 0.0 (n=1) | 0: 50.0 | +0.0 | 10.0 | - |' in text
+    assert '| 52.0 ± 2.8 (n=2) | 0: 50.0, 1: 54.0 | +0.0 | 10.0 | - |' in text
+    # against the student's seed 1 (54.0), not the mean of its seeds (52.0)
+    assert '| 55.5 ± 0.0 (n=1) | 1: 55.5 | +1.5 | 10.0 | - |' in text
+    # no seed in common with the student alone
+    assert '| 40.0 ± 0.0 (n=1) | 2: 40.0 | - | 10.0 | - |' in text
 
 
 def test_arms_outside_the_tasks_are_refused(capsys):
