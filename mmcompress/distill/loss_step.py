@@ -82,11 +82,17 @@ class DistillLossMixin:
                 if dtype is not None
                 else contextlib.nullcontext()
             )
-            with torch.no_grad(), recorder, precision:
-                try:
-                    teacher(teacher_in, data_samples, mode='tensor')
-                except StopForward:
-                    pass
+            # entered by hand, not by ``with``: torch.compile traces the
+            # recorder's methods but not a user-defined context manager
+            recorder.__enter__()
+            try:
+                with torch.no_grad(), precision:
+                    try:
+                        teacher(teacher_in, data_samples, mode='tensor')
+                    except StopForward:
+                        pass
+            finally:
+                recorder.__exit__(None, None, None)
             for entry in entries:
                 records_T[entry.name] = recorder.get(entry.name)
         return records_T
@@ -96,8 +102,11 @@ class DistillLossMixin:
     ) -> Dict[str, torch.Tensor]:
         """The student's own losses (weighted by ``student_loss_weight``),
         recording its values for the distillation terms."""
-        with self._student_recorder:
+        self._student_recorder.__enter__()  # not ``with``: see _teacher_pass
+        try:
             student_losses = self.student(inputs, data_samples, mode='loss')
+        finally:
+            self._student_recorder.__exit__(None, None, None)
         losses = {}
         for key, value in student_losses.items():
             if 'loss' in key and self.student_loss_weight != 1.0:

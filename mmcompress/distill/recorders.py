@@ -18,7 +18,8 @@ In-place operations can overwrite a recorded tensor after it was recorded
 counter is kept; :meth:`FeatureRecorder.mark_inplace_clones` turns on cloning
 for the specs whose tensors were modified during a dry run, and fetching a
 tensor that was modified anyway raises an error instead of returning a wrong
-value.
+value. Code traced by ``torch.compile`` has no version counters: there only the
+cloning decided by the dry run applies (no check at fetch time).
 """
 
 import difflib
@@ -70,10 +71,13 @@ class _Capture:
             if spec.clone:
                 value = _clone(value)
             self.values[self.calls] = value
-            self.versions[self.calls] = [t._version for t in _tensors(value)]
+            if not torch.compiler.is_compiling():  # no _version in a graph
+                self.versions[self.calls] = [t._version for t in _tensors(value)]
         self.calls += 1
 
     def modified_inplace(self) -> bool:
+        if torch.compiler.is_compiling():
+            return False  # not checked in a compiled graph (module doc)
         return any(
             [t._version for t in _tensors(self.values[c])] != self.versions[c]
             for c in self.values

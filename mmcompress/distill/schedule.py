@@ -55,6 +55,16 @@ class LossWeightSchedule:
 
     def factor(self) -> float:
         """The current multiplier in [0, 1]."""
+        if not (
+            self.warmup_epochs
+            or self.warmup_iters
+            or self.decay
+            or self.stop_epoch is not None
+            or self.stop_iter is not None
+        ):
+            # constant: no MessageHub look-up (its lock is a graph break
+            # under torch.compile)
+            return 1.0
         hub = MessageHub.get_current_instance()
         epoch = hub.get_info('epoch', 0) or 0
         it = hub.get_info('iter', 0) or 0
