@@ -1,7 +1,8 @@
-"""The fused kernels (``LSQQuantizer`` / ``EWGSQuantizer(fused=True)``) against
-the eager quantizers.
+"""The fused kernels (``LSQQuantizer`` / ``EWGSQuantizer`` / ``DAQQuantizer`` /
+``N2UQActQuantizer(fused=True)``) against the eager quantizers.
 
-Output and input gradient bit for bit, range-parameter gradients to float
+Output bit for bit, input gradient bit for bit (DAQ: to a few float roundings
+of the eager autograd gradient), range-parameter gradients to float
 rounding (the same sums in another order), on hand values, special values
 (+-inf, NaN, -0, ties), every parameter layout and both float dtypes; the
 fallback when the kernels cannot be built.
@@ -17,7 +18,12 @@ import torch.nn as nn
 from mmcompress.quant import kernels
 from mmcompress.quant.functions import lsq_fake_quant
 from mmcompress.quant.kernels import fused_lsq_fake_quant, load_kernels
-from mmcompress.quant.quantizers import EWGSQuantizer, LSQQuantizer
+from mmcompress.quant.quantizers import (
+    DAQQuantizer,
+    EWGSQuantizer,
+    LSQQuantizer,
+    N2UQActQuantizer,
+)
 
 INF = float('inf')
 
@@ -159,7 +165,7 @@ def test_fused_inputs_outside_the_kernel_use_the_eager_function():
         (x, 0.1 + torch.rand(6, 5)),
     ]
     for data, step in cases:
-        assert kernels._kernel_axis(data, step) is None
+        assert kernels.kernel_axis(data, step) is None
         ref = lsq_fake_quant(data, step, -8, 7, 1.0)
         assert torch.equal(fused_lsq_fake_quant(data, step, -8, 7, 1.0), ref)
 
@@ -314,6 +320,8 @@ def test_fused_quantizers_trace_under_torch_compile():
     for quantizer in (
         LSQQuantizer(4, fused=True),
         EWGSQuantizer(4, 'activation', fused=True),
+        DAQQuantizer(4, 'activation', fused=True),
+        N2UQActQuantizer(4, fused=True),
     ):
         quantizer(x)
         dynamo.reset()
@@ -333,3 +341,239 @@ def test_fused_quantizers_trace_under_torch_compile():
         for got, ref in zip(*results):
             assert torch.equal(got, ref)
     dynamo.reset()
+
+
+# ---------------------------------------------------------------- DAQ
+def _param_grads(quantizer):
+    return [p.grad for p in quantizer.parameters()]
+
+
+def _quantizer_run(quantizer, x, upstream):
+    x = x.clone().requires_grad_()
+    out = quantizer(x)
+    out.backward(upstream)
+    return out.detach(), x.grad, *_param_grads(quantizer)
+
+
+def _pair(cls, data, dtype, *args, **kwargs):
+    """An initialized eager quantizer of ``cls`` and a fused copy of it."""
+    eager = cls(*args, **kwargs).to(dtype)
+    eager(data)
+    fused = cls(*args, fused=True, **kwargs).to(dtype)
+    fused.load_state_dict(eager.state_dict())
+    return eager, fused
+
+
+def _assert_output_equal(ref, got):
+    nan = torch.isnan(ref).reshape(-1)
+    assert torch.equal(nan, torch.isnan(got).reshape(-1))
+    assert torch.equal(_bits(ref)[~nan], _bits(got)[~nan])
+
+
+def _assert_daq_equal(eager, fused, x, seed=1):
+    """Output bit for bit; gradients: the eager autograd gradients to a few
+    float roundings (the kernel's exp differs from torch's by an ulp), and
+    the float32 ones as close to the float64 eager gradients as the eager
+    float32 ones are."""
+    upstream = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
+    upstream = upstream.to(x.dtype)
+    ref = _quantizer_run(eager, x, upstream)
+    got = _quantizer_run(fused, x, upstream)
+    _assert_output_equal(ref[0], got[0])
+    eps = torch.finfo(x.dtype).eps
+    for r, g in zip(ref[1:], got[1:]):
+        assert torch.equal(torch.isfinite(r), torch.isfinite(g))
+        finite = torch.isfinite(r)
+        # per element: a few ulps of the largest gradient; the sums: the
+        # summation error bound (terms up to |grad x| * range, many terms)
+        scale = r[finite].abs().max() if finite.any() else 1.0
+        tol = 64 * eps * scale * (1 if r is ref[1] else math.sqrt(x.numel()))
+        assert ((g - r)[finite].abs() <= tol).all(), (g - r).abs().max()
+    return ref, got
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_fused_daq_equals_eager(dtype):
+    gen = torch.Generator().manual_seed(0)
+    act = torch.randn(4, 6, 15, 17, generator=gen).relu().to(dtype)
+    weight = (0.1 * torch.randn(12, 6, 3, 3, generator=gen)).to(dtype)
+    for bits, temperature in ((1, 2.0), (2, 2.0), (4, 2.0), (4, 0.5)):
+        kw = dict(temperature=temperature)
+        _assert_daq_equal(
+            *_pair(DAQQuantizer, act, dtype, bits, 'activation', **kw), act
+        )
+        for extra in (
+            {},
+            dict(per_channel=True, num_channels=12),
+            dict(per_channel=True, num_channels=12, num_groups=3),
+        ):
+            pair = _pair(DAQQuantizer, weight, dtype, bits, 'weight', **kw, **extra)
+            # learned bounds away from the initial -3 / 3
+            for q in pair:
+                q.lower.data.add_(torch.linspace(-0.5, 0.3, q.lower.numel()))
+            _assert_daq_equal(*pair, weight)
+    per_channel = dict(per_channel=True, channel_axis=1, num_channels=6)
+    pair = _pair(DAQQuantizer, act, dtype, 4, 'activation', **per_channel)
+    _assert_daq_equal(*pair, act)
+
+
+@pytest.mark.parametrize('temperature', [2.0, 15.0])
+def test_fused_daq_float32_gradients_as_close_to_float64_as_eager(temperature):
+    """In float32 the eager sigmoid'(T) = (1 - p) p loses digits for a large
+    T (1 - p ~ 3e-7 at T = 15); the kernel's is as accurate."""
+    gen = torch.Generator().manual_seed(3)
+    x = (0.1 * torch.randn(16, 8, 3, 3, generator=gen)).double()
+    eager, fused = _pair(
+        DAQQuantizer, x, torch.float64, 3, 'weight', temperature=temperature
+    )
+    upstream = torch.randn(x.shape, generator=gen, dtype=torch.float64)
+    exact = _quantizer_run(eager, x, upstream)  # float64 autograd
+    errors = []
+    for q in (eager, fused):
+        q.float().zero_grad()
+        run = _quantizer_run(q, x.float(), upstream.float())
+        errors.append(
+            [(a.double() - b).abs().max() for a, b in zip(run[1:], exact[1:])]
+        )
+    for eager_error, fused_error in zip(*errors):
+        assert fused_error <= 2 * eager_error + 1e-6
+
+
+def test_fused_daq_gradient_is_the_hand_derived_soft_path_gradient():
+    """The kernel's backward, written out: dk/dt = (1 + 2c) p (1 - p) T
+    (s0 + s1) / |s0 - s1| with p = sigmoid(T), matches autograd of the eager
+    soft path (float64); t is x / step for lower = 0."""
+    temperature, sigma, levels = 2.0, 2.0, 15
+    q = DAQQuantizer(4, 'activation', temperature=temperature, fused=True).double()
+    q.upper.data.fill_(3.0)
+    q.initialized.fill_(1)
+    q.sync_flags()
+    t = torch.tensor([0.1, 0.5, 0.51, 0.9, 3.25, 7.75, 14.2], dtype=torch.float64)
+    x = (t * 3.0 / levels).requires_grad_()
+    q(x).sum().backward()
+    r = t - t.floor()
+    m0, m1 = torch.exp(-r), torch.exp(r - 1)
+    far = math.exp(-1 / sigma**2)
+    up = r > 0.5
+    s0, s1 = torch.where(up, m0 * far, m0), torch.where(up, m1, m1 * far)
+    c = 1 / math.expm1(temperature)
+    p = 1 / (1 + math.exp(-temperature))
+    dk_dt = (1 + 2 * c) * p * (1 - p) * temperature * (s0 + s1) / (s0 - s1).abs()
+    # out = k / levels, t = x / step = x * levels / 3
+    torch.testing.assert_close(x.grad, dk_dt / 3.0, rtol=1e-12, atol=0)
+
+
+def test_fused_daq_special_values():
+    # +-inf saturate with zero gradient, NaN stays NaN (the upper gradient
+    # NaN, as eager), -0, levels exactly at r = 0.5 (rounds down) and at the
+    # bounds
+    eager, fused = _pair(DAQQuantizer, torch.ones(3), torch.float32, 2, 'activation')
+    for q in (eager, fused):
+        q.upper.data.fill_(3.0)  # step 1
+    x = torch.tensor([0.5, 1.5, 2.5, 0.0, -0.0, 3.0, -1.0, 1e38, INF, -INF, 2.2])
+    ref, got = _assert_daq_equal(eager, fused, x)
+    assert got[0].tolist() == pytest.approx(
+        [0.0, 1 / 3, 2 / 3, 0.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 2 / 3]
+    )
+    assert (got[1][6:10] == 0).all()
+    nan_x = torch.tensor([0.3, float('nan')])
+    ref, got = _assert_daq_equal(eager, fused, nan_x)
+    assert torch.isnan(got[0][1]) and got[1][1] == 0 and torch.isnan(got[2]).all()
+
+
+def test_fused_daq_eager_where_the_kernel_does_not_apply(monkeypatch):
+    """Eval mode (hard rounding, no soft gradient) and a sigma so large that
+    the two scores can be equal (the eager soft rounding then divides by 0)
+    run the eager path: the eager values bit for bit, no kernel call."""
+    from mmcompress.quant.kernels import daq_n2uq
+
+    def no_kernel(*args):
+        raise AssertionError('the kernel ran')
+
+    monkeypatch.setattr(daq_n2uq.FusedDAQQuantize, 'apply', no_kernel)
+    assert not daq_n2uq.daq_kernel_applies(torch.float32, 2.0, 1e4)
+    assert daq_n2uq.daq_kernel_applies(torch.float64, 2.0, 1e4)
+    x = torch.randn(3, 4, 5).relu()
+    for train, sigma in ((False, None), (True, 1e4)):
+        pair = _pair(DAQQuantizer, x, torch.float32, 3, 'activation', sigma=sigma)
+        upstream = torch.randn_like(x)
+        runs = []
+        for q in pair:
+            q.train(train)
+            runs.append(_quantizer_run(q, x, upstream))
+        for r, g in zip(*runs):
+            assert torch.equal(_bits(r), _bits(g))
+
+
+# ---------------------------------------------------------------- N2UQ
+def _assert_n2uq_equal(eager, fused, x, seed=1):
+    """Output and input gradient bit for bit; start / a / scale1 / scale2
+    gradients within the float summation error bound."""
+    upstream = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
+    upstream = upstream.to(x.dtype)
+    ref = _quantizer_run(eager, x, upstream)
+    got = _quantizer_run(fused, x, upstream)
+    _assert_output_equal(ref[0], got[0])
+    assert torch.equal(_bits(ref[1]), _bits(got[1]))
+    eps = torch.finfo(x.dtype).eps
+    for r, g in zip(ref[2:], got[2:]):
+        finite = torch.isfinite(r)
+        assert torch.equal(finite, torch.isfinite(g))
+        # terms are at most |upstream| * scale2 * interval / width * |x|
+        bound = 64 * eps * upstream.abs().sum() * (1 + x[torch.isfinite(x)].abs().max())
+        assert ((g - r)[finite].abs() <= bound * 50).all(), (g - r).abs().max()
+    return ref, got
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_fused_n2uq_equals_eager(dtype):
+    gen = torch.Generator().manual_seed(0)
+    act = torch.randn(4, 6, 15, 17, generator=gen).to(dtype)
+    for bits in (1, 2, 4, 8):
+        for init in ('data', 'official'):
+            eager, fused = _pair(N2UQActQuantizer, act, dtype, bits, init=init)
+            for q in (eager, fused):  # uneven learned widths and a start
+                n = q.a.numel()
+                q.a.data.mul_(torch.linspace(0.5, 1.5, n, dtype=q.a.dtype))
+                q.a.data[0] = 1e-4  # below eps: clamped
+                q.start.data.fill_(-0.1)
+            _assert_n2uq_equal(eager, fused, act)
+
+
+def test_fused_n2uq_special_values_and_ties():
+    eager, fused = _pair(
+        N2UQActQuantizer, torch.ones(3), torch.float32, 2, init='official'
+    )
+    # official: start 0, widths 2/3, thresholds 1/3, 1, 5/3; x exactly at a
+    # threshold stays below it, at a segment start enters the segment
+    x = torch.tensor(
+        [1 / 3, 1.0, 2 / 3, 4 / 3, 0.0, -0.0, 2.0, 2.5, -1.0, 1e38, INF, -INF, 0.9]
+    )
+    ref, got = _assert_n2uq_equal(eager, fused, x)
+    assert got[0][:4].tolist() == pytest.approx([0.0, 2 / 3, 2 / 3, 4 / 3])
+    assert (got[1][8:12] == 0).all()
+    nan_x = torch.tensor([0.3, float('nan'), 1.2])
+    ref, got = _assert_n2uq_equal(eager, fused, nan_x)
+    assert torch.isnan(got[0][1]) and got[1][1] == 0
+
+
+@pytest.mark.parametrize('name', ['daq', 'n2uq'])
+def test_fused_daq_n2uq_gradients_independent_of_threads(name):
+    x = torch.randn(8, 16, 20, 20).relu()  # several chunks
+    upstream = torch.randn_like(x)
+    if name == 'daq':
+        q = DAQQuantizer(4, 'activation', fused=True)
+    else:
+        q = N2UQActQuantizer(4, fused=True)
+    q(x)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 3):
+            torch.set_num_threads(n)
+            q.zero_grad()
+            results.append(_quantizer_run(q, x, upstream))
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(*results):
+        assert torch.equal(_bits(a), _bits(b))

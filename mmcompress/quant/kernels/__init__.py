@@ -11,8 +11,10 @@ cached under ``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``;
 C++ compiler, no ninja) a warning is shown once and the eager path is used.
 
 Equality with the eager path (tested in ``tests/quant/test_fused_kernels.py``):
-the output and the input gradient are the same bit for bit; the parameter
-gradients are the same sums taken in another order (in double, then rounded).
+the output is the same bit for bit; so is the input gradient of LSQ, EWGS and
+N2UQ (DAQ's is the eager soft-path gradient to a few float roundings: its
+``exp`` is another implementation); the parameter gradients are the same sums
+taken in another order (in double, then rounded).
 """
 
 import os
@@ -53,7 +55,7 @@ def load_kernels(warn: bool = True):
                 cpp_extension.load(
                     name='mmcompress_fake_quant_cpu',
                     sources=[_SOURCE],
-                    extra_cflags=['-O3', '-ffp-contract=off'],
+                    extra_cflags=['-O3', '-ffp-contract=off', '-fno-trapping-math'],
                     is_python_module=False,
                     verbose=False,
                 )
@@ -90,6 +92,16 @@ def _register_fakes() -> None:
     torch.library.register_fake(lib + 'ewgs_forward')(lambda x, *args: like(x)[0])
     torch.library.register_fake(lib + 'ewgs_backward')(
         lambda grad, x, lower, upper, *args: like(x, lower, upper)
+    )
+    torch.library.register_fake(lib + 'daq_forward')(lambda x, *args: like(x)[0])
+    torch.library.register_fake(lib + 'daq_backward')(
+        lambda grad, x, lower, upper, step, *args: like(x, lower, step)
+    )
+    torch.library.register_fake(lib + 'n2uq_forward')(lambda x, *args: like(x)[0])
+    torch.library.register_fake(lib + 'n2uq_backward')(
+        lambda grad, x, bounds, scales, starts, widths, *args: like(
+            x, scales, starts, widths
+        )
     )
     _FAKES_REGISTERED.append(True)
 
@@ -177,7 +189,7 @@ def fused_lsq_fake_quant(
     Returns:
         Tensor: Fake-quantized ``x``.
     """
-    axis = _kernel_axis(x, step)
+    axis = kernel_axis(x, step)
     if axis is None or load_kernels() is None:
         return lsq_fake_quant(x, step, qmin, qmax, grad_factor)
     return FusedLSQFakeQuant.apply(x, step, qmin, qmax, grad_factor, axis)
@@ -245,7 +257,7 @@ def fused_ewgs_quantize(
         Tensor | None: The quantized ``x``, or None when the kernel does not
         apply (the caller then runs the eager path).
     """
-    axis = _kernel_axis(x, lower)
+    axis = kernel_axis(x, lower)
     if axis is None or load_kernels() is None:
         return None
     return FusedEWGSQuantize.apply(
@@ -253,7 +265,7 @@ def fused_ewgs_quantize(
     )
 
 
-def _kernel_axis(x: Tensor, step: Tensor) -> Optional[int]:
+def kernel_axis(x: Tensor, step: Tensor) -> Optional[int]:
     """The channel axis of ``step`` against ``x`` (0 for a single step), or
     None when the kernel does not apply."""
     if (

@@ -10,6 +10,8 @@ from mmcompress.registry import MODELS
 from mmcompress.utils.checks import check_number
 
 from ..functions import clamp_far_outside, daq_hard_round, daq_round, stat_of_finite
+from ..kernels import check_fused_flag
+from ..kernels.daq_n2uq import fused_daq_quantize
 from .base import AffineQParams, BaseQuantizer
 
 ROLES = ('weight', 'activation')
@@ -44,12 +46,22 @@ class DAQQuantizer(BaseQuantizer):
     The two give identical values. The layer multiplies its output by a learned
     ``output_scale`` (``beta`` in the paper).
 
+    ``fused=True`` computes the training path in one pass forward and one
+    backward (:func:`~mmcompress.quant.kernels.daq_n2uq.fused_daq_quantize`, a
+    C++ kernel built on first use) for contiguous float32 / float64 CPU
+    tensors; other inputs, eval mode, a ``sigma`` above about 1400 (float32)
+    and machines without a C++ compiler (a warning says so once) use the eager
+    path. The output is the eager one bit for bit; the gradients are the eager
+    soft-path gradients up to float rounding (another ``exp``, other
+    summation order).
+
     Args:
         bits (int): Bit-width, 1..8.
         role (str): ``'weight'`` or ``'activation'``.
         temperature (float): The constant T (gamma). Defaults to 2.0.
         sigma (float, optional): Gaussian kernel std; None picks the paper's
             values (1 for weights, 2 for activations). Defaults to None.
+        fused (bool): Use the fused CPU kernel in training. Defaults to False.
         **kwargs: :class:`BaseQuantizer` arguments (``signed`` is ignored).
     """
 
@@ -63,8 +75,10 @@ class DAQQuantizer(BaseQuantizer):
         role: str,
         temperature: float = 2.0,
         sigma: Optional[float] = None,
+        fused: bool = False,
         **kwargs,
     ) -> None:
+        check_fused_flag(fused, 'DAQQuantizer')
         if role not in ROLES:
             raise ValueError(f'DAQQuantizer: role must be one of {ROLES}, got {role!r}')
         # exp(T) must stay finite in float64 (c = 1 / (e^T - 1)) and 1 / sigma^2
@@ -84,6 +98,7 @@ class DAQQuantizer(BaseQuantizer):
         self.role = role
         self.temperature = float(temperature)
         self.sigma = float(sigma)
+        self.fused = fused
         if role == 'weight':
             self.lower = nn.Parameter(torch.full(self.param_shape, -3.0))
         else:
@@ -98,21 +113,40 @@ class DAQQuantizer(BaseQuantizer):
             upper = 3 * self.channel_stat(x, 'std')
             self.upper.data.copy_(upper.clamp_min(1e-6))
 
-    def _standardize(self, x: Tensor) -> Tensor:
+    def _weight_stats(self, x: Tensor) -> Optional[tuple]:
+        """The detached (mean, std) of the weight standardization (None for
+        activations)."""
         if self.role != 'weight':
-            return x
+            return None
         data = x.detach()
         std = stat_of_finite(data, 'std') if data.numel() > 1 else data.new_ones(())
         # a constant weight has std 0 (its centred values are 0 anyway)
         std = torch.where(std > 0, std, torch.ones_like(std))
-        return (x - stat_of_finite(data, 'mean')) / std
+        return stat_of_finite(data, 'mean'), std
 
     def quantize(self, x: Tensor) -> Tensor:
         levels = self.num_levels - 1
         lower = self.broadcast(self.lower.to(x.dtype), x)
         upper = self.broadcast(self.upper.to(x.dtype), x)
         step = (upper - lower) / levels
-        x = clamp_far_outside(self._standardize(x), lower, upper)
+        stats = self._weight_stats(x)
+        if self.fused and self.training:
+            out = fused_daq_quantize(
+                x,
+                lower,
+                upper,
+                step,
+                stats,
+                levels,
+                self.temperature,
+                self.sigma,
+                self.role == 'weight',
+            )
+            if out is not None:
+                return out
+        if stats is not None:
+            x = (x - stats[0]) / stats[1]
+        x = clamp_far_outside(x, lower, upper)
         t = torch.clamp((x - lower) / step, 0, levels)
         if self.training:
             k = daq_round(t, self.temperature, self.sigma)
@@ -146,4 +180,5 @@ class DAQQuantizer(BaseQuantizer):
         return (
             f'bits={self.bits}, role={self.role}, '
             f'temperature={self.temperature}, sigma={self.sigma}'
+            + (', fused=True' if self.fused else '')
         )

@@ -9,7 +9,14 @@ from torch import Tensor
 from mmcompress.registry import MODELS
 from mmcompress.utils.checks import check_number
 
-from ..functions import clamp_far_outside, gste_threshold_quantize, stat_of_finite
+from ..functions import (
+    clamp_far_outside,
+    gste_threshold_quantize,
+    stat_of_finite,
+    threshold_segments,
+)
+from ..kernels import check_fused_flag
+from ..kernels.daq_n2uq import fused_n2uq_act_quantize
 from .base import AffineQParams, BaseQuantizer
 
 
@@ -35,10 +42,19 @@ class N2UQActQuantizer(BaseQuantizer):
       input's units (needed when a float checkpoint's activations are not in
       [0, 2], e.g. standard ResNets). This is an mmcompress addition.
 
+    ``fused=True`` computes the quantization in one pass forward and one
+    backward (:func:`~mmcompress.quant.kernels.daq_n2uq.fused_n2uq_act_quantize`,
+    a C++ kernel built on first use) for contiguous float32 / float64 CPU
+    tensors; other inputs and machines without a C++ compiler (a warning says
+    so once) use the eager path. The output and the input gradient are the
+    eager ones bit for bit, the ``start`` / ``a`` / ``scale1`` / ``scale2``
+    gradients up to float rounding (other summation order).
+
     Args:
         bits (int): Bit-width, 1..8.
         init (str): ``'data'`` or ``'official'``. Defaults to ``'data'``.
         eps (float): Lower bound on the widths. Defaults to 1e-3.
+        fused (bool): Use the fused CPU kernel. Defaults to False.
         **kwargs: :class:`BaseQuantizer` arguments (``signed`` and
             ``per_channel`` are ignored: unsigned, per tensor).
     """
@@ -47,8 +63,14 @@ class N2UQActQuantizer(BaseQuantizer):
     max_bits = 8
 
     def __init__(
-        self, bits: int, init: str = 'data', eps: float = 1e-3, **kwargs
+        self,
+        bits: int,
+        init: str = 'data',
+        eps: float = 1e-3,
+        fused: bool = False,
+        **kwargs,
     ) -> None:
+        check_fused_flag(fused, 'N2UQActQuantizer')
         if init not in ('data', 'official'):
             raise ValueError(
                 f"N2UQActQuantizer: init must be 'data' or 'official', got {init!r}"
@@ -59,6 +81,7 @@ class N2UQActQuantizer(BaseQuantizer):
             self.initialized.fill_(1)
             self.sync_flags()
         self.init = init
+        self.fused = fused
         self.eps = check_number(
             'eps', eps, low=0, low_open=True, owner='N2UQActQuantizer'
         )
@@ -82,12 +105,29 @@ class N2UQActQuantizer(BaseQuantizer):
         scale1 = self.scale1.to(x.dtype)
         # the segments cover [start, start + sum(widths)] after scaling by
         # scale1; inputs far beyond (+-inf) must not reach x * scale1
-        x = clamp_far_outside(x, start / scale1, (start + widths.sum()) / scale1)
+        low, high = start / scale1, (start + widths.sum()) / scale1
+        if self.fused:
+            starts, thresholds = threshold_segments(start, widths)
+            out = fused_n2uq_act_quantize(
+                x,
+                low,
+                high,
+                scale1,
+                self.scale2.to(x.dtype),
+                starts,
+                widths,
+                thresholds,
+                self.interval,
+            )
+            if out is not None:
+                return out
+        x = clamp_far_outside(x, low, high)
         out = gste_threshold_quantize(x * scale1, start, widths, self.interval)
         return out * self.scale2.to(x.dtype)
 
     def extra_repr(self) -> str:
-        return f'bits={self.bits}, init={self.init}'
+        fused = ', fused=True' if self.fused else ''
+        return f'bits={self.bits}, init={self.init}' + fused
 
 
 @MODELS.register_module()

@@ -1,0 +1,204 @@
+"""Fused kernels of the DAQ quantizer and the N2UQ activation quantizer.
+
+:func:`fused_daq_quantize` is the training path of
+:meth:`DAQQuantizer.quantize <mmcompress.quant.quantizers.DAQQuantizer.quantize>`
+(far clamp, normalization, hard rounding forward, the gradient of the soft
+rounding backward); :func:`fused_n2uq_act_quantize` is
+:meth:`N2UQActQuantizer.quantize
+<mmcompress.quant.quantizers.N2UQActQuantizer.quantize>` (threshold count
+forward, the generalized straight-through gradient backward). Both return
+None where the kernel does not apply; the caller then runs the eager path.
+"""
+
+import math
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from . import _STATE, kernel_axis, load_kernels
+
+
+def daq_kernel_applies(dtype: torch.dtype, temperature: float, sigma: float) -> bool:
+    """Whether the DAQ kernel reproduces the eager values for these
+    hyper-parameters: the eager soft rounding is NaN where its two scores are
+    equal (``beta = T / 0``), which cannot happen while the kernel weight
+    ``exp(-1 / sigma^2)`` stays 4 epsilons below 1 in ``dtype`` (sigma up to
+    about 1400 in float32), and its coefficient ``1 + c`` must be finite.
+
+    Args:
+        dtype (torch.dtype): Float dtype of the input.
+        temperature (float): The constant ``T``.
+        sigma (float): The kernel standard deviation.
+
+    Returns:
+        bool: True where the kernel applies.
+    """
+    info = torch.finfo(dtype)
+    far = math.exp(-1.0 / sigma**2)
+    return far <= 1 - 4 * info.eps and 1 + 1 / math.expm1(temperature) <= info.max
+
+
+class FusedDAQQuantize(torch.autograd.Function):
+    """DAQ's training forward (the hard level) and backward (the soft path's
+    gradient to ``x``, ``lower`` and ``step``) on the fused kernel. ``norm``
+    holds the detached standardization ``(mean, std)`` (``(0, 1)`` for
+    activations). Saves ``x``; not twice differentiable."""
+
+    @staticmethod
+    def forward(ctx, x, lower, upper, step, norm, levels, hyper, weight, axis):
+        flat = [t.reshape(-1).contiguous() for t in (lower, upper, step)]
+        ctx.save_for_backward(x, *flat, norm)
+        ctx.args = (levels, *hyper, weight, axis, lower.shape)
+        return _STATE['ops'].daq_forward(x, *flat, norm, levels, *hyper, weight, axis)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output: Tensor):
+        x, lower, upper, step, norm = ctx.saved_tensors
+        levels, temperature, sigma, weight, axis, shape = ctx.args
+        grad_x, grad_lower, grad_step = _STATE['ops'].daq_backward(
+            grad_output.contiguous(),
+            x,
+            lower,
+            upper,
+            step,
+            norm,
+            levels,
+            temperature,
+            sigma,
+            weight,
+            axis,
+        )
+        return (
+            grad_x,
+            grad_lower.reshape(shape),
+            None,
+            grad_step.reshape(shape),
+        ) + (None,) * 5
+
+
+def fused_daq_quantize(
+    x: Tensor,
+    lower: Tensor,
+    upper: Tensor,
+    step: Tensor,
+    stats: Optional[tuple],
+    levels: int,
+    temperature: float,
+    sigma: float,
+    weight: bool,
+) -> Optional[Tensor]:
+    """DAQ training quantization of ``x`` through the fused kernel, where it
+    applies: contiguous float32 / float64 CPU tensors, one range per tensor or
+    per channel along one axis, hyper-parameters accepted by
+    :func:`daq_kernel_applies`.
+
+    Args:
+        x (Tensor): Input (not standardized).
+        lower (Tensor): Lower bound, broadcastable against ``x``, dtype of x.
+        upper (Tensor): Upper bound, same shape as ``lower`` (no gradient
+            through it here: it enters through ``step``).
+        step (Tensor): ``(upper - lower) / levels``, same shape.
+        stats (tuple | None): Detached ``(mean, std)`` scalars of the weight
+            standardization ``(x - mean) / std``; None for activations.
+        levels (int): ``2^bits - 1``.
+        temperature (float): The constant ``T``.
+        sigma (float): The kernel standard deviation.
+        weight (bool): Weight role (output ``(2k - L) / L``) or activation
+            (``k / L``).
+
+    Returns:
+        Tensor | None: The quantized ``x``, or None when the kernel does not
+        apply.
+    """
+    axis = kernel_axis(x, lower)
+    if (
+        axis is None
+        or not daq_kernel_applies(x.dtype, temperature, sigma)
+        or load_kernels() is None
+    ):
+        return None
+    if stats is None:
+        norm = torch.tensor([0.0, 1.0], dtype=x.dtype)
+    else:
+        norm = torch.stack([s.reshape(()) for s in stats]).detach()
+    return FusedDAQQuantize.apply(
+        x,
+        lower,
+        upper.detach(),
+        step,
+        norm,
+        levels,
+        (float(temperature), float(sigma)),
+        weight,
+        axis,
+    )
+
+
+class FusedN2UQActQuantize(torch.autograd.Function):
+    """N2UQ activation quantization (far clamp, ``scale1``, threshold count,
+    G-STE, ``scale2``) on the fused kernel. ``bounds`` (detached) is the far
+    clamp's range, ``scales`` ``(scale1, scale2)``. Saves ``x``; not twice
+    differentiable."""
+
+    @staticmethod
+    def forward(ctx, x, bounds, scales, starts, widths, thresholds, interval):
+        args = (bounds, scales, starts, widths, thresholds)
+        ctx.save_for_backward(x, *args)
+        ctx.interval = interval
+        return _STATE['ops'].n2uq_forward(x, *args, interval)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output: Tensor):
+        x, *args = ctx.saved_tensors
+        grad_x, grad_scales, grad_starts, grad_widths = _STATE['ops'].n2uq_backward(
+            grad_output.contiguous(), x, *args, ctx.interval
+        )
+        return grad_x, None, grad_scales, grad_starts, grad_widths, None, None
+
+
+def fused_n2uq_act_quantize(
+    x: Tensor,
+    low: Tensor,
+    high: Tensor,
+    scale1: Tensor,
+    scale2: Tensor,
+    starts: Tensor,
+    widths: Tensor,
+    thresholds: Tensor,
+    interval: float,
+) -> Optional[Tensor]:
+    """N2UQ activation quantization of ``x`` through the fused kernel, where
+    it applies (contiguous float32 / float64 CPU tensors).
+
+    Args:
+        x (Tensor): Input.
+        low (Tensor): Scalar start of the segments in ``x``'s units
+            (``start / scale1``), for the far clamp.
+        high (Tensor): Scalar end of the segments in ``x``'s units.
+        scale1 (Tensor): Scalar input scale.
+        scale2 (Tensor): Scalar output scale.
+        starts (Tensor): Segment starts ``(n,)`` (differentiable).
+        widths (Tensor): Segment widths ``(n,)`` (differentiable).
+        thresholds (Tensor): Detached thresholds ``(n,)``, increasing.
+        interval (float): Output level spacing.
+
+    Returns:
+        Tensor | None: ``scale2`` times the quantized ``x * scale1``, or None
+        when the kernel does not apply.
+    """
+    if kernel_axis(x, scale1) is None or load_kernels() is None:
+        return None
+    bounds = torch.stack([low.reshape(()), high.reshape(())]).detach()
+    scales = torch.stack([scale1.reshape(()), scale2.reshape(())])
+    return FusedN2UQActQuantize.apply(
+        x,
+        bounds,
+        scales,
+        starts.contiguous(),
+        widths.contiguous(),
+        thresholds.detach().contiguous(),
+        float(interval),
+    )
