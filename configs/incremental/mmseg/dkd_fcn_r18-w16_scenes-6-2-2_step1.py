@@ -12,9 +12,12 @@ val_dataloader = dict(dataset=dict(step=step))
 test_dataloader = val_dataloader
 load_from = 'work_dirs/dkd_fcn_r18-w16_scenes-6-2-2_step0/iter_2000.pth'
 
-# official step >= 1: lr / 10 (backbone 2e-4, decode head and classifiers 10x);
-# backbone, head and old classifiers without weight decay, the new
-# classifier (heads.<step + 1>) with it
+# official step >= 1 parameter groups (train_voc.py): backbone at the base
+# lr, decode head and classifiers 10x; backbone, head and old classifiers
+# without weight decay, the new classifier (heads.<step + 1>) with it. The
+# optimizer stays step 0's AdamW (base lr 2e-4 = step 0's / 10); the official
+# SGD (Nesterov, momentum 0.9) is selected by the options of
+# docs/incremental/ciss.md ("Optimizer at steps >= 1").
 max_iters = 500
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 optim_wrapper = dict(
