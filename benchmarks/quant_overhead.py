@@ -86,7 +86,7 @@ QUANTIZERS = dict(
     ),
 )
 # Methods with a fused kernel (``fused=True``); the others are timed eager only.
-FUSED_METHODS = ('lsq', 'ewgs')
+FUSED_METHODS = ('lsq', 'ewgs', 'daq', 'n2uq')
 
 
 def qat_w4a4(model: nn.Module, method: str = 'lsq', fused: bool = False) -> nn.Module:

@@ -23,6 +23,7 @@ from mmcompress.quant.quantizers import (
     EWGSQuantizer,
     LSQQuantizer,
     N2UQActQuantizer,
+    N2UQWeightQuantizer,
 )
 
 INF = float('inf')
@@ -322,6 +323,7 @@ def test_fused_quantizers_trace_under_torch_compile():
         EWGSQuantizer(4, 'activation', fused=True),
         DAQQuantizer(4, 'activation', fused=True),
         N2UQActQuantizer(4, fused=True),
+        N2UQWeightQuantizer(4, fused=True),
     ):
         quantizer(x)
         dynamo.reset()
@@ -577,3 +579,26 @@ def test_fused_daq_n2uq_gradients_independent_of_threads(name):
         torch.set_num_threads(threads)
     for a, b in zip(*results):
         assert torch.equal(_bits(a), _bits(b))
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_fused_n2uq_weight_equals_eager_bit_for_bit(dtype):
+    gen = torch.Generator().manual_seed(0)
+    conv = 0.1 * torch.randn(12, 6, 3, 3, generator=gen)
+    conv[0] = 0.0  # a zero channel (sf = 1e-12)
+    conv[1, 0, 0, 0] = INF
+    conv[2, 1, 1, 1] = -INF
+    conv[3, 2, 2, 2] = float('nan')
+    conv[4, 0, 0, :] = torch.tensor([-0.0, 1.0, -1.0])
+    cases = [(conv, {}), (0.1 * torch.randn(40, 700, generator=gen), {})]
+    cases.append((0.1 * torch.randn(6, 12, 3, 3, generator=gen), dict(channel_axis=1)))
+    for data, kwargs in cases:
+        data = data.to(dtype)
+        upstream = torch.randn(data.shape, generator=gen).to(dtype)
+        for bits in (1, 2, 4, 8):
+            runs = []
+            for fused in (False, True):
+                q = N2UQWeightQuantizer(bits, fused=fused, **kwargs)
+                runs.append(_quantizer_run(q, data, upstream))
+            _assert_output_equal(runs[0][0], runs[1][0])
+            assert torch.equal(_bits(runs[0][1]), _bits(runs[1][1]))

@@ -103,6 +103,12 @@ def _register_fakes() -> None:
             x, scales, starts, widths
         )
     )
+    torch.library.register_fake(lib + 'n2uq_weight_forward')(
+        lambda x, *args: like(x)[0]
+    )
+    torch.library.register_fake(lib + 'n2uq_weight_backward')(
+        lambda grad, x, *args: like(x)[0]
+    )
     _FAKES_REGISTERED.append(True)
 
 

@@ -6,8 +6,10 @@
 rounding backward); :func:`fused_n2uq_act_quantize` is
 :meth:`N2UQActQuantizer.quantize
 <mmcompress.quant.quantizers.N2UQActQuantizer.quantize>` (threshold count
-forward, the generalized straight-through gradient backward). Both return
-None where the kernel does not apply; the caller then runs the eager path.
+forward, the generalized straight-through gradient backward) and
+:func:`fused_n2uq_weight_quantize` the one of :class:`N2UQWeightQuantizer
+<mmcompress.quant.quantizers.N2UQWeightQuantizer>`. They return None where
+the kernel does not apply; the caller then runs the eager path.
 """
 
 import math
@@ -202,3 +204,47 @@ def fused_n2uq_act_quantize(
         thresholds.detach().contiguous(),
         float(interval),
     )
+
+
+class FusedN2UQWeightQuantize(torch.autograd.Function):
+    """N2UQ weight quantization on the fused kernel: forward
+    ``sf * (round((clamp(x / sf, -1, 1) + 1) m) / m - 1)``, backward
+    ``g / sf`` (0 for +-inf weights). ``scale`` (``sf``) is detached. Saves
+    ``x``."""
+
+    @staticmethod
+    def forward(ctx, x, scale, m, axis):
+        flat = scale.reshape(-1).contiguous()
+        ctx.save_for_backward(x, flat)
+        ctx.args = (m, axis)
+        return _STATE['ops'].n2uq_weight_forward(x, flat, m, axis)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output: Tensor):
+        x, scale = ctx.saved_tensors
+        grad_x = _STATE['ops'].n2uq_weight_backward(
+            grad_output.contiguous(), x, scale, *ctx.args
+        )
+        return grad_x, None, None, None
+
+
+def fused_n2uq_weight_quantize(
+    x: Tensor, scale: Tensor, half_levels: float
+) -> Optional[Tensor]:
+    """N2UQ weight quantization of ``x`` through the fused kernel, where it
+    applies (contiguous float32 / float64 CPU tensors).
+
+    Args:
+        x (Tensor): The weight.
+        scale (Tensor): Per-channel scale ``sf``, broadcastable against ``x``.
+        half_levels (float): ``m = (2^bits - 1) / 2``.
+
+    Returns:
+        Tensor | None: The quantized weight, or None when the kernel does not
+        apply.
+    """
+    axis = kernel_axis(x, scale)
+    if axis is None or load_kernels() is None:
+        return None
+    return FusedN2UQWeightQuantize.apply(x, scale.detach(), float(half_levels), axis)

@@ -26,6 +26,7 @@
 //   soft path's gradient, g_t = g_k (1 + 2c) p1 (1 - p1) beta (s0 + s1) with
 //   s0 / s1 the kernel-weighted distance scores exp(-r), exp(r - 1), beta =
 //   T / |s0 - s1| and p1 = sigmoid(+-T); sums: g_u / step and the step term.
+// N2UQ weights: see N2uqWeightOp.
 // N2UQ activations (gste_threshold_quantize): far clamp, x_s = x_c * scale1,
 //   q = interval * #{thresholds < x_s}; out = q * scale2. Backward: G-STE
 //   through interval * (seg + clamp((x_s - start_seg) / width_seg, 0, 1));
@@ -215,6 +216,28 @@ struct DaqOp {
   }
 };
 
+// N2UQ weights (N2UQWeightQuantizer): per-channel scale sf (detached),
+// m = (2^b - 1) / 2 levels per unit: out = sf (round((clamp(x / sf, -1, 1) +
+// 1) m) / m - 1) + (ste - ste) with ste = x / sf (0 for x = +-inf); grad_x =
+// g / sf (0 for x = +-inf).
+template <typename T>
+struct N2uqWeightOp {
+  static constexpr int kSums = 1;
+  T sf, m;
+
+  MMC_INLINE T forward(T x) const {
+    const T scaled = x / sf;
+    const T level = round_even((clamp(scaled, T(-1), T(1)) + T(1)) * m) / m - T(1);
+    const T ste = std::isinf(x) ? T(0) : scaled;
+    return sf * level + (ste - ste);
+  }
+
+  MMC_INLINE void backward(T x, T g, T* gx, T* terms) const {
+    *gx = (std::isinf(x) ? T(0) : g) / sf;
+    terms[0] = T(0);
+  }
+};
+
 // N2UQ activations: one range for the tensor, n segments.
 template <typename T>
 struct N2uqOp {
@@ -237,36 +260,30 @@ struct N2uqBlock {
 
   MMC_INLINE void compute(const N2uqOp<T>& op, const T* __restrict__ x,
                           int64_t len) {
-    T count[kBlock];
+    T count[kBlock], below[kBlock];
     for (int64_t k = 0; k < len; ++k) {
       xc[k] = clamp_padded(x[k], op.far_lo, op.far_hi, op.pad);
       xs[k] = xc[k] * op.scale1;
       count[k] = T(0);
-      seg[k] = T(0);
-      start[k] = op.starts[0];
-      width[k] = op.widths[0];
+      below[k] = T(0);
     }
-    // the number of thresholds below x_s (bucketize, right=False) and the
-    // last segment starting at or below it (bucketize, right=True, minus 1,
-    // at least 0): the starts and thresholds are increasing
+    // the number of thresholds below x_s (bucketize, right=False) and of
+    // segment starts at or below it (bucketize, right=True): the starts and
+    // thresholds are increasing
     for (int64_t i = 0; i < op.n; ++i) {
-      const T thr = op.thresholds[i], st = op.starts[i], w = op.widths[i];
-      const T index = T(i);
+      const T thr = op.thresholds[i], st = op.starts[i];
       for (int64_t k = 0; k < len; ++k) {
         count[k] += thr < xs[k] ? T(1) : T(0);
-        const bool in = st <= xs[k];
-        seg[k] = in ? index : seg[k];
-        start[k] = in ? st : start[k];
-        width[k] = in ? w : width[k];
+        below[k] += st <= xs[k] ? T(1) : T(0);
       }
     }
-    const T last = T(op.n - 1), last_start = op.starts[op.n - 1],
-            last_width = op.widths[op.n - 1];
+    const T last = T(op.n - 1);
     for (int64_t k = 0; k < len; ++k) {
-      const bool nan = xs[k] != xs[k];  // bucketize puts NaN last
-      seg[k] = nan ? last : seg[k];
-      start[k] = nan ? last_start : start[k];
-      width[k] = nan ? last_width : width[k];
+      // the segment: clamp(below - 1, 0, n - 1); bucketize puts NaN last
+      seg[k] = xs[k] != xs[k] ? last : clamp(below[k] - T(1), T(0), last);
+      const int64_t index = int64_t(seg[k]);
+      start[k] = op.starts[index];
+      width[k] = op.widths[index];
       ratio[k] = (xs[k] - start[k]) / width[k];
       // the G-STE path bp = interval (seg + clamp(ratio, 0, 1)); q adds
       // bp - bp (NaN where bp is not finite)
@@ -396,6 +413,8 @@ using DaqWeightF = DaqOp<float, true>;
 using DaqActF = DaqOp<float, false>;
 using DaqWeightD = DaqOp<double, true>;
 using DaqActD = DaqOp<double, false>;
+using N2uqWeightF = N2uqWeightOp<float>;
+using N2uqWeightD = N2uqWeightOp<double>;
 MMC_ENTRIES(LsqOp<float>, float)
 MMC_ENTRIES(LsqOp<double>, double)
 MMC_ENTRIES(EwgsWeightF, float)
@@ -406,6 +425,8 @@ MMC_ENTRIES(DaqWeightF, float)
 MMC_ENTRIES(DaqActF, float)
 MMC_ENTRIES(DaqWeightD, double)
 MMC_ENTRIES(DaqActD, double)
+MMC_ENTRIES(N2uqWeightF, float)
+MMC_ENTRIES(N2uqWeightD, double)
 #undef MMC_ENTRIES
 #define MMC_N2UQ_ENTRIES(T)                                                  \
   MMC_CLONES void forward_any(const N2uqOp<T>& op, const T* x, T* o,         \
@@ -777,6 +798,32 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> n2uq_backward(
   return {grad_x, grad_scales, grad_starts, grad_widths};
 }
 
+at::Tensor n2uq_weight_forward(const at::Tensor& x, const at::Tensor& scale,
+                               double m, int64_t axis) {
+  const Layout l = layout_of(x, scale, axis);
+  at::Tensor out;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mmcompress_n2uq_weight_forward", [&] {
+    const scalar_t* sp = scale.data_ptr<scalar_t>();
+    out = fused_forward<scalar_t>(x, l, [&](int64_t c) {
+      return N2uqWeightOp<scalar_t>{sp[c], scalar_t(m)};
+    });
+  });
+  return out;
+}
+
+at::Tensor n2uq_weight_backward(const at::Tensor& grad, const at::Tensor& x,
+                                const at::Tensor& scale, double m, int64_t axis) {
+  const Layout l = layout_of(x, scale, axis);
+  at::Tensor grad_x = at::empty_like(x);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mmcompress_n2uq_weight_backward", [&] {
+    const scalar_t* sp = scale.data_ptr<scalar_t>();
+    fused_backward<scalar_t>(grad, x, grad_x, l, 1, [&](int64_t c) {
+      return N2uqWeightOp<scalar_t>{sp[c], scalar_t(m)};
+    });
+  });
+  return grad_x;
+}
+
 }  // namespace
 
 TORCH_LIBRARY(mmcompress_kernels, m) {
@@ -804,6 +851,10 @@ TORCH_LIBRARY(mmcompress_kernels, m) {
       "n2uq_backward(Tensor grad, Tensor x, Tensor bounds, Tensor scales, "
       "Tensor starts, Tensor widths, Tensor thresholds, float interval) -> "
       "(Tensor, Tensor, Tensor, Tensor)");
+  m.def("n2uq_weight_forward(Tensor x, Tensor scale, float m, int axis) -> Tensor");
+  m.def(
+      "n2uq_weight_backward(Tensor grad, Tensor x, Tensor scale, float m, int axis) "
+      "-> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(mmcompress_kernels, CPU, m) {
@@ -815,4 +866,6 @@ TORCH_LIBRARY_IMPL(mmcompress_kernels, CPU, m) {
   m.impl("daq_backward", &daq_backward);
   m.impl("n2uq_forward", &n2uq_forward);
   m.impl("n2uq_backward", &n2uq_backward);
+  m.impl("n2uq_weight_forward", &n2uq_weight_forward);
+  m.impl("n2uq_weight_backward", &n2uq_weight_backward);
 }

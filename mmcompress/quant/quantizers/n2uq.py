@@ -16,7 +16,7 @@ from ..functions import (
     threshold_segments,
 )
 from ..kernels import check_fused_flag
-from ..kernels.daq_n2uq import fused_n2uq_act_quantize
+from ..kernels.daq_n2uq import fused_n2uq_act_quantize, fused_n2uq_weight_quantize
 from .base import AffineQParams, BaseQuantizer
 
 
@@ -144,8 +144,15 @@ class N2UQWeightQuantizer(BaseQuantizer):
     to ``+-sf`` and a NaN weight stays NaN, its channel's other weights being
     unaffected. A channel whose ``mean|W|`` is 0 uses ``sf = 1e-12``.
 
+    ``fused=True`` computes the rounding in one pass forward and one backward
+    (:func:`~mmcompress.quant.kernels.daq_n2uq.fused_n2uq_weight_quantize`)
+    for contiguous float32 / float64 CPU tensors (``sf`` stays in Python);
+    other inputs and machines without a C++ compiler use the eager path. The
+    output and the gradient are the eager ones bit for bit.
+
     Args:
         bits (int): Bit-width, 1..8.
+        fused (bool): Use the fused CPU kernel. Defaults to False.
         **kwargs: :class:`BaseQuantizer` arguments (the scale is always per
             output channel; ``signed`` and ``per_channel`` are ignored).
     """
@@ -154,9 +161,11 @@ class N2UQWeightQuantizer(BaseQuantizer):
     max_bits = 8
     requires_init = False
 
-    def __init__(self, bits: int, **kwargs) -> None:
+    def __init__(self, bits: int, fused: bool = False, **kwargs) -> None:
+        check_fused_flag(fused, 'N2UQWeightQuantizer')
         kwargs.update(signed=True, per_channel=False)
         super().__init__(bits, **kwargs)
+        self.fused = fused
         self.gamma = (2**bits - 1) / 2 ** (bits - 1)
         self.half_levels = (2**bits - 1) / 2
 
@@ -173,6 +182,10 @@ class N2UQWeightQuantizer(BaseQuantizer):
 
     def quantize(self, x: Tensor) -> Tensor:
         sf = self._channel_scale(x)
+        if self.fused:
+            out = fused_n2uq_weight_quantize(x, sf, self.half_levels)
+            if out is not None:
+                return out
         scaled = x / sf
         clipped = scaled.detach().clamp(-1, 1)
         m = self.half_levels
