@@ -13,6 +13,7 @@ Usage::
     python benchmarks/casd_scenes.py --arms oicr casd --seeds 0 1 2
     python benchmarks/casd_scenes.py --arms oicr casd --seeds 0 --iters 700 --flip-only
     python benchmarks/casd_scenes.py --init fmnist --arms oicr casd --flip-only
+    python benchmarks/casd_scenes.py --init clsmax --arms oicr --iters 700 --flip-only
     python benchmarks/casd_scenes.py --table-only --out docs/models/casd.md
 """
 
@@ -33,7 +34,8 @@ OICR = 'configs/wsod/mmdet/oicr_r18-w32_scenes.py'
 CASD = 'configs/wsod/mmdet/oicr-casd_r18-w32_scenes.py'
 # --init: the backbone starts from a classifier trained once (seed 0, default
 # work dir: the path the *init configs load from): 'cls' on the scenes'
-# image-level labels, 'fmnist' on Fashion-MNIST items
+# image-level labels (global average pooling), 'clsmax' the same with max
+# pooling of the class maps, 'fmnist' on Fashion-MNIST items
 INITS = {
     'cls': (
         'mmdet',
@@ -41,6 +43,14 @@ INITS = {
         {
             OICR: 'configs/wsod/mmdet/oicr_r18-w32-clsinit_scenes.py',
             CASD: 'configs/wsod/mmdet/oicr-casd_r18-w32-clsinit_scenes.py',
+        },
+    ),
+    'clsmax': (
+        'mmdet',
+        'configs/wsod/mmdet/imgcls-max_r18-w32_scenes.py',
+        {
+            OICR: 'configs/wsod/mmdet/oicr_r18-w32-clsmaxinit_scenes.py',
+            CASD: 'configs/wsod/mmdet/oicr-casd_r18-w32-clsmaxinit_scenes.py',
         },
     ),
     'fmnist': (
@@ -179,8 +189,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         choices=['scratch', *INITS],
         default='scratch',
         help='backbone from scratch, from the scenes image-level classifier '
-        '(cls) or from the Fashion-MNIST classifier (fmnist); the classifier '
-        'is trained first if missing',
+        '(cls: average pooling, clsmax: max pooling of the class maps) or from '
+        'the Fashion-MNIST classifier (fmnist); the classifier is trained first '
+        'if missing',
     )
     parser.add_argument('--table-only', action='store_true')
     parser.add_argument('--out', help='markdown page to write the table block into')
