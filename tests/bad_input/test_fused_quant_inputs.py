@@ -2,7 +2,12 @@
 
 import pytest
 
-from mmcompress.quant import EWGSQuantizer, LSQQuantizer
+from mmcompress.quant import (
+    DAQQuantizer,
+    EWGSQuantizer,
+    LSQQuantizer,
+    N2UQActQuantizer,
+)
 
 
 def test_lsq_fused_given_as_a_string():
@@ -29,3 +34,29 @@ def test_ewgs_fused_given_as_a_number():
         r'\(eager\), got 1 \(int\)',
     ):
         EWGSQuantizer(4, 'weight', fused=1)
+
+
+def test_daq_fused_given_as_a_string():
+    """DAQ configured with fused='true' (a string) instead of True.
+
+    Message: DAQQuantizer: fused must be True (fused CPU kernel) or False
+    """
+    with pytest.raises(
+        TypeError,
+        match=r'DAQQuantizer: fused must be True \(fused CPU kernel\) or False '
+        r"\(eager\), got 'true' \(str\)",
+    ):
+        DAQQuantizer(4, 'activation', fused='true')
+
+
+def test_n2uq_fused_given_as_none():
+    """N2UQ activations configured with fused=None instead of False.
+
+    Message: N2UQActQuantizer: fused must be True (fused CPU kernel) or False
+    """
+    with pytest.raises(
+        TypeError,
+        match=r'N2UQActQuantizer: fused must be True \(fused CPU kernel\) or '
+        r'False \(eager\), got None \(NoneType\)',
+    ):
+        N2UQActQuantizer(4, fused=None)

@@ -216,10 +216,17 @@ def test_fused_falls_back_with_one_warning_without_a_compiler(monkeypatch):
         out = q(x)
     assert 'c++: command not found' in kernels.kernel_error()
     eager, fused = _ewgs_pair(4, 'weight', 0.2, torch.float32, x)
+    others = [
+        _pair(DAQQuantizer, x, torch.float32, 4, 'weight'),
+        _pair(N2UQActQuantizer, x, torch.float32, 4),
+        (N2UQWeightQuantizer(4), N2UQWeightQuantizer(4, fused=True)),
+    ]
     with warnings.catch_warnings():
         warnings.simplefilter('error')  # no second warning
         again = q(x)
         assert torch.equal(fused(x), eager(x))
+        for eager_q, fused_q in others:
+            assert torch.equal(fused_q(x), eager_q(x))
     ref = LSQQuantizer(4, signed=True)
     assert torch.equal(out, ref(x)) and torch.equal(again, out)
 
