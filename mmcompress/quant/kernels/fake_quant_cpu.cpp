@@ -281,7 +281,7 @@ struct N2uqBlock {
     for (int64_t k = 0; k < len; ++k) {
       // the segment: clamp(below - 1, 0, n - 1); bucketize puts NaN last
       seg[k] = xs[k] != xs[k] ? last : clamp(below[k] - T(1), T(0), last);
-      const int64_t index = int64_t(seg[k]);
+      const int32_t index = int32_t(seg[k]);  // 32-bit: vector gathers
       start[k] = op.starts[index];
       width[k] = op.widths[index];
       ratio[k] = (xs[k] - start[k]) / width[k];
