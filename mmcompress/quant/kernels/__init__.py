@@ -4,7 +4,8 @@
 compute a quantizer's forward in one pass over the tensor and its backward
 (input gradient and the per-channel gradients of the range parameters) in one
 more pass, instead of the separate element-wise passes of the eager autograd
-graph. The C++ source (``fake_quant_cpu.cpp``) is compiled with
+graph. The C++ sources (``fake_quant_cpu.cpp``, ``daq_n2uq_cpu.cpp``, sharing
+``fake_quant_cpu.h``) are compiled with
 ``torch.utils.cpp_extension`` the first time it is needed (about 20-40 s;
 cached under ``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``;
 ``tools/setup_env.sh`` builds it). On a machine where it cannot be built (no
@@ -17,6 +18,7 @@ N2UQ (DAQ's is the eager soft-path gradient to a few float roundings: its
 taken in another order (in double, then rounded).
 """
 
+import hashlib
 import os
 import threading
 import warnings
@@ -27,7 +29,11 @@ from torch import Tensor
 
 from ..functions import lsq_fake_quant
 
-_SOURCE = os.path.join(os.path.dirname(__file__), 'fake_quant_cpu.cpp')
+_HERE = os.path.dirname(__file__)
+_SOURCES = [
+    os.path.join(_HERE, name) for name in ('fake_quant_cpu.cpp', 'daq_n2uq_cpu.cpp')
+]
+_HEADER = os.path.join(_HERE, 'fake_quant_cpu.h')
 _LOCK = threading.Lock()
 _STATE = {}  # 'ops': the loaded op namespace, or 'error': why it is not available
 _FAKES_REGISTERED = []  # once per process
@@ -52,10 +58,19 @@ def load_kernels(warn: bool = True):
             try:
                 from torch.utils import cpp_extension
 
+                # the build is redone when a source or a flag changes: the
+                # header's hash is passed as a flag
+                with open(_HEADER, 'rb') as header:
+                    digest = hashlib.sha1(header.read()).hexdigest()[:16]
                 cpp_extension.load(
                     name='mmcompress_fake_quant_cpu',
-                    sources=[_SOURCE],
-                    extra_cflags=['-O3', '-ffp-contract=off', '-fno-trapping-math'],
+                    sources=_SOURCES,
+                    extra_cflags=[
+                        '-O3',
+                        '-ffp-contract=off',
+                        '-fno-trapping-math',
+                        f'-DMMC_HEADER_SHA1={digest}',
+                    ],
                     is_python_module=False,
                     verbose=False,
                 )
