@@ -155,9 +155,10 @@ def train_chunk(model: str, seed: int, work_dir: str, deadline: float) -> None:
                 done = validated_epochs(work_dir)
                 marks.append(time.time())
             # stop at the deadline, or right after an epoch when the next one
-            # (as long as the last one) would end after it
+            # (as long as the longest so far) would end after it
+            longest = max((b - a for a, b in zip(marks, marks[1:])), default=0)
             if time.time() > deadline or (
-                len(marks) > 1 and 2 * marks[-1] - marks[-2] > deadline
+                len(marks) > 1 and marks[-1] + longest > deadline
             ):
                 proc.terminate()
                 proc.wait()
