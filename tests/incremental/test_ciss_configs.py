@@ -10,6 +10,7 @@ import torch
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmcompress.incremental.split import parse_split
 from mmcompress.registry import MODELS
@@ -37,6 +38,8 @@ def test_step1_recipe_builds_a_deeplabv3_r101(path):
         model = MODELS.build(model_cfg)
     steps = parse_split(cfg.model.split, cfg.model.num_classes)
     assert model.backbone.depth == 101 and model.step == 1
+    norms = [m for m in model.backbone.modules() if isinstance(m, _BatchNorm)]
+    assert norms and all(m.momentum == 0.01 for m in norms)  # official backbone
     assert [h.out_channels for h in model.classifier.heads] == [1] + [
         len(s) for s in steps[:2]
     ]

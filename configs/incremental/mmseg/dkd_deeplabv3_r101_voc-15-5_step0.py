@@ -28,7 +28,13 @@ model = dict(
     loss_weights=dict(mbce=1.0, kd=5.0, dkd_pos=5.0, dkd_neg=5.0, ac=1.0),
     pretrained='open-mmlab://resnet101_v1c',
     data_preprocessor=dict(size=crop_size),
-    backbone=dict(depth=101, dilations=(1, 1, 1, 2), strides=(1, 2, 2, 1)),
+    # official: backbone BN momentum 0.01 (train_voc.py _set_bn_momentum)
+    backbone=dict(
+        depth=101,
+        dilations=(1, 1, 1, 2),
+        strides=(1, 2, 2, 1),
+        norm_cfg=dict(norm_cfg, momentum=0.01),
+    ),
     decode_head=dict(channels=256, dilations=(1, 6, 12, 18), dropout_ratio=0.0),
     auxiliary_head=None,
 )
