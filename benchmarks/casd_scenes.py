@@ -13,7 +13,7 @@ Usage::
     python benchmarks/casd_scenes.py --arms oicr casd --seeds 0 1 2
     python benchmarks/casd_scenes.py --arms oicr casd --seeds 0 --iters 700 --flip-only
     python benchmarks/casd_scenes.py --init fmnist --arms oicr casd --flip-only
-    python benchmarks/casd_scenes.py --init clsmax --arms oicr --iters 700 --flip-only
+    python benchmarks/casd_scenes.py --init clslse --arms oicr --iters 700 --flip-only
     python benchmarks/casd_scenes.py --table-only --out docs/models/casd.md
 """
 
@@ -34,7 +34,7 @@ OICR = 'configs/wsod/mmdet/oicr_r18-w32_scenes.py'
 CASD = 'configs/wsod/mmdet/oicr-casd_r18-w32_scenes.py'
 # --init: the backbone starts from a classifier trained once (seed 0, default
 # work dir: the path the *init configs load from): 'cls' on the scenes'
-# image-level labels (global average pooling), 'clsmax' the same with max
+# image-level labels (global average pooling), 'clslse' the same with log-sum-exp
 # pooling of the class maps and its backbone from 'fmnist' (trained first),
 # 'fmnist' on Fashion-MNIST items
 INITS = {
@@ -46,12 +46,12 @@ INITS = {
             CASD: 'configs/wsod/mmdet/oicr-casd_r18-w32-clsinit_scenes.py',
         },
     ),
-    'clsmax': (
+    'clslse': (
         'mmdet',
-        'configs/wsod/mmdet/imgcls-max_r18-w32-fmnistinit_scenes.py',
+        'configs/wsod/mmdet/imgcls-lse_r18-w32-fmnistinit_scenes.py',
         {
-            OICR: 'configs/wsod/mmdet/oicr_r18-w32-clsmaxinit_scenes.py',
-            CASD: 'configs/wsod/mmdet/oicr-casd_r18-w32-clsmaxinit_scenes.py',
+            OICR: 'configs/wsod/mmdet/oicr_r18-w32-clslseinit_scenes.py',
+            CASD: 'configs/wsod/mmdet/oicr-casd_r18-w32-clslseinit_scenes.py',
         },
     ),
     'fmnist': (
@@ -70,7 +70,7 @@ ARMS = {
     'casd': ('OICR + CASD (IW + LW)', CASD, []),
 }
 # a classifier that starts from another one's checkpoint
-PRETRAIN_FIRST = {'clsmax': 'fmnist'}
+PRETRAIN_FIRST = {'clslse': 'fmnist'}
 MAP_KEY, CORLOC_KEY = 'pascal_voc/mAP', 'wsod/CorLoc'
 CLS_KEY = 'wsod/cls_mAP'
 
@@ -194,8 +194,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         choices=['scratch', *INITS],
         default='scratch',
         help='backbone from scratch, from the scenes image-level classifier '
-        '(cls: average pooling; clsmax: max pooling of the class maps, from '
-        'the fmnist backbone) or from the Fashion-MNIST classifier (fmnist); '
+        '(cls: average pooling; clslse: log-sum-exp pooling of the class maps, '
+        'from the fmnist backbone) or from the Fashion-MNIST classifier (fmnist); '
         'the classifier is trained first if missing',
     )
     parser.add_argument('--table-only', action='store_true')
