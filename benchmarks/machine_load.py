@@ -34,14 +34,22 @@ class LoadRecord:
             False.
         cores (int, optional): The core count the load is compared with.
             Defaults to ``os.cpu_count()``.
+        threads (int): Threads the timed run itself keeps busy. The load at
+            the end includes them, so the run counts as loaded when the end
+            load exceeds ``cores + threads - 1`` (at one thread: the core
+            count), i.e. when other work used more than ``cores - 1`` cores.
+            Defaults to 1.
 
     Raises:
         SystemExit: The 1-minute load at the start is above ``cores`` and
             ``allow_loaded`` is False; the message says how to proceed.
     """
 
-    def __init__(self, allow_loaded: bool = False, cores: Optional[int] = None) -> None:
+    def __init__(
+        self, allow_loaded: bool = False, cores: Optional[int] = None, threads: int = 1
+    ) -> None:
         self.cores = cores or os.cpu_count() or 1
+        self.threads = threads
         self.before: Tuple[float, float, float] = os.getloadavg()
         self.after: Optional[Tuple[float, float, float]] = None
         if self.before[0] > self.cores and not allow_loaded:
@@ -58,9 +66,11 @@ class LoadRecord:
 
     @property
     def loaded(self) -> bool:
-        """Whether the 1-minute load was above the core count at either end."""
-        ends = [self.before] + ([self.after] if self.after else [])
-        return any(load[0] > self.cores for load in ends)
+        """Whether the 1-minute load was above the core count at the start, or
+        above ``cores + threads - 1`` at the end."""
+        if self.before[0] > self.cores:
+            return True
+        return bool(self.after) and self.after[0] > self.cores + self.threads - 1
 
     def markdown(self) -> str:
         """One paragraph for the doc: the loads and whether the run was quiet.
@@ -79,7 +89,8 @@ class LoadRecord:
         )
         if self.loaded:
             text += (
-                ' **Taken on a loaded machine (load above the core count): the '
-                'ratios understate fixed costs; re-run on a quiet machine.**'
+                ' **Taken on a loaded machine (other work used more than '
+                f'{self.cores - 1} of the {self.cores} cores): the ratios '
+                'understate fixed costs; re-run on a quiet machine.**'
             )
         return text

@@ -178,7 +178,7 @@ def main():
     parser.add_argument('--out', default=None, help='markdown file to write')
     add_load_argument(parser)
     args = parser.parse_args()
-    load = LoadRecord(args.allow_loaded)
+    load = LoadRecord(args.allow_loaded, threads=torch.get_num_threads())
     torch.manual_seed(0)
     DefaultScope.get_instance('quant_overhead', scope_name='mmpretrain')
     fp32 = MODELS.build(copy.deepcopy(FLOAT_MODEL)).train()

@@ -51,3 +51,13 @@ def test_loaded_runs_are_marked(monkeypatch, before, after, allow):
     record.stop()
     assert record.loaded
     assert 'Taken on a loaded machine' in record.markdown()
+
+
+@pytest.mark.parametrize('after,loaded', [(2.9, False), (3.1, True)])
+def test_the_run_own_threads_are_not_counted_as_load(monkeypatch, after, loaded):
+    """A 2-thread run on 2 cores brings the load to 2 by itself: only other
+    work above one core marks it."""
+    _loads(monkeypatch, (0.5, 0.5, 0.5), (after, 1.0, 0.5))
+    record = machine_load.LoadRecord(cores=2, threads=2)
+    record.stop()
+    assert record.loaded == loaded
