@@ -10,7 +10,7 @@ once per module). One training step = forward + cross-entropy + backward + SGD
 step. The models are timed round-robin in one process (after warm-up) and
 the median step time is reported; ratios are taken within the run.
 ``--methods ewgs daq n2uq`` adds those W4A4 quantizers on the same layers
-(eager, and fused where a kernel exists).
+(eager and fused).
 
 Usage:
     OMP_NUM_THREADS=1 python benchmarks/quant_overhead.py --batch 8 --size 224 \
@@ -85,8 +85,6 @@ QUANTIZERS = dict(
         dict(type='N2UQActQuantizer', bits=4),
     ),
 )
-# Methods with a fused kernel (``fused=True``); the others are timed eager only.
-FUSED_METHODS = ('lsq', 'ewgs', 'daq', 'n2uq')
 
 
 def qat_w4a4(model: nn.Module, method: str = 'lsq', fused: bool = False) -> nn.Module:
@@ -103,8 +101,7 @@ def qat_w4a4(model: nn.Module, method: str = 'lsq', fused: bool = False) -> nn.M
     """
     if fused and load_kernels(warn=False) is None:
         raise SystemExit(f'the fused kernels cannot be built: {kernel_error()}')
-    extra = dict(fused=fused) if method in FUSED_METHODS else {}
-    w, a = (dict(spec, **extra) for spec in QUANTIZERS[method])
+    w, a = (dict(spec, fused=fused) for spec in QUANTIZERS[method])
     return quantize_model(copy.deepcopy(model), w=w, a=a)
 
 
@@ -157,8 +154,7 @@ def main():
         nargs='+',
         default=[],
         choices=[m for m in QUANTIZERS if m != 'lsq'],
-        help='add W4A4 rows of these quantizers (eager, and fused where a '
-        'kernel exists)',
+        help='add W4A4 rows of these quantizers (eager and fused)',
     )
     parser.add_argument(
         '--compile',
@@ -193,8 +189,7 @@ def main():
     )
     for method in args.methods:
         models[f'{method}_w4a4'] = qat_w4a4(fp32, method)
-        if method in FUSED_METHODS:
-            models[f'{method}_w4a4_fused'] = qat_w4a4(fp32, method, fused=True)
+        models[f'{method}_w4a4_fused'] = qat_w4a4(fp32, method, fused=True)
     variants = [v for v in ('compile', 'channels_last', 'bf16') if getattr(args, v)]
     for variant in variants:
         for key in ('fp32', 'mmcompress_w4a4'):
