@@ -7,7 +7,7 @@ official 10k test split and records the validation curve of every run.
 
 Seed 0 trains into the stock tool's default work dir ``work_dirs/<config
 name>/``, so a config names the checkpoint as ``load_from`` or as a teacher
-checkpoint (``work_dirs/student_r18-w8_fmnist55k/epoch_25.pth``); seed ``s > 0``
+checkpoint (``work_dirs/student_r18-w8_fmnist55k/epoch_15.pth``); seed ``s > 0``
 trains into ``work_dirs/<config name>_s<s>/``. A run whose last checkpoint and
 ``result.json`` are there is not trained again (a checkpoint without a result
 is only tested), so benchmarks can call this first and reuse the cache.
