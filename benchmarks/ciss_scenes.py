@@ -1,7 +1,12 @@
-"""Class-incremental segmentation on the fashion scenes (split 6-2-2,
-overlapped): DKD, its ablations, fine-tuning, MiB and joint training.
+"""Class-incremental segmentation on the fashion scenes (split 6-2-2 or
+``--split``, overlapped): DKD, its ablations, fine-tuning, MiB and joint training.
 
     python benchmarks/ciss_scenes.py --seeds 0 1 2 [--arms dkd finetune mib joint]
+    python benchmarks/ciss_scenes.py --split 4-1x6 --root work_dirs/ciss_4-1x6
+
+``--split`` goes to every arm's ``tools/ciss.py`` (the table takes its last
+step; joint training scores old / new on the split's step-0 classes); give
+each split its own ``--root``.
 
 Every arm of a seed runs through ``tools/ciss.py`` (each step by mmseg's
 stock ``tools/train.py``) in ``<root>/seed<s>/<arm>`` (root
@@ -31,6 +36,7 @@ import numpy as np
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)  # noqa: E402
 
+from mmcompress.incremental.split import parse_split  # noqa: E402
 from mmcompress.testing import stock_tool  # noqa: E402
 
 CONFIGS = osp.join('configs', 'incremental', 'mmseg')
@@ -56,15 +62,18 @@ ARMS = {
     'bce_kd+dkd': (DKD, True, ['model.novel_init=random']),
 }
 JOINT = osp.join(CONFIGS, 'joint_fcn_r18-w16_scenes.py')
+EVALUATORS = ('val_evaluator', 'test_evaluator')
 KEYS = ('mIoU_old', 'mIoU_new', 'mIoU_all', 'hIoU')
+NUM_CLASSES = 10  # scene garments
 
 
-def last_metrics(arm: str, seed: int, root: str) -> str:
+def last_metrics(arm: str, seed: int, root: str, split: str = '6-2-2') -> str:
     """The metrics file of the last step of ``arm`` (exists once it finished)."""
     work_dir = osp.join(root, f'seed{seed}', arm)
     if arm == 'joint':
         return osp.join(work_dir, 'metrics.json')
-    return osp.join(work_dir, 'step2', 'metrics.json')
+    last = len(parse_split(split, NUM_CLASSES)) - 1
+    return osp.join(work_dir, f'step{last}', 'metrics.json')
 
 
 def step0_source(arm: str, seed: int, root: str, step0_root=None):
@@ -75,13 +84,17 @@ def step0_source(arm: str, seed: int, root: str, step0_root=None):
     return osp.join(root, f'seed{seed}', own) if ARMS[arm][1] else None
 
 
-def run_arm(arm: str, seed: int, root: str, step0_root=None, extra=()) -> dict:
+def run_arm(
+    arm: str, seed: int, root: str, step0_root=None, extra=(), split='6-2-2'
+) -> dict:
     work_dir = osp.join(root, f'seed{seed}', arm)
     if arm == 'joint':
         done = osp.join(work_dir, 'metrics.json')
         if not osp.isfile(done):
+            base = len(parse_split(split, NUM_CLASSES)[0])
             cmd = [sys.executable, stock_tool('mmseg'), JOINT, '--work-dir', work_dir]
             cmd += ['--cfg-options', f'randomness.seed={seed}']
+            cmd += [f'{k}.num_base_classes={base}' for k in EVALUATORS]
             subprocess.run(cmd, cwd=REPO, check=True)
             sys.path.insert(0, osp.join(REPO, 'tools'))
             from ciss import final_metrics
@@ -92,7 +105,7 @@ def run_arm(arm: str, seed: int, root: str, step0_root=None, extra=()) -> dict:
             return json.load(f)
     config, _, options = ARMS[arm]
     cmd = [sys.executable, osp.join('tools', 'ciss.py'), config]
-    cmd += ['--work-dir', work_dir, '--seed', str(seed)]
+    cmd += ['--work-dir', work_dir, '--seed', str(seed), '--split', split]
     source = step0_source(arm, seed, root, step0_root)
     if source:
         cmd += ['--step0-from', source]
@@ -104,7 +117,7 @@ def run_arm(arm: str, seed: int, root: str, step0_root=None, extra=()) -> dict:
         return json.load(f)
 
 
-def summarise(root: str, arms) -> str:
+def summarise(root: str, arms, split: str = '6-2-2') -> str:
     lines = [
         '| method | seeds | old mIoU | new mIoU | all mIoU | hIoU |',
         '|---|---|---|---|---|---|',
@@ -112,7 +125,8 @@ def summarise(root: str, arms) -> str:
     for arm in arms:
         found = []
         for seed_dir in sorted(glob.glob(osp.join(root, 'seed*'))):
-            last = last_metrics(arm, int(osp.basename(seed_dir)[4:]), root)
+            seed = int(osp.basename(seed_dir)[4:])
+            last = last_metrics(arm, seed, root, split)
             if osp.isfile(last):
                 with open(last) as f:
                     found.append(json.load(f))
@@ -137,13 +151,15 @@ def summarise(root: str, arms) -> str:
     return '\n'.join(lines)
 
 
-def timed_run(arm: str, seed: int, root: str, step0_root=None, extra=()) -> None:
+def timed_run(
+    arm: str, seed: int, root: str, step0_root=None, extra=(), split='6-2-2'
+) -> None:
     """Run ``arm`` and, if it was not finished before, append its wall time
     and the 1-minute load average around it to ``<root>/runs.json``."""
-    if osp.isfile(last_metrics(arm, seed, root)):
+    if osp.isfile(last_metrics(arm, seed, root, split)):
         return
     start, before = time.time(), os.getloadavg()[0]
-    run_arm(arm, seed, root, step0_root, extra)
+    run_arm(arm, seed, root, step0_root, extra, split)
     runs_file = osp.join(root, 'runs.json')
     runs = []
     if osp.isfile(runs_file):
@@ -171,6 +187,11 @@ def main():
         default=['dkd', 'finetune', 'mib', 'joint'],
         choices=[*ARMS, 'joint'],
     )
+    parser.add_argument(
+        '--split',
+        default='6-2-2',
+        help="scenes split of every arm's steps (e.g. 4-1x6: one class per step)",
+    )
     parser.add_argument('--root', default=osp.join('work_dirs', 'ciss_bench'))
     parser.add_argument(
         '--step0-from',
@@ -186,8 +207,15 @@ def main():
     os.makedirs(args.root, exist_ok=True)
     for seed in args.seeds:
         for arm in args.arms:
-            timed_run(arm, seed, args.root, args.step0_from, args.incremental_options)
-    text = summarise(args.root, [*ARMS, 'joint'])
+            timed_run(
+                arm,
+                seed,
+                args.root,
+                args.step0_from,
+                args.incremental_options,
+                args.split,
+            )
+    text = summarise(args.root, [*ARMS, 'joint'], args.split)
     with open(osp.join(args.root, 'table.md'), 'w') as f:
         f.write(text + '\n')
     print(text)

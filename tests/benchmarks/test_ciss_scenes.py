@@ -76,3 +76,30 @@ def test_step0_from_and_incremental_options_reach_every_arm(tmp_path, monkeypatc
     ciss_scenes.run_arm('dkd', 1, str(tmp_path))  # its own step 0, no options
     assert '--step0-from' not in commands[0]
     assert '--incremental-options' not in commands[0]
+
+
+def test_split_sets_the_last_step_and_reaches_every_arm(tmp_path, monkeypatch):
+    """--split 4-1x6: the last step is step 6, every arm's tools/ciss.py gets
+    the split, joint training scores old / new on its 4 step-0 classes."""
+    assert ciss_scenes.last_metrics('dkd', 0, 'r', '4-1x6') == osp.join(
+        'r', 'seed0', 'dkd', 'step6', 'metrics.json'
+    )
+    commands = []
+
+    def fake_run(cmd, **kwargs):
+        commands.append(cmd)
+        if 'train.py' in cmd[1]:  # joint: mmseg's tools/train.py logs a validation
+            logs = osp.join(cmd[cmd.index('--work-dir') + 1], 'run', 'vis_data')
+            os.makedirs(logs)
+            with open(osp.join(logs, 'scalars.json'), 'w') as f:
+                json.dump({k: 1.0 for k in ciss_scenes.KEYS}, f)
+
+    monkeypatch.setattr(ciss_scenes.subprocess, 'run', fake_run)
+    _finish('mib', 0, tmp_path)
+    ciss_scenes.run_arm('mib', 0, str(tmp_path), split='4-1x6')
+    assert commands[0][commands[0].index('--split') + 1] == '4-1x6'
+    ciss_scenes.run_arm('joint', 0, str(tmp_path), split='4-1x6')
+    assert commands[1][-2:] == [
+        'val_evaluator.num_base_classes=4',
+        'test_evaluator.num_base_classes=4',
+    ]
