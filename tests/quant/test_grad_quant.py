@@ -204,6 +204,25 @@ def test_linear_gradients_come_from_the_quantized_error():
     assert torch.allclose(layer.bias.grad, g_q.sum(0), atol=1e-6)
 
 
+def test_inplace_relu_after_the_layer_keeps_the_quantized_error():
+    """RetinaNet's head: ReLU(inplace=True) right on a quantized conv output."""
+    torch.manual_seed(0)
+    layer = QuantLinear.from_float(
+        nn.Linear(6, 5),
+        grad_quantizer=dict(
+            type='LBTGradQuantizer', bits=3, interval='fixed', gamma=0.7
+        ),
+    )
+    x = torch.randn(4, 6, requires_grad=True)
+    g = torch.randn(4, 5)
+    twin = copy.deepcopy(layer.grad_quantizer)
+    y = layer(x)
+    mask = (y > 0).float()
+    nn.ReLU(inplace=True)(y).backward(g)
+    g_q = twin.quantize_backward(g * mask)
+    assert torch.allclose(layer.weight.grad, g_q.t() @ x.detach(), atol=1e-6)
+
+
 def test_conv_gradients_use_quantized_weights_inputs_and_error():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3))

@@ -367,7 +367,9 @@ class _QuantizeGradient(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, quantizer: LBTGradQuantizer) -> Tensor:
         ctx.quantizer = quantizer
-        return x.view_as(x)
+        # a copy, not a view: layers followed by an in-place op (ReLU(inplace)
+        # after a conv without norm) may modify the output
+        return x.clone()
 
     @staticmethod
     def backward(ctx, grad: Tensor):
