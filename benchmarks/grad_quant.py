@@ -33,6 +33,7 @@ import argparse
 import json
 import os
 import os.path as osp
+import re
 import statistics
 import time
 
@@ -67,20 +68,88 @@ TIMING_CONFIGS = {
     '4/4/4': 'lbt_w4a4g4_fmnist',
 }
 PARTS = ('accuracy', 'error', 'timing')
+START = 'FP32 start (checkpoint, no fine-tune)'
 
 
-def accuracy(args):
-    """Train/test every config for every seed; returns {label: [top1...]}."""
-    path = osp.join(args.work_dir, 'results.jsonl')
+QUANTIZER_KEY = re.compile(r'\.(weight|act|grad)_quantizer\.')
+
+
+def check_fp_checkpoint(path):
+    """Raise unless ``path`` holds exactly the float weights of every benchmarked
+    model: same keys and shapes, only the quantizer state (``*_quantizer.*``)
+    absent. mmengine's ``load_from`` loads non-strictly and only logs mismatches,
+    so a checkpoint of another architecture would otherwise train from random
+    layers silently."""
+    from mmpretrain.registry import MODELS
+    from mmpretrain.utils import register_all_modules
+
+    register_all_modules(init_default_scope=True)
+    state = torch.load(path, map_location='cpu', weights_only=False)
+    state = state.get('state_dict', state)
+    for name in sorted(set(ACCURACY_CONFIGS.values()) | set(ERROR_CONFIGS.values())):
+        model = MODELS.build(Config.fromfile(osp.join(CONFIG_DIR, name + '.py')).model)
+        expected = model.state_dict()
+        missing = [
+            k for k in expected if k not in state and not QUANTIZER_KEY.search(k)
+        ]
+        unexpected = [k for k in state if k not in expected]
+        shapes = [
+            f'{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}'
+            for k, v in expected.items()
+            if k in state and state[k].shape != v.shape
+        ]
+        if missing or unexpected or shapes:
+            raise ValueError(
+                f'--fp-checkpoint {path} does not match {name}.py: missing '
+                f'{missing[:5]} ({len(missing)}), unexpected {unexpected[:5]} '
+                f'({len(unexpected)}), shape (checkpoint vs model) {shapes[:5]}; '
+                'pass the float Fashion-MNIST student (fmnist_resnet18-w8_student '
+                'architecture), e.g. work_dirs/student_r18-w8_fmnist55k/epoch_15.pth'
+            )
+
+
+def _load_results(path):
     done = {}
     if osp.isfile(path):
         with open(path) as f:
             for line in f:
                 r = json.loads(line)
                 done[(r['label'], r['seed'])] = r['top1']
+    return done
+
+
+def _append_result(path, label, seed, top1, seconds):
+    with open(path, 'a') as f:
+        row = dict(label=label, seed=seed, top1=top1, seconds=seconds)
+        f.write(json.dumps(row) + '\n')
+
+
+def start_accuracy(args, done, path):
+    """Test top-1 of the float checkpoint itself (no fine-tuning), cached."""
+    if (START, None) not in done:
+        cfg = Config.fromfile(osp.join(CONFIG_DIR, 'fp32_finetune_fmnist.py'))
+        cfg.work_dir = osp.join(args.work_dir, 'fp32_start')
+        cfg.load_from = args.fp_checkpoint
+        cfg.train_dataloader = cfg.train_cfg = cfg.optim_wrapper = None
+        cfg.param_scheduler = cfg.val_dataloader = cfg.val_cfg = None
+        cfg.val_evaluator = None
+        top1 = Runner.from_cfg(cfg).test()['accuracy/top1']
+        done[(START, None)] = top1
+        _append_result(path, START, None, top1, 0.0)
+    return done[(START, None)]
+
+
+def accuracy(args):
+    """Train/test every config for every seed (all configs of a seed before the
+    next seed); returns ({label: [top1...]}, start top-1 or None). Each finished
+    (config, seed) is appended to ``results.jsonl`` of the work dir and skipped
+    when the script runs again with the same work dir."""
+    path = osp.join(args.work_dir, 'results.jsonl')
+    done = _load_results(path)
     load_from = None if args.fp_checkpoint == 'none' else args.fp_checkpoint
-    for label, name in ACCURACY_CONFIGS.items():
-        for seed in args.seeds:
+    start = start_accuracy(args, done, path) if load_from else None
+    for seed in args.seeds:
+        for label, name in ACCURACY_CONFIGS.items():
             if (label, seed) in done:
                 continue
             work_dir = osp.join(args.work_dir, f'{name}_seed{seed}')
@@ -93,19 +162,9 @@ def accuracy(args):
                 load_from=load_from,
             )
             done[(label, seed)] = metrics['accuracy/top1']
-            with open(path, 'a') as f:
-                f.write(
-                    json.dumps(
-                        dict(
-                            label=label,
-                            seed=seed,
-                            top1=done[(label, seed)],
-                            seconds=seconds,
-                        )
-                    )
-                    + '\n'
-                )
-    return {label: [done[(label, s)] for s in args.seeds] for label in ACCURACY_CONFIGS}
+            _append_result(path, label, seed, done[(label, seed)], seconds)
+    acc = {label: [done[(label, s)] for s in args.seeds] for label in ACCURACY_CONFIGS}
+    return acc, start
 
 
 class _ErrorRecorder(Hook):
@@ -127,46 +186,63 @@ class _ErrorRecorder(Hook):
 
 
 def gradient_error(args):
-    """{method: {layer: [per-iteration dict]}} over ``args.error_iters``."""
+    """{method: {layer: [per-iteration dict]}} over ``args.error_iters``, cached
+    in ``errors.json`` of the work dir (per method, iterations and start)."""
+    path = osp.join(args.work_dir, 'errors.json')
+    cache = {}
+    if osp.isfile(path):
+        with open(path) as f:
+            cache = json.load(f)
     out = {}
     for label, name in ERROR_CONFIGS.items():
-        cfg = Config.fromfile(osp.join(CONFIG_DIR, name + '.py'))
-        cfg.work_dir = osp.join(args.work_dir, f'error_{name}')
-        cfg.randomness = dict(seed=0)
-        cfg.load_from = None if args.fp_checkpoint == 'none' else args.fp_checkpoint
-        shorten_schedule(cfg, iters=args.error_iters, log_interval=50)
-        cfg.param_scheduler = []
-        cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
-        shrink_data(cfg, subset_size=dict(train=max(args.subset, 128)))
-        runner = Runner.from_cfg(cfg)
-        recorder = _ErrorRecorder()
-        runner.register_hook(recorder, priority='LOWEST')
-        runner.train()
-        out[label] = recorder.records
+        key = f'{name}|{args.error_iters}|{args.fp_checkpoint}|{args.subset}'
+        if key not in cache:
+            cfg = Config.fromfile(osp.join(CONFIG_DIR, name + '.py'))
+            cfg.work_dir = osp.join(args.work_dir, f'error_{name}')
+            cfg.randomness = dict(seed=0)
+            cfg.load_from = None if args.fp_checkpoint == 'none' else args.fp_checkpoint
+            shorten_schedule(cfg, iters=args.error_iters, log_interval=50)
+            cfg.param_scheduler = []
+            cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
+            shrink_data(cfg, subset_size=dict(train=max(args.subset, 128)))
+            runner = Runner.from_cfg(cfg)
+            recorder = _ErrorRecorder()
+            runner.register_hook(recorder, priority='LOWEST')
+            runner.train()
+            cache[key] = recorder.records
+            with open(path, 'w') as f:
+                json.dump(cache, f)
+        out[label] = cache[key]
     return out
 
 
 def plot_error(errors, path):
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for ax, key, title in zip(
-        axes, ('mse_large', 'mse_all'), ('0.1% largest |g|', 'all elements')
-    ):
-        for (label, layers), style in zip(errors.items(), ('-', '--')):
-            for i, (_, rows) in enumerate(sorted(layers.items())):
+    """One panel per quantized layer: MSE of the 0.1% largest |g| (solid) and
+    of all elements (dashed) per iteration, one colour per method."""
+    layers = sorted(next(iter(errors.values())))
+    cols = 4
+    rows = -(-len(layers) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows))
+    axes = axes.ravel()
+    for ax, layer in zip(axes, layers):
+        for i, (label, records) in enumerate(errors.items()):
+            for key, style in (('mse_large', '-'), ('mse_all', '--')):
                 ax.plot(
-                    [r[key] for r in rows],
+                    [r[key] for r in records[layer]],
                     style,
-                    color=f'C{i % 10}',
-                    label=f'{label}' if i == 0 else None,
-                    linewidth=0.8,
+                    color=f'C{i}',
+                    linewidth=0.7,
+                    label=f'{label}, {"0.1% largest" if key == "mse_large" else "all"}',
                 )
         ax.set_yscale('log')
-        ax.set_xlabel('iteration')
-        ax.set_title(f'gradient quantization MSE, {title}')
-    axes[0].set_ylabel('MSE (colour: layer)')
-    axes[0].legend()
+        ax.set_title(layer.replace('backbone.', ''), fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in axes[len(layers) :]:
+        ax.axis('off')
+    axes[0].legend(fontsize=6)
+    fig.suptitle('4-bit gradient quantization MSE per layer vs training iteration')
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=90)
 
 
 def step_times(args):
@@ -199,42 +275,93 @@ def step_times(args):
     return {label: statistics.median(v) for label, v in samples.items()}
 
 
-def write(args, acc, errors, times, load, plot_path):
+def _accuracy_lines(args, acc, start):
+    mean = {k: statistics.mean(v) for k, v in acc.items()}
+    std = {k: statistics.stdev(v) if len(v) > 1 else 0.0 for k, v in acc.items()}
+    lines = [
+        f'Seeds {args.seeds}, {args.epochs} epoch(s) on a {args.subset}-image '
+        f'class-balanced subset of the 55k train split, start: '
+        f'{args.fp_checkpoint}; test split (10k images), top-1 %.',
+        '',
+    ]
+    if start is not None:
+        lines += [f'{START}: {start:.2f}.', '']
+    lines += [
+        '| W/A/G | ' + ' | '.join(f'seed {s}' for s in args.seeds) + ' | mean | std |',
+        '|---|' + '---|' * (len(args.seeds) + 2),
+    ]
+    lines += [
+        f'| {label} | '
+        + ' | '.join(f'{v:.2f}' for v in values)
+        + f' | {mean[label]:.2f} | {std[label]:.2f} |'
+        for label, values in acc.items()
+    ]
+    lbt, minmax = mean['4/4/4 LBT'], mean['4/4/4 gamma=1 (min-max)']
+    w4a4, fp = mean['4/4/32 (LSQ, float gradients)'], mean['FP32 fine-tune']
+    lines += [
+        '',
+        f'- 4/4/4 LBT - gamma=1: {lbt - minmax:+.2f} pt (goal >= +2).',
+        f'- 4/4/4 LBT - 4/4/32: {lbt - w4a4:+.2f} pt (goal >= -3).',
+        f'- 8/8/8 LBT - FP32 fine-tune: {mean["8/8/8 LBT"] - fp:+.2f} pt'
+        + (
+            f'; - FP32 start: {mean["8/8/8 LBT"] - start:+.2f} pt'
+            if start is not None
+            else ''
+        )
+        + ' (goal >= -0.3).',
+        '',
+    ]
+    return lines
+
+
+def _error_lines(args, errors, plot_path):
+    lines = [
+        f'Gradient quantization error per layer over {args.error_iters} '
+        f'iterations (seed 0): ![error]({osp.basename(plot_path)})',
+        '',
+        'Mean over the last quarter of the iterations, per layer '
+        '(LBT / gamma=1 ratio of the MSE):',
+        '',
+        '| layer | '
+        + ' | '.join(f'{m} MSE large | {m} MSE all | {m} gamma' for m in errors)
+        + ' | ratio large | ratio all |',
+        '|---|' + '---|' * (3 * len(errors) + 2),
+    ]
+    tail = {
+        m: {
+            layer: {
+                k: statistics.mean(r[k] for r in rows[-max(1, len(rows) // 4) :])
+                for k in ('mse_large', 'mse_all', 'gamma')
+            }
+            for layer, rows in layers.items()
+        }
+        for m, layers in errors.items()
+    }
+    lbt, ref = tail['LBT'], tail['gamma=1']
+    for layer in sorted(lbt):
+        cells = ' | '.join(
+            f'{t[layer]["mse_large"]:.2e} | {t[layer]["mse_all"]:.2e} | '
+            f'{t[layer]["gamma"]:.3f}'
+            for t in tail.values()
+        )
+        lines.append(
+            f'| {layer} | {cells} | '
+            f'{lbt[layer]["mse_large"] / ref[layer]["mse_large"]:.2f} | '
+            f'{lbt[layer]["mse_all"] / ref[layer]["mse_all"]:.2f} |'
+        )
+    lines.append('')
+    return lines
+
+
+def write(args, acc, start, errors, times, load, plot_path):
     """Print the markdown report of the parts that ran, and write it to
     ``args.out`` when given."""
     lines = ['# Gradient quantization (LBT) on Fashion-MNIST', '']
     lines += [f'Command: `{args.command}`', '']
     if acc:
-        mean = {k: statistics.mean(v) for k, v in acc.items()}
-        lines += [
-            f'Seeds {args.seeds}, {args.epochs} epoch(s) on a {args.subset}-image '
-            f'training subset, start: {args.fp_checkpoint}; test split (10k).',
-            '',
-            '| W/A/G | ' + ' | '.join(f'seed {s}' for s in args.seeds) + ' | mean |',
-            '|---|' + '---|' * (len(args.seeds) + 1),
-        ]
-        lines += [
-            f'| {label} | '
-            + ' | '.join(f'{v:.2f}' for v in values)
-            + f' | {mean[label]:.2f} |'
-            for label, values in acc.items()
-        ]
-        lines.append('')
+        lines += _accuracy_lines(args, acc, start)
     if errors:
-        lines += [
-            f'Gradient quantization error per layer over {args.error_iters} '
-            f'iterations: ![error]({osp.basename(plot_path)})',
-            '',
-        ]
-        for label, layers in errors.items():
-            last = [rows[-1] for rows in layers.values()]
-            lines.append(
-                f'- {label}: last iteration, mean over {len(last)} layers: MSE '
-                f'large {statistics.mean(r["mse_large"] for r in last):.3e}, MSE '
-                f'all {statistics.mean(r["mse_all"] for r in last):.3e}, gamma '
-                f'{statistics.mean(r["gamma"] for r in last):.3f}'
-            )
-        lines.append('')
+        lines += _error_lines(args, errors, plot_path)
     if times:
         lines += [
             f'Step time (CPU, {torch.get_num_threads()} thread(s), batch '
@@ -261,7 +388,7 @@ def main():
     parser.add_argument('--subset', type=int, default=20000)
     parser.add_argument(
         '--fp-checkpoint',
-        default='work_dirs/fp32_resnet18-w8_fmnist/epoch_8.pth',
+        default='work_dirs/student_r18-w8_fmnist55k/epoch_15.pth',
         help="float student checkpoint, or 'none'",
     )
     parser.add_argument('--error-iters', type=int, default=200)
@@ -293,7 +420,9 @@ def main():
             '--fp-checkpoint none (quantized training from scratch)'
         )
     os.makedirs(args.work_dir, exist_ok=True)
-    acc = accuracy(args) if 'accuracy' in args.parts else {}
+    if needs_checkpoint and args.fp_checkpoint != 'none':
+        check_fp_checkpoint(args.fp_checkpoint)
+    acc, start = accuracy(args) if 'accuracy' in args.parts else ({}, None)
     errors = gradient_error(args) if 'error' in args.parts else {}
     plot_path = (
         osp.splitext(args.out)[0] if args.out else osp.join(args.work_dir, 'grad_quant')
@@ -305,7 +434,7 @@ def main():
         load = LoadRecord(args.allow_loaded)
         times = step_times(args)
         load.stop()
-    write(args, acc, errors, times, load, plot_path)
+    write(args, acc, start, errors, times, load, plot_path)
 
 
 if __name__ == '__main__':

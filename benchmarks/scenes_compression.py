@@ -125,6 +125,16 @@ GROUPS = {
                     'quant/mmdet/lsq_w4a4_retinanet_r18-w16_scenes.py',
                     'as is',
                 ),
+                (
+                    'LBT W8A8G8',
+                    'quant/mmdet/lbt_w8a8g8_retinanet_r18-w16_scenes.py',
+                    'as is',
+                ),
+                (
+                    'LBT W4A4G4',
+                    'quant/mmdet/lbt_w4a4g4_retinanet_r18-w16_scenes.py',
+                    'as is',
+                ),
             ],
         ),
         'seg': dict(
