@@ -216,9 +216,19 @@ def gradient_error(args):
     return out
 
 
+def _moving_average(values, parts=20):
+    """Mean over a window of ``len(values) // parts`` (at least 1) iterations."""
+    window = max(1, len(values) // parts)
+    return [
+        statistics.mean(values[max(0, i - window + 1) : i + 1])
+        for i in range(len(values))
+    ]
+
+
 def plot_error(errors, path):
     """One panel per quantized layer: MSE of the 0.1% largest |g| (solid) and
-    of all elements (dashed) per iteration, one colour per method."""
+    of all elements (dashed) per iteration (moving average over 5% of the
+    iterations), one colour per method."""
     layers = sorted(next(iter(errors.values())))
     cols = 4
     rows = -(-len(layers) // cols)
@@ -228,7 +238,7 @@ def plot_error(errors, path):
         for i, (label, records) in enumerate(errors.items()):
             for key, style in (('mse_large', '-'), ('mse_all', '--')):
                 ax.plot(
-                    [r[key] for r in records[layer]],
+                    _moving_average([r[key] for r in records[layer]]),
                     style,
                     color=f'C{i}',
                     linewidth=0.7,
@@ -240,7 +250,10 @@ def plot_error(errors, path):
     for ax in axes[len(layers) :]:
         ax.axis('off')
     axes[0].legend(fontsize=6)
-    fig.suptitle('4-bit gradient quantization MSE per layer vs training iteration')
+    fig.suptitle(
+        '4-bit gradient quantization MSE per layer vs training iteration '
+        '(moving average over 5% of the iterations)'
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=90)
 
