@@ -99,16 +99,34 @@ def test_spatial_branch_matches_reference(mode, impl):
     torch.testing.assert_close(out, ref_spatial(m, x))
 
 
+def reference(m, x):
+    """The whole block from the reference branches."""
+    if m.mode == 'parallel':
+        return x * ref_channel(m, x) + x * ref_spatial(m, x)
+    y = x * ref_channel(m, x)
+    return y * ref_spatial(m, y)
+
+
 @pytest.mark.parametrize('mode, impl', LAYOUTS)
 def test_composition_parallel_sum_sequential_chain(mode, impl):
     m = randomised(mode, impl)
     x = torch.randn(2, C, 4, 6, dtype=torch.float64)
-    if mode == 'parallel':
-        expected = x * ref_channel(m, x) + x * ref_spatial(m, x)
-    else:
-        y = x * ref_channel(m, x)
-        expected = y * ref_spatial(m, y)
-    torch.testing.assert_close(m(x), expected)
+    torch.testing.assert_close(m(x), reference(m, x))
+
+
+@pytest.mark.parametrize('mode, impl', LAYOUTS)
+def test_gradients_match_the_reference(mode, impl):
+    """The reordered products (pooled vectors, linear maps on 1x1 maps, the
+    parallel combination) give the reference's input and weight gradients."""
+    m = randomised(mode, impl)
+    x = torch.randn(3, C, 5, 6, dtype=torch.float64, requires_grad=True)
+    grad = torch.randn(3, C, 5, 6, dtype=torch.float64)
+    inputs = [x, *m.parameters()]
+    got = torch.autograd.grad((m(x) * grad).sum(), inputs)
+    expected = torch.autograd.grad((reference(m, x) * grad).sum(), inputs)
+    names = ['x'] + [name for name, _ in m.named_parameters()]
+    for name, a, b in zip(names, got, expected):
+        torch.testing.assert_close(a, b, msg=name)
 
 
 def test_variants_differ_where_the_official_code_deviates():

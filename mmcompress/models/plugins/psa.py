@@ -30,13 +30,17 @@ The bias-free q/v convs are linear, so the block applies them where they are
 cheapest, with equal results up to rounding: ``GAP(Wq'(x)) = Wq'(GAP(x))``,
 ``Wv(x) @ q = Wv(x @ q)`` and ``q @ Wv'(x) = (q Wv') @ x``. Only the official
 sequential spatial branch, whose softmax acts on ``Wv'(x)`` itself, runs a
-full-resolution convolution.
+full-resolution convolution. The convolutions that act on 1x1 maps (``Wz``) run
+as linear maps on vectors, and matrix-vector products with a full-resolution
+operand as an element-wise product and a sum (on CPU a batched matrix-vector
+product and the backward of ``mean`` cost several times more).
 """
 
 from typing import Optional
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from torch import Tensor
@@ -170,59 +174,87 @@ class PolarizedSelfAttention(BaseModule):
 
     @staticmethod
     def _matrix(conv: nn.Conv2d) -> Tensor:
-        """A bias-free 1x1 conv's weight as an ``(out, in)`` matrix."""
+        """A 1x1 conv's weight as an ``(out, in)`` matrix."""
         return conv.weight.view(conv.out_channels, conv.in_channels)
 
-    def _channel_from_logits(self, flat: Tensor, logits: Tensor) -> Tensor:
-        """``A_ch`` from the input ``(N, C, HW)`` and ``Wq(x)`` ``(N, 1, HW)``."""
-        query = logits.softmax(dim=2)
-        # Wv(x) @ q == Wv(x @ q): apply Wv to the softmax-pooled C-vector
-        pooled = torch.bmm(flat, query.transpose(1, 2))  # N, C, 1
-        context = torch.matmul(self._matrix(self.ch_wv), pooled)  # N, C/2, 1
-        out = self.ch_wz(context.unsqueeze(-1))  # N, C, 1, 1
+    @staticmethod
+    def _conv_flat(matrix: Tensor, flat: Tensor) -> Tensor:
+        """A bias-free 1x1 conv given as ``matrix`` on ``flat`` ``(N, C, HW)``."""
+        return torch.bmm(matrix.expand(flat.shape[0], -1, -1), flat)
+
+    def _channel_from_vector(self, context: Tensor) -> Tensor:
+        """``A_ch`` ``(N, C)`` from ``Wv(x) @ q`` ``(N, C/2)``: ``F_ch`` and the
+        sigmoid, its convolutions acting on 1x1 maps written as linear maps."""
+        if isinstance(self.ch_wz, nn.Conv2d):
+            out = F.linear(context, self._matrix(self.ch_wz))
+        else:  # official sequential: Conv -> LayerNorm -> ReLU -> Conv
+            up, norm, _, down = self.ch_wz
+            hidden = F.linear(context, self._matrix(up), up.bias)
+            hidden = F.layer_norm(
+                hidden,
+                hidden.shape[1:],
+                norm.weight.flatten(),
+                norm.bias.flatten(),
+                norm.eps,
+            )
+            out = F.linear(hidden.relu(), self._matrix(down), down.bias)
         if self.ch_norm is not None:
-            out = self.ch_norm(out.flatten(1)).view_as(out)
+            out = self.ch_norm(out)
         return out.sigmoid()
 
-    def _spatial_row(self, flat: Tensor) -> Tensor:
-        """``(N, 1, C)`` row whose product with the input is the spatial logits
-        (all layouts but the official sequential one)."""
-        # GAP(Wq x) == Wq GAP(x): 1x1 conv without bias is linear
-        query = torch.matmul(
-            self._matrix(self.sp_wq), flat.mean(dim=2, keepdim=True)
-        )  # N, C/2, 1
-        query = query.transpose(1, 2)  # N, 1, C/2
-        if self.impl == 'paper':
-            query = query.softmax(dim=2)
-        # q @ Wv(x) == (q Wv) @ x
-        return torch.matmul(query, self._matrix(self.sp_wv))
+    def _channel_from_logits(self, flat: Tensor, logits: Tensor) -> Tensor:
+        """``A_ch`` ``(N, C)`` from the input ``(N, C, HW)`` and ``Wq(x)``
+        ``(N, HW)``."""
+        query = logits.softmax(dim=1)
+        # Wv(x) @ q == Wv(x @ q): apply Wv to the softmax-pooled C-vector (an
+        # element-wise product and a sum: a matrix-vector bmm is slower on CPU)
+        pooled = (flat * query.unsqueeze(1)).sum(dim=2)  # N, C
+        return self._channel_from_vector(F.linear(pooled, self._matrix(self.ch_wv)))
 
-    def _spatial_from_logits(self, logits: Tensor, x: Tensor) -> Tensor:
-        """``A_sp`` (shaped like ``x`` but one channel) from its logits."""
+    def _spatial_query(self, flat: Tensor) -> Tensor:
+        """``GAP(Wq'(x))`` ``(N, C/2)``, as ``Wq'(GAP(x))`` (linear, no bias)."""
+        # sum / HW: the backward of mean() divides a full-size tensor
+        mean = flat.sum(dim=2) / flat.shape[2]
+        return F.linear(mean, self._matrix(self.sp_wq))
+
+    def _spatial_row(self, flat: Tensor) -> Tensor:
+        """``(N, C)`` row whose product with the input is the spatial logits
+        (all layouts but the official sequential one)."""
+        query = self._spatial_query(flat)  # N, C/2
+        if self.impl == 'paper':
+            query = query.softmax(dim=1)
+        # q @ Wv(x) == (q Wv) @ x
+        return torch.mm(query, self._matrix(self.sp_wv))
+
+    def _spatial_from_logits(self, logits: Tensor) -> Tensor:
+        """``A_sp`` ``(N, HW)`` from its logits ``(N, HW)``."""
         if self.impl == 'official' and self.mode == 'parallel':
-            logits = logits.softmax(dim=2)
-        n, _, h, w = x.shape
-        return logits.view(n, 1, h, w).sigmoid()
+            logits = logits.softmax(dim=1)
+        return logits.sigmoid()
+
+    def _channel(self, flat: Tensor) -> Tensor:
+        """``A_ch`` ``(N, C)`` of the input ``(N, C, HW)``."""
+        logits = self._conv_flat(self._matrix(self.ch_wq), flat)  # N, 1, HW
+        return self._channel_from_logits(flat, logits.squeeze(1))
+
+    def _spatial(self, flat: Tensor) -> Tensor:
+        """``A_sp`` ``(N, HW)`` of the input ``(N, C, HW)``."""
+        if self.impl == 'official' and self.mode == 'sequential':
+            query = self._spatial_query(flat).unsqueeze(1)  # N, 1, C/2
+            value = self._conv_flat(self._matrix(self.sp_wv), flat).softmax(dim=2)
+            logits = torch.bmm(query, value)  # N, 1, HW
+        else:
+            logits = torch.bmm(self._spatial_row(flat).unsqueeze(1), flat)
+        return self._spatial_from_logits(logits.squeeze(1))
 
     def channel_attention(self, x: Tensor) -> Tensor:
         """Channel-only attention ``A_ch`` of shape ``(N, C, 1, 1)``."""
-        flat = x.flatten(2)  # N, C, HW
-        return self._channel_from_logits(
-            flat, torch.matmul(self._matrix(self.ch_wq), flat)
-        )
+        return self._channel(x.flatten(2))[..., None, None]
 
     def spatial_attention(self, x: Tensor) -> Tensor:
         """Spatial-only attention ``A_sp`` of shape ``(N, 1, H, W)``."""
-        flat = x.flatten(2)
-        if self.impl == 'official' and self.mode == 'sequential':
-            query = torch.matmul(
-                self._matrix(self.sp_wq), flat.mean(dim=2, keepdim=True)
-            )
-            value = self.sp_wv(x).flatten(2).softmax(dim=2)  # N, C/2, HW
-            logits = torch.bmm(query.transpose(1, 2), value)
-        else:
-            logits = torch.bmm(self._spatial_row(flat), flat)
-        return self._spatial_from_logits(logits, x)
+        n, _, h, w = x.shape
+        return self._spatial(x.flatten(2)).view(n, 1, h, w)
 
     def forward(self, x: Tensor) -> Tensor:
         """Apply PSA; the output has the shape of ``x``."""
@@ -231,24 +263,23 @@ class PolarizedSelfAttention(BaseModule):
                 f'PolarizedSelfAttention(in_channels={self.in_channels}) expects '
                 f'an (N, {self.in_channels}, H, W) input, got {tuple(x.shape)}'
             )
+        flat = x.flatten(2)
         if self.mode == 'sequential':
-            x = x * self.channel_attention(x)
-            return x * self.spatial_attention(x)
+            flat = flat * self._channel(flat).unsqueeze(2)
+            return (flat * self._spatial(flat).unsqueeze(1)).view_as(x)
         # parallel: both branches' logits in one product with the input, and
         # Z_ch + Z_sp == x * (A_ch + A_sp)
-        flat = x.flatten(2)
         rows = torch.cat(
             [
                 self._matrix(self.ch_wq).expand(x.shape[0], 1, -1),
-                self._spatial_row(flat),
+                self._spatial_row(flat).unsqueeze(1),
             ],
             dim=1,
         )  # N, 2, C
         logits = torch.bmm(rows, flat)  # N, 2, HW
-        return x * (
-            self._channel_from_logits(flat, logits[:, :1])
-            + self._spatial_from_logits(logits[:, 1:], x)
-        )
+        channel = self._channel_from_logits(flat, logits[:, 0])
+        spatial = self._spatial_from_logits(logits[:, 1])
+        return (flat * (channel.unsqueeze(2) + spatial.unsqueeze(1))).view_as(x)
 
     def _load_from_state_dict(
         self,
