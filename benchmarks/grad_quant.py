@@ -6,10 +6,12 @@ Three measurements, written to one markdown file (and a PNG next to it):
    ``lbt_minmax_w4a4g4`` (gamma = 1), ``lbt_w4a4g4`` (LBT), ``lsq_w4a4``
    (4/4/32: no gradient quantization), ``lbt_w6a6g6``, ``lbt_w8a8g8`` and
    ``fp32_finetune`` (float reference), each fine-tuned from the float student
-   (``--fp-checkpoint``) through mmengine's Runner with
+   (``--fp-checkpoint``, checked first to hold exactly the float weights of
+   every benchmarked model) through mmengine's Runner with
    ``benchmarks/quant_accuracy.py``'s ``run`` (overrides: epochs, subset,
-   seed, work dir). Finished runs are kept in ``results.jsonl`` of the work dir
-   and skipped when the script is run again;
+   seed, work dir), all configs of one seed before the next seed; the float
+   checkpoint itself is tested once. Finished runs are kept in
+   ``results.jsonl`` of the work dir and skipped when the script is run again;
 2. the gradient quantization error per layer over training: mean squared
    error of ``g_q - g`` over all elements and over the 0.1% largest ``|g|``,
    for LBT and gamma = 1 at 4 bits (``--error-iters`` iterations each), as a
@@ -21,9 +23,10 @@ Three measurements, written to one markdown file (and a PNG next to it):
 ``--parts`` picks which of the three run (all by default), e.g.
 ``--parts timing`` alone on a quiet machine.
 
-Usage (the full benchmark; CPU hours):
-    OMP_NUM_THREADS=1 python benchmarks/grad_quant.py --seeds 0 1 2 --epochs 3 \
-        --fp-checkpoint work_dirs/fp32_resnet18-w8_fmnist/epoch_8.pth \
+Usage (the Fashion-MNIST table of docs/quant/grad_quant.md; about 1 CPU hour):
+    OMP_NUM_THREADS=1 python benchmarks/grad_quant.py --parts accuracy error \
+        --seeds 0 1 2 --epochs 1 --subset 30000 \
+        --fp-checkpoint work_dirs/student_r18-w8_fmnist55k/epoch_15.pth \
         --out docs/quant/grad_quant_results.md
 Smoke setting (minutes; numbers meaningless): --seeds 0 --epochs 1 --subset 256
     --fp-checkpoint none --error-iters 5 --timing-steps 3
@@ -397,8 +400,8 @@ def write(args, acc, start, errors, times, load, plot_path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    parser.add_argument('--epochs', type=int, default=3)
-    parser.add_argument('--subset', type=int, default=20000)
+    parser.add_argument('--epochs', type=int, default=1)
+    parser.add_argument('--subset', type=int, default=30000)
     parser.add_argument(
         '--fp-checkpoint',
         default='work_dirs/student_r18-w8_fmnist55k/epoch_15.pth',
@@ -429,7 +432,7 @@ def main():
     ):
         raise FileNotFoundError(
             f'--fp-checkpoint {args.fp_checkpoint} does not exist: train '
-            'configs/quant/mmpretrain/fp32_resnet18-w8_fmnist.py first, or pass '
+            'configs/baselines/mmpretrain/student_r18-w8_fmnist55k.py first, or pass '
             '--fp-checkpoint none (quantized training from scratch)'
         )
     os.makedirs(args.work_dir, exist_ok=True)
