@@ -76,7 +76,7 @@ CASES = {
 ONNXRUNTIME_INTEGER_KERNEL = {
     'Conv': 'QLinearConv',
     'Gemm': 'QGemm',
-    'ConvTranspose': None,
+    'ConvTranspose': 'QLinearConv',  # its sub-pixel conv (quant/export/int8_deconv.py)
 }
 HANDLERS = {handler.name: handler for handler in quant_handlers()}
 NAMES = sorted(CASES)

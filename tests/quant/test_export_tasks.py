@@ -133,10 +133,14 @@ def test_network_exports_run_in_onnxruntime(task, roots, tmp_path, onnx_op_types
     # computing what the rewritten graph means
     fast = optimize_for_onnxruntime(qdq, [inputs])
     ops = Counter(onnx_op_types(fast))
-    quantized_runs = sum(1 for n in _graph(qdq).node if n.op_type == 'Conv')
+    # (the pose head's deconvs as their sub-pixel convs)
+    quantized_runs = sum(
+        1 for n in _graph(qdq).node if n.op_type in ('Conv', 'ConvTranspose')
+    )
     quantized_runs -= FLOAT_CONVS[task]
     assert ops['QLinearConv'] == quantized_runs
     assert ops['Conv'] + ops['FusedConv'] == FLOAT_CONVS[task]
+    assert ops['ConvTranspose'] == 0
     # BNs are folded, the pose head's after its deconvs too
     assert ops['BatchNormalization'] == 0
     for exact, kernels in zip(_run(fast, inputs, False), _run(fast, inputs)):

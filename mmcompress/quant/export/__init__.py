@@ -6,8 +6,9 @@ deployment they target.
 * :mod:`.onnx_io`: :func:`export_onnx` (ONNX writing, weight folding) and the
   example-input check;
 * :mod:`.runtime`: onnxruntime session and agreement helpers;
-* :mod:`.int8`, :mod:`.int8_activations`: :func:`optimize_for_onnxruntime`,
-  the integer-graph rewrite;
+* :mod:`.int8`, :mod:`.int8_activations`, :mod:`.int8_deconv`:
+  :func:`optimize_for_onnxruntime`, the integer-graph rewrite (deconvolutions
+  as sub-pixel integer convs);
 * :mod:`.onnx_graph`: the graph lookups both ONNX passes share;
 * :mod:`.network`: :class:`NetworkWrapper`, the network part
   ``head(extract_feat(x))`` of detectors, segmentors, pose models and

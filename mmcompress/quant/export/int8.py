@@ -21,6 +21,7 @@ from .int8_activations import (
     insert_activation_quantization,
     plan_activation_quantization,
 )
+from .int8_deconv import integer_deconvolutions
 from .onnx_graph import OnnxGraph
 from .storage import int32_bias, weight_peak
 
@@ -226,7 +227,9 @@ def _warn_float_islands(g: OnnxGraph) -> None:
         )
 
 
-def optimize_for_onnxruntime(onnx_bytes: bytes, calibration: Sequence[Tensor]) -> bytes:
+def optimize_for_onnxruntime(
+    onnx_bytes: bytes, calibration: Sequence[Tensor], integer_deconv: bool = True
+) -> bytes:
     """Rewrite an exported QDQ graph so onnxruntime runs it in 8-bit integers.
 
     onnxruntime fuses ``DQ(x) -> Conv(DQ(w), DQ(bias)) -> Q(y)`` into an integer
@@ -273,12 +276,21 @@ def optimize_for_onnxruntime(onnx_bytes: bytes, calibration: Sequence[Tensor]) -
        each output channel's weight grid by an integer factor that brings the
        bias closest to it (both defined by
        :func:`~.storage.int32_bias`; a QAT model built
-       with ``integer_bias`` already adds the BN shifts on this grid).
+       with ``integer_bias`` already adds the BN shifts on this grid);
+    5. rewrites each quantized ``ConvTranspose`` whose output is re-quantized
+       (onnxruntime's CPU provider has no integer deconvolution kernel) into
+       its sub-pixel form: an integer ``Conv`` with ``s * s`` times the output
+       channels, then ``DepthToSpace`` and a border ``Slice`` on its 8-bit
+       output (:mod:`.int8_deconv`; the same values). A deconv it cannot
+       rewrite stays float, with a warning naming it.
 
     Args:
         onnx_bytes (bytes): A model from :func:`export_onnx`.
         calibration (Sequence[Tensor]): Input batches for the calibrated
             ranges.
+        integer_deconv (bool): Step 5. False keeps every deconv a float
+            ``ConvTranspose`` (onnxruntime runs it on dequantized inputs).
+            Defaults to True.
 
     Returns:
         bytes: The rewritten model.
@@ -298,6 +310,8 @@ def optimize_for_onnxruntime(onnx_bytes: bytes, calibration: Sequence[Tensor]) -
     insert_activation_quantization(g, plans, ranges)
     _unsigned_activations(g)
     _quantize_bias(g, layers)
+    if integer_deconv:
+        integer_deconvolutions(g, layers)
     _warn_float_islands(g)
     g.topological_sort()
     g.remove_unused_initializers()
