@@ -161,3 +161,16 @@ def test_psa_plugin_stages_of_wrong_length():
                 )
             ],
         )
+
+
+def test_psa_fused_given_as_a_string():
+    """A PSA config with fused='yes' (a string, not a bool).
+
+    Message: fused must be True (fused CPU kernels where they apply) or False
+    """
+    with pytest.raises(
+        TypeError,
+        match=r'fused must be True \(fused CPU kernels where they apply\) or '
+        r"False \(eager\), got 'yes' \(str\)",
+    ):
+        PolarizedSelfAttention(16, fused='yes')

@@ -31,9 +31,11 @@ cheapest, with equal results up to rounding: ``GAP(Wq'(x)) = Wq'(GAP(x))``,
 ``Wv(x) @ q = Wv(x @ q)`` and ``q @ Wv'(x) = (q Wv') @ x``. Only the official
 sequential spatial branch, whose softmax acts on ``Wv'(x)`` itself, runs a
 full-resolution convolution. The convolutions that act on 1x1 maps (``Wz``) run
-as linear maps on vectors, and matrix-vector products with a full-resolution
-operand as an element-wise product and a sum (on CPU a batched matrix-vector
-product and the backward of ``mean`` cost several times more).
+as linear maps on vectors; the softmax-weighted pooling and the final products
+(``x * (A_ch + A_sp)``, the sequential chain) run on the fused CPU kernels of
+:mod:`.psa_kernels` in training (``fused=True``), else as element-wise products
+and sums (on CPU a batched matrix-vector product, and the backward of ``mean``,
+cost several times more).
 """
 
 from typing import Optional
@@ -46,6 +48,8 @@ from mmengine.model import BaseModule
 from torch import Tensor
 
 from mmcompress.registry import MODELS
+
+from .psa_kernels import psa_combine, psa_pool
 
 MODES = ('parallel', 'sequential')
 IMPLS = ('official', 'paper')
@@ -86,6 +90,11 @@ class PolarizedSelfAttention(BaseModule):
             Defaults to ``'parallel'``.
         impl (str): ``'official'`` (the released code, default) or ``'paper'``
             (the paper's equations); see the module docstring for the differences.
+        fused (bool): Run the full-resolution element-wise steps on the fused
+            CPU kernels of :mod:`~mmcompress.models.plugins.psa_kernels` where
+            they apply (training on CPU, float32 / float64); False: always the
+            eager expressions. Same values up to the order of summation.
+            Defaults to True.
         init_cfg (dict, optional): mmengine init config. Defaults to None, which
             keeps the official initialisation.
     """
@@ -101,6 +110,7 @@ class PolarizedSelfAttention(BaseModule):
         in_channels: int,
         mode: str = 'parallel',
         impl: str = 'official',
+        fused: bool = False,
         init_cfg: Optional[dict] = None,
     ) -> None:
         super().__init__(init_cfg)
@@ -113,6 +123,12 @@ class PolarizedSelfAttention(BaseModule):
             raise ValueError(
                 f'PolarizedSelfAttention: unknown impl={impl!r}; valid values are '
                 f'{IMPLS} (official = the released code, paper = the equations)'
+            )
+        if not isinstance(fused, bool):
+            raise TypeError(
+                f'PolarizedSelfAttention: fused must be True (fused CPU kernels '
+                f'where they apply) or False (eager), got {fused!r} '
+                f'({type(fused).__name__})'
             )
         divisor = required_divisor(mode, impl)
         if (
@@ -133,6 +149,7 @@ class PolarizedSelfAttention(BaseModule):
         self.in_channels = in_channels
         self.mode = mode
         self.impl = impl
+        self.fused = fused
         half = in_channels // 2
         # channel-only branch (official name: spatial_pool / *_right)
         self.ch_wq = _conv1x1(in_channels, 1)
@@ -206,9 +223,8 @@ class PolarizedSelfAttention(BaseModule):
         """``A_ch`` ``(N, C)`` from the input ``(N, C, HW)`` and ``Wq(x)``
         ``(N, HW)``."""
         query = logits.softmax(dim=1)
-        # Wv(x) @ q == Wv(x @ q): apply Wv to the softmax-pooled C-vector (an
-        # element-wise product and a sum: a matrix-vector bmm is slower on CPU)
-        pooled = (flat * query.unsqueeze(1)).sum(dim=2)  # N, C
+        # Wv(x) @ q == Wv(x @ q): apply Wv to the softmax-pooled C-vector
+        pooled = psa_pool(flat, query, self.fused)  # N, C
         return self._channel_from_vector(F.linear(pooled, self._matrix(self.ch_wv)))
 
     def _spatial_query(self, flat: Tensor) -> Tensor:
@@ -265,8 +281,8 @@ class PolarizedSelfAttention(BaseModule):
             )
         flat = x.flatten(2)
         if self.mode == 'sequential':
-            flat = flat * self._channel(flat).unsqueeze(2)
-            return (flat * self._spatial(flat).unsqueeze(1)).view_as(x)
+            flat = psa_combine(flat, self._channel(flat), None, self.fused)
+            return psa_combine(flat, None, self._spatial(flat), self.fused).view_as(x)
         # parallel: both branches' logits in one product with the input, and
         # Z_ch + Z_sp == x * (A_ch + A_sp)
         rows = torch.cat(
@@ -279,7 +295,7 @@ class PolarizedSelfAttention(BaseModule):
         logits = torch.bmm(rows, flat)  # N, 2, HW
         channel = self._channel_from_logits(flat, logits[:, 0])
         spatial = self._spatial_from_logits(logits[:, 1])
-        return (flat * (channel.unsqueeze(2) + spatial.unsqueeze(1))).view_as(x)
+        return psa_combine(flat, channel, spatial, self.fused).view_as(x)
 
     def _load_from_state_dict(
         self,
