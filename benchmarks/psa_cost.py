@@ -5,6 +5,7 @@ Usage::
 
     python benchmarks/psa_cost.py --out docs/models/psa.md       # both tables
     python benchmarks/psa_cost.py --skip-backbones --iters 50    # block table only
+    python benchmarks/psa_cost.py --skip-backbones --out docs/models/psa.md
 
 FLOPs are counted by ``mmengine.analysis`` (multiply-adds of convolutions and
 matrix products, traced; element-wise ops are not counted). Latencies are medians
@@ -33,13 +34,20 @@ sys.path.insert(0, osp.join(ROOT, 'benchmarks'))
 from doc_blocks import write_block  # noqa: E402
 
 import mmcompress  # noqa: E402,F401  (registers the PSA classes)
+from mmcompress.models.plugins.psa_kernels import (  # noqa: E402
+    load_psa_kernels,
+    psa_kernel_error,
+)
 from mmcompress.registry import MODELS  # noqa: E402
 
 PAGE = osp.join(ROOT, 'docs', 'models', 'psa.md')
 
 
-def psa_plugins(mode: str, position: str = 'after_conv1') -> List[dict]:
-    return [dict(cfg=dict(type='PolarizedSelfAttention', mode=mode), position=position)]
+def psa_plugins(
+    mode: str, position: str = 'after_conv1', fused: bool = False
+) -> List[dict]:
+    cfg = dict(type='PolarizedSelfAttention', mode=mode, fused=fused)
+    return [dict(cfg=cfg, position=position)]
 
 
 def hrnet_extra(width: int) -> dict:
@@ -219,11 +227,11 @@ def block_rows(iters: int, warmup: int) -> List[dict]:
     rows = []
     for name, (c, h, w, n) in BLOCK_CASES.items():
         torch.manual_seed(0)
-        blocks = dict(
-            plain=BasicBlock(c, c),
-            p=SegPluginBasicBlock(c, c, plugins=psa_plugins('parallel')),
-            s=SegPluginBasicBlock(c, c, plugins=psa_plugins('sequential')),
-        )
+        blocks = dict(plain=BasicBlock(c, c))
+        for key, mode in (('p', 'parallel'), ('s', 'sequential')):
+            blocks[key] = SegPluginBasicBlock(c, c, plugins=psa_plugins(mode))
+            blocks[key + '_fused'] = copy.deepcopy(blocks[key])
+            blocks[key + '_fused'].psa.fused = True
         x = torch.randn(n, c, h, w)
         grad = torch.randn(n, c, h, w)
 
@@ -244,6 +252,8 @@ def block_rows(iters: int, warmup: int) -> List[dict]:
                     plain_ms=ms['plain'],
                     ms=ms[key],
                     ratio=ms[key] / ms['plain'],
+                    fused_ms=ms[key + '_fused'],
+                    fused_ratio=ms[key + '_fused'] / ms['plain'],
                 )
             )
             print(rows[-1], flush=True)
@@ -271,6 +281,8 @@ def main() -> None:
         + (f' --out {osp.relpath(args.out, ROOT)}' if args.out else '')
     )
     device = f'CPU ({torch.get_num_threads()} thread(s))'
+    if load_psa_kernels() is None:  # the fused column would time the eager path
+        raise RuntimeError(f'the PSA kernels do not build: {psa_kernel_error()}')
     load_before = load_average()
     blocks = block_rows(args.iters, args.warmup)
     load_blocks = load_average()
@@ -278,13 +290,17 @@ def main() -> None:
         f'Command: `{cmd}`; {device}, torch {torch.__version__}; 1-minute load '
         f'average {load_before:.2f} before, {load_blocks:.2f} after. '
         'mmseg BasicBlock with / without PSA after conv1, forward + backward '
-        'on the same input, medians of interleaved runs.',
+        'on the same input, medians of interleaved runs; PSA eager '
+        '(`fused=False`, the default) and on the fused CPU kernels '
+        '(`fused=True`).',
         '',
-        '| block input | PSA | plain (ms) | with PSA (ms) | ratio |',
-        '|---|---|---|---|---|',
+        '| block input | PSA | plain (ms) | with PSA (ms) | ratio | '
+        'with PSA, fused (ms) | ratio |',
+        '|---|---|---|---|---|---|---|',
     ] + [
         f'| {r["case"]} ({r["shape"]}) | {r["psa"]} | {r["plain_ms"]:.2f} | '
-        f'{r["ms"]:.2f} | {r["ratio"]:.3f} |'
+        f'{r["ms"]:.2f} | {r["ratio"]:.3f} | {r["fused_ms"]:.2f} | '
+        f'{r["fused_ratio"]:.3f} |'
         for r in blocks
     ]
     if args.out:
