@@ -42,6 +42,8 @@ State in buffers (``gamma``, ``initialized``, ``num_backward``,
 ``num_nonfinite``), so checkpoints carry the controller.
 """
 
+import itertools
+import weakref
 import zlib
 from typing import Dict, Optional, Sequence
 
@@ -223,6 +225,12 @@ class LBTGradQuantizer(nn.Module):
         self._generators: Dict[torch.device, torch.Generator] = {}
         self._count: Optional[int] = None
         self._ready: Optional[bool] = None
+        self._handle = _register(self)
+
+    def __setstate__(self, state) -> None:
+        # a copy (copy.deepcopy, pickle) is another quantizer: its own handle
+        super().__setstate__(state)
+        self._handle = _register(self)
 
     def extra_repr(self) -> str:
         return f'bits={self.bits}, interval={self.interval!r}'
@@ -242,7 +250,7 @@ class LBTGradQuantizer(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if not torch.is_grad_enabled() or not x.requires_grad:
             return x
-        return _QuantizeGradient.apply(x, self)
+        return _identity_quantize_grad(x, self._handle)
 
     def _noise(self, g: Tensor) -> Tensor:
         if self._count is None:
@@ -361,19 +369,59 @@ def quantization_error(
     )
 
 
-class _QuantizeGradient(torch.autograd.Function):
-    """Identity forward; the quantizer's ``quantize_backward`` in backward."""
+# The identity with the quantized backward is a pair of custom operators, so
+# torch.compile keeps a quantized layer in its graph: dynamo and AOTAutograd
+# see the operators, not their bodies, and the backward (data-dependent walk-
+# down, Python counters, seeded generators) runs eagerly inside the compiled
+# backward graph. The quantizer is found by an integer handle.
+_QUANTIZERS: 'weakref.WeakValueDictionary[int, LBTGradQuantizer]' = (
+    weakref.WeakValueDictionary()
+)
+_HANDLES = itertools.count()
 
-    @staticmethod
-    def forward(ctx, x: Tensor, quantizer: LBTGradQuantizer) -> Tensor:
-        ctx.quantizer = quantizer
-        # a copy, not a view: layers followed by an in-place op (ReLU(inplace)
-        # after a conv without norm) may modify the output
-        return x.clone()
 
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        return ctx.quantizer.quantize_backward(grad), None
+def _register(quantizer: LBTGradQuantizer) -> int:
+    """Give ``quantizer`` a new handle for the gradient operators."""
+    handle = next(_HANDLES)
+    _QUANTIZERS[handle] = quantizer
+    return handle
+
+
+@torch.library.custom_op('mmcompress::lbt_identity', mutates_args=())
+def _identity_quantize_grad(x: Tensor, handle: int) -> Tensor:
+    """Identity forward (a copy, not a view: layers followed by an in-place op,
+    ReLU(inplace) after a conv without norm, may modify the output); the
+    backward is the quantizer's ``quantize_backward``."""
+    return x.clone()
+
+
+@torch.library.custom_op('mmcompress::lbt_quantize_grad', mutates_args=())
+def _quantize_grad(grad: Tensor, handle: int) -> Tensor:
+    """``quantize_backward`` of the quantizer with this handle."""
+    out = _QUANTIZERS[handle].quantize_backward(grad)
+    return out.clone() if out is grad else out  # an operator may not alias
+
+
+@_identity_quantize_grad.register_fake
+def _(x: Tensor, handle: int) -> Tensor:
+    return torch.empty_like(x)
+
+
+@_quantize_grad.register_fake
+def _(grad: Tensor, handle: int) -> Tensor:
+    return torch.empty_like(grad)
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    ctx.handle = inputs[1]
+    ctx.quantizer = _QUANTIZERS[inputs[1]]  # alive until the backward
+
+
+def _backward(ctx, grad: Tensor):
+    return _quantize_grad(grad, ctx.handle), None
+
+
+_identity_quantize_grad.register_autograd(_backward, setup_context=_setup_context)
 
 
 def name_grad_streams(model: nn.Module) -> int:
