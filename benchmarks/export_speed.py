@@ -3,7 +3,8 @@ pose model: onnxruntime int8 graph vs onnxruntime FP32 graph, batch 1, one
 thread. Speed only: the weights are random.
 
 Each case builds the network of a stock downstream config
-(``mmdet::`` / ``mmseg::`` / ``mmpose::``, SyncBN as BN) twice: float, and
+(``mmdet::`` / ``mmseg::`` / ``mmpose::``, SyncBN as BN, without mmseg's
+training-only auxiliary head) twice: float, and
 wrapped in the W8A8 QAT recipe of the matching scenes config
 (``QuantizedModel`` with its ``quant`` dict: LSQ 8-bit weights and inputs,
 stem and prediction convs float). The float model keeps PyTorch's default
@@ -43,7 +44,7 @@ import tempfile
 import time
 
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, ConfigDict
 from mmengine.hub import get_config
 from mmengine.registry import MODELS, DefaultScope
 
@@ -85,10 +86,12 @@ CASES = dict(
 def _plain_bn(cfg):
     """The config with every ``SyncBN`` as ``BN`` (one CPU process)."""
     if isinstance(cfg, dict):
-        return {
-            k: ('BN' if k == 'type' and v == 'SyncBN' else _plain_bn(v))
-            for k, v in cfg.items()
-        }
+        return ConfigDict(
+            {
+                k: ('BN' if k == 'type' and v == 'SyncBN' else _plain_bn(v))
+                for k, v in cfg.items()
+            }
+        )
     if isinstance(cfg, (list, tuple)):
         return type(cfg)(_plain_bn(v) for v in cfg)
     return cfg
@@ -97,14 +100,16 @@ def _plain_bn(cfg):
 def _set_statistics(model, x, freeze: bool) -> None:
     """One training-mode pass of the network on ``x``: BN statistics of
     this input (momentum 1), or, with ``freeze``, BNs kept as they are
-    (the quantizers initialise)."""
-    model.train()
+    (the quantizers initialise). Every module trains, the stages a config
+    freezes (``frozen_stages``, ``norm_eval``) too."""
+    wrapper = NetworkWrapper(model)  # (sets the model's own train mode)
     for module in model.modules():
+        module.training = True
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            module.train(not freeze)
+            module.training = not freeze
             module.momentum = 1.0
     with torch.no_grad():
-        NetworkWrapper(model)(x)
+        wrapper(x)
     model.eval()
 
 
@@ -112,7 +117,8 @@ def build_graphs(task: str, x: torch.Tensor) -> dict:
     """FP32 and int8 ONNX bytes of the task's network (module docstring)."""
     zoo, recipe, _ = CASES[task]
     cfg = get_config(zoo)
-    model_cfg = _plain_bn(cfg.model.to_dict())
+    model_cfg = _plain_bn(cfg.model)
+    model_cfg.pop('auxiliary_head', None)  # training only, not exported
     quant_cfg = Config.fromfile(osp.join(REPO, recipe)).model.to_dict()
     quant_cfg['model'] = copy.deepcopy(model_cfg)
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
