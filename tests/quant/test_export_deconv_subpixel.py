@@ -230,3 +230,15 @@ def test_pose_head_deconvs_run_as_integer_convs(onnx_op_types):
         reference = model(x).numpy()
     out = onnxruntime_session(fast).run(None, {'input': x.numpy()})[0]
     assert np.abs(out - reference).max() <= 0.05 * np.abs(reference).max()
+
+
+def test_blocks_must_follow_the_deconv():
+    rng = np.random.default_rng(0)
+    weight = rng.integers(-127, 128, (6, 5, 4, 4)).astype(np.int8)
+    model = _deconv_graph(weight, np.ones(5, np.float32), np.zeros(5, np.float32), 2, 1)
+    g = OnnxGraph(model)
+    deconv = next(n for n in g.graph.node if n.op_type == 'ConvTranspose')
+    before = [n.op_type for n in g.graph.node]
+    with pytest.raises(ValueError, match='wq does not follow it through'):
+        rewrite_deconvolution(g, deconv, g.producer('wq'))
+    assert [n.op_type for n in g.graph.node] == before  # nothing edited

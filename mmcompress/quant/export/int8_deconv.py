@@ -210,6 +210,16 @@ def rewrite_deconvolution(g: OnnxGraph, node, after) -> None:
     if isinstance(form, str):
         raise ValueError(f'{node.name or node.output[0]}: no sub-pixel form: {form}')
     stride, axes = form
+    changed, tensor = {after.output[0]}, node.output[0]
+    while tensor != after.output[0]:  # the tensors from the conv to the blocks
+        readers = g.consumers(tensor)
+        if len(readers) != 1 or tensor in changed:
+            raise ValueError(
+                f'{node.name or node.output[0]}: {after.op_type} '
+                f'{after.output[0]} does not follow it through single-reader ops'
+            )
+        changed.add(tensor)
+        tensor = readers[0].output[0]
     phases = stride * stride
     stem = node.output[0] + '_subpixel'
     wdq = g.producer(node.input[1])
@@ -252,6 +262,9 @@ def rewrite_deconvolution(g: OnnxGraph, node, after) -> None:
     for dq in old:  # the deconv's own weight / bias DQ, unless shared
         if not g.consumers(dq.output[0]):
             g.graph.node.remove(dq)
+    # the shapes of the re-arranged tensors are left to shape inference
+    for info in [v for v in g.graph.value_info if v.name in changed]:
+        g.graph.value_info.remove(info)
     _move_blocks(g, after, stride, axes)
 
 
@@ -284,10 +297,6 @@ def _move_blocks(g: OnnxGraph, quantize, stride: int, axes: list) -> None:
             ]
         g.graph.node.append(helper.make_node(op, inputs, [result], **attrs))
         tensor = result
-    # the shapes of the re-arranged tensors are left to shape inference
-    changed = {quantize.input[0], blocks}
-    for info in [v for v in g.graph.value_info if v.name in changed]:
-        g.graph.value_info.remove(info)
 
 
 def integer_deconvolutions(g: OnnxGraph, layers: list) -> List[str]:
