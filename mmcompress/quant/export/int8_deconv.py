@@ -12,9 +12,9 @@ weights, zeros where a phase takes no tap), then ``DepthToSpace`` (blocks of
 compute exactly the deconvolution: per axis, with kernel ``K``, padding
 ``p_b`` / ``p_e`` and output padding ``o``, the conv kernel has
 ``T = ceil(K / s)`` taps, tap ``t`` of phase ``r`` holding deconv tap
-``r + s * (T - 1 - t)`` (zero where that is ``>= K``). It multiplies as many
-nonzero weights as the deconv (mmpose's heatmap head: ``K = 4, s = 2,
-p = 1`` gives a 2 x 2 conv with 4 * C_out channels).
+``r + s * (T - 1 - t)`` (zero where that is ``>= K``). Where ``s`` divides
+``K`` it does as many multiplications as the deconv (mmpose's heatmap head:
+``K = 4, s = 2, p = 1`` gives a 2 x 2 conv with 4 * C_out channels).
 
 The integer weights, their per-channel scales and the int32 bias are those of
 the deconv (tiled per phase), so the rewrite changes no value. ``DepthToSpace``
@@ -201,8 +201,13 @@ def rewrite_deconvolution(g: OnnxGraph, node, after) -> None:
             values only move, so any node the re-arranged channels pass
             through elementwise fits).
 
+    The ``DepthToSpace`` / ``Slice`` nodes are appended to the graph: sort
+    it (:meth:`OnnxGraph.topological_sort`) before running it.
+
     Raises:
-        ValueError: The deconv has no sub-pixel form (the message says why).
+        ValueError: The deconv has no sub-pixel form, or ``after`` does not
+            follow it through single-reader ops (the message says which); the
+            graph is then unchanged.
     """
     from onnx import helper
 
