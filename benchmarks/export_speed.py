@@ -113,8 +113,9 @@ def _set_statistics(model, x, freeze: bool) -> None:
     model.eval()
 
 
-def build_graphs(task: str, x: torch.Tensor) -> dict:
-    """FP32 and int8 ONNX bytes of the task's network (module docstring)."""
+def build_models(task: str, x: torch.Tensor) -> tuple:
+    """The task's float network and its W8A8 QAT form with the same weights
+    and BN statistics, quantizer grids set on ``x`` (module docstring)."""
     zoo, recipe, _ = CASES[task]
     cfg = get_config(zoo)
     model_cfg = _plain_bn(cfg.model)
@@ -128,6 +129,11 @@ def build_graphs(task: str, x: torch.Tensor) -> dict:
         quantized = MODELS.build(quant_cfg)
     quantized.load_state_dict(float_model.state_dict(), strict=False)
     _set_statistics(quantized, x, freeze=True)
+    return float_model, quantized
+
+
+def build_graphs(float_model, quantized, x: torch.Tensor) -> dict:
+    """FP32 and int8 ONNX bytes of the two networks (module docstring)."""
     graphs = {}
     for key, model in (('fp32', float_model), ('int8', quantized)):
         wrapper = NetworkWrapper(model)
@@ -180,7 +186,7 @@ def run_case(task: str, runs: int, warmup: int) -> dict:
     zoo, recipe, shape = CASES[task]
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
     start = time.perf_counter()
-    graphs = build_graphs(task, x)
+    graphs = build_graphs(*build_models(task, x), x)
     built = time.perf_counter() - start
     sessions = {
         k: onnxruntime_session(v, threads=1, flush_denormals=True)
