@@ -566,14 +566,24 @@ def test_fused_n2uq_special_values_and_ties():
     assert torch.isnan(got[0][1]) and got[1][1] == 0
 
 
-@pytest.mark.parametrize('name', ['daq', 'n2uq'])
+@pytest.mark.parametrize('name', ['daq', 'n2uq', 'daq_weight', 'n2uq_weight'])
 def test_fused_daq_n2uq_gradients_independent_of_threads(name):
-    x = torch.randn(8, 16, 20, 20).relu()  # several chunks
-    upstream = torch.randn_like(x)
+    """Several chunks of 16384 elements (weights: channels spanning chunks;
+    below torch's 32768-element grain, so the eager weight statistics are
+    computed in one piece): the same bits with 1 and 3 threads."""
+    x = torch.randn(8, 16, 20, 20).relu()
     if name == 'daq':
         q = DAQQuantizer(4, 'activation', fused=True)
-    else:
+    elif name == 'n2uq':
         q = N2UQActQuantizer(4, fused=True)
+    else:
+        x = 0.1 * torch.randn(48, 64, 3, 3)
+        if name == 'daq_weight':
+            q = DAQQuantizer(4, 'weight', per_channel=True, num_channels=48, fused=True)
+            q.lower.data.add_(torch.linspace(-0.5, 0.3, 48).reshape(q.lower.shape))
+        else:
+            q = N2UQWeightQuantizer(4, fused=True)
+    upstream = torch.randn_like(x)
     q(x)
     threads = torch.get_num_threads()
     results = []
@@ -586,6 +596,20 @@ def test_fused_daq_n2uq_gradients_independent_of_threads(name):
         torch.set_num_threads(threads)
     for a, b in zip(*results):
         assert torch.equal(_bits(a), _bits(b))
+
+
+def test_fused_n2uq_infinite_width_takes_the_general_path():
+    """An infinite segment width (or a non-finite range) makes the G-STE path
+    non-finite for finite inputs, so the forward cannot use the threshold
+    count alone: the kernel's general path gives the eager NaNs and values."""
+    x = torch.tensor([-1.0, 0.1, 0.4, 0.9, 1.3, 2.5, 40.0, INF, -INF])
+    eager, fused = _pair(
+        N2UQActQuantizer, torch.ones(3), torch.float32, 2, init='official'
+    )
+    for q in (eager, fused):
+        q.a.data[1] = INF  # segments 0.67 and inf wide: high = inf
+    ref, got = _assert_n2uq_equal(eager, fused, x)
+    assert torch.isnan(got[0]).any() and not torch.isnan(got[0]).all()
 
 
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64])

@@ -23,21 +23,24 @@ namespace {
 // The per-call constants of DAQ (the same for every channel).
 template <typename T>
 struct DaqConsts {
-  T mean, std, levels;
-  T temperature, far;  // T and the Gaussian kernel weight exp(-1 / sigma^2)
-  T one_plus_c, c;     // the soft output's coefficients 1 + c and c
-  T p_up, p_down;      // sigmoid(T), sigmoid(-T): p1 when r > 0.5 / r <= 0.5
+  T mean, std, inv_std, levels;
+  T far;  // the Gaussian kernel weight exp(-1 / sigma^2)
+  // dk/dt = slope (s0 + s1) / |s0 - s1| times dout/dk (2 / L or 1 / L):
+  // slope = (1 + 2c) p (1 - p) T, folded in double
+  T weight_slope, act_slope;
 };
 
 template <typename T, bool kWeight>
 struct DaqOp {
   static constexpr int kSums = 2;
   DaqConsts<T> k;
-  T lower, step, far_lo, far_hi, pad;
+  T lower, step, inv_step, far_lo, far_hi, pad;
 
   // u = (x_c - lower) / step for x_c the far-clamped standardized x
+  // (activations are not standardized: (x - 0) / 1 is x, -0 and NaN included)
   MMC_INLINE T scaled(T x) const {
-    const T x_c = clamp_padded((x - k.mean) / k.std, far_lo, far_hi, pad);
+    const T x_s = kWeight ? (x - k.mean) / k.std : x;
+    const T x_c = clamp_padded(x_s, far_lo, far_hi, pad);
     return (x_c - lower) / step;
   }
 
@@ -49,7 +52,11 @@ struct DaqOp {
     return kWeight ? (T(2) * level - k.levels) / k.levels : level / k.levels;
   }
 
-  // The autograd steps of the eager soft path in its order (daq_soft_round).
+  // The gradient of the eager soft path (daq_soft_round), its constant
+  // factors folded and its divisions by step and std taken as products with
+  // the reciprocals (a few roundings from the autograd values): with d =
+  // s1 - s0, dk/dt = (1 + 2c) p1 (1 - p1) beta (s0 + s1) (|r| and |r - 1|
+  // have derivatives +1 and -1: r is in [0, 1) where the mask passes).
   MMC_INLINE void backward(T x, T g, T* gx, T* terms) const {
     const T u = scaled(x);
     const T t = clamp(u, T(0), k.levels);
@@ -57,24 +64,15 @@ struct DaqOp {
     const bool up = r > T(0.5);
     const T m0 = exp_unit(-r);
     const T m1 = exp_unit(r - T(1));
-    const T far0 = up ? k.far : T(1), far1 = up ? T(1) : k.far;
-    const T s0 = m0 * far0;
-    const T s1 = m1 * far1;
-    const T beta = k.temperature / std::fabs(s0 - s1);
-    const T p1 = up ? k.p_up : k.p_down;
-    const T g_k = kWeight ? (g / k.levels) * T(2) : g / k.levels;
-    const T g_p1 = g_k * k.one_plus_c + g_k * k.c;
-    const T g_d = ((g_p1 * (T(1) - p1)) * p1) * beta;  // d = s1 - s0
-    const T g_m0 = -g_d * far0;
-    const T g_m1 = g_d * far1;
-    // |r| and |r - 1| with the sign-one-at-zero derivative: r >= 0 > r - 1
-    const T sign0 = r >= T(0) ? T(1) : T(-1);
-    const T g_t = -(g_m0 * m0) * sign0 + (g_m1 * m1);
+    const T s0 = up ? m0 * k.far : m0;
+    const T s1 = up ? m1 : m1 * k.far;
+    const T slope = kWeight ? k.weight_slope : k.act_slope;
+    const T g_t = ((g * slope) * (s0 + s1)) / std::fabs(s0 - s1);
     const T g_u = (u >= T(0)) & (u <= k.levels) ? g_t : T(0);
-    const T g_num = g_u / step;
-    *gx = g_num / k.std;
+    const T g_num = g_u * inv_step;
+    *gx = kWeight ? g_num * k.inv_std : g_num;
     terms[0] = g_num;
-    terms[1] = -g_u * (u / step);
+    terms[1] = -g_u * (u * inv_step);
   }
 };
 
@@ -90,7 +88,7 @@ MMC_INLINE bool is_inf(T x) {
 
 template <typename T>
 struct N2uqWeightOp {
-  static constexpr int kSums = 1;
+  static constexpr int kSums = 0;  // sf is detached
   T sf, m;
 
   MMC_INLINE T forward(T x) const {
@@ -100,13 +98,19 @@ struct N2uqWeightOp {
     return sf * level + (ste - ste);
   }
 
-  MMC_INLINE void backward(T x, T g, T* gx, T* terms) const {
+  MMC_INLINE void backward(T x, T g, T* gx, T*) const {
     *gx = (is_inf(x) ? T(0) : g) / sf;
-    terms[0] = T(0);
   }
 };
 
-// N2UQ activations: one range for the tensor, n segments.
+// N2UQ activations: one range for the tensor, n <= kMaxSegments segments.
+// simple: finite bounds, scale1, starts and interval * n and positive finite
+// widths; then x_s is NaN only for a NaN x and the G-STE path bp is finite
+// for every other x (its ratio is not NaN, so clamp(ratio, 0, 1) is in
+// [0, 1] and |bp| <= |interval| n), so q's bp - bp is NaN for a NaN x_s and
+// +0 else: the forward needs the threshold count only.
+constexpr int64_t kMaxSegments = 255;
+
 template <typename T>
 struct N2uqOp {
   T far_lo, far_hi, pad, scale1, scale2, interval;
@@ -114,6 +118,7 @@ struct N2uqOp {
   const T* starts;
   const T* widths;
   const T* thresholds;
+  bool simple;
 };
 
 constexpr int64_t kBlock = 256;
@@ -161,11 +166,40 @@ struct N2uqBlock {
   }
 };
 
+// The forward of a simple op (see N2uqOp): the count of thresholds below x_s
+// only, and + 0 (NaN for a NaN x_s) in place of bp - bp.
+template <typename T>
+MMC_INLINE void n2uq_simple_forward_block(const N2uqOp<T>& op,
+                                          const T* __restrict__ x,
+                                          T* __restrict__ out, int64_t len) {
+  T xs[kBlock], count[kBlock];
+  for (int64_t k = 0; k < len; ++k) {
+    xs[k] = clamp_padded(x[k], op.far_lo, op.far_hi, op.pad) * op.scale1;
+    count[k] = T(0);
+  }
+  for (int64_t i = 0; i < op.n; ++i) {
+    const T thr = op.thresholds[i];
+    for (int64_t k = 0; k < len; ++k) count[k] += thr < xs[k] ? T(1) : T(0);
+  }
+  const T nan = std::numeric_limits<T>::quiet_NaN();
+  for (int64_t k = 0; k < len; ++k) {
+    const T zero = xs[k] != xs[k] ? nan : T(0);
+    out[k] = (count[k] * op.interval + zero) * op.scale2;
+  }
+}
+
 template <typename T>
 MMC_INLINE void n2uq_forward_run(const N2uqOp<T>& op_ref,
                                  const T* __restrict__ x, T* __restrict__ out,
                                  int64_t n) {
   const N2uqOp<T> op = op_ref;
+  if (op.simple) {
+    for (int64_t begin = 0; begin < n; begin += kBlock) {
+      n2uq_simple_forward_block(op, x + begin, out + begin,
+                                std::min(kBlock, n - begin));
+    }
+    return;
+  }
   N2uqBlock<T> b;
   for (int64_t begin = 0; begin < n; begin += kBlock) {
     const int64_t len = std::min(kBlock, n - begin);
@@ -173,6 +207,31 @@ MMC_INLINE void n2uq_forward_run(const N2uqOp<T>& op_ref,
     for (int64_t k = 0; k < len; ++k) out[begin + k] = b.q[k] * op.scale2;
   }
 }
+
+// Per-segment sums of a run: kCopies interleaved copies (element k adds to
+// copy k % kCopies), so that runs of elements in one segment do not wait on
+// each other's additions; added in a fixed order at the end.
+constexpr int kCopies = 4;
+
+struct SegmentSums {
+  double starts[kCopies][kMaxSegments], widths[kCopies][kMaxSegments];
+
+  explicit SegmentSums(int64_t n) {
+    for (int c = 0; c < kCopies; ++c) {
+      std::fill_n(starts[c], n, 0.0);
+      std::fill_n(widths[c], n, 0.0);
+    }
+  }
+
+  void add_to(double* seg_starts, double* seg_widths, int64_t n) const {
+    for (int64_t i = 0; i < n; ++i) {
+      for (int c = 0; c < kCopies; ++c) {
+        seg_starts[i] += starts[c][i];
+        seg_widths[i] += widths[c][i];
+      }
+    }
+  }
+};
 
 // sums: scale1, scale2, the n segment starts, the n widths.
 template <typename T>
@@ -183,8 +242,7 @@ MMC_INLINE void n2uq_backward_run(const N2uqOp<T>& op_ref,
   const N2uqOp<T> op = op_ref;
   N2uqBlock<T> b;
   T g_start[kBlock], g_width[kBlock], g_scale1[kBlock], g_scale2[kBlock];
-  double* seg_starts = sums + 2;
-  double* seg_widths = sums + 2 + op.n;
+  SegmentSums seg_sums(op.n);
   for (int64_t begin = 0; begin < n; begin += kBlock) {
     const int64_t len = std::min(kBlock, n - begin);
     b.compute(op, x + begin, len);
@@ -219,10 +277,11 @@ MMC_INLINE void n2uq_backward_run(const N2uqOp<T>& op_ref,
     }
     for (int64_t k = 0; k < len; ++k) {
       const int64_t seg = int64_t(b.seg[k]);
-      seg_starts[seg] += double(g_start[k]);
-      seg_widths[seg] += double(g_width[k]);
+      seg_sums.starts[k % kCopies][seg] += double(g_start[k]);
+      seg_sums.widths[k % kCopies][seg] += double(g_width[k]);
     }
   }
+  seg_sums.add_to(sums + 2, sums + 2 + op.n, op.n);
 }
 
 using DaqWeightF = DaqOp<float, true>;
@@ -254,28 +313,34 @@ MMC_N2UQ_ENTRIES(double)
 
 template <typename T>
 DaqConsts<T> daq_consts(const at::Tensor& norm, int64_t levels,
-                        double temperature, double sigma) {
+                        double temperature, double sigma, bool weight) {
   TORCH_CHECK(norm.numel() == 2 && norm.is_contiguous() &&
                   norm.scalar_type() == c10::CppTypeToScalarType<T>::value,
               "mmcompress DAQ kernel: norm must hold (mean, std)");
   const T* np = norm.data_ptr<T>();
+  TORCH_CHECK(weight || (np[0] == T(0) && np[1] == T(1)),
+              "mmcompress DAQ kernel: activations are not standardized "
+              "(norm must be (0, 1))");
   const double c = 1.0 / std::expm1(temperature);
+  // p (1 - p) for p = sigmoid(T), as sigmoid(T) sigmoid(-T)
+  const double p_q =
+      1.0 / ((1.0 + std::exp(-temperature)) * (1.0 + std::exp(temperature)));
+  const double slope = (1.0 + 2.0 * c) * p_q * temperature / double(levels);
   return DaqConsts<T>{np[0],
                       np[1],
+                      T(1.0 / double(np[1])),
                       T(levels),
-                      T(temperature),
                       T(std::exp(-1.0 / (sigma * sigma))),
-                      T(1.0 + c),
-                      T(c),
-                      T(1.0 / (1.0 + std::exp(-temperature))),
-                      T(1.0 / (1.0 + std::exp(temperature)))};
+                      T(2.0 * slope),
+                      T(slope)};
 }
 
 template <typename T, bool kWeight>
 DaqOp<T, kWeight> daq_op(const DaqConsts<T>& k, T lower, T upper, T step) {
   const T w = std::fabs(upper - lower);  // clamp_far_outside's bounds
   const T lo = std::min(lower, upper) - w, hi = std::max(lower, upper) + w;
-  return DaqOp<T, kWeight>{k, lower, step, lo, hi, far_pad(lo, hi)};
+  return DaqOp<T, kWeight>{k, lower, step, T(1.0 / double(step)), lo, hi,
+                           far_pad(lo, hi)};
 }
 
 void check_params(const at::Tensor& a, const at::Tensor& b, const char* what) {
@@ -293,7 +358,7 @@ at::Tensor daq_forward(const at::Tensor& x, const at::Tensor& lower,
   check_params(lower, step, "DAQ lower and step");
   at::Tensor out;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mmcompress_daq_forward", [&] {
-    const auto k = daq_consts<scalar_t>(norm, levels, temperature, sigma);
+    const auto k = daq_consts<scalar_t>(norm, levels, temperature, sigma, weight);
     const scalar_t* lp = lower.data_ptr<scalar_t>();
     const scalar_t* up = upper.data_ptr<scalar_t>();
     const scalar_t* sp = step.data_ptr<scalar_t>();
@@ -320,7 +385,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> daq_backward(
   at::Tensor grad_lower = at::empty({l.channels}, lower.options());
   at::Tensor grad_step = at::empty({l.channels}, lower.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mmcompress_daq_backward", [&] {
-    const auto k = daq_consts<scalar_t>(norm, levels, temperature, sigma);
+    const auto k = daq_consts<scalar_t>(norm, levels, temperature, sigma, weight);
     const scalar_t* lp = lower.data_ptr<scalar_t>();
     const scalar_t* up = upper.data_ptr<scalar_t>();
     const scalar_t* sp = step.data_ptr<scalar_t>();
@@ -354,12 +419,20 @@ N2uqOp<T> n2uq_op(const at::Tensor& bounds, const at::Tensor& scales,
   }
   const int64_t n = starts.numel();
   TORCH_CHECK(bounds.numel() == 2 && scales.numel() == 2 && n >= 1 &&
-                  widths.numel() == n && thresholds.numel() == n,
+                  n <= kMaxSegments && widths.numel() == n &&
+                  thresholds.numel() == n,
               "mmcompress N2UQ kernel: wrong parameter sizes");
   const T* b = bounds.data_ptr<T>();
   const T* s = scales.data_ptr<T>();
   const T w = std::fabs(b[1] - b[0]);  // clamp_far_outside's bounds
   const T lo = std::min(b[0], b[1]) - w, hi = std::max(b[0], b[1]) + w;
+  const T* sp = starts.data_ptr<T>();
+  const T* wp = widths.data_ptr<T>();
+  bool simple = std::isfinite(lo) && std::isfinite(hi) && std::isfinite(s[0]) &&
+                std::isfinite(T(interval) * T(n));
+  for (int64_t i = 0; i < n; ++i) {
+    simple = simple && std::isfinite(sp[i]) && std::isfinite(wp[i]) && wp[i] > T(0);
+  }
   return N2uqOp<T>{lo,
                    hi,
                    far_pad(lo, hi),
@@ -367,9 +440,10 @@ N2uqOp<T> n2uq_op(const at::Tensor& bounds, const at::Tensor& scales,
                    s[1],
                    T(interval),
                    n,
-                   starts.data_ptr<T>(),
-                   widths.data_ptr<T>(),
-                   thresholds.data_ptr<T>()};
+                   sp,
+                   wp,
+                   thresholds.data_ptr<T>(),
+                   simple};
 }
 
 at::Tensor n2uq_forward(const at::Tensor& x, const at::Tensor& bounds,
@@ -433,7 +507,7 @@ at::Tensor n2uq_weight_backward(const at::Tensor& grad, const at::Tensor& x,
   at::Tensor grad_x = at::empty_like(x);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mmcompress_n2uq_weight_backward", [&] {
     const scalar_t* sp = scale.data_ptr<scalar_t>();
-    fused_backward<scalar_t>(grad, x, grad_x, l, 1, [&](int64_t c) {
+    fused_backward<scalar_t>(grad, x, grad_x, l, 0, [&](int64_t c) {
       return N2uqWeightOp<scalar_t>{sp[c], scalar_t(m)};
     });
   });

@@ -104,15 +104,20 @@ MMC_INLINE void forward_run(const Op& op_ref, const T* __restrict__ x,
 }
 
 // Writes the input gradient of one run and adds its parameter-gradient terms
-// to sums, accumulated in double (kLanes lanes, so the loop vectorizes).
+// to sums, accumulated in double (kLanes lanes, so the loop vectorizes). An op
+// with kSums = 0 (no parameter gradient) writes the input gradient only.
 template <typename Op, typename T>
 MMC_INLINE void backward_run(const Op& op_ref, const T* __restrict__ x,
                              const T* __restrict__ g, T* __restrict__ gx,
                              int64_t n, double* sums) {
   constexpr int S = Op::kSums;
   const Op op = op_ref;
-  double lanes0[kLanes] = {}, lanes1[kLanes] = {};
   T t[2];
+  if constexpr (S == 0) {
+    for (int64_t k = 0; k < n; ++k) op.backward(x[k], g[k], gx + k, t);
+    return;
+  }
+  double lanes0[kLanes] = {}, lanes1[kLanes] = {};
   int64_t k = 0;
   for (; k + kLanes <= n; k += kLanes) {
     for (int j = 0; j < kLanes; ++j) {
