@@ -104,8 +104,8 @@ struct N2uqWeightOp {
 };
 
 // N2UQ activations: one range for the tensor, n <= kMaxSegments segments.
-// simple: finite bounds, scale1, starts and interval * n and positive finite
-// widths; then x_s is NaN only for a NaN x and the G-STE path bp is finite
+// simple: finite bounds, scale1, starts (non-decreasing) and interval * n and
+// positive finite widths; then x_s is NaN only for a NaN x and bp is finite
 // for every other x (its ratio is not NaN, so clamp(ratio, 0, 1) is in
 // [0, 1] and |bp| <= |interval| n), so q's bp - bp is NaN for a NaN x_s and
 // +0 else: the forward needs the threshold count only.
@@ -131,6 +131,9 @@ struct N2uqBlock {
   T xc[kBlock], xs[kBlock], q[kBlock], seg[kBlock], start[kBlock],
       width[kBlock], ratio[kBlock];
 
+  // kSorted (a simple op): the segment's start and width are picked while
+  // counting; else gathered by the segment index.
+  template <bool kSorted>
   MMC_INLINE void compute(const N2uqOp<T>& op, const T* __restrict__ x,
                           int64_t len) {
     T count[kBlock], below[kBlock];
@@ -139,24 +142,39 @@ struct N2uqBlock {
       xs[k] = xc[k] * op.scale1;
       count[k] = T(0);
       below[k] = T(0);
+      start[k] = op.starts[0];
+      width[k] = op.widths[0];
     }
     // the number of thresholds below x_s (bucketize, right=False) and of
     // segment starts at or below it (bucketize, right=True): the starts and
-    // thresholds are increasing
+    // thresholds are increasing, so with finite starts the last start at or
+    // below x_s is the one of segment clamp(below - 1, 0, n - 1)
     for (int64_t i = 0; i < op.n; ++i) {
-      const T thr = op.thresholds[i], st = op.starts[i];
+      const T thr = op.thresholds[i], st = op.starts[i], w = op.widths[i];
       for (int64_t k = 0; k < len; ++k) {
         count[k] += thr < xs[k] ? T(1) : T(0);
-        below[k] += st <= xs[k] ? T(1) : T(0);
+        const bool in = st <= xs[k];
+        below[k] += in ? T(1) : T(0);
+        if constexpr (kSorted) {
+          start[k] = in ? st : start[k];
+          width[k] = in ? w : width[k];
+        }
       }
     }
     const T last = T(op.n - 1);
+    const T last_start = op.starts[op.n - 1], last_width = op.widths[op.n - 1];
     for (int64_t k = 0; k < len; ++k) {
       // the segment: clamp(below - 1, 0, n - 1); bucketize puts NaN last
-      seg[k] = xs[k] != xs[k] ? last : clamp(below[k] - T(1), T(0), last);
-      const int32_t index = int32_t(seg[k]);  // 32-bit: vector gathers
-      start[k] = op.starts[index];
-      width[k] = op.widths[index];
+      const bool nan = xs[k] != xs[k];
+      seg[k] = nan ? last : clamp(below[k] - T(1), T(0), last);
+      if constexpr (kSorted) {
+        start[k] = nan ? last_start : start[k];
+        width[k] = nan ? last_width : width[k];
+      } else {
+        const int32_t index = int32_t(seg[k]);  // 32-bit: vector gathers
+        start[k] = op.starts[index];
+        width[k] = op.widths[index];
+      }
       ratio[k] = (xs[k] - start[k]) / width[k];
       // the G-STE path bp = interval (seg + clamp(ratio, 0, 1)); q adds
       // bp - bp (NaN where bp is not finite)
@@ -203,7 +221,7 @@ MMC_INLINE void n2uq_forward_run(const N2uqOp<T>& op_ref,
   N2uqBlock<T> b;
   for (int64_t begin = 0; begin < n; begin += kBlock) {
     const int64_t len = std::min(kBlock, n - begin);
-    b.compute(op, x + begin, len);
+    b.template compute<false>(op, x + begin, len);
     for (int64_t k = 0; k < len; ++k) out[begin + k] = b.q[k] * op.scale2;
   }
 }
@@ -245,7 +263,11 @@ MMC_INLINE void n2uq_backward_run(const N2uqOp<T>& op_ref,
   SegmentSums seg_sums(op.n);
   for (int64_t begin = 0; begin < n; begin += kBlock) {
     const int64_t len = std::min(kBlock, n - begin);
-    b.compute(op, x + begin, len);
+    if (op.simple) {
+      b.template compute<true>(op, x + begin, len);
+    } else {
+      b.template compute<false>(op, x + begin, len);
+    }
     const T* gb = g + begin;
     for (int64_t k = 0; k < len; ++k) {
       const T g_q = gb[k] * op.scale2;
@@ -431,7 +453,8 @@ N2uqOp<T> n2uq_op(const at::Tensor& bounds, const at::Tensor& scales,
   bool simple = std::isfinite(lo) && std::isfinite(hi) && std::isfinite(s[0]) &&
                 std::isfinite(T(interval) * T(n));
   for (int64_t i = 0; i < n; ++i) {
-    simple = simple && std::isfinite(sp[i]) && std::isfinite(wp[i]) && wp[i] > T(0);
+    simple = simple && std::isfinite(sp[i]) && std::isfinite(wp[i]) &&
+             wp[i] > T(0) && (i == 0 || sp[i - 1] <= sp[i]);
   }
   return N2uqOp<T>{lo,
                    hi,
