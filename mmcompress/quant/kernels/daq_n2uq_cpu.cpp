@@ -143,38 +143,35 @@ struct N2uqBlock {
       count[k] = T(0);
       below[k] = T(0);
       start[k] = op.starts[0];
-      width[k] = op.widths[0];
     }
     // the number of thresholds below x_s (bucketize, right=False) and of
     // segment starts at or below it (bucketize, right=True): the starts and
-    // thresholds are increasing, so with finite starts the last start at or
-    // below x_s is the one of segment clamp(below - 1, 0, n - 1)
+    // thresholds are increasing, so with finite starts the segment
+    // clamp(below - 1, 0, n - 1) starts at the largest of starts[0] and the
+    // starts at or below x_s
+    const T none = -std::numeric_limits<T>::infinity();
     for (int64_t i = 0; i < op.n; ++i) {
-      const T thr = op.thresholds[i], st = op.starts[i], w = op.widths[i];
+      const T thr = op.thresholds[i], st = op.starts[i];
       for (int64_t k = 0; k < len; ++k) {
         count[k] += thr < xs[k] ? T(1) : T(0);
         const bool in = st <= xs[k];
         below[k] += in ? T(1) : T(0);
-        if constexpr (kSorted) {
-          start[k] = in ? st : start[k];
-          width[k] = in ? w : width[k];
-        }
+        if constexpr (kSorted) start[k] = std::max(start[k], in ? st : none);
       }
     }
     const T last = T(op.n - 1);
-    const T last_start = op.starts[op.n - 1], last_width = op.widths[op.n - 1];
+    const T last_start = op.starts[op.n - 1];
     for (int64_t k = 0; k < len; ++k) {
       // the segment: clamp(below - 1, 0, n - 1); bucketize puts NaN last
       const bool nan = xs[k] != xs[k];
       seg[k] = nan ? last : clamp(below[k] - T(1), T(0), last);
+      const int32_t index = int32_t(seg[k]);  // 32-bit: vector gathers
       if constexpr (kSorted) {
         start[k] = nan ? last_start : start[k];
-        width[k] = nan ? last_width : width[k];
       } else {
-        const int32_t index = int32_t(seg[k]);  // 32-bit: vector gathers
         start[k] = op.starts[index];
-        width[k] = op.widths[index];
       }
+      width[k] = op.widths[index];
       ratio[k] = (xs[k] - start[k]) / width[k];
       // the G-STE path bp = interval (seg + clamp(ratio, 0, 1)); q adds
       // bp - bp (NaN where bp is not finite)
