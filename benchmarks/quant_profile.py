@@ -7,7 +7,8 @@ under ``torch.profiler`` (after warm-up, one process, models alternating); the
 self CPU time of every operator is summed per step. The table lists the
 operators by the time the QAT step adds over the FP32 step (QAT minus FP32),
 so the rows that explain the overhead come first. ``--fused`` profiles the
-QAT model with the fused LSQ kernel (``LSQQuantizer(fused=True)``).
+QAT model with the fused kernels (``LSQQuantizer(fused=True)``);
+``--method ewgs|daq|n2uq`` profiles those W4A4 quantizers instead of LSQ.
 
 Usage:
     OMP_NUM_THREADS=1 python benchmarks/quant_profile.py --batch 8 --size 160 \
@@ -60,7 +61,10 @@ def main():
     parser.add_argument('--steps', type=int, default=5)
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--rows', type=int, default=15)
-    parser.add_argument('--fused', action='store_true', help='fused LSQ kernel')
+    parser.add_argument('--fused', action='store_true', help='fused kernels')
+    parser.add_argument(
+        '--method', default='lsq', choices=['lsq', 'ewgs', 'daq', 'n2uq']
+    )
     parser.add_argument('--out', default=None, help='markdown file to write')
     add_load_argument(parser)
     args = parser.parse_args()
@@ -69,7 +73,7 @@ def main():
     torch.set_flush_denormal(True)
     DefaultScope.get_instance('quant_profile', scope_name='mmpretrain')
     fp32 = MODELS.build(copy.deepcopy(FLOAT_MODEL)).train()
-    qat = qat_w4a4(fp32, fused=args.fused)
+    qat = qat_w4a4(fp32, args.method, fused=args.fused)
     images = torch.randn(args.batch, 3, args.size, args.size)
     labels = torch.randint(0, 1000, (args.batch,))
     models = dict(fp32=fp32, qat=qat)
@@ -96,7 +100,8 @@ def main():
     lines = [
         '# Profile of the W4A4 QAT training step (mmpretrain ResNet-18)',
         '',
-        f'Batch {args.batch} x 3 x {args.size} x {args.size}, LSQ W4A4 (first '
+        f'Batch {args.batch} x 3 x {args.size} x {args.size}, '
+        f'{args.method.upper()} W4A4 (first '
         f'conv and fc float{", fused kernel" if args.fused else ""}), '
         f'{args.steps} profiled steps per model after '
         f'{args.warmup} warm-up; torch {torch.__version__}, '
@@ -126,7 +131,10 @@ def main():
     lines.append(
         f'| (all other operators) | | | {rest:+.1f} | {100 * rest / extra:.0f} % |'
     )
-    report(lines, 'quant_profile.py', args, load, ' --fused' if args.fused else '')
+    flags = (' --fused' if args.fused else '') + (
+        f' --method {args.method}' if args.method != 'lsq' else ''
+    )
+    report(lines, 'quant_profile.py', args, load, flags)
 
 
 if __name__ == '__main__':
