@@ -248,7 +248,9 @@ def plot_error(errors, path):
                     label=f'{label}, {"0.1% largest" if key == "mse_large" else "all"}',
                 )
         ax.set_yscale('log')
-        ax.set_title(layer.replace('backbone.', ''), fontsize=8)
+        ax.set_title(
+            layer.replace('backbone.', '').replace('.grad_quantizer', ''), fontsize=8
+        )
         ax.tick_params(labelsize=7)
     for ax in axes[len(layers) :]:
         ax.axis('off')
@@ -360,8 +362,9 @@ def _error_lines(args, errors, plot_path):
             f'{t[layer]["gamma"]:.3f}'
             for t in tail.values()
         )
+        short = layer.replace('backbone.', '').replace('.grad_quantizer', '')
         lines.append(
-            f'| {layer} | {cells} | '
+            f'| {short} | {cells} | '
             f'{lbt[layer]["mse_large"] / ref[layer]["mse_large"]:.2f} | '
             f'{lbt[layer]["mse_all"] / ref[layer]["mse_all"]:.2f} |'
         )
