@@ -13,7 +13,7 @@ In eager PyTorch each is several passes over the full tensor (the broadcast
 sum, the product, and in the backward the two products and the two reductions
 of the gradients); the C++ kernels (``psa_cpu.cpp``) read and write the full
 tensors once per direction. They are compiled with ``torch.utils.cpp_extension``
-the first time a training step needs them (about 30 s; cached under
+the first time a training step needs them (20-45 s; cached under
 ``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``). Where a kernel
 does not apply (another device or dtype than float32 / float64 on CPU, a
 non-contiguous input, tracing, scripting, ``torch.compile``, ONNX export, no
