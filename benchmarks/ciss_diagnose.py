@@ -4,7 +4,9 @@
         work_dirs/ciss_bench/seed0/bce_kd [--images 96]
 
 For each sequence directory (``tools/ciss.py --work-dir``): the auxiliary
-classifier's logits on the step-0 features, the cosine similarity of the two
+classifier's logits on the step-0 features and, after every later step but
+the last, on that step's features (where the next step's aux-initialised head
+starts), the cosine similarity of the two
 rows of each new head after the last step, and, on the first ``--images``
 ``val`` images of ``data/scenes/seg_bench``, per class of the last steps the
 mean sigmoid score of every class on that class's pixels and how many of its
@@ -62,6 +64,15 @@ def report(work_dir: str, inputs, labels) -> None:
         logits = last._forward(last.data_preprocessor(dict(inputs=inputs))['inputs'])
     print(f'{work_dir}: auxiliary logit on step-0 features mean {aux.mean():.2f}')
     print(f'  (min {aux.min():.2f}, max {aux.max():.2f})')
+    for path in steps[1:-1]:  # the start of every later step's new head
+        model = load(osp.dirname(path))
+        with torch.no_grad():
+            data = model.data_preprocessor(dict(inputs=inputs), False)['inputs']
+            aux = model._forward(data)[:, 0]
+        print(
+            f'  after {osp.basename(osp.dirname(path))}: auxiliary logit mean '
+            f'{aux.mean():.2f} (max {aux.max():.2f})'
+        )
     for index, head in enumerate(last.classifier.heads[2:], start=2):
         rows = head.weight.flatten(1)
         if len(rows) == 2:
