@@ -124,7 +124,8 @@ def summarise(root: str, arms, split: str = '6-2-2') -> str:
     ]
     for arm in arms:
         found = []
-        for seed_dir in sorted(glob.glob(osp.join(root, 'seed*'))):
+        for seed_dir in sorted(glob.glob(osp.join(root, 'seed*', ''))):  # dirs only
+            seed_dir = osp.dirname(seed_dir)
             seed = int(osp.basename(seed_dir)[4:])
             last = last_metrics(arm, seed, root, split)
             if osp.isfile(last):

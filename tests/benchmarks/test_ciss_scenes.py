@@ -46,6 +46,7 @@ def test_trained_arms_are_timed_and_tabled(tmp_path, monkeypatch):
         (0, 1.5, 2.25),
         (1, 3.0, 0.5),
     ]
+    (tmp_path / 'seed0.log').write_text('a log beside the seed folders\n')
     table = ciss_scenes.summarise(str(tmp_path), ['dkd', 'joint'])
     # new mIoU 20 and 21 over the two seeds: mean 20.5, std 0.5
     assert '| dkd | 2 | 60.0 ± 0.0 | 20.5 ± 0.5 | 40.0 ± 0.0 | 30.0 ± 0.0 |' in table
