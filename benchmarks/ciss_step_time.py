@@ -38,9 +38,7 @@ import copy
 import logging
 import os
 import os.path as osp
-import statistics
 import sys
-import time
 
 import torch
 
@@ -49,7 +47,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from distill_overhead import MALLOC_ENV, _step  # noqa: E402
 from doc_blocks import write_block  # noqa: E402
-from machine_load import LoadRecord, add_load_argument  # noqa: E402
+from machine_load import LoadRecord, add_load_argument, interleaved_ms  # noqa: E402
 
 CONFIGS = osp.join(ROOT, 'configs', 'incremental', 'mmseg')
 STEP0 = osp.join(CONFIGS, 'dkd_fcn_r18-w16_scenes-6-2-2_step0.py')
@@ -141,14 +139,7 @@ def run_timing(iters: int, warmup: int, data_root=None) -> dict:
         teacher=teacher,
         plain=lambda: _step(runs['plain'][0], data, runs['plain'][1]),
     )
-    times = {key: [] for key in fns}
-    for i in range(warmup + iters):
-        for key, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            if i >= warmup:
-                times[key].append(time.perf_counter() - start)
-    ms = {key: 1000 * statistics.median(v) for key, v in times.items()}
+    ms = interleaved_ms(fns, iters, warmup)
     return dict(
         ms=ms,
         ratio=ms['dkd'] / ms['pair'],

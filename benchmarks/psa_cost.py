@@ -18,10 +18,8 @@ import argparse
 import copy
 import os
 import os.path as osp
-import statistics
 import sys
-import time
-from typing import Callable, Dict, List
+from typing import Dict, List
 
 import torch
 from mmengine.analysis import get_model_complexity_info
@@ -32,6 +30,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, osp.join(ROOT, 'benchmarks'))
 
 from doc_blocks import write_block  # noqa: E402
+from machine_load import interleaved_ms  # noqa: E402
 
 import mmcompress  # noqa: E402,F401  (registers the PSA classes)
 from mmcompress.models.plugins.psa_kernels import (  # noqa: E402
@@ -148,20 +147,6 @@ def build(scope: str, cfg: dict) -> torch.nn.Module:
     with DefaultScope.overwrite_default_scope(scope):
         model = MODELS.build(copy.deepcopy(cfg))
     return model
-
-
-def interleaved_ms(
-    fns: Dict[str, Callable], iters: int, warmup: int
-) -> Dict[str, float]:
-    """Median milliseconds of each callable, run alternately."""
-    times = {key: [] for key in fns}
-    for i in range(warmup + iters):
-        for key, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            if i >= warmup:
-                times[key].append(time.perf_counter() - start)
-    return {key: 1000 * statistics.median(v) for key, v in times.items()}
 
 
 def backbone_rows(iters: int, warmup: int) -> List[dict]:
