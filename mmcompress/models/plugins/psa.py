@@ -94,7 +94,7 @@ class PolarizedSelfAttention(BaseModule):
             CPU kernels of :mod:`~mmcompress.models.plugins.psa_kernels` where
             they apply (training on CPU, float32 / float64); False: always the
             eager expressions. Same values up to the order of summation.
-            Defaults to True.
+            Defaults to False.
         init_cfg (dict, optional): mmengine init config. Defaults to None, which
             keeps the official initialisation.
     """
