@@ -26,16 +26,31 @@ taken in double and rounded once (tested against the eager path in
 
 import os
 import threading
-import warnings
 from typing import Optional
 
 import torch
 from torch import Tensor
 
+from mmcompress.utils.cpp_kernels import build_once
+
 _SOURCE = os.path.join(os.path.dirname(__file__), 'psa_cpu.cpp')
 _LOCK = threading.Lock()
 _STATE = {}  # 'ops': the op namespace, or 'error': why it could not be built
 _DTYPES = (torch.float32, torch.float64)
+
+
+def _build():
+    """Compile (or take from the cache) and load the extension; its ops."""
+    from torch.utils import cpp_extension
+
+    cpp_extension.load(
+        name='mmcompress_psa_cpu',
+        sources=[_SOURCE],
+        extra_cflags=['-O3', '-ffp-contract=off'],
+        is_python_module=False,
+        verbose=False,
+    )
+    return torch.ops.mmcompress_psa
 
 
 def load_psa_kernels(warn: bool = True):
@@ -49,33 +64,14 @@ def load_psa_kernels(warn: bool = True):
         The ``torch.ops.mmcompress_psa`` namespace, or None when the kernels
         cannot be built on this machine (the reason: :func:`psa_kernel_error`).
     """
-    if 'ops' in _STATE or 'error' in _STATE:
-        return _STATE.get('ops')
-    with _LOCK:
-        if 'ops' not in _STATE and 'error' not in _STATE:
-            try:
-                from torch.utils import cpp_extension
-
-                cpp_extension.load(
-                    name='mmcompress_psa_cpu',
-                    sources=[_SOURCE],
-                    extra_cflags=['-O3', '-ffp-contract=off'],
-                    is_python_module=False,
-                    verbose=False,
-                )
-                _STATE['ops'] = torch.ops.mmcompress_psa
-            except Exception as error:  # noqa: BLE001 (any build failure)
-                _STATE['error'] = f'{type(error).__name__}: {error}'.strip()
-                if warn:
-                    warnings.warn(
-                        'mmcompress: the fused PolarizedSelfAttention kernels '
-                        f'could not be built ({_STATE["error"][:300]}); PSA runs '
-                        'its eager element-wise steps (same values, slower). '
-                        'Install a C++ compiler and ninja to use them.',
-                        RuntimeWarning,
-                        stacklevel=3,
-                    )
-    return _STATE.get('ops')
+    return build_once(
+        _STATE,
+        _LOCK,
+        _build,
+        'fused PolarizedSelfAttention kernels',
+        'PSA runs its eager element-wise steps (same values, slower).',
+        warn,
+    )
 
 
 def psa_kernel_error() -> Optional[str]:

@@ -21,11 +21,12 @@ taken in another order (in double, then rounded).
 import hashlib
 import os
 import threading
-import warnings
 from typing import Optional
 
 import torch
 from torch import Tensor
+
+from mmcompress.utils.cpp_kernels import build_once
 
 from ..functions import lsq_fake_quant
 
@@ -37,6 +38,30 @@ _HEADER = os.path.join(_HERE, 'fake_quant_cpu.h')
 _LOCK = threading.Lock()
 _STATE = {}  # 'ops': the loaded op namespace, or 'error': why it is not available
 _FAKES_REGISTERED = []  # once per process
+
+
+def _build():
+    """Compile (or take from the cache) and load the extension; its ops."""
+    from torch.utils import cpp_extension
+
+    # the build is redone when a source or a flag changes: the header's
+    # hash is passed as a flag
+    with open(_HEADER, 'rb') as header:
+        digest = hashlib.sha1(header.read()).hexdigest()[:16]
+    cpp_extension.load(
+        name='mmcompress_fake_quant_cpu',
+        sources=_SOURCES,
+        extra_cflags=[
+            '-O3',
+            '-ffp-contract=off',
+            '-fno-trapping-math',
+            f'-DMMC_HEADER_SHA1={digest}',
+        ],
+        is_python_module=False,
+        verbose=False,
+    )
+    _register_fakes()
+    return torch.ops.mmcompress_kernels
 
 
 def load_kernels(warn: bool = True):
@@ -51,43 +76,14 @@ def load_kernels(warn: bool = True):
         kernels cannot be built on this machine (the reason is in
         :func:`kernel_error`).
     """
-    if 'ops' in _STATE or 'error' in _STATE:  # no lock once decided
-        return _STATE.get('ops')
-    with _LOCK:
-        if 'ops' not in _STATE and 'error' not in _STATE:
-            try:
-                from torch.utils import cpp_extension
-
-                # the build is redone when a source or a flag changes: the
-                # header's hash is passed as a flag
-                with open(_HEADER, 'rb') as header:
-                    digest = hashlib.sha1(header.read()).hexdigest()[:16]
-                cpp_extension.load(
-                    name='mmcompress_fake_quant_cpu',
-                    sources=_SOURCES,
-                    extra_cflags=[
-                        '-O3',
-                        '-ffp-contract=off',
-                        '-fno-trapping-math',
-                        f'-DMMC_HEADER_SHA1={digest}',
-                    ],
-                    is_python_module=False,
-                    verbose=False,
-                )
-                _register_fakes()
-                _STATE['ops'] = torch.ops.mmcompress_kernels
-            except Exception as error:  # noqa: BLE001 (any build failure)
-                _STATE['error'] = f'{type(error).__name__}: {error}'.strip()
-                if warn:
-                    warnings.warn(
-                        'mmcompress: the fused quantizer kernels could not be '
-                        f'built ({_STATE["error"][:300]}); fused=True falls '
-                        'back to the eager quantizers (same values, slower). '
-                        'Install a C++ compiler and ninja to use them.',
-                        RuntimeWarning,
-                        stacklevel=3,
-                    )
-        return _STATE.get('ops')
+    return build_once(
+        _STATE,
+        _LOCK,
+        _build,
+        'fused quantizer kernels',
+        'fused=True falls back to the eager quantizers (same values, slower).',
+        warn,
+    )
 
 
 def _register_fakes() -> None:
