@@ -2,18 +2,13 @@
 timed again, trained ones are timed with the load around them, the table
 averages the last step over the seeds."""
 
-import importlib.util
 import json
 import os
 import os.path as osp
 
-from ..e2e.runs import REPO
+from ..e2e.runs import load_script
 
-SPEC = importlib.util.spec_from_file_location(
-    'ciss_scenes', osp.join(REPO, 'benchmarks', 'ciss_scenes.py')
-)
-ciss_scenes = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(ciss_scenes)
+ciss_scenes = load_script('benchmarks', 'ciss_scenes.py')
 
 
 def _finish(arm, seed, root, *args):

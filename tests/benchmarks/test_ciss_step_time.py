@@ -2,21 +2,14 @@
 a frozen previous model (every KD term), the fine-tuning step has no KD term,
 the plain segmentor is mmseg's EncoderDecoder, and every mode is timed."""
 
-import importlib.util
-import os.path as osp
-
 import torch
 from mmseg.models.segmentors import EncoderDecoder
 
 from mmcompress.datasets.scenes import generate_scenes
 
-from ..e2e.runs import REPO
+from ..e2e.runs import load_script
 
-SPEC = importlib.util.spec_from_file_location(
-    'ciss_step_time', osp.join(REPO, 'benchmarks', 'ciss_step_time.py')
-)
-ciss_step_time = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(ciss_step_time)
+ciss_step_time = load_script('benchmarks', 'ciss_step_time.py')
 
 
 def test_modes_compute_what_they_are_named(tmp_path, deterministic):

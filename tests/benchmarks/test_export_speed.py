@@ -3,19 +3,12 @@ graph of one stock network with the same weights (their outputs agree up to
 the 8-bit grids), every quantized conv an onnxruntime integer kernel, the
 timing interleaved."""
 
-import importlib.util
-import os.path as osp
-
 import numpy as np
 import torch
 
-from ..e2e.runs import REPO
+from ..e2e.runs import load_script
 
-SPEC = importlib.util.spec_from_file_location(
-    'export_speed', osp.join(REPO, 'benchmarks', 'export_speed.py')
-)
-export_speed = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(export_speed)
+export_speed = load_script('benchmarks', 'export_speed.py')
 
 
 def test_syncbn_becomes_bn_everywhere():

@@ -4,7 +4,6 @@ architectures) and the bookkeeping of benchmarks/fmnist_converged.py (cached
 runs are not trained again, curves read from mmengine's scalars.json, the
 table's statistics)."""
 
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -13,13 +12,9 @@ import time
 import pytest
 from mmengine.config import Config
 
-from ..e2e.runs import REPO
+from ..e2e.runs import REPO, load_script
 
-SPEC = importlib.util.spec_from_file_location(
-    'fmnist_converged', osp.join(REPO, 'benchmarks', 'fmnist_converged.py')
-)
-fmnist_converged = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(fmnist_converged)
+fmnist_converged = load_script('benchmarks', 'fmnist_converged.py')
 
 BASELINES = dict(
     teacher='configs/baselines/mmpretrain/fmnist_teacher.py',

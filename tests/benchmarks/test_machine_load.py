@@ -1,17 +1,10 @@
 """The load guard of the timing benchmarks (benchmarks/machine_load.py)."""
 
-import importlib.util
-import os.path as osp
-
 import pytest
 
-from ..e2e.runs import REPO
+from ..e2e.runs import load_script
 
-SPEC = importlib.util.spec_from_file_location(
-    'machine_load', osp.join(REPO, 'benchmarks', 'machine_load.py')
-)
-machine_load = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(machine_load)
+machine_load = load_script('benchmarks', 'machine_load.py')
 
 
 def _loads(monkeypatch, *values):

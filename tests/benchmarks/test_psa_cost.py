@@ -1,16 +1,9 @@
 """benchmarks/psa_cost.py: the block table times the plain block, PSA eager and
 PSA on the fused kernels on the same input (a tiny case, two iterations)."""
 
-import importlib.util
-import os.path as osp
+from ..e2e.runs import load_script
 
-from ..e2e.runs import REPO
-
-SPEC = importlib.util.spec_from_file_location(
-    'psa_cost', osp.join(REPO, 'benchmarks', 'psa_cost.py')
-)
-psa_cost = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(psa_cost)
+psa_cost = load_script('benchmarks', 'psa_cost.py')
 
 
 def test_block_rows_time_eager_and_fused(monkeypatch):

@@ -2,18 +2,11 @@
 when seeds differ between arms, the table shows the load around the runs,
 ``--arms`` outside the tasks and a stage 2 without its stage 1 are refused."""
 
-import importlib.util
-import os.path as osp
-
 import pytest
 
-from ..e2e.runs import REPO
+from ..e2e.runs import load_script
 
-SPEC = importlib.util.spec_from_file_location(
-    'psa_scenes', osp.join(REPO, 'benchmarks', 'psa_scenes.py')
-)
-psa_scenes = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(psa_scenes)
+psa_scenes = load_script('benchmarks', 'psa_scenes.py')
 ARMS = dict(psa_scenes.TASKS['kd'][2])
 
 

@@ -5,6 +5,7 @@ Config shrinking and the downstream tools' paths are in ``mmcompress.testing``
 """
 
 import glob
+import importlib.util
 import json
 import os
 import os.path as osp
@@ -19,6 +20,24 @@ from mmengine.registry import DefaultScope
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 OUR_TRAIN = osp.join(REPO, 'tools', 'train.py')
 OUR_TEST = osp.join(REPO, 'tools', 'test.py')
+
+
+def load_script(folder: str, script: str):
+    """A script of the repository (``tools/``, ``benchmarks/``) as a module.
+
+    Args:
+        folder (str): The folder under the repository root.
+        script (str): The file name, e.g. ``'psa_cost.py'``.
+
+    Returns:
+        module: The executed script, named after its file.
+    """
+    spec = importlib.util.spec_from_file_location(
+        osp.splitext(script)[0], osp.join(REPO, folder, script)
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_tool(

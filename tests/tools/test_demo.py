@@ -1,22 +1,16 @@
 """tools/demo.py: which stages run with and without the converged checkpoints."""
 
-import importlib.util
 import json
 import os.path as osp
 
 import pytest
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from ..e2e.runs import REPO, load_script
 
 
 @pytest.fixture(scope='module')
 def demo():
-    spec = importlib.util.spec_from_file_location(
-        'demo_tool', osp.join(REPO, 'tools', 'demo.py')
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('tools', 'demo.py')
 
 
 def _finish(root, work_dir, config, write_checkpoint=True):
