@@ -36,9 +36,9 @@ block ``export_speed`` of that page.
 
 import argparse
 import copy
+import functools
 import os
 import os.path as osp
-import statistics
 import sys
 import tempfile
 import time
@@ -60,7 +60,7 @@ HERE = osp.dirname(osp.abspath(__file__))
 REPO = osp.dirname(HERE)
 sys.path.insert(0, HERE)
 from doc_blocks import write_block  # noqa: E402
-from machine_load import LoadRecord, add_load_argument  # noqa: E402
+from machine_load import LoadRecord, add_load_argument, interleaved_ms  # noqa: E402
 
 # task -> (stock config, scenes W8A8 recipe whose quant dict is applied, input)
 CASES = dict(
@@ -172,14 +172,12 @@ def conv_kernels(blob: bytes) -> dict:
 def interleaved_medians(sessions: dict, feed: dict, runs: int, warmup: int) -> dict:
     """Median seconds per session over ``runs`` interleaved runs (after
     ``warmup`` untimed rounds)."""
-    times = {key: [] for key in sessions}
-    for i in range(warmup + runs):
-        for key, session in sessions.items():
-            start = time.perf_counter()
-            session.run(None, feed)
-            if i >= warmup:
-                times[key].append(time.perf_counter() - start)
-    return {key: statistics.median(values) for key, values in times.items()}
+    ms = interleaved_ms(
+        {key: functools.partial(s.run, None, feed) for key, s in sessions.items()},
+        runs,
+        warmup,
+    )
+    return {key: value / 1000 for key, value in ms.items()}
 
 
 def run_case(task: str, runs: int, warmup: int) -> dict:
