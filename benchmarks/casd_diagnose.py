@@ -21,6 +21,15 @@ Usage::
         --init work_dirs/fmnist-pretrain_r18-w32/iter_1500.pth
     python benchmarks/casd_diagnose.py --iters 1000 --every 250 \\
         --config configs/wsod/mmdet/<an OICR config> --init <classifier checkpoint>
+    python benchmarks/casd_diagnose.py --iters 1000 --every 250 --eval-first \\
+        --init <LSE classifier checkpoint> --cell-streams cls \\
+        --cell-init <LSE classifier checkpoint>
+
+``--cell-streams`` / ``--cell-init`` set the head's ``cell_streams`` /
+``cell_init`` (:class:`OICRHead`: MIDN streams as the classifier's linear
+layer at every RoI cell, log-sum-exp pooled over the cells, started from the
+classifier's ``fc``); ``--eval-first`` also evaluates before the first
+iteration.
 """
 
 import argparse
@@ -106,7 +115,21 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument('--val', type=int, default=100, help='val images evaluated')
     parser.add_argument('--train', type=int, help='train images (default: all)')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument(
+        '--cell-streams',
+        nargs='+',
+        choices=['cls', 'det'],
+        help="MIDN streams on the RoI cells (the head's cell_streams)",
+    )
+    parser.add_argument(
+        '--cell-init', help='classifier checkpoint whose fc.* start the cell streams'
+    )
+    parser.add_argument(
+        '--eval-first', action='store_true', help='also evaluate at iteration 0'
+    )
     args = parser.parse_args(argv)
+    if args.cell_init and not args.cell_streams:
+        parser.error('--cell-init starts the cell streams: give --cell-streams too')
     from mmdet.registry import MODELS
 
     import mmcompress  # noqa: F401  (registers OICR, WSODProposals...)
@@ -116,6 +139,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     rng = np.random.default_rng(args.seed)
     cfg = Config.fromfile(args.config)
     cfg.model.update(view_scales=[1.0], view_flip=False)
+    if args.cell_streams:
+        cfg.model.head.update(cell_streams=args.cell_streams, cell_init=args.cell_init)
     pipeline = [t for t in cfg.train_pipeline if t['type'] != 'RandomFlip']
     train = cached_samples(cfg, 'train', pipeline, args.train)
     val = cached_samples(cfg, 'val', cfg.test_pipeline, args.val)
@@ -128,6 +153,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             if k.startswith('backbone.')
         }
         model.backbone.load_state_dict(backbone)
+    if args.cell_init:
+        model.head.init_weights()
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     batch_size, losses = cfg.train_dataloader.batch_size, []
     order = np.concatenate(
@@ -137,6 +164,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         ]
     )
     model.train()
+    if args.eval_first:
+        cls_map, corloc = evaluate(model, val)
+        print(f'iter 0: image-level mAP {cls_map:.1f} % MIDN CorLoc {corloc:.1f} %')
     for it in range(1, args.iters + 1):
         for group in optimizer.param_groups:
             group['lr'] = args.lr * min(1.0, it / 50)

@@ -4,6 +4,7 @@ box labels or missing proposals fed to the weakly supervised detector."""
 import numpy as np
 import pytest
 import torch
+from mmdet.registry import MODELS as MMDET_MODELS
 from mmdet.structures import DetDataSample
 from mmengine.structures import InstanceData
 
@@ -120,3 +121,45 @@ def test_wsod_classifier_unknown_pooling():
 
     with pytest.raises(ValueError, match=r"pool must be one of .*, got 'gap'"):
         tiny_classifier(pool='gap')
+
+
+def test_wsod_head_cell_init_without_cell_streams():
+    """OICR head given a classifier checkpoint for its cell streams but no cell stream.
+
+    Message: initialises the cell streams but cell_streams is empty
+    """
+    with pytest.raises(ValueError, match='initialises the cell streams but cell_'):
+        MMDET_MODELS.build(
+            dict(type='OICRHead', in_channels=8, cell_init='classifier.pth')
+        )
+
+
+def test_wsod_head_unknown_cell_stream():
+    """OICR head asked for a cell stream other than 'cls' and 'det'.
+
+    Message: cell_streams must be a subset of ('cls', 'det')
+    """
+    with pytest.raises(ValueError, match=r"must be a subset of \('cls', 'det'\)"):
+        MMDET_MODELS.build(
+            dict(type='OICRHead', in_channels=8, cell_streams=('refine',))
+        )
+
+
+def test_wsod_head_cell_init_from_a_checkpoint_without_matching_fc(tmp_path):
+    """OICR cell streams started from a checkpoint whose fc does not fit the head.
+
+    Message: the cell stream 'cls' needs (2, 8)
+    """
+    path = str(tmp_path / 'other.pth')
+    torch.save(dict(state_dict={'fc.weight': torch.zeros(5, 8)}), path)
+    head = MMDET_MODELS.build(
+        dict(
+            type='OICRHead',
+            in_channels=8,
+            num_classes=2,
+            cell_streams=('cls',),
+            cell_init=path,
+        )
+    )
+    with pytest.raises(ValueError, match=r"the cell stream 'cls' needs \(2, 8\)"):
+        head.init_weights()

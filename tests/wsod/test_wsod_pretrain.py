@@ -160,3 +160,70 @@ def test_classifier_max_pool_of_class_maps(deterministic):
         assert torch.allclose(
             model._forward(image), model.class_maps(feats).mean((2, 3)), atol=1e-6
         )
+
+
+def cell_head(**kwargs):
+    return MMDET_MODELS.build(
+        dict(type='OICRHead', in_channels=1, fc_channels=4, num_classes=1, **kwargs)
+    )
+
+
+def test_midn_cell_stream_hand_values():
+    # one channel, one class: weight 2, bias 1 on cells 1..4 -> 3, 5, 7, 9
+    roi = torch.arange(1.0, 5.0).view(1, 1, 2, 2)
+    x = torch.zeros(1, 4)
+    for pool, expected in [('max', 9.0), ('avg', 6.0)]:
+        head = cell_head(cell_streams=('cls',), cell_pool=pool)
+        head.midn_cls.weight.data.fill_(2.0)
+        head.midn_cls.bias.data.fill_(1.0)
+        assert head.stream_logits('cls', roi, x).item() == pytest.approx(expected)
+    head = cell_head(cell_streams=('det',), lse_r=1.0)
+    head.midn_det.weight.data.fill_(2.0)
+    head.midn_det.bias.data.fill_(1.0)
+    lse = math.log((math.exp(3) + math.exp(5) + math.exp(7) + math.exp(9)) / 4)
+    assert head.stream_logits('det', roi, x).item() == pytest.approx(lse)
+    # the other stream stays the linear layer on the fc features (4 -> 1)
+    assert head.midn_cls.weight.shape == (1, 4)
+    assert head.stream_logits('cls', roi, x).item() == pytest.approx(
+        head.midn_cls.bias.item()
+    )
+
+
+def test_midn_streams_default_on_fc_features():
+    torch.manual_seed(0)
+    head = MMDET_MODELS.build(
+        dict(type='OICRHead', in_channels=2, fc_channels=3, num_classes=2)
+    )
+    assert head.midn_cls.weight.shape == head.midn_det.weight.shape == (2, 3)
+    roi = torch.rand(5, 2, 7, 7)
+    (midn,), _ = head(roi, [5])
+    x = head.fcs(roi.flatten(1))
+    expected = head.midn_cls(x).softmax(1) * head.midn_det(x).softmax(0)
+    assert torch.allclose(midn, expected)
+
+
+def test_cell_init_copies_the_classifier_fc_and_matches_its_class_maps(tmp_path):
+    torch.manual_seed(0)
+    classifier = tiny_classifier(num_classes=3, pool='lse')
+    path = str(tmp_path / 'cls.pth')
+    torch.save(dict(state_dict=classifier.state_dict()), path)
+    head = MMDET_MODELS.build(
+        dict(
+            type='OICRHead',
+            in_channels=8,
+            fc_channels=8,
+            num_classes=3,
+            cell_streams=('cls', 'det'),
+            cell_init=path,
+        )
+    )
+    head.init_weights()
+    for linear in (head.midn_cls, head.midn_det):
+        assert torch.equal(linear.weight, classifier.fc.weight)
+        assert torch.equal(linear.bias, classifier.fc.bias)
+    roi = torch.rand(4, 8, 7, 7)
+    expected = spatial_pool(classifier.class_maps(roi), 'lse', 5.0)
+    x = head.fcs(roi.flatten(1))
+    assert torch.allclose(head.stream_logits('cls', roi, x), expected, atol=1e-6)
+    (midn,), _ = head(roi, [4])
+    assert torch.allclose(midn, expected.softmax(1) * expected.softmax(0), atol=1e-6)

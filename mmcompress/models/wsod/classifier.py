@@ -14,10 +14,8 @@ backbone (``load_from``; the classifier's keys other than ``backbone.*`` are
 left out).
 """
 
-import math
 from typing import List
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmdet.models.detectors import BaseDetector
@@ -28,32 +26,7 @@ from mmcompress.registry import MODELS
 from mmcompress.utils.checks import check_number
 
 from .oicr import image_level_labels
-from .oicr_head import multi_hot
-
-POOLS = ('avg', 'max', 'lse')
-
-
-def spatial_pool(maps: Tensor, pool: str, lse_r: float = 5.0) -> Tensor:
-    """(N, C, H, W) maps -> (N, C) by a pooling over space.
-
-    Args:
-        maps (Tensor): (N, C, H, W) maps.
-        pool (str): ``'avg'`` (mean), ``'max'`` or ``'lse'``: log-sum-exp
-            ``log(mean(exp(r * x))) / r`` (the mean at ``r -> 0``, the maximum
-            at ``r -> inf``).
-        lse_r (float): ``r`` of ``'lse'``. Defaults to 5.
-
-    Returns:
-        Tensor: (N, C) pooled values.
-    """
-    flat = maps.flatten(2)
-    if pool == 'avg':
-        return flat.mean(2)
-    if pool == 'max':
-        return flat.amax(2)
-    if pool == 'lse':
-        return (torch.logsumexp(lse_r * flat, 2) - math.log(flat.shape[2])) / lse_r
-    raise ValueError(f'pool must be one of {POOLS}, got {pool!r}')
+from .oicr_head import POOLS, multi_hot, spatial_pool
 
 
 @MODELS.register_module()

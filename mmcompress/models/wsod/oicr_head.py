@@ -16,9 +16,16 @@ streams on the RoI features of given proposals.
   else background, and is weighted by that seed's score; the loss is the
   weighted cross entropy averaged over proposals.
 * Test: the mean of the refinement streams' probabilities (OICR's test output).
+
+Option ``cell_streams``: the MIDN classification and/or detection stream is a
+linear layer applied at every cell of the RoI features and pooled over the
+RoI's cells (:func:`spatial_pool`), the head of a max / log-sum-exp pooled
+:class:`~mmcompress.models.wsod.classifier.WSODImageClassifier` applied to the
+RoI, so that ``cell_init`` can start it from such a classifier's linear layer.
 """
 
-from typing import List, Sequence, Tuple
+import math
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -29,8 +36,34 @@ from torch import Tensor
 
 from mmcompress.registry import MODELS
 from mmcompress.utils.checks import check_number
+from mmcompress.utils.safe_load import safe_torch_load
 
 EPS = 1e-6
+POOLS = ('avg', 'max', 'lse')
+CELL_STREAMS = ('cls', 'det')
+
+
+def spatial_pool(maps: Tensor, pool: str, lse_r: float = 5.0) -> Tensor:
+    """(N, C, H, W) maps -> (N, C) by a pooling over space.
+
+    Args:
+        maps (Tensor): (N, C, H, W) maps.
+        pool (str): ``'avg'`` (mean), ``'max'`` or ``'lse'``: log-sum-exp
+            ``log(mean(exp(r * x))) / r`` (the mean at ``r -> 0``, the maximum
+            at ``r -> inf``).
+        lse_r (float): ``r`` of ``'lse'``. Defaults to 5.
+
+    Returns:
+        Tensor: (N, C) pooled values.
+    """
+    flat = maps.flatten(2)
+    if pool == 'avg':
+        return flat.mean(2)
+    if pool == 'max':
+        return flat.amax(2)
+    if pool == 'lse':
+        return (torch.logsumexp(lse_r * flat, 2) - math.log(flat.shape[2])) / lse_r
+    raise ValueError(f'pool must be one of {POOLS}, got {pool!r}')
 
 
 def oicr_pseudo_labels(
@@ -98,6 +131,18 @@ class OICRHead(BaseModule):
         midn_loss_weight (float): Weight of the image loss. Defaults to 1.
         refine_loss_weight (float): Weight of each refinement loss. Defaults
             to 1.
+        cell_streams (Sequence[str]): MIDN streams (``'cls'``, ``'det'``)
+            whose logits are a linear layer (``in_channels`` -> classes) at
+            every cell of the RoI features, pooled over the cells by
+            ``cell_pool``, instead of a linear layer on the fc features.
+            Defaults to () (both on the fc features).
+        cell_pool (str): Pooling of the cell streams over the RoI's cells
+            (:func:`spatial_pool`). Defaults to ``'lse'``.
+        lse_r (float): ``r`` of the log-sum-exp pooling. Defaults to 5.
+        cell_init (str, optional): Checkpoint of a
+            :class:`~mmcompress.models.wsod.classifier.WSODImageClassifier`
+            (its ``fc.weight`` / ``fc.bias``) that :meth:`init_weights` copies
+            into every cell stream. Defaults to None.
         init_cfg (dict, optional): Initialisation config.
     """
 
@@ -111,6 +156,10 @@ class OICRHead(BaseModule):
         iou_thr: float = 0.5,
         midn_loss_weight: float = 1.0,
         refine_loss_weight: float = 1.0,
+        cell_streams: Sequence[str] = (),
+        cell_pool: str = 'lse',
+        lse_r: float = 5.0,
+        cell_init: Optional[str] = None,
         init_cfg=None,
     ) -> None:
         super().__init__(init_cfg)
@@ -129,8 +178,32 @@ class OICRHead(BaseModule):
             nn.Linear(fc_channels, fc_channels),
             nn.ReLU(inplace=True),
         )
-        self.midn_cls = nn.Linear(fc_channels, num_classes)
-        self.midn_det = nn.Linear(fc_channels, num_classes)
+        self.cell_streams = tuple(cell_streams)
+        unknown = [s for s in self.cell_streams if s not in CELL_STREAMS]
+        if unknown:
+            raise ValueError(
+                f'OICRHead cell_streams must be a subset of {CELL_STREAMS}, got '
+                f'{list(cell_streams)}'
+            )
+        if cell_pool not in POOLS:
+            raise ValueError(
+                f'OICRHead cell_pool must be one of {POOLS}, got {cell_pool!r}'
+            )
+        if cell_init is not None and not self.cell_streams:
+            raise ValueError(
+                f'OICRHead cell_init={cell_init!r} initialises the cell streams '
+                "but cell_streams is empty; set cell_streams=('cls',) and/or 'det'"
+            )
+        self.cell_pool = cell_pool
+        self.lse_r = check_number('lse_r', lse_r, low=0, low_open=True)
+        self.cell_init = cell_init
+        self.midn_cls, self.midn_det = (
+            nn.Linear(
+                in_channels if name in self.cell_streams else fc_channels,
+                num_classes,
+            )
+            for name in CELL_STREAMS
+        )
         self.refine = nn.ModuleList(
             nn.Linear(fc_channels, num_classes + 1) for _ in range(self.num_refine)
         )
@@ -150,11 +223,47 @@ class OICRHead(BaseModule):
             ``refine``: per stream, per image (R_i, C + 1) probabilities.
         """
         x = self.fcs(roi_feats.flatten(1))
-        cls = self.midn_cls(x).split(list(counts))
-        det = self.midn_det(x).split(list(counts))
+        cls, det = (
+            self.stream_logits(name, roi_feats, x).split(list(counts))
+            for name in CELL_STREAMS
+        )
         midn = [c.softmax(1) * d.softmax(0) for c, d in zip(cls, det)]
         refine = [list(fc(x).softmax(1).split(list(counts))) for fc in self.refine]
         return midn, refine
+
+    def stream_logits(self, name: str, roi_feats: Tensor, x: Tensor) -> Tensor:
+        """(R, C) logits of the MIDN stream ``name`` (``'cls'`` / ``'det'``):
+        its linear layer on the fc features ``x``, or for a cell stream at
+        every cell of ``roi_feats``, pooled over the cells."""
+        linear = getattr(self, f'midn_{name}')
+        if name not in self.cell_streams:
+            return linear(x)
+        maps = F.conv2d(roi_feats, linear.weight[:, :, None, None], linear.bias)
+        return spatial_pool(maps, self.cell_pool, self.lse_r)
+
+    def init_weights(self) -> None:
+        """The configured initialisation, then the cell streams from
+        ``cell_init``'s ``fc.weight`` / ``fc.bias`` if given."""
+        super().init_weights()
+        if self.cell_init is None:
+            return
+        state = safe_torch_load(self.cell_init, map_location='cpu')
+        state = state.get('state_dict', state)
+        for name in self.cell_streams:
+            linear = getattr(self, f'midn_{name}')
+            for key in ('weight', 'bias'):
+                value = state.get(f'fc.{key}')
+                target = getattr(linear, key)
+                if value is None or value.shape != target.shape:
+                    raise ValueError(
+                        f'OICRHead cell_init {self.cell_init} has fc.{key} of '
+                        f'shape {None if value is None else tuple(value.shape)}, '
+                        f'the cell stream {name!r} needs {tuple(target.shape)}: '
+                        'give a WSODImageClassifier checkpoint on the RoI level '
+                        'with the same classes'
+                    )
+                with torch.no_grad():
+                    target.copy_(value)
 
     def loss(
         self,
