@@ -69,10 +69,15 @@ def test_novel_classifier_starts_as_the_auxiliary_classifier():
     with torch.no_grad():
         step0.classifier.heads[0].weight.normal_()
         step0.classifier.heads[0].bias.fill_(-1.5)
-    head = stepped(step0).classifier.heads[2]
+    model = stepped(step0)
+    head = model.classifier.heads[2]
     aux = step0.classifier.heads[0]
     torch.testing.assert_close(head.weight, aux.weight.expand_as(head.weight))
     torch.testing.assert_close(head.bias, torch.full((1,), -1.5))
+    # official init_novel_classifier: no bias shift, the auxiliary classifier
+    # itself is loaded unchanged (MiB's - log(K + 1) is for softmax heads only)
+    torch.testing.assert_close(model.classifier.heads[0].bias, torch.full((1,), -1.5))
+    torch.testing.assert_close(model.classifier.heads[0].weight, aux.weight)
 
 
 def test_random_novel_init_keeps_the_new_head():
