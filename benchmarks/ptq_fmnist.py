@@ -21,10 +21,10 @@ Usage (e.g.; CPU minutes per reconstruction run):
 """
 
 import argparse
-import importlib.util
 import json
 import os
 import os.path as osp
+import runpy
 import statistics
 import sys
 import time
@@ -50,12 +50,12 @@ LOADER_OPTS = [
 
 
 def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'ptq_tool', osp.join(ROOT, 'tools', 'ptq.py')
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """tools/ptq.py's ``main``, to run the tool in this process.
+
+    Returns:
+        callable: ``main(argv)`` of the tool.
+    """
+    return runpy.run_path(osp.join(ROOT, 'tools', 'ptq.py'))['main']
 
 
 def ptq_run(tool, row, ckpt, work_dir, num_images, iters, test):
@@ -81,7 +81,7 @@ def ptq_run(tool, row, ckpt, work_dir, num_images, iters, test):
     if row['method'] != 'rtn':
         argv[2:2] = ['--iters', str(iters), '--loss', row['loss']]
     start = time.time()
-    result = tool.main(argv)
+    result = tool(argv)
     return result['test']['accuracy/top1'], time.time() - start
 
 

@@ -2,7 +2,6 @@
 of OpenMMLab models, tools/export_onnx.py's calibration data and
 tools/test_onnx.py."""
 
-import importlib.util
 import os.path as osp
 
 import pytest
@@ -20,6 +19,8 @@ from mmcompress.quant.export import (
     optimize_for_onnxruntime,
 )
 
+from ..e2e.runs import load_script
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 W4A4 = osp.join(REPO, 'configs', 'quant', 'mmpretrain', 'lsq_w4a4_fmnist.py')
 LSQ8 = dict(
@@ -29,12 +30,7 @@ LSQ8 = dict(
 
 
 def _tool(name):
-    spec = importlib.util.spec_from_file_location(
-        name, osp.join(REPO, 'tools', f'{name}.py')
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('tools', f'{name}.py')
 
 
 def _exit_message(main, args):

@@ -1,7 +1,6 @@
 """Bad input to the ONNX export (tools/export_onnx.py and ``export_onnx``):
 one clear line naming the problem, before any work where possible."""
 
-import importlib.util
 import os.path as osp
 
 import pytest
@@ -14,17 +13,14 @@ import mmcompress  # noqa: F401
 from mmcompress.quant import quantize_model
 from mmcompress.quant.export import export_onnx
 
+from ..e2e.runs import load_script
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO, 'configs', 'quant', 'mmpretrain', 'lsq_w8a8_fmnist.py')
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location(
-        'export_onnx_tool', osp.join(REPO, 'tools', 'export_onnx.py')
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('tools', 'export_onnx.py')
 
 
 def _run_tool(args):

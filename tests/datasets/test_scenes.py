@@ -2,7 +2,6 @@
 
 import colorsys
 import filecmp
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -21,6 +20,7 @@ from mmcompress.datasets.scenes import (
     mask_to_bbox,
     mask_to_rle,
 )
+from tests.e2e.runs import load_script
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TINY = dict(num_train=6, num_val=3)
@@ -259,12 +259,7 @@ def test_default_data_roots():
 
 
 def _load_cli():
-    spec = importlib.util.spec_from_file_location(
-        'generate_scenes_cli', osp.join(REPO_ROOT, 'tools', 'generate_scenes.py')
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('tools', 'generate_scenes.py')
 
 
 def test_cli_writes_a_root(tmp_path, capsys):

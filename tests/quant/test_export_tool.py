@@ -1,7 +1,6 @@
 """tools/export_onnx.py: the integer graph for onnxruntime is the default,
 the plain QDQ graph the named option ``--format qdq``."""
 
-import importlib.util
 import json
 import os.path as osp
 from collections import Counter
@@ -14,18 +13,14 @@ from mmengine.registry import MODELS, DefaultScope
 import mmcompress  # noqa: F401
 from mmcompress.quant.export import onnxruntime_session
 from mmcompress.quant.export.network import output_structure
+from tests.e2e.runs import load_script
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO, 'configs', 'quant', 'mmpretrain', 'lsq_w8a8_fmnist.py')
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location(
-        'export_onnx_tool', osp.join(REPO, 'tools', 'export_onnx.py')
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('tools', 'export_onnx.py')
 
 
 @pytest.fixture(scope='module')

@@ -2,7 +2,6 @@
 tools/test.py with the same (QAT-style) config and exported by tools/export_onnx.py."""
 
 import glob
-import importlib.util
 import json
 import os.path as osp
 import re
@@ -14,7 +13,7 @@ from mmengine.registry import DefaultScope
 
 from mmcompress.registry import MODELS
 from mmcompress.testing import stock_tool
-from tests.e2e.runs import REPO, run_tool
+from tests.e2e.runs import REPO, load_script, run_tool
 
 CONFIG = osp.join(REPO, 'configs', 'quant', 'mmpretrain', 'ptq_w4a4_fmnist.py')
 KD_CONFIG = osp.join(REPO, 'configs', 'quant', 'mmpretrain', 'ptq_kd_w4a4_fmnist.py')
@@ -113,10 +112,7 @@ def test_ptq_checkpoint_through_stock_test_and_export(tmp_path, deterministic):
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location('ptq_tool', PTQ)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('tools', 'ptq.py')
 
 
 @pytest.mark.slow
