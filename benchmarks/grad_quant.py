@@ -36,7 +36,6 @@ import argparse
 import json
 import os
 import os.path as osp
-import re
 import statistics
 import time
 
@@ -47,7 +46,7 @@ from machine_load import LoadRecord, add_load_argument
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
-from quant_accuracy import CONFIG_DIR, run
+from quant_accuracy import CONFIG_DIR, check_fp_checkpoint, evaluate_checkpoint, run
 
 import mmcompress  # noqa: F401
 from mmcompress.quant import LBTGradQuantizer
@@ -74,43 +73,6 @@ PARTS = ('accuracy', 'error', 'timing')
 START = 'FP32 start (checkpoint, no fine-tune)'
 
 
-QUANTIZER_KEY = re.compile(r'\.(weight|act|grad)_quantizer\.')
-
-
-def check_fp_checkpoint(path):
-    """Raise unless ``path`` holds exactly the float weights of every benchmarked
-    model: same keys and shapes, only the quantizer state (``*_quantizer.*``)
-    absent. mmengine's ``load_from`` loads non-strictly and only logs mismatches,
-    so a checkpoint of another architecture would otherwise train from random
-    layers silently."""
-    from mmpretrain.registry import MODELS
-    from mmpretrain.utils import register_all_modules
-
-    register_all_modules(init_default_scope=True)
-    state = torch.load(path, map_location='cpu', weights_only=False)
-    state = state.get('state_dict', state)
-    for name in sorted(set(ACCURACY_CONFIGS.values()) | set(ERROR_CONFIGS.values())):
-        model = MODELS.build(Config.fromfile(osp.join(CONFIG_DIR, name + '.py')).model)
-        expected = model.state_dict()
-        missing = [
-            k for k in expected if k not in state and not QUANTIZER_KEY.search(k)
-        ]
-        unexpected = [k for k in state if k not in expected]
-        shapes = [
-            f'{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}'
-            for k, v in expected.items()
-            if k in state and state[k].shape != v.shape
-        ]
-        if missing or unexpected or shapes:
-            raise ValueError(
-                f'--fp-checkpoint {path} does not match {name}.py: missing '
-                f'{missing[:5]} ({len(missing)}), unexpected {unexpected[:5]} '
-                f'({len(unexpected)}), shape (checkpoint vs model) {shapes[:5]}; '
-                'pass the float Fashion-MNIST student (fmnist_resnet18-w8_student '
-                'architecture), e.g. work_dirs/student_r18-w8_fmnist55k/epoch_15.pth'
-            )
-
-
 def _load_results(path):
     done = {}
     if osp.isfile(path):
@@ -130,13 +92,11 @@ def _append_result(path, label, seed, top1, seconds):
 def start_accuracy(args, done, path):
     """Test top-1 of the float checkpoint itself (no fine-tuning), cached."""
     if (START, None) not in done:
-        cfg = Config.fromfile(osp.join(CONFIG_DIR, 'fp32_finetune_fmnist.py'))
-        cfg.work_dir = osp.join(args.work_dir, 'fp32_start')
-        cfg.load_from = args.fp_checkpoint
-        cfg.train_dataloader = cfg.train_cfg = cfg.optim_wrapper = None
-        cfg.param_scheduler = cfg.val_dataloader = cfg.val_cfg = None
-        cfg.val_evaluator = None
-        top1 = Runner.from_cfg(cfg).test()['accuracy/top1']
+        top1 = evaluate_checkpoint(
+            osp.join(CONFIG_DIR, 'fp32_finetune_fmnist.py'),
+            osp.join(args.work_dir, 'fp32_start'),
+            args.fp_checkpoint,
+        )['accuracy/top1']
         done[(START, None)] = top1
         _append_result(path, START, None, top1, 0.0)
     return done[(START, None)]
@@ -440,7 +400,9 @@ def main():
         )
     os.makedirs(args.work_dir, exist_ok=True)
     if needs_checkpoint and args.fp_checkpoint != 'none':
-        check_fp_checkpoint(args.fp_checkpoint)
+        check_fp_checkpoint(
+            args.fp_checkpoint, [*ACCURACY_CONFIGS.values(), *ERROR_CONFIGS.values()]
+        )
     acc, start = accuracy(args) if 'accuracy' in args.parts else ({}, None)
     errors = gradient_error(args) if 'error' in args.parts else {}
     plot_path = (
