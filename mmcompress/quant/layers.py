@@ -24,7 +24,11 @@ submodules and parameters that a float checkpoint simply lacks:
   multiplying the output, created only when a quantizer emits values in a unit
   range (EWGS's alpha, DAQ's beta). It is initialized on the first batch to
   ``mean|f(x, W)| / mean|f(Q(x), Q(W))|``. With a bias:
-  ``y = f(Q(x), Q(W)) * |output_scale| + bias``. As the quantizers' flags
+  ``y = f(Q(x), Q(W)) * |output_scale| + bias``; when a quantizer of the layer
+  is ``fused`` (and autocast is off) the scale multiplies the quantized weight
+  instead, ``y = f(Q(x), Q(W) * |output_scale|, bias)``, the same value within
+  float rounding at the cost of a pass over the weight instead of two over the
+  output (forward and backward). As the quantizers' flags
   (:func:`~.quantizers.base.buffer_flag`), code traced by ``torch.compile``
   reads a Python copy of the buffer, refreshed by every eager forward, by the
   initialization and by ``load_state_dict``; the initialization runs eagerly.
@@ -258,11 +262,38 @@ class QuantLayerMixin:
                 and (self.training or self.quantizers_ready())
             ):
                 self._init_output_scale(x, x_q, w_q, **op_kwargs)
-            out = self._linear_op(x_q, w_q, None, **op_kwargs) * self.output_scale.abs()
-            if self.bias is not None:
-                out = out + self._bias_view(out)
+            out = self._scaled_op(x_q, w_q, **op_kwargs)
         if self.grad_quantizer is not None:
             out = self.grad_quantizer(out)
+        return out
+
+    def folds_output_scale(self, x: Tensor) -> bool:
+        """Whether the output scale multiplies the quantized weight instead of
+        the output: when a quantizer of the layer is ``fused`` and autocast is
+        off for ``x``'s device (autocast would run the folded op in bf16).
+
+        Args:
+            x (Tensor): Layer input.
+
+        Returns:
+            bool: True for ``f(Q(x), Q(W) * |s|) + bias``.
+        """
+        fused = any(
+            getattr(q, 'fused', False)
+            for q in (self.weight_quantizer, self.act_quantizer)
+        )
+        return fused and not torch.is_autocast_enabled(x.device.type)
+
+    def _scaled_op(self, x_q: Tensor, w_q: Tensor, **op_kwargs) -> Tensor:
+        """``f(x_q, w_q) * |output_scale| + bias``, folded into the weight
+        (:meth:`folds_output_scale`; the same value within float rounding,
+        without the passes over the output forward and backward)."""
+        scale = self.output_scale.abs()
+        if self.folds_output_scale(x_q):
+            return self._linear_op(x_q, w_q * scale, self.bias, **op_kwargs)
+        out = self._linear_op(x_q, w_q, None, **op_kwargs) * scale
+        if self.bias is not None:
+            out = out + self._bias_view(out)
         return out
 
     def _adopt(self, module: nn.Module) -> None:
