@@ -100,6 +100,51 @@ class AffineQParams:
     offset: Optional[Tensor] = None
     multiplier: Optional[Tensor] = None
 
+    @classmethod
+    def of_interval(
+        cls,
+        lower: Tensor,
+        upper: Tensor,
+        num_levels: int,
+        role: str,
+        axis: Optional[int],
+    ) -> 'AffineQParams':
+        """The parameters of a quantizer that discretizes ``[lower, upper]``.
+
+        Such a quantizer (EWGS, DAQ) outputs ``k / (L - 1)`` for activations and
+        ``(2k - (L - 1)) / (L - 1)`` (odd multiples of ``1 / (L - 1)`` in
+        ``[-1, 1]``) for weights, with ``k`` the integer level of
+        ``(x - lower) / (upper - lower)`` and ``L`` the level count.
+
+        Args:
+            lower (Tensor): Lower interval bound, shape ``(1,)`` or ``(C,)``.
+            upper (Tensor): Upper interval bound, same shape.
+            num_levels (int): ``L``, the number of levels.
+            role (str): ``'weight'`` or ``'activation'``.
+            axis (int, optional): Channel axis of per-channel bounds, else None.
+
+        Returns:
+            AffineQParams: Step ``1 / (L - 1)``, zero point 0; weights in
+            ``[-(L - 1), L - 1]``, activations in ``[0, L - 1]`` after the
+            offset ``lower`` and the multiplier ``1 / (upper - lower)``.
+        """
+        levels = num_levels - 1
+        lower = lower.detach().clone()
+        upper = upper.detach().clone()
+        scale = torch.ones_like(upper) / levels
+        zero_point = torch.zeros_like(upper)
+        if role == 'weight':
+            return cls(scale, zero_point, -levels, levels, axis)
+        return cls(
+            scale,
+            zero_point,
+            0,
+            levels,
+            axis,
+            offset=lower,
+            multiplier=1 / (upper - lower),
+        )
+
 
 def buffer_flag(module: nn.Module, name: str) -> bool:
     """The 0/1 buffer ``name`` of ``module`` as a bool, without a graph break.

@@ -157,23 +157,9 @@ class DAQQuantizer(BaseQuantizer):
         return k / levels
 
     def export_qparams(self, x: Optional[Tensor] = None) -> AffineQParams:
-        levels = self.num_levels - 1
-        lower = self.lower.detach().clone()
-        upper = self.upper.detach().clone()
-        one = torch.ones_like(upper)
         axis = self.channel_axis if self.per_channel else None
-        if self.role == 'weight':
-            return AffineQParams(
-                one / levels, torch.zeros_like(upper), -levels, levels, axis
-            )
-        return AffineQParams(
-            one / levels,
-            torch.zeros_like(upper),
-            0,
-            levels,
-            axis,
-            offset=lower,
-            multiplier=1 / (upper - lower),
+        return AffineQParams.of_interval(
+            self.lower, self.upper, self.num_levels, self.role, axis
         )
 
     def extra_repr(self) -> str:

@@ -123,24 +123,9 @@ class EWGSQuantizer(BaseQuantizer):
         return 2 * x_q - 1 if self.role == 'weight' else x_q
 
     def export_qparams(self, x: Optional[Tensor] = None) -> AffineQParams:
-        levels = self.num_levels - 1
-        lower = self.lower.detach().clone()
-        upper = self.upper.detach().clone()
-        one = torch.ones_like(lower)
         axis = self.channel_axis if self.per_channel else None
-        if self.role == 'weight':
-            # out = (2k - (L-1)) / (L-1): odd multiples of 1/(L-1).
-            return AffineQParams(
-                one / levels, torch.zeros_like(lower), -levels, levels, axis
-            )
-        return AffineQParams(
-            one / levels,
-            torch.zeros_like(lower),
-            0,
-            levels,
-            axis,
-            offset=lower,
-            multiplier=1 / (upper - lower),
+        return AffineQParams.of_interval(
+            self.lower, self.upper, self.num_levels, self.role, axis
         )
 
     def extra_repr(self) -> str:
