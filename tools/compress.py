@@ -42,6 +42,7 @@ import mmcompress  # noqa: F401  (compatibility fixes and registration first)
 TOOLS = osp.dirname(osp.abspath(__file__))
 RECIPES = osp.join(osp.dirname(TOOLS), 'configs', 'compress', '_base_')
 sys.path.insert(0, TOOLS)
+sys.path.insert(1, osp.join(osp.dirname(TOOLS), 'benchmarks'))  # machine_load
 from export_onnx import build_model  # noqa: E402
 from export_onnx import main as export_main  # noqa: E402
 from ptq import main as ptq_main  # noqa: E402
@@ -171,20 +172,26 @@ def _option(key: str):
     return None if key == 'float' else int(key)
 
 
+def _float_model(ctx):
+    """The config's float model with the float checkpoint, in eval mode."""
+    from mmengine.runner import load_checkpoint
+
+    model = build_model(Config(ctx.cfg.to_dict()))
+    load_checkpoint(model, ctx.checkpoint, map_location='cpu', strict=False)
+    return model.eval()
+
+
 def _float_network(ctx):
     """The float model's network, its quantizable layer names (prefixed as
     in the network) and ``mixed.calib_batches`` preprocessed training batches."""
     import torch
-    from mmengine.runner import load_checkpoint
 
     from mmcompress.quant.export import NetworkWrapper
     from mmcompress.quant.mixed_precision import quantized_layer_names
 
     cfg = Config(ctx.cfg.to_dict())
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmengine')):
-        model = build_model(cfg)
-        load_checkpoint(model, ctx.checkpoint, map_location='cpu', strict=False)
-        model.eval()
+        model = _float_model(ctx)
         layers = quantized_layer_names(model, ctx.recipe.quant.to_dict())
         batches = []
         for batch in Runner.build_dataloader(cfg.train_dataloader, seed=0):
@@ -219,6 +226,15 @@ def stage_latency(ctx) -> dict:
         ms=layer_latency(network, example, layers, mixed.options, mixed.runs),
         gbops=layer_bops(network, example, layers, mixed.options),
     )
+    if ctx.args.latency_ms is not None:  # the budget's table: inside the graph
+        from mmcompress.quant.graph_latency import graph_layer_latency
+
+        names = [n[len('model.') :] for n in layers]
+        quant, runs = ctx.recipe.quant.to_dict(), mixed.graph_runs
+        graph = graph_layer_latency(
+            network.model, example, names, quant, mixed.options, runs
+        )
+        tables['graph_ms'] = {'model.' + n: t for n, t in graph.items()}
     result = dict(load_average=list(os.getloadavg()))
     for key, table in tables.items():
         result[key] = {
@@ -228,12 +244,71 @@ def stage_latency(ctx) -> dict:
     return result
 
 
+def stage_speed(ctx) -> dict:
+    """The FP32 graph of the float model's network (``WORK/model_fp32.onnx``,
+    the export without quantization) against the int8 graph: file sizes and
+    onnxruntime latency at ``--shape`` (median of ``speed.runs`` interleaved
+    runs on one random input, ``speed.threads`` threads), with the load
+    average before and after the timing."""
+    import functools
+
+    import torch
+    from machine_load import LoadRecord, interleaved_ms
+
+    from mmcompress.quant.export import (
+        NetworkWrapper,
+        export_onnx,
+        onnxruntime_session,
+    )
+
+    scope = ctx.cfg.get('default_scope', 'mmengine')
+    with DefaultScope.overwrite_default_scope(scope):
+        wrapper = NetworkWrapper(_float_model(ctx))
+        example = torch.randn(
+            *ctx.args.shape, generator=torch.Generator().manual_seed(0)
+        )
+        with torch.no_grad():
+            reference = wrapper(example)
+        fp32 = export_onnx(
+            wrapper,
+            example,
+            output_names=wrapper.output_names(),
+            # as tools/export_onnx.py: dense outputs keep a dynamic size
+            dynamic_size=not isinstance(reference, torch.Tensor)
+            or reference.dim() == 4,
+            quantized=False,
+        )
+    path = osp.join(ctx.work_dir, 'model_fp32.onnx')
+    with open(path, 'wb') as file:
+        file.write(fp32)
+    with open(ctx.result('export')['onnx'], 'rb') as file:
+        int8 = file.read()
+    speed, feed = ctx.recipe.speed, {'input': example.numpy()}
+    calls = {
+        key: functools.partial(onnxruntime_session(blob, speed.threads).run, None, feed)
+        for key, blob in (('fp32', fp32), ('int8', int8))
+    }
+    load = LoadRecord(allow_loaded=True, threads=speed.threads)
+    ms = interleaved_ms(calls, speed.runs, speed.warmup)
+    load.stop()
+    return dict(
+        fp32_onnx=path,
+        fp32_bytes=len(fp32),
+        fp32_ms=ms['fp32'],
+        int8_ms=ms['int8'],
+        shape=list(ctx.args.shape),
+        runs=speed.runs,
+        threads=speed.threads,
+        load=load.markdown(),
+    )
+
+
 def _budget(args) -> tuple:
     """``(flag, table key, budget)`` of the one budget given."""
     given = [
         (flag, key, value)
         for flag, key, value in (
-            ('--latency-ms', 'ms', args.latency_ms),
+            ('--latency-ms', 'graph_ms', args.latency_ms),
             ('--gbops', 'gbops', args.gbops),
         )
         if value is not None
@@ -250,7 +325,7 @@ def stage_allocate(ctx) -> dict:
     from mmcompress.quant.mixed_precision import allocate_bits
 
     flag, key, budget = _budget(ctx.args)
-    quantity, unit = dict(ms=('latency', 'ms'), gbops=('BOPs', 'GBOPs'))[key]
+    quantity, unit = dict(graph_ms=('latency', 'ms'), gbops=('BOPs', 'GBOPs'))[key]
     cost = _decode(ctx.result('latency')[key])
     sensitivity = _decode(ctx.result('sensitivity'))
     for name in cost:
@@ -291,6 +366,7 @@ STAGES = dict(
     ptq_test=stage_quant_test,
     export=stage_export,
     onnx_test=stage_onnx_test,
+    speed=stage_speed,
 )
 
 
@@ -370,10 +446,25 @@ def table(ctx) -> str:
             'per-layer table): '
             + ', '.join(f'{k}: {v}' for k, v in sorted(counts.items()))
         )
-    exported = ctx.result('export')
+    exported, speed = ctx.result('export'), ctx.result('speed')
     if exported:
         lines.append(f'\nONNX: {exported["onnx"]} ({exported["bytes"]} bytes)')
+    if speed:
+        lines.append(_speed_line(exported, speed))
     return '\n'.join(lines)
+
+
+def _speed_line(exported: dict, speed: dict) -> str:
+    shape = 'x'.join(map(str, speed['shape']))
+    return (
+        f'\n| onnxruntime at {shape}, {speed["threads"]} thread(s) | FP32 | int8 '
+        '| ratio |\n|---|---|---|---|\n'
+        f'| size (bytes) | {speed["fp32_bytes"]} | {exported["bytes"]} '
+        f'| {speed["fp32_bytes"] / exported["bytes"]:.2f}x smaller |\n'
+        f'| latency (ms, median of {speed["runs"]} interleaved runs) '
+        f'| {speed["fp32_ms"]:.3f} | {speed["int8_ms"]:.3f} '
+        f'| {speed["fp32_ms"] / speed["int8_ms"]:.2f}x faster |\n\n{speed["load"]}'
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

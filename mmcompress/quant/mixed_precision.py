@@ -54,7 +54,9 @@ def output_sensitivity(
 
     Args:
         model (nn.Module): A float model mapping a tensor to logits (last
-            dimension the classes; dense outputs are flattened per position).
+            dimension the classes; dense outputs are flattened per position)
+            or to a tuple of such tensors (the KL divergences of all outputs
+            are summed, e.g. a detector's class and box maps of every level).
         batches (Iterable[Tensor]): Calibration inputs.
         layers (Sequence[str]): Names of conv / linear modules to measure.
         options (Sequence[int]): Bit widths. Defaults to (8, 4).
@@ -65,7 +67,7 @@ def output_sensitivity(
     batches = list(batches)
     model = model.eval()
     with torch.no_grad():
-        reference = [F.log_softmax(_logits(model(b)), -1) for b in batches]
+        reference = [_log_probs(model(b)) for b in batches]
     result = {}
     for name in layers:
         module = model.get_submodule(name)
@@ -79,14 +81,7 @@ def output_sensitivity(
             try:
                 with torch.no_grad():
                     total = sum(
-                        float(
-                            F.kl_div(
-                                F.log_softmax(_logits(model(b)), -1),
-                                ref,
-                                log_target=True,
-                                reduction='batchmean',
-                            )
-                        )
+                        _kl(_log_probs(model(b)), ref)
                         for b, ref in zip(batches, reference)
                     )
             finally:
@@ -96,13 +91,25 @@ def output_sensitivity(
     return result
 
 
-def _logits(output) -> Tensor:
-    """Class scores as a 2-d tensor (dense outputs: one row per position)."""
-    if isinstance(output, (tuple, list)):
-        output = output[0]
-    if output.dim() > 2:  # N, C, ... -> (N * positions, C)
-        output = output.flatten(2).transpose(1, 2).flatten(0, 1)
-    return output
+def _log_probs(output) -> List[Tensor]:
+    """Log-softmax over the class dimension of every output tensor (dense
+    outputs: one row per position; several outputs, e.g. a detector's
+    per-level maps: one table each)."""
+    outputs = output if isinstance(output, (tuple, list)) else [output]
+    result = []
+    for out in outputs:
+        if out.dim() > 2:  # N, C, ... -> (N * positions, C)
+            out = out.flatten(2).transpose(1, 2).flatten(0, 1)
+        result.append(F.log_softmax(out, -1))
+    return result
+
+
+def _kl(outputs: List[Tensor], reference: List[Tensor]) -> float:
+    """Summed KL divergence of each output from its reference (batch mean)."""
+    return sum(
+        float(F.kl_div(o, r, log_target=True, reduction='batchmean'))
+        for o, r in zip(outputs, reference)
+    )
 
 
 def allocate_bits(

@@ -183,6 +183,9 @@ def _seed_mixed_stages(work):
         latency=dict(
             load_average=[0.0, 0.0, 0.0],
             ms={n: {'float': 3.0, '8': 1.0, '4': 1.0} for n in ('conv1', 'conv2')},
+            graph_ms={
+                n: {'float': 3.0, '8': 1.0, '4': 1.0} for n in ('conv1', 'conv2')
+            },
             gbops={n: {'float': 16.0, '8': 1.0, '4': 0.25} for n in ('conv1', 'conv2')},
         ),
     )

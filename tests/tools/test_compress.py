@@ -13,6 +13,8 @@ from mmengine.registry import MODELS, DefaultScope
 
 import mmcompress  # noqa: F401
 
+from ..e2e.runs import load_script
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(REPO, 'configs', 'baselines', 'mmpretrain', 'fmnist_student.py')
 SMALL = [
@@ -33,14 +35,7 @@ SMALL = [
 
 
 def _compress():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        'compress_tool', osp.join(REPO, 'tools', 'compress.py')
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('tools', 'compress.py')
 
 
 @pytest.mark.slow
@@ -56,14 +51,22 @@ def test_qat_int8_recipe_runs_resumes_and_tabulates(tmp_path, capsys):
     table = tool.main(argv)
     out = capsys.readouterr().out
     for index, stage in enumerate(
-        ['float_test', 'qat', 'qat_test', 'export', 'onnx_test'], 1
+        ['float_test', 'qat', 'qat_test', 'export', 'onnx_test', 'speed'], 1
     ):
-        assert f'[compress {index}/5] {stage}: running' in out
+        assert f'[compress {index}/6] {stage}: running' in out
     assert '| float (PyTorch) |' in table and '| int8 (onnxruntime) |' in table
     summary = json.loads((work / 'summary.json').read_text())
     for stage in ('float_test', 'qat_test', 'onnx_test'):
         assert 0 <= summary[stage]['metrics']['accuracy/top1'] <= 100
     assert osp.getsize(summary['export']['onnx']) == summary['export']['bytes']
+    # speed: the FP32 graph of the float model, both timed, sizes tabulated
+    speed = summary['speed']
+    assert osp.getsize(speed['fp32_onnx']) == speed['fp32_bytes']
+    assert speed['fp32_ms'] > 0 and speed['int8_ms'] > 0
+    assert (speed['shape'], speed['runs'], speed['threads']) == ([1, 1, 28, 28], 30, 1)
+    ratio = speed['fp32_ms'] / speed['int8_ms']
+    assert f'| {speed["fp32_ms"]:.3f} | {speed["int8_ms"]:.3f} | {ratio:.2f}x' in table
+    assert 'Load average (1/5/15 min): before ' in table
     # the QAT stage's checkpoint evaluated again gives the table's value
     qat_cfg = Config.fromfile(str(work / 'qat' / 'config.py'))
     again = tool._test(qat_cfg, summary['qat']['checkpoint'], str(tmp_path / 't'))
@@ -71,7 +74,7 @@ def test_qat_int8_recipe_runs_resumes_and_tabulates(tmp_path, capsys):
     # resume: every stage is skipped, the same table
     assert tool.main(argv) == table
     out = capsys.readouterr().out
-    assert out.count('done, skipped') == 5
+    assert out.count('done, skipped') == 6
 
 
 def _float_checkpoint(tmp_path, config=CONFIG, name='float.pth'):
@@ -93,13 +96,7 @@ def _run(tool, tmp_path, recipe, *extra):
 
 def _onnx_metrics(tmp_path, capsys, config, onnx):
     """tools/test_onnx.py's printed metrics (the stock evaluation of the file)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        'test_onnx_tool', osp.join(REPO, 'tools', 'test_onnx.py')
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script('tools', 'test_onnx.py')
     capsys.readouterr()
     module.main([str(config), onnx, '--work-dir', str(tmp_path / 'o')])
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -113,9 +110,9 @@ def test_ptq_int8_recipe_matches_stock_evaluations(tmp_path, capsys):
     )
     out = capsys.readouterr().out
     for index, stage in enumerate(
-        ['float_test', 'ptq', 'ptq_test', 'export', 'onnx_test'], 1
+        ['float_test', 'ptq', 'ptq_test', 'export', 'onnx_test', 'speed'], 1
     ):
-        assert f'[compress {index}/5] {stage}: running' in out
+        assert f'[compress {index}/6] {stage}: running' in out
     assert '| PTQ (PyTorch) |' in table
     config = work / 'ptq' / 'config.py'
     cfg = Config.fromfile(str(config))

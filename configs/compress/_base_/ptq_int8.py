@@ -9,10 +9,14 @@
 #   ptq_test    tools/test.py WORK/ptq/config.py WORK/ptq/ptq.pth
 #   export      tools/export_onnx.py WORK/ptq/config.py WORK/ptq/ptq.pth --out ...
 #   onnx_test   tools/test_onnx.py WORK/ptq/config.py WORK/model_int8.onnx
-stages = ['float_test', 'ptq', 'ptq_test', 'export', 'onnx_test']
+#   speed       the float model's FP32 graph (WORK/model_fp32.onnx) against the
+#               int8 graph: file sizes, onnxruntime latency at --shape
+stages = ['float_test', 'ptq', 'ptq_test', 'export', 'onnx_test', 'speed']
 quant = dict(
     w=dict(type='LSQQuantizer', bits=8, signed=True, per_channel=True),
     a=dict(type='LSQQuantizer', bits=8),
 )
 # tools/ptq.py settings (the `ptq` dict of WORK/ptq/config.py)
 ptq = dict(num_images=1024, method='rtn')
+# the `speed` stage (as in qat_int8.py)
+speed = dict(threads=1, runs=30, warmup=3)

@@ -7,8 +7,13 @@
 #   qat_test    tools/test.py WORK/qat/config.py WORK/qat/<last checkpoint>
 #   export      tools/export_onnx.py WORK/qat/config.py CKPT --out WORK/model_int8.onnx
 #   onnx_test   tools/test_onnx.py WORK/qat/config.py WORK/model_int8.onnx
-stages = ['float_test', 'qat', 'qat_test', 'export', 'onnx_test']
+#   speed       the float model's FP32 graph (WORK/model_fp32.onnx) against the
+#               int8 graph: file sizes, onnxruntime latency at --shape
+stages = ['float_test', 'qat', 'qat_test', 'export', 'onnx_test', 'speed']
 quant = dict(
     w=dict(type='LSQQuantizer', bits=8, signed=True),
     a=dict(type='LSQQuantizer', bits=8),
 )
+# the `speed` stage: onnxruntime threads, timed and warm-up rounds (FP32 and int8
+# sessions alternately, median per graph)
+speed = dict(threads=1, runs=30, warmup=3)

@@ -9,8 +9,9 @@
 #   qat_test    tools/test.py WORK/kd_qat/config.py WORK/kd_qat/<last>_student.pth
 #   export      tools/export_onnx.py WORK/kd_qat/config.py <student ckpt> --out ...
 #   onnx_test   tools/test_onnx.py WORK/kd_qat/config.py WORK/model_int8.onnx
+#   speed       FP32 vs int8 graph: sizes, onnxruntime latency (qat_int8.py)
 _base_ = ['./qat_w4a4.py']
-stages = ['float_test', 'kd_qat', 'qat_test', 'export', 'onnx_test']
+stages = ['float_test', 'kd_qat', 'qat_test', 'export', 'onnx_test', 'speed']
 distill = dict(
     kd=dict(
         student='head.fc',
