@@ -3,11 +3,13 @@ ResNet-18 (mmpretrain's ``_base_/models/resnet18.py``, the 8 BasicBlocks as unit
 
 Only the time is measured: the weights are the random initialisation and the
 images are random 224 x 224 tensors (no ImageNet here), which costs the same
-arithmetic as real ones. The load average of the machine is printed before and
-after: on a shared machine the time is not a speed measurement.
+arithmetic as real ones (denormals are flushed, as for every random-weight
+timing). The load average of the machine is recorded before and after; the
+script refuses a loaded machine unless ``--allow-loaded`` (then the output says
+so).
 
 Usage:
-    OMP_NUM_THREADS=1 python benchmarks/ptq_resnet18_time.py \
+    python benchmarks/ptq_resnet18_time.py --threads 2 \
         --num-images 256 --iters 100 --size 224
 """
 
@@ -18,6 +20,7 @@ import time
 
 import mmpretrain
 import torch
+from machine_load import LoadRecord, add_load_argument
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
@@ -26,18 +29,17 @@ from mmcompress.quant.ptq import calibrate_ranges, reconstruct
 from mmcompress.registry import MODELS
 
 
-def loadavg() -> str:
-    with open('/proc/loadavg') as file:
-        return ' '.join(file.read().split()[:3])
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--num-images', type=int, default=256)
     parser.add_argument('--iters', type=int, default=100)
     parser.add_argument('--batch-size', type=int, default=32)
     parser.add_argument('--size', type=int, default=224)
+    parser.add_argument('--threads', type=int, default=1, help='torch threads')
+    add_load_argument(parser)
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)
     DefaultScope.get_instance('ptq_r18_time', scope_name='mmpretrain')
     configs = osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'configs')
     float_model = Config.fromfile(
@@ -58,7 +60,7 @@ def main():
         dict(inputs=torch.randn(args.batch_size, 3, args.size, args.size))
         for _ in range(max(1, args.num_images // args.batch_size))
     ]
-    before = loadavg()
+    load = LoadRecord(args.allow_loaded, threads=args.threads)
     start = time.time()
     calibrate_ranges(
         model, batches, dict(type='MSEObserver'), dict(type='MSEObserver'), False
@@ -73,16 +75,15 @@ def main():
         progress=False,
     )
     end = time.time()
+    load.stop()
     print(
         json.dumps(
             dict(
                 **vars(args),
-                threads=torch.get_num_threads(),
                 calibration_s=round(calibrated - start, 1),
                 reconstruction_s=round(end - calibrated, 1),
                 total_s=round(end - start, 1),
-                loadavg_before=before,
-                loadavg_after=loadavg(),
+                load=load.markdown(),
             )
         )
     )
