@@ -14,6 +14,8 @@ Usage::
     python benchmarks/casd_scenes.py --arms oicr casd --seeds 0 --iters 700 --flip-only
     python benchmarks/casd_scenes.py --init fmnist --arms oicr casd --flip-only
     python benchmarks/casd_scenes.py --init clslse --arms oicr --iters 700 --flip-only
+    python benchmarks/casd_scenes.py --init clslse --cell-streams cls \\
+        --arms oicr casd --iters 700 --flip-only
     python benchmarks/casd_scenes.py --table-only --out docs/models/casd.md
 """
 
@@ -72,6 +74,9 @@ ARMS = {
 # a classifier that starts from another one's checkpoint
 PRETRAIN_FIRST = {'clslse': 'fmnist'}
 MAP_KEY, CORLOC_KEY = 'pascal_voc/mAP', 'wsod/CorLoc'
+# --cell-streams: inits whose classifier has a linear layer on the RoI level's
+# channels (fc.weight / fc.bias) to start the MIDN cell streams from
+CELL_INITS = ('cls', 'clslse')
 CLS_KEY = 'wsod/cls_mAP'
 
 
@@ -90,21 +95,53 @@ def pretrain_classifier(init: str) -> None:
         train(package, config, work_dir, ['randomness.seed=0'])
 
 
+def cell_options(init: str, streams: Sequence[str]) -> List[str]:
+    """``--cfg-options`` that make the MIDN ``streams`` cell streams started
+    from the linear layer of ``init``'s classifier (the checkpoint its OICR
+    configs load).
+
+    Args:
+        init (str): One of :data:`CELL_INITS`.
+        streams (Sequence[str]): ``'cls'`` and/or ``'det'``.
+
+    Returns:
+        list[str]: ``model.head.cell_streams`` and ``model.head.cell_init``.
+    """
+    if init not in CELL_INITS:
+        raise ValueError(
+            f"--cell-streams starts the MIDN from a scenes classifier's linear "
+            f'layer: give --init one of {CELL_INITS}, got {init!r}'
+        )
+    _, classifier, _ = INITS[init]
+    work_dir = osp.join('work_dirs', osp.basename(classifier)[:-3])
+    from mmengine.config import Config
+
+    last = Config.fromfile(osp.join(REPO_ROOT, classifier)).train_cfg.max_iters
+    return [
+        f'model.head.cell_streams=[{",".join(streams)}]',
+        f'model.head.cell_init={work_dir}/iter_{last}.pth',
+    ]
+
+
 def run(
     arm: str,
     seed: int,
     iters: Optional[int],
     flip_only: bool = False,
     init: str = 'scratch',
+    cell_streams: Sequence[str] = (),
 ) -> dict:
     """Train and evaluate one arm at one seed; write ``benchmark.json``."""
     name, config, arm_options = ARMS[arm]
     schedule = (f'{iters}it' if iters else 'config') + ('-flip' if flip_only else '')
+    options = [f'randomness.seed={seed}', *arm_options]
+    if cell_streams:
+        options += cell_options(init, cell_streams)
+        schedule = f'cells{"-".join(cell_streams)}-{schedule}'
     if init != 'scratch':
         config, schedule = INITS[init][2][config], f'{init}init-{schedule}'
         pretrain_classifier(init)
     work_dir = osp.join(WORK_ROOT, schedule, f'{arm}_seed{seed}')
-    options = [f'randomness.seed={seed}', *arm_options]
     if flip_only:
         options.append('model.view_scales=[1.0]')
     if iters:
@@ -198,13 +235,21 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         'from the fmnist backbone) or from the Fashion-MNIST classifier (fmnist); '
         'the classifier is trained first if missing',
     )
+    parser.add_argument(
+        '--cell-streams',
+        nargs='+',
+        choices=['cls', 'det'],
+        default=[],
+        help="MIDN streams as the --init classifier's linear layer on the RoI "
+        'cells, started from it (OICRHead cell_streams / cell_init)',
+    )
     parser.add_argument('--table-only', action='store_true')
     parser.add_argument('--out', help='markdown page to write the table block into')
     args = parser.parse_args(argv)
     if not args.table_only:
         for seed in args.seeds:
             for arm in args.arms:
-                run(arm, seed, args.iters, args.flip_only, args.init)
+                run(arm, seed, args.iters, args.flip_only, args.init, args.cell_streams)
     table = markdown_table(collect())
     print(table)
     if args.out:
