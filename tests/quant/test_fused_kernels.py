@@ -633,3 +633,53 @@ def test_fused_n2uq_weight_equals_eager_bit_for_bit(dtype):
                 runs.append(_quantizer_run(q, data, upstream))
             _assert_output_equal(runs[0][0], runs[1][0])
             assert torch.equal(_bits(runs[0][1]), _bits(runs[1][1]))
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_channel_abs_mean_equals_torch_bit_for_bit(dtype):
+    """N2UQ's weight statistic ``x.abs().mean(dims 1.., keepdim=True)`` in one
+    pass: rows shorter than a vector (torch's scalar sum), with and without a
+    tail after the last vector and the last group of four, long rows; values
+    over a wide range of magnitudes; 1 and 3 threads."""
+    from mmcompress.quant.kernels.daq_n2uq import fused_channel_abs_mean
+
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(4, 3, 3, 3), (8, 1, 3, 3), (16, 64, 3, 3), (6, 17), (3, 16)]
+    shapes += [(5, 33, 1, 1), (2, 1, 1), (64, 512, 3, 3), (3, 300001)]
+    threads = torch.get_num_threads()
+    try:
+        for shape in shapes:
+            magnitude = torch.randn(shape, generator=gen, dtype=torch.float64).exp()
+            x = torch.randn(shape, generator=gen, dtype=torch.float64) * magnitude
+            x = x.to(dtype)
+            ref = x.abs().mean(dim=list(range(1, x.dim())), keepdim=True)
+            for n in (1, 3):
+                torch.set_num_threads(n)
+                got = fused_channel_abs_mean(x)
+                assert got is not None, shape
+                assert torch.equal(_bits(got), _bits(ref)), (shape, n)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_channel_abs_mean_leaves_other_inputs_to_eager():
+    """None (the caller's eager ``stat_of_finite`` runs) for a non-finite
+    mean, one channel (torch splits a single-output sum across threads), a
+    non-contiguous, 1-D or half-precision tensor, and without a lane count
+    that reproduces torch's sum."""
+    from mmcompress.quant.kernels import daq_n2uq
+
+    x = torch.randn(6, 4, 3, 3)
+    assert daq_n2uq.fused_channel_abs_mean(x) is not None
+    inf = x.clone()
+    inf[2, 0, 0, 0] = INF
+    for bad in (inf, x[:1], x.transpose(0, 1), x[:, 0, 0, 0], x.half()):
+        assert daq_n2uq.fused_channel_abs_mean(bad) is None
+    daq_n2uq._SUM_LANES[torch.float32] = None
+    try:
+        assert daq_n2uq.fused_channel_abs_mean(x) is None
+        # the quantizer then takes the eager statistic: the same values
+        fused, eager = N2UQWeightQuantizer(4, fused=True), N2UQWeightQuantizer(4)
+        assert torch.equal(fused(x), eager(x))
+    finally:
+        daq_n2uq._SUM_LANES.pop(torch.float32)

@@ -4,8 +4,9 @@
 compute a quantizer's forward in one pass over the tensor and its backward
 (input gradient and the per-channel gradients of the range parameters) in one
 more pass, instead of the separate element-wise passes of the eager autograd
-graph. The C++ sources (``fake_quant_cpu.cpp``, ``daq_n2uq_cpu.cpp``, sharing
-``fake_quant_cpu.h``) are compiled with
+graph (``stats_cpu.cpp``: N2UQ's per-channel weight statistic). The C++
+sources (``fake_quant_cpu.cpp``, ``daq_n2uq_cpu.cpp``, sharing
+``fake_quant_cpu.h``, and ``stats_cpu.cpp``) are compiled with
 ``torch.utils.cpp_extension`` the first time it is needed (about 20-40 s;
 cached under ``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``;
 ``tools/setup_env.sh`` builds it). On a machine where it cannot be built (no
@@ -32,7 +33,8 @@ from ..functions import lsq_fake_quant
 
 _HERE = os.path.dirname(__file__)
 _SOURCES = [
-    os.path.join(_HERE, name) for name in ('fake_quant_cpu.cpp', 'daq_n2uq_cpu.cpp')
+    os.path.join(_HERE, name)
+    for name in ('fake_quant_cpu.cpp', 'daq_n2uq_cpu.cpp', 'stats_cpu.cpp')
 ]
 _HEADER = os.path.join(_HERE, 'fake_quant_cpu.h')
 _LOCK = threading.Lock()

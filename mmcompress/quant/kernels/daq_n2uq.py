@@ -248,3 +248,69 @@ def fused_n2uq_weight_quantize(
     if axis is None or load_kernels() is None:
         return None
     return FusedN2UQWeightQuantize.apply(x, scale.detach(), float(half_levels), axis)
+
+
+_SUM_LANES = {}  # dtype -> lane count of torch's CPU sum (None: none matched)
+
+
+def _sum_lanes(dtype: torch.dtype) -> Optional[int]:
+    """The vector lane count of torch's CPU cascade sum for ``dtype`` (it sets
+    the order of the additions), found once per process by comparing the
+    ``channel_abs_mean`` kernel with ``x.abs().mean`` on a probe tensor
+    (rows of several lengths, magnitudes over a wide range); None when no
+    lane count reproduces it."""
+    if dtype not in _SUM_LANES:
+        gen = torch.Generator().manual_seed(0)
+        probe = torch.randn(4, 4099, generator=gen, dtype=torch.float64)
+        probe = (probe * torch.randn(4, 4099, generator=gen).exp()).to(dtype)
+        rows = [probe[:, :length].contiguous() for length in (4099, 1027, 70, 13)]
+        _SUM_LANES[dtype] = None
+        for lanes in (16, 8, 4, 2):
+            if all(
+                torch.equal(
+                    _STATE['ops'].channel_abs_mean(row, lanes),
+                    row.abs().mean(dim=1),
+                )
+                for row in rows
+            ):
+                _SUM_LANES[dtype] = lanes
+                break
+    return _SUM_LANES[dtype]
+
+
+def fused_channel_abs_mean(x: Tensor) -> Optional[Tensor]:
+    """``x.abs().mean(dims 1.., keepdim=True)`` in one pass over ``x`` (no
+    ``|x|`` temporary), bit for bit (the additions in the order of torch's
+    CPU sum; ``tests/quant/test_fused_kernels.py``), detached.
+
+    Args:
+        x (Tensor): A weight, channels along axis 0.
+
+    Returns:
+        Tensor | None: The per-channel mean, or None where the kernel does not
+        apply (not a contiguous float32 / float64 CPU tensor of at least two
+        channels and two dimensions, channels of more than ``2^21`` vectors,
+        traced by ``torch.compile``, no lane count matching torch's sum) or
+        where it is not finite (the caller's
+        eager path then handles the non-finite elements).
+    """
+    if (
+        x.device.type != 'cpu'
+        or x.dtype not in (torch.float32, torch.float64)
+        or not x.is_contiguous()
+        or x.dim() < 2
+        or x.shape[0] < 2
+        or x.numel() == 0
+        or torch.compiler.is_compiling()
+        or load_kernels() is None
+    ):
+        return None
+    lanes = _sum_lanes(x.dtype)
+    # torch's cascade grows its level size past 2^19 groups of 4 vectors per
+    # row; the kernel follows it, but longer rows are not tested
+    if lanes is None or x.numel() // x.shape[0] > 2**21 * lanes:
+        return None
+    mean = _STATE['ops'].channel_abs_mean(x.detach(), lanes)
+    if not bool(torch.isfinite(mean).all()):
+        return None
+    return mean.view([-1] + [1] * (x.dim() - 1))

@@ -16,7 +16,11 @@ from ..functions import (
     threshold_segments,
 )
 from ..kernels import check_fused_flag
-from ..kernels.daq_n2uq import fused_n2uq_act_quantize, fused_n2uq_weight_quantize
+from ..kernels.daq_n2uq import (
+    fused_channel_abs_mean,
+    fused_n2uq_act_quantize,
+    fused_n2uq_weight_quantize,
+)
 from .base import AffineQParams, BaseQuantizer
 
 
@@ -172,11 +176,13 @@ class N2UQWeightQuantizer(BaseQuantizer):
     def _channel_scale(self, x: Tensor) -> Tensor:
         axis = self.channel_axis % x.dim() if x.dim() else 0
         dims = [d for d in range(x.dim()) if d != axis]
-        absmean = (
-            stat_of_finite(x.detach(), 'absmean', dim=dims, keepdim=True)
-            if dims
-            else x.detach().abs()
-        )
+        absmean = fused_channel_abs_mean(x) if self.fused and axis == 0 else None
+        if absmean is None:
+            absmean = (
+                stat_of_finite(x.detach(), 'absmean', dim=dims, keepdim=True)
+                if dims
+                else x.detach().abs()
+            )
         scale = self.gamma * absmean
         return torch.where(scale > 0, scale, torch.full_like(scale, 1e-12))
 
