@@ -140,7 +140,7 @@ def _header(args):
             'FP32_finetune is that checkpoint fine-tuned with the QAT recipe '
             'without quantization (the reference of the last column). train s: '
             'mean training wall seconds per run (one thread; load average at its '
-            'end in the next column).',
+            'end in the next column; FP32 is only tested).',
         ]
     return [
         f'{student} FP32: {args.fp_epochs} epochs (seed {args.fp_seed}); QAT: '
@@ -193,7 +193,7 @@ def write_table(results, args):
             seconds = statistics.mean(r.get('seconds', 0.0) for r in results[name])
             loads = [r['load'] for r in results[name] if 'load' in r]
             load = f'{min(loads):.1f}-{max(loads):.1f}' if loads else ''
-            row += f' {seconds:.0f} | {load} |'
+            row += f' {seconds:.0f} | {load} |' if seconds else f' - | {load} |'
         lines.append(row)
     lines += ['', f'Reproduce: `{_command(args)}`']
     text = '\n'.join(lines) + '\n'

@@ -110,7 +110,29 @@ def test_results_of_other_starts_are_not_reported(tmp_path):
         + ['--subset', '30000', '--out', str(out)]
     )
     table = out.read_text()
-    assert '| FP32 | 92.00 | 0.00 | 92.00 | +0.00 | 0 |  |' in table
+    assert '| FP32 | 92.00 | 0.00 | 92.00 | +0.00 | - |  |' in table
     assert '| FP32_finetune | not measured yet | | | | | |' in table
     assert '| ewgs_w4a4 | 91.50 | 0.00 | 91.50 | -0.50 | 60 | 2.5-2.5 |' in table
     assert f'--fp-checkpoint {path} --qat-epochs 1 --subset 30000`' in table
+
+
+def test_default_start_reads_only_its_own_results_in_the_old_format(tmp_path):
+    assert quant_accuracy.parse_args([]).work_dir == 'work_dirs/quant_accuracy'
+    converged = quant_accuracy.parse_args(['--fp-checkpoint', 'a.pth'])
+    assert converged.work_dir == 'work_dirs/quant_accuracy_converged'
+    top1 = {'FP32': 76.0, 'FP32_finetune': 77.13, 'ewgs_w4a4': 76.66}
+    rows = [
+        dict(run=run, seed=0, seconds=1.0, **{'accuracy/top1': value})
+        for run, value in top1.items()
+    ]
+    rows.append(rows[-1] | dict(start='a.pth|epochs=1|subset=10000', seed=1))
+    (tmp_path / 'results.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows))
+    out = tmp_path / 'table.md'
+    quant_accuracy.main(
+        ['--work-dir', str(tmp_path), '--report-only', '--seeds', '0', '1']
+        + ['--methods', 'ewgs', '--bits', '4', '--out', str(out)]
+    )
+    table = out.read_text()
+    assert '| FP32 | 76.00 | 0.00 | 76.00 | -1.13 |\n' in table
+    assert '| ewgs_w4a4 | 76.66 | 0.00 | 76.66 | -0.47 |\n' in table
+    assert '--fp-seed 0 --fp-epochs 4 --qat-epochs 1 --subset 10000`' in table
