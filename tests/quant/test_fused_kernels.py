@@ -683,3 +683,61 @@ def test_channel_abs_mean_leaves_other_inputs_to_eager():
         assert torch.equal(fused(x), eager(x))
     finally:
         daq_n2uq._SUM_LANES.pop(torch.float32)
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_std_mean_equals_torch_bit_for_bit(dtype, kernel):
+    """DAQ's weight standardization ``(x.mean(), x.std())`` with one mean
+    pass: below and above torch's 32768-element grain (where its ``std``
+    splits the squared deviations into per-thread chunks), element counts not
+    divisible by the thread count, 1, 2 and 3 threads."""
+    from mmcompress.quant.kernels.daq_n2uq import fused_std_mean
+
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(2,), (7, 3), (64, 64, 3, 3), (3, 32768), (32769,), (100003,)]
+    threads = torch.get_num_threads()
+    try:
+        for shape in shapes:
+            x = (0.05 * torch.randn(shape, generator=gen) + 0.01).to(dtype)
+            for n in (1, 2, 3):
+                torch.set_num_threads(n)
+                mean, std = kernel.std_mean_all(x)
+                assert torch.equal(_bits(mean), _bits(x.mean())), (shape, n)
+                assert torch.equal(_bits(std), _bits(x.std())), (shape, n)
+                got = fused_std_mean(x)
+                assert got is not None and torch.equal(got[1], x.std())
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_std_mean_leaves_other_inputs_to_eager(monkeypatch, kernel):
+    """None (the eager statistics run, same DAQ output) for a non-finite
+    statistic, a non-contiguous or one-element tensor, and for every call of
+    an element count / dtype / thread count whose first call did not give
+    torch's bits."""
+    from mmcompress.quant.kernels import daq_n2uq
+
+    x = 0.1 * torch.randn(16, 8, 3, 3)
+    inf = x.clone()
+    inf[0, 0, 0, 0] = INF
+    for bad in (inf, x.transpose(0, 1), x[:1, :1, :1, :1]):
+        assert daq_n2uq.fused_std_mean(bad) is None
+
+    class OffByOne:
+        def __getattr__(self, name):
+            return getattr(kernel, name)
+
+        def std_mean_all(self, t):
+            mean, std = kernel.std_mean_all(t)
+            return mean, torch.nextafter(std, torch.full_like(std, INF))
+
+    y = 0.1 * torch.randn(24, 8, 3, 3)
+    monkeypatch.setitem(kernels._STATE, 'ops', OffByOne())
+    monkeypatch.setattr(daq_n2uq, '_STD_MEAN_CHECKED', {})
+    assert daq_n2uq.fused_std_mean(y) is None
+    assert daq_n2uq._STD_MEAN_CHECKED == {
+        (y.numel(), torch.float32, torch.get_num_threads()): False
+    }
+    eager = DAQQuantizer(4, 'weight')
+    fused = DAQQuantizer(4, 'weight', fused=True)
+    assert torch.equal(fused(y), eager(y))

@@ -314,3 +314,50 @@ def fused_channel_abs_mean(x: Tensor) -> Optional[Tensor]:
     if not bool(torch.isfinite(mean).all()):
         return None
     return mean.view([-1] + [1] * (x.dim() - 1))
+
+
+_STD_MEAN_CHECKED = {}  # (numel, dtype, threads) -> the kernel gave torch's bits
+
+
+def fused_std_mean(x: Tensor) -> Optional[tuple]:
+    """``(x.mean(), x.std())`` of a whole tensor (DAQ's weight
+    standardization) bit for bit, with one mean pass instead of two.
+
+    Torch's ``std`` sums the squared deviations in chunks set by the thread
+    count; the kernel follows the same chunking. The first call for each
+    element count, dtype and thread count also computes torch's values and
+    uses the kernel from then on only if they are equal.
+
+    Args:
+        x (Tensor): The weight.
+
+    Returns:
+        tuple[Tensor, Tensor] | None: 0-dim ``(mean, std)``, or None where the
+        kernel does not apply (not a contiguous float32 / float64 CPU tensor
+        of two elements or more, traced by ``torch.compile``, a statistic not
+        finite, or the first-call comparison failed): the caller then runs
+        the eager statistics.
+    """
+    if (
+        x.device.type != 'cpu'
+        or x.dtype not in (torch.float32, torch.float64)
+        or not x.is_contiguous()
+        or x.numel() < 2
+        or torch.compiler.is_compiling()
+        or load_kernels() is None
+    ):
+        return None
+    x = x.detach()
+    key = (x.numel(), x.dtype, torch.get_num_threads())
+    if _STD_MEAN_CHECKED.get(key) is False:
+        return None
+    mean, std = _STATE['ops'].std_mean_all(x)
+    if not (math.isfinite(float(mean)) and math.isfinite(float(std))):
+        return None
+    if key not in _STD_MEAN_CHECKED:
+        _STD_MEAN_CHECKED[key] = torch.equal(mean, x.mean()) and torch.equal(
+            std, x.std()
+        )
+        if not _STD_MEAN_CHECKED[key]:
+            return None
+    return mean, std

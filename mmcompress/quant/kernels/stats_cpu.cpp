@@ -1,5 +1,7 @@
-// Per-channel mean of |x| equal to torch's x.abs().mean(dims 1.., keepdim)
-// on the CPU bit for bit, in one read of x (no |x| temporary).
+// Weight statistics equal to torch's on the CPU bit for bit: the per-channel
+// mean of |x| (x.abs().mean(dims 1.., keepdim)) in one read of x (no |x|
+// temporary), and the whole tensor's mean and std in two reads (torch's
+// x.std() and x.mean() take three).
 //
 // torch sums each row (one channel of a contiguous tensor) with its cascade
 // sum (aten/src/ATen/native/cpu/SumKernel.cpp: vectorized_inner_sum for rows
@@ -15,11 +17,14 @@
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/mean.h>
 #include <torch/library.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <tuple>
+#include <vector>
 
 namespace mmc {
 namespace {
@@ -121,13 +126,60 @@ at::Tensor channel_abs_mean(const at::Tensor& x, int64_t lanes) {
   return out;
 }
 
+// (mean, std) of the whole tensor as x.mean() and x.std() (unbiased): torch's
+// std on the CPU (ReduceOps.cpp, std_var_all_cpu) takes x.mean() in double,
+// then sums (double(x) - mean)^2 in double, sequentially within each chunk of
+// at::parallel_reduce (above 32768 elements with several threads: the
+// element range split into min(threads, ceil(numel / 32768)) equal chunks),
+// the chunk sums added in order from 0; then sqrt(sum / (numel - 1)) rounded
+// to the element type. The mean is torch's own (at::mean), taken once for
+// both statistics. The chunking depends on the thread count as torch's does.
+std::tuple<at::Tensor, at::Tensor> std_mean_all(const at::Tensor& x) {
+  TORCH_CHECK(x.device().is_cpu() && x.is_contiguous() && x.numel() >= 2,
+              "std_mean_all: a contiguous CPU tensor of two elements or more is needed");
+  constexpr int64_t kGrain = 32768;  // at::internal::GRAIN_SIZE
+  const at::Tensor mean = x.mean();
+  const double m = mean.item<double>();
+  const int64_t numel = x.numel();
+  const int64_t threads = at::get_num_threads();
+  int64_t parts = 1;
+  if (numel > kGrain && threads > 1 && !at::in_parallel_region())
+    parts = std::min(threads, (numel + kGrain - 1) / kGrain);
+  const int64_t chunk = (numel + parts - 1) / parts;
+  std::vector<double> partial(parts, 0.0);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mmcompress_std_mean_all", [&] {
+    const scalar_t* p = x.data_ptr<scalar_t>();
+    at::parallel_for(0, parts, 1, [&](int64_t first, int64_t last) {
+      for (int64_t t = first; t < last; ++t) {
+        const int64_t end = std::min(numel, (t + 1) * chunk);
+        double local = 0.0;
+        for (int64_t i = t * chunk; i < end; ++i) {
+          const double d = static_cast<double>(p[i]) - m;
+          local += d * d;
+        }
+        partial[t] = 0.0 + local;
+      }
+    });
+  });
+  double total = 0.0;
+  for (const double s : partial) total += s;
+  const double var = total / std::max(0.0, static_cast<double>(numel) - 1.0);
+  at::Tensor std_out = at::empty({}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mmcompress_std_mean_all_out", [&] {
+    *std_out.data_ptr<scalar_t>() = static_cast<scalar_t>(std::sqrt(var));
+  });
+  return {mean, std_out};
+}
+
 }  // namespace
 }  // namespace mmc
 
 TORCH_LIBRARY_FRAGMENT(mmcompress_kernels, m) {
   m.def("channel_abs_mean(Tensor x, int lanes) -> Tensor");
+  m.def("std_mean_all(Tensor x) -> (Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(mmcompress_kernels, CPU, m) {
   m.impl("channel_abs_mean", &mmc::channel_abs_mean);
+  m.impl("std_mean_all", &mmc::std_mean_all);
 }

@@ -11,7 +11,7 @@ from mmcompress.utils.checks import check_number
 
 from ..functions import clamp_far_outside, daq_hard_round, daq_round, stat_of_finite
 from ..kernels import check_fused_flag
-from ..kernels.daq_n2uq import fused_daq_quantize
+from ..kernels.daq_n2uq import fused_daq_quantize, fused_std_mean
 from .base import AffineQParams, BaseQuantizer
 
 ROLES = ('weight', 'activation')
@@ -119,10 +119,13 @@ class DAQQuantizer(BaseQuantizer):
         if self.role != 'weight':
             return None
         data = x.detach()
-        std = stat_of_finite(data, 'std') if data.numel() > 1 else data.new_ones(())
+        plain = fused_std_mean(data) if self.fused else None
+        if plain is None:
+            std = stat_of_finite(data, 'std') if data.numel() > 1 else data.new_ones(())
+            plain = stat_of_finite(data, 'mean'), std
         # a constant weight has std 0 (its centred values are 0 anyway)
-        std = torch.where(std > 0, std, torch.ones_like(std))
-        return stat_of_finite(data, 'mean'), std
+        std = torch.where(plain[1] > 0, plain[1], torch.ones_like(plain[1]))
+        return plain[0], std
 
     def quantize(self, x: Tensor) -> Tensor:
         levels = self.num_levels - 1
