@@ -4,7 +4,7 @@
 compute a quantizer's forward in one pass over the tensor and its backward
 (input gradient and the per-channel gradients of the range parameters) in one
 more pass, instead of the separate element-wise passes of the eager autograd
-graph (``stats_cpu.cpp``: N2UQ's per-channel weight statistic). The C++
+graph (``stats_cpu.cpp``: DAQ's and N2UQ's weight statistics). The C++
 sources (``fake_quant_cpu.cpp``, ``daq_n2uq_cpu.cpp``, sharing
 ``fake_quant_cpu.h``, and ``stats_cpu.cpp``) are compiled with
 ``torch.utils.cpp_extension`` the first time it is needed (about 20-40 s;

@@ -8,8 +8,10 @@ rounding backward); :func:`fused_n2uq_act_quantize` is
 <mmcompress.quant.quantizers.N2UQActQuantizer.quantize>` (threshold count
 forward, the generalized straight-through gradient backward) and
 :func:`fused_n2uq_weight_quantize` the one of :class:`N2UQWeightQuantizer
-<mmcompress.quant.quantizers.N2UQWeightQuantizer>`. They return None where
-the kernel does not apply; the caller then runs the eager path.
+<mmcompress.quant.quantizers.N2UQWeightQuantizer>`; :func:`fused_std_mean`
+and :func:`fused_channel_abs_mean` give these quantizers' weight statistics
+bit for bit with fewer passes. They return None where the kernel does not
+apply; the caller then runs the eager path.
 """
 
 import math
