@@ -76,3 +76,32 @@ def test_oicr_casd_trains_and_tests_with_stock_tools(tmp_path):
     checkpoint = osp.join(work_dir, 'iter_2.pth')
     log = _run('test', config_path, checkpoint, '--work-dir', str(tmp_path / 'test'))
     assert 'wsod/CorLoc' in log and 'pascal_voc/mAP' in log
+
+
+@pytest.mark.slow
+def test_midn_cell_stream_starts_from_a_classifier_fc_with_stock_tool(tmp_path):
+    import torch
+
+    from mmcompress.utils.safe_load import safe_torch_load
+
+    data_root = str(tmp_path / 'det')
+    generate_scenes('det', data_root, seed=0, num_train=4, num_val=4)
+    torch.manual_seed(0)
+    fc = dict(weight=torch.randn(10, 64), bias=torch.randn(10))
+    classifier = str(tmp_path / 'classifier.pth')
+    torch.save(dict(state_dict={f'fc.{k}': v for k, v in fc.items()}), classifier)
+    config_path = _short_config(
+        'oicr_r18-w32_scenes.py',
+        data_root,
+        tmp_path,
+        model=dict(head=dict(cell_streams=('cls',), cell_init=classifier)),
+        # lr 0: the saved stream is the one init_weights started from
+        optim_wrapper=dict(optimizer=dict(lr=0.0)),
+    )
+    work_dir = str(tmp_path / 'work')
+    _run('train', config_path, '--work-dir', work_dir)
+    assert 'wsod/CorLoc' in _last_record(work_dir)
+    state = safe_torch_load(osp.join(work_dir, 'iter_2.pth'), map_location='cpu')
+    for key, value in fc.items():
+        assert torch.equal(state['state_dict'][f'head.midn_cls.{key}'], value)
+    assert state['state_dict']['head.midn_det.weight'].shape == (10, 128)
