@@ -97,7 +97,7 @@ def table(runs: list, mixed: bool) -> str:
     head = (
         '| model | recipe | metric | float (PyTorch) | quantized (PyTorch) '
         '| int8 (onnxruntime) | int8 - quantized | ONNX bytes FP32 / int8 '
-        '| smaller | onnxruntime ms FP32 / int8 | faster |'
+        '| size ratio | onnxruntime ms FP32 / int8 | speed-up |'
     )
     lines = [head, '|---' * 11 + '|']
     notes = []
