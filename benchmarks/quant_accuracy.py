@@ -15,13 +15,14 @@ Results of different starts (pre-trained here, or each ``--fp-checkpoint``
 with its epochs and subset) are keyed apart in ``results.jsonl`` and never
 mix. ``--report-only`` writes the table from recorded runs without training.
 
-Usage (CPU minutes per run; see the table's header for the settings used):
+Usage (CPU minutes per run; the two tables of docs/quant/accuracy.md, each
+written alone by ``--out``):
     OMP_NUM_THREADS=1 python benchmarks/quant_accuracy.py --seeds 0 1 2 \
-        --methods ste lsq ewgs daq n2uq --bits 4 2 --out docs/quant/accuracy.md
+        --methods ste lsq ewgs daq n2uq --bits 4 2 --out short.md
 From the converged float student (benchmarks/fmnist_converged.py):
     OMP_NUM_THREADS=1 python benchmarks/quant_accuracy.py --seeds 0 1 2 \
         --fp-checkpoint work_dirs/student_r18-w8_fmnist55k/epoch_15.pth \
-        --qat-epochs 1 --subset 30000
+        --qat-epochs 1 --subset 30000 --out converged.md
 """
 
 import argparse
