@@ -6,7 +6,11 @@ For each ``--run NAME RECIPE WORK METRIC``: the metric of the float, PyTorch
 quantized and onnxruntime int8 models, the ONNX file sizes and the
 onnxruntime latencies of the ``speed`` stage, with their ratios and the load
 average at the timing. ``--mixed`` adds, for runs of the ``mixed`` recipe,
-the bits of every layer and the latency budget.
+the bits of every layer and the latency budget. ``--time N`` times, in one
+process, the first run's FP32 graph and every run's int8 graph alternately
+(onnxruntime CPU, 1 thread, batch 1, one random input of the first run's
+``--shape``, median of ``N`` rounds after 5 warm-up rounds) with the load
+average, so that graphs of several runs compare under the same load.
 
 Usage:
     python benchmarks/export_compress.py \\
@@ -14,10 +18,11 @@ Usage:
             accuracy/top1 \\
         --run "scenes RetinaNet" qat-int8 work_dirs/compress/retinanet_qat_int8 \\
             coco/bbox_mAP \\
-        [--mixed] [--out docs/deploy.md --block compress_runs]
+        [--mixed] [--time 200] [--out docs/deploy.md --block compress_runs]
 """
 
 import argparse
+import functools
 import json
 import os.path as osp
 import sys
@@ -25,6 +30,7 @@ import sys
 HERE = osp.dirname(osp.abspath(__file__))
 sys.path.insert(0, HERE)
 from doc_blocks import write_block  # noqa: E402
+from machine_load import LoadRecord, interleaved_ms  # noqa: E402
 
 QUANTIZED = ('qat_test', 'ptq_test')
 
@@ -93,6 +99,35 @@ def allocation(name: str, summary: dict) -> str:
     return '\n'.join(lines)
 
 
+def timing(runs: list, rounds: int) -> str:
+    """The FP32 graph of the first run and the int8 graph of every run,
+    timed alternately in one process (module docstring)."""
+    import numpy as np
+
+    from mmcompress.quant.export import onnxruntime_session
+
+    first = load(runs[0][2])['speed']
+    paths = {'FP32': first['fp32_onnx']}
+    paths.update({name: load(work)['export']['onnx'] for name, _, work, _ in runs})
+    x = np.random.default_rng(0).standard_normal(first['shape']).astype('float32')
+    calls = {}
+    for key, path in paths.items():
+        with open(path, 'rb') as file:
+            session = onnxruntime_session(file.read(), 1)
+        calls[key] = functools.partial(session.run, None, {'input': x})
+    load_record = LoadRecord(allow_loaded=True)
+    ms = interleaved_ms(calls, rounds, 5)
+    load_record.stop()
+    cells = ', '.join(
+        f'{key} {value:.3f} ms ({ms["FP32"] / value:.2f}x)' for key, value in ms.items()
+    )
+    shape = 'x'.join(map(str, first['shape']))
+    return (
+        f'One process, {shape}, 1 thread, median of {rounds} interleaved rounds '
+        f'(speed-up vs FP32): {cells}. {load_record.markdown()}'
+    )
+
+
 def table(runs: list, mixed: bool) -> str:
     head = (
         '| model | recipe | metric | float (PyTorch) | quantized (PyTorch) '
@@ -124,10 +159,15 @@ def main(argv=None):
         metavar=('NAME', 'RECIPE', 'WORK', 'METRIC'),
     )
     parser.add_argument('--mixed', action='store_true', help='bits per layer too')
+    parser.add_argument(
+        '--time', type=int, default=0, metavar='N', help='time all graphs together'
+    )
     parser.add_argument('--out', help='markdown page to write the block into')
     parser.add_argument('--block', default='compress_runs')
     args = parser.parse_args(argv)
     text = table(args.run, args.mixed)
+    if args.time:
+        text += '\n\n' + timing(args.run, args.time)
     print(text)
     if args.out:
         write_block(args.out, args.block, text)

@@ -74,3 +74,23 @@ def test_run_without_speed_stage(tmp_path):
         tool.table([('old', 'qat-int8', work, 'coco/bbox_mAP')], mixed=False)
     with pytest.raises(SystemExit, match='no summary.json; run tools/compress.py'):
         tool.table([('x', 'qat-int8', str(tmp_path), 'coco/bbox_mAP')], mixed=False)
+
+
+def test_time_runs_every_graph_in_one_process(tmp_path):
+    import torch
+
+    from mmcompress.quant.export import export_onnx
+
+    tool = load_script('benchmarks', 'export_compress.py')
+    paths = {}
+    for key in ('fp32', 'int8'):
+        torch.manual_seed(0)
+        paths[key] = str(tmp_path / f'{key}.onnx')
+        conv = torch.nn.Conv2d(3, 2, 3).eval()
+        export_onnx(conv, torch.zeros(1, 3, 8, 8), paths[key], quantized=False)
+    speed = dict(SPEED, fp32_onnx=paths['fp32'])
+    work = _summary(tmp_path, 'det', speed=speed, export=dict(onnx=paths['int8']))
+    text = tool.timing([('det', 'qat-int8', work, 'coco/bbox_mAP')], rounds=3)
+    assert text.startswith('One process, 1x3x8x8, 1 thread, median of 3 interleaved')
+    assert 'FP32 ' in text and '(1.00x), det ' in text
+    assert 'Load average (1/5/15 min): before ' in text
