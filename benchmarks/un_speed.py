@@ -14,12 +14,11 @@ Usage::
 """
 
 import argparse
+import functools
 import io
 import json
 import os.path as osp
-import statistics
 import sys
-import time
 
 import numpy as np
 import torch
@@ -29,11 +28,12 @@ from mmengine.registry import MODELS, DefaultScope
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from doc_blocks import write_block  # noqa: E402
+from machine_load import LoadRecord, add_load_argument, interleaved_ms  # noqa: E402
 
 
-def loadavg() -> str:
-    with open('/proc/loadavg') as handle:
-        return ' '.join(handle.read().split()[:3])
+def _runs(session, feed: dict, iters: int) -> None:
+    for _ in range(iters):
+        session.run(None, feed)
 
 
 def build(norm: str):
@@ -75,7 +75,9 @@ def main() -> None:
     parser.add_argument('--rounds', type=int, default=15)
     parser.add_argument('--iters', type=int, default=20)
     parser.add_argument('--out', default='docs/models/unified_norm.md')
+    add_load_argument(parser)
     args = parser.parse_args()
+    load = LoadRecord(args.allow_loaded, threads=args.threads)
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads
     options.inter_op_num_threads = 1
@@ -87,29 +89,24 @@ def main() -> None:
         sessions[norm] = ort.InferenceSession(
             data, options, providers=['CPUExecutionProvider']
         )
-    before = loadavg()
     rows = []
     for batch in args.batches:
-        x = np.random.randn(batch, 1, 28, 28).astype(np.float32)
-        times = {'ln': [], 'un': []}
-        for norm in times:  # warm-up
-            for _ in range(3):
-                sessions[norm].run(None, {'input': x})
-        for _ in range(args.rounds):
-            for norm in times:
-                start = time.perf_counter()
-                for _ in range(args.iters):
-                    sessions[norm].run(None, {'input': x})
-                times[norm].append((time.perf_counter() - start) / args.iters)
-        ln, un = (statistics.median(times[n]) * 1e3 for n in ('ln', 'un'))
+        feed = {'input': np.random.randn(batch, 1, 28, 28).astype(np.float32)}
+        runs = {
+            norm: functools.partial(_runs, session, feed, args.iters)
+            for norm, session in sessions.items()
+        }
+        ms = interleaved_ms(runs, iters=args.rounds, warmup=1)
+        ln, un = (ms[n] / args.iters for n in ('ln', 'un'))
         rows.append(dict(batch=batch, ln_ms=ln, un_ms=un, speedup=ln / un))
-    after = loadavg()
+    load.stop()
     lines = [
         f'onnxruntime {ort.__version__}, CPUExecutionProvider, '
         f'{args.threads} intra-op thread(s); median of {args.rounds} '
         f'interleaved rounds x {args.iters} runs; graph nodes LN {nodes["ln"]}, '
-        f'folded UN {nodes["un"]}; loadavg before {before}, after {after} '
-        '(shared machine).',
+        f'folded UN {nodes["un"]}.',
+        '',
+        load.markdown(),
         '',
         '| batch | LN (ms) | folded UN (ms) | LN / folded UN |',
         '|---|---|---|---|',
@@ -119,7 +116,7 @@ def main() -> None:
             f'| {row["batch"]} | {row["ln_ms"]:.3f} | {row["un_ms"]:.3f} | '
             f'{row["speedup"]:.3f} |'
         )
-    print(json.dumps(dict(rows=rows, loadavg=[before, after], nodes=nodes)))
+    print(json.dumps(dict(rows=rows, load=load.markdown(), nodes=nodes)))
     write_block(args.out, 'un_speed', '\n'.join(lines))
 
 
