@@ -33,16 +33,16 @@ Smoke setting (minutes; numbers meaningless): --seeds 0 --epochs 1 --subset 256
 """
 
 import argparse
+import functools
 import json
 import os
 import os.path as osp
 import statistics
-import time
 
 import matplotlib
 import torch
 import torch.nn.functional as F
-from machine_load import LoadRecord, add_load_argument
+from machine_load import LoadRecord, add_load_argument, interleaved_ms
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
@@ -240,17 +240,20 @@ def step_times(args):
         torch.manual_seed(0)
         model = MODELS.build(cfg.model).train()
         models[label] = (model, torch.optim.SGD(model.parameters(), lr=1e-3))
-    samples = {label: [] for label in models}
-    for step in range(args.timing_steps + 2):  # 2 warm-up (init) steps
-        for label, (model, optimizer) in models.items():
-            start = time.perf_counter()
-            loss = F.cross_entropy(model(images, mode='tensor'), labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if step >= 2:
-                samples[label].append(time.perf_counter() - start)
-    return {label: statistics.median(v) for label, v in samples.items()}
+    steps = {
+        label: functools.partial(_sgd_step, model, optimizer, images, labels)
+        for label, (model, optimizer) in models.items()
+    }
+    # 2 warm-up rounds (the quantizers initialize in the first)
+    ms = interleaved_ms(steps, iters=args.timing_steps, warmup=2)
+    return {label: value / 1000 for label, value in ms.items()}
+
+
+def _sgd_step(model, optimizer, images, labels) -> None:
+    loss = F.cross_entropy(model(images, mode='tensor'), labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
 
 
 def _accuracy_lines(args, acc, start):
