@@ -15,13 +15,15 @@ row choice per layer is the additive estimate of the whole graph's latency.
 """
 
 import copy
+import functools
 import statistics
-import time
 from typing import Dict, Optional, Sequence
 
 import torch
 import torch.nn as nn
 from torch import Tensor
+
+from mmcompress.utils.timing import interleaved_ms
 
 from .export import (
     NetworkWrapper,
@@ -44,14 +46,8 @@ def interleaved_session_ms(sessions: dict, feed: dict, runs: int, warmup: int = 
     Returns:
         dict: ``{key: median ms}``.
     """
-    times = {key: [] for key in sessions}
-    for i in range(warmup + runs):
-        for key, session in sessions.items():
-            start = time.perf_counter()
-            session.run(None, feed)
-            if i >= warmup:
-                times[key].append((time.perf_counter() - start) * 1e3)
-    return {key: statistics.median(v) for key, v in times.items()}
+    calls = {key: functools.partial(s.run, None, feed) for key, s in sessions.items()}
+    return interleaved_ms(calls, runs, warmup)
 
 
 def integer_graph(

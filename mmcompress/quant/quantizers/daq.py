@@ -119,13 +119,13 @@ class DAQQuantizer(BaseQuantizer):
         if self.role != 'weight':
             return None
         data = x.detach()
-        plain = fused_std_mean(data) if self.fused else None
-        if plain is None:
+        stats = fused_std_mean(data) if self.fused else None
+        if stats is None:
             std = stat_of_finite(data, 'std') if data.numel() > 1 else data.new_ones(())
-            plain = stat_of_finite(data, 'mean'), std
+            stats = stat_of_finite(data, 'mean'), std
+        mean, std = stats
         # a constant weight has std 0 (its centred values are 0 anyway)
-        std = torch.where(plain[1] > 0, plain[1], torch.ones_like(plain[1]))
-        return plain[0], std
+        return mean, torch.where(std > 0, std, torch.ones_like(std))
 
     def quantize(self, x: Tensor) -> Tensor:
         levels = self.num_levels - 1
