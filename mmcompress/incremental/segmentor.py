@@ -20,7 +20,8 @@ load-time hook, before mmengine copies the weights):
 * initialises the new head (``novel_init``): DKD copies the auxiliary
   classifier into every row; MiB's softmax variant copies the background
   classifier with bias ``b - log(K + 1)``; ``'random'`` keeps the Kaiming
-  initialisation.
+  initialisation. By default DKD copies only when its ``ac`` weight is > 0
+  (the official rule), otherwise it keeps the random rows.
 
 A checkpoint of step t itself (evaluation, ``resume``) loads as it is; the
 previous model exists only after a previous-step load, so a resumed
@@ -84,7 +85,9 @@ class IncrementalEncoderDecoder(EncoderDecoder):
             fine-tuning). Softmax: ``ce``, ``kd`` (1, 10).
         pos_weight (float, optional): ``pos_weight`` of the mBCE loss; None:
             2 at step 0 and 1 later (official scripts).
-        novel_init (str): ``'aux'`` (default) or ``'random'``.
+        novel_init (str, optional): ``'aux'`` or ``'random'``. None (default)
+            follows the official rule: ``'aux'`` when the ``ac`` weight is
+            > 0 or ``head_type='softmax'`` (MiB), ``'random'`` otherwise.
         freeze_bn (bool): Freeze BN and dropout at steps >= 1. Defaults to
             True.
         **kwargs: ``EncoderDecoder`` arguments (``backbone``,
@@ -100,15 +103,16 @@ class IncrementalEncoderDecoder(EncoderDecoder):
         head_type: str = 'sigmoid',
         loss_weights: Optional[Dict[str, float]] = None,
         pos_weight: Optional[float] = None,
-        novel_init: str = 'aux',
+        novel_init: Optional[str] = None,
         freeze_bn: bool = True,
         **kwargs,
     ) -> None:
         steps = parse_split(split, num_classes)
         check_step(split, steps, step)
-        if novel_init not in NOVEL_INITS:
+        if novel_init is not None and novel_init not in NOVEL_INITS:
             raise ValueError(
-                f'novel_init={novel_init!r} is invalid; use one of {NOVEL_INITS}.'
+                f'novel_init={novel_init!r} is invalid; use one of '
+                f'{NOVEL_INITS} or None (the official rule).'
             )
         defaults = DKD_WEIGHTS if head_type == 'sigmoid' else MIB_WEIGHTS
         weights = dict(defaults, **(loss_weights or {}))
@@ -143,7 +147,20 @@ class IncrementalEncoderDecoder(EncoderDecoder):
         self.pos_weight = (
             pos_weight if pos_weight is not None else (2.0 if step == 0 else 1.0)
         )
+        if novel_init is None:  # official train_voc.py: aux init only if ac > 0
+            trained_aux = head_type == 'softmax' or weights['ac'] > 0
+            novel_init = 'aux' if trained_aux else 'random'
         self.novel_init, self.freeze_bn = novel_init, freeze_bn and step > 0
+        if head_type == 'sigmoid' and not weights['ac'] and step + 1 < len(steps):
+            print_log(
+                f'loss_weights ac=0: the auxiliary classifier is not trained at '
+                f"step {step}, so step {step + 1} with novel_init='aux' (the "
+                'default when its ac > 0) would start its new classes from it '
+                f"untrained. Keep ac > 0 here or set novel_init='random' at "
+                f'step {step + 1}.',
+                logger='current',
+                level=logging.WARNING,
+            )
         self._previous: Dict[str, nn.Module] = {}  # outside the module tree
         self._loaded: Optional[str] = None  # 'previous' or 'same' step
         if self.freeze_bn:

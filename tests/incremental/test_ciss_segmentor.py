@@ -2,6 +2,7 @@
 from a previous-step checkpoint, frozen BN, the sigmoid inference rule."""
 
 import math
+from unittest import mock
 
 import torch
 from mmengine.registry import DefaultScope
@@ -123,6 +124,30 @@ def test_step_losses_and_fine_tuning():
     assert set(finetune.train().loss(inputs, samples)) == {'loss_mbce', 'loss_ac'}
     assert finetune.previous_model is None
     assert set(build(step=0).train().loss(inputs, samples)) == {'loss_mbce', 'loss_ac'}
+
+
+def test_untrained_auxiliary_classifier_is_reported():
+    """ac=0 leaves heads[0] untrained: the next step's 'aux' init would copy
+    it, so the model says so (not on the last step: nothing follows it)."""
+    target = 'mmcompress.incremental.segmentor.print_log'
+    with mock.patch(target) as log:
+        build(step=0, loss_weights=dict(ac=0))
+    assert log.call_count == 1
+    assert "step 1 with novel_init='aux'" in log.call_args.args[0]
+    with mock.patch(target) as log:
+        build(step=0)
+        build(step=2, loss_weights=dict(ac=0))
+    assert log.call_count == 0
+
+
+def test_default_novel_init_is_the_official_rule():
+    """train_voc.py: the new rows copy the auxiliary classifier only when the
+    ac weight is > 0; MiB always copies the background classifier."""
+    assert build(step=1).novel_init == 'aux'
+    assert build(step=1, loss_weights=dict(ac=0)).novel_init == 'random'
+    mib = dict(head_type='softmax', loss_weights=None)
+    assert build(step=1, **mib).novel_init == 'aux'
+    assert build(step=1, loss_weights=dict(ac=0), novel_init='aux').novel_init == 'aux'
 
 
 def test_inference_is_the_official_sigmoid_rule():
