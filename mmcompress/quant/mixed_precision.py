@@ -22,6 +22,7 @@ bit-width allocation that meets a latency budget, written as the
   8-bit kernel there and gets the 8-bit latency.
 """
 
+import functools
 import math
 from typing import Dict, Hashable, Iterable, List, Optional, Sequence
 
@@ -29,6 +30,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
+
+from mmcompress.utils.timing import interleaved_ms
 
 
 def _fake_quant(x: Tensor, bits: int, axis: Optional[int] = None) -> Tensor:
@@ -215,19 +218,6 @@ def layer_overrides(
     return overrides
 
 
-def _median_ms(session, feed: dict, runs: int) -> float:
-    import statistics
-    import time
-
-    times = []
-    for i in range(runs + 2):
-        start = time.perf_counter()
-        session.run(None, feed)
-        if i >= 2:
-            times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
-
-
 def layer_latency(
     model: nn.Module,
     example: Tensor,
@@ -236,7 +226,8 @@ def layer_latency(
     runs: int = 20,
     threads: int = 1,
 ) -> Dict[str, Dict[Optional[int], float]]:
-    """Per-layer onnxruntime latency (ms, median of ``runs``) of each option.
+    """Per-layer onnxruntime latency (ms, median of ``runs`` rounds in which
+    the float and the int8 layer run alternately) of each option.
 
     Args:
         model (nn.Module): The float model.
@@ -271,9 +262,8 @@ def layer_latency(
     result = {}
     for name in layers:
         layer, x = model.get_submodule(name), inputs[name]
-        float_blob = export_onnx(copy.deepcopy(layer), x, quantized=False)
-        float_ms = _median_ms(
-            onnxruntime_session(float_blob, threads), {'input': x.numpy()}, runs
+        float_session = onnxruntime_session(
+            export_onnx(copy.deepcopy(layer), x, quantized=False), threads
         )
         quantized = quantize_model(
             nn.Sequential(copy.deepcopy(layer)),
@@ -285,9 +275,17 @@ def layer_latency(
         with torch.no_grad():
             quantized.train()(x)
         blob = optimize_for_onnxruntime(export_onnx(quantized.eval(), x), [x])
-        int8_ms = _median_ms(
-            onnxruntime_session(blob, threads), {'input': x.numpy()}, runs
+        int8_session = onnxruntime_session(blob, threads)
+        feed = {'input': x.numpy()}
+        ms = interleaved_ms(
+            {
+                'float': functools.partial(float_session.run, None, feed),
+                'int8': functools.partial(int8_session.run, None, feed),
+            },
+            iters=runs,
+            warmup=2,
         )
+        float_ms, int8_ms = ms['float'], ms['int8']
         result[name] = {o: float_ms if o is None else int8_ms for o in options}
     return result
 
