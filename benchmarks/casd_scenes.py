@@ -16,7 +16,12 @@ Usage::
     python benchmarks/casd_scenes.py --init clslse --arms oicr --iters 700 --flip-only
     python benchmarks/casd_scenes.py --init clslse --cell-streams cls \\
         --arms oicr casd --iters 700 --flip-only
+    python benchmarks/casd_scenes.py --init clslse --cell-streams cls \\
+        --arms iw --casd-weight 1.0 --iters 700 --flip-only
     python benchmarks/casd_scenes.py --table-only --out docs/models/casd.md
+
+``--casd-weight`` sets ``loss_weight`` of the arm's CASD terms (the configs:
+0.1); such runs are listed as their own rows.
 """
 
 import argparse
@@ -130,9 +135,20 @@ def run(
     flip_only: bool = False,
     init: str = 'scratch',
     cell_streams: Sequence[str] = (),
+    casd_weight: Optional[float] = None,
 ) -> dict:
     """Train and evaluate one arm at one seed; write ``benchmark.json``."""
     name, config, arm_options = ARMS[arm]
+    run_name = arm
+    if casd_weight is not None:
+        if arm == 'oicr':
+            raise ValueError('--casd-weight needs a CASD arm (iw, lw, casd)')
+        arm_options = arm_options + [
+            f'model.{term}.loss_weight={casd_weight}'
+            for term in ('casd_iw', 'casd_lw')
+            if f'model.{term}=None' not in arm_options
+        ]
+        run_name = f'{arm}-w{casd_weight:g}'
     schedule = (f'{iters}it' if iters else 'config') + ('-flip' if flip_only else '')
     options = [f'randomness.seed={seed}', *arm_options]
     if cell_streams:
@@ -141,7 +157,7 @@ def run(
     if init != 'scratch':
         config, schedule = INITS[init][2][config], f'{init}init-{schedule}'
         pretrain_classifier(init)
-    work_dir = osp.join(WORK_ROOT, schedule, f'{arm}_seed{seed}')
+    work_dir = osp.join(WORK_ROOT, schedule, f'{run_name}_seed{seed}')
     if flip_only:
         options.append('model.view_scales=[1.0]')
     if iters:
@@ -157,6 +173,8 @@ def run(
     record = dict(
         arm=arm,
         name=name,
+        casd_weight=casd_weight,
+        options=arm_options,
         config=config,
         seed=seed,
         schedule=schedule,
@@ -186,19 +204,38 @@ def _mean_std(values: Sequence[float]) -> str:
     return f'{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}'
 
 
+def _row_keys(records: List[dict], schedule: str) -> List[tuple]:
+    """(arm, row name, CASD weight) of the records of ``schedule``, arms in
+    the order of :data:`ARMS`, the configs' weight (None) first."""
+    keys = {
+        (r['arm'], r.get('casd_weight')) for r in records if r['schedule'] == schedule
+    }
+    order = list(ARMS)
+    return [
+        (arm, ARMS[arm][0] + ('' if w is None else f', weight {w:g}'), w)
+        for arm, w in sorted(keys, key=lambda k: (order.index(k[0]), k[1] or 0))
+    ]
+
+
 def markdown_table(records: List[dict]) -> str:
-    """One row per (schedule, arm): mean ± std over seeds, seeds listed."""
+    """One row per (schedule, arm, CASD weight): mean ± std over seeds, seeds
+    listed."""
     rows = [
         '| schedule | model | VOC mAP@0.5 (%) | CorLoc (%) | image cls mAP (%) '
         '| seeds | config (options) |',
         '|---|---|---|---|---|---|---|',
     ]
     for schedule in sorted({r['schedule'] for r in records}):
-        for arm, (name, _, arm_options) in ARMS.items():
-            mine = [r for r in records if r['schedule'] == schedule and r['arm'] == arm]
-            if not mine:
-                continue
+        for arm, name, weight in _row_keys(records, schedule):
+            mine = [
+                r
+                for r in records
+                if r['schedule'] == schedule
+                and r['arm'] == arm
+                and r.get('casd_weight') == weight
+            ]
             config = mine[0]['config']
+            arm_options = mine[0].get('options', ARMS[arm][2])
             cls_maps = [r['cls_mAP'] for r in mine if r.get('cls_mAP') is not None]
             cls_map = _mean_std(cls_maps) if cls_maps else 'not measured'
             seeds = ', '.join(
@@ -243,13 +280,26 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         help="MIDN streams as the --init classifier's linear layer on the RoI "
         'cells, started from it (OICRHead cell_streams / cell_init)',
     )
+    parser.add_argument(
+        '--casd-weight',
+        type=float,
+        help='loss_weight of the CASD terms of the arms (configs: 0.1)',
+    )
     parser.add_argument('--table-only', action='store_true')
     parser.add_argument('--out', help='markdown page to write the table block into')
     args = parser.parse_args(argv)
     if not args.table_only:
         for seed in args.seeds:
             for arm in args.arms:
-                run(arm, seed, args.iters, args.flip_only, args.init, args.cell_streams)
+                run(
+                    arm,
+                    seed,
+                    args.iters,
+                    args.flip_only,
+                    args.init,
+                    args.cell_streams,
+                    args.casd_weight,
+                )
     table = markdown_table(collect())
     print(table)
     if args.out:
