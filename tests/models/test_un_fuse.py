@@ -1,6 +1,8 @@
 """Deploy folding of UN / TokenBN into the neighbouring Linear, and the folded
 ONNX export."""
 
+import io
+
 import pytest
 import torch
 from mmengine.registry import MODELS, DefaultScope
@@ -137,3 +139,34 @@ def test_folded_onnx_export_matches_pytorch_in_onnxruntime():
     with torch.no_grad():
         ref = wrapper(x).numpy()
     assert abs(got - ref).max() <= 1e-5
+
+
+def test_folded_vit_graph_is_the_ln_graph_without_its_layernorm_kernels():
+    """The premise of the Amdahl bound of benchmarks/un_speed.py: after
+    onnxruntime's optimisations the folded UN graph runs exactly the kernels
+    of the LN graph but its LayerNormalization ones (nothing left over)."""
+    from mmcompress.utils.ort_profile import onnxruntime_op_profile
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 1, 16, 16)
+    ln = TensorModeWrapper(_vit('LN', eps=1e-6)).eval()
+    buffer = io.BytesIO()
+    torch.onnx.export(
+        ln,
+        (x[:1],),
+        buffer,
+        dynamo=False,
+        opset_version=17,
+        input_names=['input'],
+        output_names=['output'],
+        dynamic_axes={'input': {0: 'batch'}, 'output': {0: 'batch'}},
+    )
+    un = _train(_vit('UN', window_size=2, warmup_iters=2), steps=3)
+    folded = export_folded_onnx(TensorModeWrapper(un), x[:1])
+    feed = {'input': x.numpy()}
+    kernels = {
+        name: onnxruntime_op_profile(data, feed, runs=1, warmup=0)['nodes']
+        for name, data in (('ln', buffer.getvalue()), ('un', folded))
+    }
+    assert kernels['ln'].pop('LayerNormalization') == 5
+    assert kernels['un'] == kernels['ln']
