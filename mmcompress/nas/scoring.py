@@ -44,7 +44,8 @@ def score_arch(
             ``resolution``).
 
     Returns:
-        dict: Proxy values by name, with ``flops``.
+        dict: Proxy values by name, with ``flops`` (``space.flops`` when the space
+        has a closed form for this input size, else counted on the built network).
     """
     unknown = [p for p in proxies if p not in PROXIES and p != 'flops']
     if unknown:
@@ -53,7 +54,12 @@ def score_arch(
         )
     torch.manual_seed(seed)
     model = space.build(arch)
-    out = dict(flops=float(count_flops(model, space_input_shape(space, kwargs))))
+    shape = space_input_shape(space, kwargs)
+    if space.closed_form_flops and tuple(shape) == tuple(space.input_shape):
+        flops = space.flops(arch)
+    else:
+        flops = count_flops(model, shape)
+    out = dict(flops=float(flops))
     for name in proxies:
         if name == 'flops':
             continue

@@ -35,6 +35,8 @@ class SearchSpace:
 
     name = 'space'
     input_shape = (3, 32, 32)
+    # True when ``flops`` is a closed form for ``input_shape`` (no network built)
+    closed_form_flops = False
 
     def sample(self, rng: np.random.Generator):
         """Return one architecture drawn uniformly at random."""
@@ -155,6 +157,7 @@ class NB201Space(SearchSpace):
     """
 
     name = 'nb201'
+    closed_form_flops = True
 
     def __init__(self, ops: Sequence[str] = NB201_OPS, C: int = 16, N: int = 5):
         if tuple(ops) != NB201_OPS:
@@ -243,7 +246,12 @@ class NB201Space(SearchSpace):
             from .flops import count_flops
 
             self._base_flops = count_flops(self.build((0,) * 6), self.input_shape)
-        per_cell = (9 * arch.count(3) + arch.count(2)) * self.C**2 * 32 * 32
+        per_cell = (
+            (9 * arch.count(3) + arch.count(2))
+            * self.C**2
+            * self.input_shape[1]
+            * self.input_shape[2]
+        )
         return self._base_flops + 3 * self.N * per_cell
 
     def to_str(self, arch) -> str:
