@@ -53,7 +53,7 @@ from torch import Tensor
 from mmcompress.registry import MODELS
 
 from .grad.slots import check_grad_slot
-from .quantizers.base import buffer_flag
+from .quantizers.base import buffer_flag, warn_traced_initialization
 
 QuantizerSpec = Optional[Union[dict, nn.Module]]
 
@@ -193,8 +193,10 @@ class QuantLayerMixin:
 
     @torch.compiler.disable
     def _init_output_scale(
-        self, x: Tensor, x_q: Tensor, w_q: Tensor, **op_kwargs
+        self, x: Tensor, x_q: Tensor, w_q: Tensor, traced: bool, **op_kwargs
     ) -> None:
+        if traced:
+            warn_traced_initialization(type(self).__name__)
         with torch.no_grad():
             ref = self._linear_op(x, self.weight, None, **op_kwargs).abs().mean()
             quant = self._linear_op(x_q, w_q, None, **op_kwargs).abs().mean()
@@ -261,7 +263,9 @@ class QuantLayerMixin:
                 and x.numel() > 0
                 and (self.training or self.quantizers_ready())
             ):
-                self._init_output_scale(x, x_q, w_q, **op_kwargs)
+                self._init_output_scale(
+                    x, x_q, w_q, torch.compiler.is_compiling(), **op_kwargs
+                )
             out = self._scaled_op(x_q, w_q, **op_kwargs)
         if self.grad_quantizer is not None:
             out = self.grad_quantizer(out)

@@ -1,10 +1,12 @@
 """torch.compile of quantized models: no graph break in the forward of the
 LSQ Fashion-MNIST QAT config, compiled training steps give the eager losses,
-and the QAT model of every quantizer compiles to one graph with the eager
-values."""
+the QAT model of every quantizer compiles to one graph with the eager values
+(the fused kernels as custom operators in the graph), and an initialization
+inside a compiled call warns."""
 
 import copy
 import os.path as osp
+import warnings
 
 import pytest
 import torch
@@ -14,8 +16,10 @@ from torch._dynamo.utils import counters
 
 import mmcompress  # noqa: F401  (registers the quantized model)
 from mmcompress.quant import quantize_model
+from mmcompress.quant.kernels import kernel_error, load_kernels
 from mmcompress.quant.layers import QuantConv2d, QuantLayerMixin
 from mmcompress.quant.quantizers import LSQQuantizer
+from mmcompress.quant.quantizers import base as quantizer_base
 from mmcompress.registry import MODELS
 from mmcompress.testing import shorten_schedule, shrink_data, stock_tool
 from tests.e2e.runs import run_tool_in_process
@@ -118,8 +122,13 @@ def _tiny_net():
 
 
 # (weight quantizer, activation quantizer) of each method's Fashion-MNIST config
-# (LSQ: the tests above)
+# (eager LSQ: the tests above), and the fused kernels (custom operators in the
+# graph)
 QUANTIZERS = {
+    'lsq_fused': (
+        dict(type='LSQQuantizer', bits=4, signed=True, fused=True),
+        dict(type='LSQQuantizer', bits=4, fused=True),
+    ),
     'ewgs': (
         dict(type='EWGSQuantizer', bits=4, role='weight', delta=1e-3),
         dict(type='EWGSQuantizer', bits=4, role='activation', delta=1e-3),
@@ -132,9 +141,17 @@ QUANTIZERS = {
         dict(type='DAQQuantizer', bits=4, role='weight'),
         dict(type='DAQQuantizer', bits=4, role='activation'),
     ),
+    'daq_fused': (
+        dict(type='DAQQuantizer', bits=4, role='weight', fused=True),
+        dict(type='DAQQuantizer', bits=4, role='activation', fused=True),
+    ),
     'n2uq': (
         dict(type='N2UQWeightQuantizer', bits=4),
         dict(type='N2UQActQuantizer', bits=4),
+    ),
+    'n2uq_fused': (
+        dict(type='N2UQWeightQuantizer', bits=4, fused=True),
+        dict(type='N2UQActQuantizer', bits=4, fused=True),
     ),
     'ste': (
         dict(
@@ -193,6 +210,60 @@ def test_qat_model_compiles_to_one_graph_with_eager_values(method, deterministic
     buffers = dict(model.named_buffers())
     for name, buffer in compiled_model.named_buffers():
         torch.testing.assert_close(buffer, buffers[name], msg=name)
+
+
+# the fused kernels each method's compiled graph calls (EWGS traces its eager
+# function: its kernel takes delta as a Python float)
+FUSED_OPS = {
+    'lsq_fused': ('lsq_forward', 'lsq_backward'),
+    'daq_fused': ('daq_forward', 'daq_backward'),
+    'n2uq_fused': (
+        'n2uq_forward',
+        'n2uq_backward',
+        'n2uq_weight_forward',
+        'n2uq_weight_backward',
+    ),
+}
+
+
+@pytest.mark.parametrize('method', list(FUSED_OPS))
+def test_compiled_graph_calls_the_fused_kernels(method, deterministic):
+    """The compiled forward and backward graphs call the fused C++ kernels
+    (custom operators with fake implementations), not a decomposition."""
+    assert load_kernels() is not None, kernel_error()
+    from functorch.compile import make_boxed_func
+    from torch._dynamo.backends.common import aot_autograd
+
+    targets = set()
+
+    def record(graph, example_inputs):
+        targets.update(str(node.target) for node in graph.graph.nodes)
+        return make_boxed_func(graph)
+
+    model = _tiny_qat_model(method)
+    model(torch.randn(4, 1, 12, 12))  # initialization (eager)
+    torch._dynamo.reset()
+    backend = aot_autograd(fw_compiler=record, bw_compiler=record)
+    compiled = torch.compile(model, backend=backend, fullgraph=True)
+    _step(compiled, torch.randn(4, 1, 12, 12), torch.tensor([0, 1, 2, 0]))
+    for op in FUSED_OPS[method]:
+        assert f'mmcompress_kernels.{op}.default' in targets, op
+
+
+def test_initialization_inside_compiled_call_warns(monkeypatch, deterministic):
+    """A quantizer initialized inside a compiled call says that the graph
+    breaks there (once per process) and gives the eager values."""
+    monkeypatch.setattr(quantizer_base, '_TRACED_INIT_WARNED', [])
+    model = _tiny_qat_model('lsq_fused')
+    eager_model = copy.deepcopy(model)
+    x = torch.randn(4, 1, 12, 12)
+    torch._dynamo.reset()
+    with pytest.warns(UserWarning, match='initialized from data inside a torch'):
+        out = torch.compile(model, backend='aot_eager')(x)
+    torch.testing.assert_close(out, eager_model(x))
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        eager_model(x)  # no warning eagerly
 
 
 def _ewgs_conv():

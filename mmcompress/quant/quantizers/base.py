@@ -60,6 +60,7 @@ What the base class provides:
   ``channel_stat``) comes from :class:`~.granularity.ChannelGranularity`.
 """
 
+import warnings
 from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar, Optional
@@ -167,6 +168,36 @@ def buffer_flag(module: nn.Module, name: str) -> bool:
     value = bool(getattr(module, name).item())
     setattr(module, attr, value)
     return value
+
+
+_TRACED_INIT_WARNED = []  # once per process
+
+
+def warn_traced_initialization(owner: str) -> None:
+    """Warn (once per process) that a data-driven initialization ran inside a
+    ``torch.compile``-d call.
+
+    The initialization is not traceable (``torch.compiler.disable``): dynamo
+    breaks the graph there, and where the break falls inside a loop of the
+    model (a backbone iterating over its stages) dynamo gives up on that frame
+    for good, so the model runs as one small graph per module for the rest of
+    the run instead of one graph: the values are right, the step is slower.
+
+    Args:
+        owner (str): Who initializes (class name), for the message.
+    """
+    if _TRACED_INIT_WARNED:
+        return
+    _TRACED_INIT_WARNED.append(True)
+    warnings.warn(
+        f'{owner} initialized from data inside a torch.compile-d call: dynamo '
+        'breaks the graph at every such initialization and may keep the model '
+        'split into per-module graphs for the rest of the run (slower steps, '
+        'same values). Run the first training step (or a calibration pass) '
+        "eagerly before compiling; mmengine's compile=True does this when "
+        'mmcompress is imported.',
+        stacklevel=3,
+    )
 
 
 class BaseQuantizer(ChannelGranularity, nn.Module, metaclass=ABCMeta):
@@ -346,7 +377,9 @@ class BaseQuantizer(ChannelGranularity, nn.Module, metaclass=ABCMeta):
         self.sync_flags()
 
     @torch.compiler.disable
-    def _initialize(self, x: Tensor) -> None:
+    def _initialize(self, x: Tensor, traced: bool = False) -> None:
+        if traced:
+            warn_traced_initialization(type(self).__name__)
         if not bool(torch.isfinite(x).all()):
             raise ValueError(
                 f'{type(self).__name__}: cannot initialize from a tensor holding '
@@ -411,7 +444,7 @@ class BaseQuantizer(ChannelGranularity, nn.Module, metaclass=ABCMeta):
             if not (self.training or self.calibrating):
                 return x
             with torch.no_grad():
-                self._initialize(x)
+                self._initialize(x, torch.compiler.is_compiling())
         return self.quantize(x)
 
     def extra_repr(self) -> str:
