@@ -2,22 +2,27 @@
 
 Each run trains ``configs/un/mmpretrain/vit_{ln,bn,un}_fmnist.py`` from scratch
 with mmengine's Runner (the code path of the stock ``tools/train.py``) on a
-class-balanced training subset for a few epochs, then tests the last
-checkpoint on the official 10k test split. For UN the test is also run on
-the folded model (:func:`fuse_un`), and the largest logit difference between
-folded and unfolded models is recorded.
+class-balanced subset of the 55k training split (``--subset 0``: all of it)
+for a few epochs, then tests the last checkpoint on the official 10k test
+split. For UN and TokenBN the test is also run on the folded model
+(:func:`fuse_un`), and the largest logit difference between folded and
+unfolded models is recorded. ``--val`` also tests on the 5k hold-out after
+every epoch (the learning curve). UN's ``warmup_iters`` is ``--un-warmup``
+times the run's iteration count.
 
 Usage::
 
     python benchmarks/un_accuracy.py --seeds 0 1 2 --subset 5000 --epochs 5 \
         --out docs/models/unified_norm.md
 
-Raw results go to ``<out>.json`` (appended per run, ``--resume`` skips runs
-already there); the table is the block ``un_accuracy`` of ``--out``.
+Raw results go to ``<out>_accuracy.json`` (appended per run, ``--resume``
+skips runs of the same schedule already there); the table is the block
+``un_accuracy`` of ``--out`` and shows the runs of the current schedule.
 """
 
 import argparse
 import json
+import math
 import os
 import os.path as osp
 import statistics
@@ -40,22 +45,33 @@ def loadavg() -> str:
         return ' '.join(handle.read().split()[:3])
 
 
+def train_iters(cfg: Config, epochs: int) -> int:
+    """Iterations of ``epochs`` over the configured training set (the last
+    batch of an epoch is kept, as mmengine's default ``drop_last=False``)."""
+    from mmcompress.datasets import FashionMNISTDataset
+
+    data_cfg = cfg.train_dataloader.dataset.copy()
+    data_cfg.pop('type')
+    size = len(FashionMNISTDataset(**dict(data_cfg, pipeline=[])))
+    return epochs * math.ceil(size / cfg.train_dataloader.batch_size)
+
+
 def run_config(norm: str, seed: int, args) -> Config:
     cfg = Config.fromfile(osp.join(ROOT, f'configs/un/mmpretrain/vit_{norm}_fmnist.py'))
     cfg.work_dir = osp.join(ROOT, 'work_dirs', 'un_accuracy', f'{norm}_s{seed}')
     cfg.randomness = dict(seed=seed, deterministic=False)
-    cfg.train_dataloader.dataset.subset_size = args.subset
+    cfg.train_dataloader.dataset.subset_size = args.subset or None
     for split in ('train', 'val', 'test'):
         loader = cfg[f'{split}_dataloader']
         loader.num_workers = 0
         loader.persistent_workers = False
     cfg.train_cfg.max_epochs = args.epochs
-    cfg.train_cfg.val_interval = args.epochs + 1
+    cfg.train_cfg.val_interval = 1 if args.val else args.epochs + 1
     cfg.param_scheduler[1].end = args.epochs
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=args.epochs)
     cfg.default_hooks.logger.interval = 20
     if norm == 'un':
-        iters = args.epochs * args.subset // cfg.train_dataloader.batch_size
+        iters = train_iters(cfg, args.epochs)
         cfg.model.backbone.norm_cfg.warmup_iters = int(args.un_warmup * iters)
     return cfg
 
@@ -74,6 +90,18 @@ def run_one(norm: str, seed: int, args) -> dict:
     runner.train()
     result = dict(norm=norm, seed=seed, subset=args.subset, epochs=args.epochs)
     result['train_s'] = round(time.time() - start, 1)
+    hub = runner.message_hub
+    result['iters'] = runner.iter
+    result['iter_s_median'] = round(
+        statistics.median(hub.get_scalar('train/time').data[0]), 4
+    )
+    result['train_loss_last50'] = round(
+        statistics.mean(hub.get_scalar('train/loss').data[0][-50:]), 4
+    )
+    if args.val:
+        result['val_top1'] = [
+            round(v, 2) for v in hub.get_scalar('val/accuracy/top1').data[0]
+        ]
     result['top1'] = test_top1(runner)
     if norm == 'un':
         result['un_skips'] = int(runner.model.backbone.layers[0].ln1.skip_counter)
@@ -89,18 +117,29 @@ def run_one(norm: str, seed: int, args) -> dict:
     return result
 
 
-def table(results: list) -> str:
+def same_schedule(result: dict, args) -> bool:
+    return (result['subset'], result['epochs']) == (args.subset, args.epochs)
+
+
+def table(results: list, args) -> str:
     lines = [
         '| norm | seeds | test top-1 (mean ± std) | per seed | folded top-1 | '
-        'max \\|folded − unfolded\\| logit |',
-        '|---|---|---|---|---|---|',
+        'max \\|folded − unfolded\\| logit | hold-out top-1 by epoch (seed mean) |',
+        '|---|---|---|---|---|---|---|',
     ]
     for name, norm in NORMS.items():
         runs = sorted(
-            (r for r in results if r['norm'] == norm), key=lambda r: r['seed']
+            (r for r in results if r['norm'] == norm and same_schedule(r, args)),
+            key=lambda r: r['seed'],
         )
         if not runs:
             continue
+        curves = [r['val_top1'] for r in runs if 'val_top1' in r]
+        curve = (
+            ', '.join(f'{statistics.mean(v):.1f}' for v in zip(*curves))
+            if len(curves) == len(runs)
+            else '-'
+        )
         top = [r['top1'] for r in runs]
         std = statistics.stdev(top) if len(top) > 1 else 0.0
         folded = ', '.join(
@@ -110,7 +149,7 @@ def table(results: list) -> str:
         lines.append(
             f'| {name} | {len(runs)} | {statistics.mean(top):.2f} ± {std:.2f} | '
             f'{", ".join(f"{t:.2f}" for t in top)} | {folded or "-"} | '
-            f'{f"{diff:.1e}" if folded else "-"} |'
+            f'{f"{diff:.1e}" if folded else "-"} | {curve} |'
         )
     return '\n'.join(lines)
 
@@ -119,8 +158,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--seeds', type=int, nargs='+', default=[0])
     parser.add_argument('--norms', nargs='+', default=list(NORMS.values()))
-    parser.add_argument('--subset', type=int, default=5000)
+    parser.add_argument(
+        '--subset',
+        type=int,
+        default=5000,
+        help='class-balanced training subset size (0: the whole 55k split)',
+    )
     parser.add_argument('--epochs', type=int, default=5)
+    parser.add_argument(
+        '--val',
+        action='store_true',
+        help='test on the 5k hold-out after every epoch (the learning curve)',
+    )
     parser.add_argument(
         '--un-warmup',
         type=float,
@@ -130,10 +179,12 @@ def main() -> None:
     parser.add_argument('--out', default='docs/models/unified_norm.md')
     parser.add_argument('--resume', action='store_true')
     args = parser.parse_args()
+    if args.epochs < 2:
+        parser.error('--epochs must be >= 2 (one warm-up epoch, then the cosine)')
     torch.set_num_threads(1)
     raw = osp.splitext(args.out)[0] + '_accuracy.json'
     results = json.load(open(raw)) if args.resume and osp.isfile(raw) else []
-    done = {(r['norm'], r['seed']) for r in results}
+    done = {(r['norm'], r['seed']) for r in results if same_schedule(r, args)}
     for seed in args.seeds:
         for norm in args.norms:
             if (norm, seed) in done:
@@ -146,7 +197,7 @@ def main() -> None:
             with open(raw, 'w') as handle:
                 json.dump(results, handle, indent=1)
             print(json.dumps(result), flush=True)
-            write_block(args.out, 'un_accuracy', table(results))
+            write_block(args.out, 'un_accuracy', table(results, args))
 
 
 if __name__ == '__main__':
