@@ -145,7 +145,7 @@ def test_folded_vit_graph_is_the_ln_graph_without_its_layernorm_kernels():
     """The premise of the Amdahl bound of benchmarks/un_speed.py: after
     onnxruntime's optimisations the folded UN graph runs exactly the kernels
     of the LN graph but its LayerNormalization ones (nothing left over)."""
-    from mmcompress.utils.ort_profile import onnxruntime_op_profile
+    from mmcompress.utils.ort_profile import onnxruntime_op_profiles
 
     torch.manual_seed(0)
     x = torch.randn(2, 1, 16, 16)
@@ -164,9 +164,9 @@ def test_folded_vit_graph_is_the_ln_graph_without_its_layernorm_kernels():
     un = _train(_vit('UN', window_size=2, warmup_iters=2), steps=3)
     folded = export_folded_onnx(TensorModeWrapper(un), x[:1])
     feed = {'input': x.numpy()}
-    kernels = {
-        name: onnxruntime_op_profile(data, feed, runs=1, warmup=0)['nodes']
-        for name, data in (('ln', buffer.getvalue()), ('un', folded))
-    }
+    profiles = onnxruntime_op_profiles(
+        dict(ln=buffer.getvalue(), un=folded), feed, runs=1, warmup=0
+    )
+    kernels = {name: prof['nodes'] for name, prof in profiles.items()}
     assert kernels['ln'].pop('LayerNormalization') == 5
     assert kernels['un'] == kernels['ln']
