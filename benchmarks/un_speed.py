@@ -22,7 +22,6 @@ Usage::
 
 import argparse
 import functools
-import io
 import json
 import os.path as osp
 import sys
@@ -62,24 +61,13 @@ def build(norm: str):
 
 def export(norm: str) -> bytes:
     from mmcompress.models.norms import export_folded_onnx
-    from mmcompress.quant.export import TensorModeWrapper
+    from mmcompress.quant.export import TensorModeWrapper, export_onnx
 
     wrapper = TensorModeWrapper(build(norm)).eval()
     example = torch.randn(1, 1, 28, 28)
     if norm == 'un':
         return export_folded_onnx(wrapper, example)
-    buffer = io.BytesIO()
-    torch.onnx.export(
-        wrapper,
-        (example,),
-        buffer,
-        dynamo=False,
-        opset_version=17,
-        input_names=['input'],
-        output_names=['output'],
-        dynamic_axes={'input': {0: 'batch'}, 'output': {0: 'batch'}},
-    )
-    return buffer.getvalue()
+    return export_onnx(wrapper, example, quantized=False)
 
 
 def main() -> None:

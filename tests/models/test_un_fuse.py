@@ -1,8 +1,6 @@
 """Deploy folding of UN / TokenBN into the neighbouring Linear, and the folded
 ONNX export."""
 
-import io
-
 import pytest
 import torch
 from mmengine.registry import MODELS, DefaultScope
@@ -15,7 +13,7 @@ from mmcompress.models.norms import (
     export_folded_onnx,
     fuse_un,
 )
-from mmcompress.quant.export import TensorModeWrapper
+from mmcompress.quant.export import TensorModeWrapper, export_onnx
 
 
 def _vit(norm_type, **norm):
@@ -150,22 +148,12 @@ def test_folded_vit_graph_is_the_ln_graph_without_its_layernorm_kernels():
     torch.manual_seed(0)
     x = torch.randn(2, 1, 16, 16)
     ln = TensorModeWrapper(_vit('LN', eps=1e-6)).eval()
-    buffer = io.BytesIO()
-    torch.onnx.export(
-        ln,
-        (x[:1],),
-        buffer,
-        dynamo=False,
-        opset_version=17,
-        input_names=['input'],
-        output_names=['output'],
-        dynamic_axes={'input': {0: 'batch'}, 'output': {0: 'batch'}},
-    )
+    ln_blob = export_onnx(ln, x[:1], quantized=False)
     un = _train(_vit('UN', window_size=2, warmup_iters=2), steps=3)
     folded = export_folded_onnx(TensorModeWrapper(un), x[:1])
     feed = {'input': x.numpy()}
     profiles = onnxruntime_op_profiles(
-        dict(ln=buffer.getvalue(), un=folded), feed, runs=1, warmup=0
+        dict(ln=ln_blob, un=folded), feed, runs=1, warmup=0
     )
     kernels = {name: prof['nodes'] for name, prof in profiles.items()}
     assert kernels['ln'].pop('LayerNormalization') == 5

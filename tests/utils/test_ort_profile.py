@@ -1,26 +1,15 @@
 """onnxruntime per-operator profile (mmcompress.utils.ort_profile)."""
 
-import io
-
 import pytest
 import torch
 from torch import nn
 
+from mmcompress.quant.export import export_onnx
 from mmcompress.utils.ort_profile import onnxruntime_op_profiles
 
 
 def _onnx(model: nn.Module, example: torch.Tensor) -> bytes:
-    buffer = io.BytesIO()
-    torch.onnx.export(
-        model.eval(),
-        (example,),
-        buffer,
-        dynamo=False,
-        opset_version=17,
-        input_names=['input'],
-        output_names=['output'],
-    )
-    return buffer.getvalue()
+    return export_onnx(model.eval(), example, dynamic_batch=False, quantized=False)
 
 
 def test_profiles_count_each_model_kernels_once_per_inference_by_type(tmp_path):
