@@ -68,6 +68,24 @@ def cached_samples(cfg: Config, split: str, pipeline: list, num: Optional[int]):
     return [dataset[i] for i in range(len(dataset))]
 
 
+def load_backbone(model: torch.nn.Module, checkpoint: str) -> None:
+    """Load the ``backbone.*`` weights of ``checkpoint`` into ``model.backbone``
+    (strict: every backbone weight must be there).
+
+    Args:
+        model (nn.Module): A detector with a ``backbone``.
+        checkpoint (str): An mmengine checkpoint (a classifier's or a detector's).
+    """
+    state = torch.load(checkpoint, map_location='cpu', weights_only=False)
+    model.backbone.load_state_dict(
+        {
+            k[len('backbone.') :]: v
+            for k, v in state['state_dict'].items()
+            if k.startswith('backbone.')
+        }
+    )
+
+
 def evaluate(model, val: List[dict]) -> tuple:
     """(image-level mAP %, MIDN CorLoc %) on the cached val samples."""
     from mmcompress.models.wsod import average_precision, corloc_hits
@@ -146,13 +164,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     val = cached_samples(cfg, 'val', cfg.test_pipeline, args.val)
     model = MODELS.build(cfg.model)
     if args.init:
-        state = torch.load(args.init, map_location='cpu', weights_only=False)
-        backbone = {
-            k[len('backbone.') :]: v
-            for k, v in state['state_dict'].items()
-            if k.startswith('backbone.')
-        }
-        model.backbone.load_state_dict(backbone)
+        load_backbone(model, args.init)
     if args.cell_init:
         model.head.init_weights()
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)

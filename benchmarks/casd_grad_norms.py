@@ -31,7 +31,7 @@ from mmengine.dataset import pseudo_collate
 from mmengine.registry import init_default_scope
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from casd_diagnose import cached_samples  # noqa: E402
+from casd_diagnose import cached_samples, load_backbone  # noqa: E402
 from scenes_baselines import REPO_ROOT  # noqa: E402
 
 CONFIG = osp.join(
@@ -111,14 +111,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if args.checkpoint:
         load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
     elif args.init:
-        state = torch.load(args.init, map_location='cpu', weights_only=False)
-        model.backbone.load_state_dict(
-            {
-                k[len('backbone.') :]: v
-                for k, v in state['state_dict'].items()
-                if k.startswith('backbone.')
-            }
-        )
+        load_backbone(model, args.init)
     model.train()
     rows: Dict[str, List[tuple]] = {}
     for start in range(0, len(train), batch_size):

@@ -177,11 +177,11 @@ def speed(order, proxies, cache, table, seed, workers, threads, allow_loaded):
     jobs = _jobs(order, proxies, {}, table, seed)
     load = LoadRecord(allow_loaded, threads=threads)
     per_arch, mismatch, checked = [], [], 0
+    keys = ['flops'] + [k for p in proxies for k in PROXY_KEYS[p]]
     for i, rec in run_jobs(jobs, 1, threads):
         per_arch.append(sum(rec[f'seconds/{p}'] for p in proxies))
         if i in cache and all(PROXY_KEYS[p][0] in cache[i] for p in proxies):
             checked += 1
-            keys = ['flops'] + [k for p in proxies for k in PROXY_KEYS[p]]
             if any(rec[k] != cache[i][k] for k in keys):
                 mismatch.append(i)
     load.stop()

@@ -199,7 +199,8 @@ def ptq_row(tool, task, row, seed, iters, work_dir):
 
 
 def run_row(tool, task, row, seed, iters, work_root) -> dict:
-    """Measure one row; returns its record."""
+    """Measure one row (``iters``: the reconstruction iterations of an
+    AdaRound / unit-wise row, else None); returns its record."""
     work_dir = osp.join(work_root, task, row, f'seed{seed}')
     os.makedirs(work_dir, exist_ok=True)
     start = time.time()
@@ -221,7 +222,7 @@ def run_row(tool, task, row, seed, iters, work_root) -> dict:
         task=task,
         row=row,
         seed=seed,
-        iters=iters if row in ('w4a4-adaround', 'w4a4-unit') else None,
+        iters=iters,
         value=value,
         seconds=time.time() - start,
         load=os.getloadavg(),
@@ -285,7 +286,6 @@ def main():
                 continue
             record = run_row(tool, args.task, row, seed, iters, args.work_dir)
             records.append(record)
-            os.makedirs(args.work_dir, exist_ok=True)
             with open(path, 'a') as file:
                 file.write(json.dumps(record) + '\n')
             print(json.dumps(record), flush=True)

@@ -22,7 +22,6 @@ bit-width allocation that meets a latency budget, written as the
   8-bit kernel there and gets the 8-bit latency.
 """
 
-import functools
 import math
 from typing import Dict, Hashable, Iterable, List, Optional, Sequence
 
@@ -30,8 +29,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
-
-from mmcompress.utils.timing import interleaved_ms
 
 
 def _fake_quant(x: Tensor, bits: int, axis: Optional[int] = None) -> Tensor:
@@ -244,6 +241,7 @@ def layer_latency(
     import copy
 
     from .export import export_onnx, onnxruntime_session, optimize_for_onnxruntime
+    from .graph_latency import interleaved_session_ms
     from .transform import quantize_model
 
     inputs = {}
@@ -275,14 +273,10 @@ def layer_latency(
         with torch.no_grad():
             quantized.train()(x)
         blob = optimize_for_onnxruntime(export_onnx(quantized.eval(), x), [x])
-        int8_session = onnxruntime_session(blob, threads)
-        feed = {'input': x.numpy()}
-        ms = interleaved_ms(
-            {
-                'float': functools.partial(float_session.run, None, feed),
-                'int8': functools.partial(int8_session.run, None, feed),
-            },
-            iters=runs,
+        ms = interleaved_session_ms(
+            dict(float=float_session, int8=onnxruntime_session(blob, threads)),
+            {'input': x.numpy()},
+            runs,
             warmup=2,
         )
         float_ms, int8_ms = ms['float'], ms['int8']
