@@ -13,8 +13,10 @@ for ``effective``).
 
 With ``--proxy-cache work_dirs/nas/nb201_scores.jsonl`` the architectures are those
 scored by ``benchmarks/nas_proxies.py`` (train on k of them, rank the others), a
-third feature set adds their AZ-NAS proxy ranks, and the weak labels of
-``cascade+weak`` come from the aggregated AZ-NAS score.
+third feature set (``effective+az_nas``) adds their AZ-NAS proxy ranks for every
+method (the GIN reads them next to its graph readout), and the weak labels of
+``cascade+weak`` come from the aggregated AZ-NAS score. The ranks are taken over
+all scored architectures (no accuracy is used).
 """
 
 import argparse
@@ -27,6 +29,7 @@ from scipy import stats
 from mmcompress.nas import NB201Space, NB201Table, aggregate_ranks
 from mmcompress.nas.benchmark_table import DATASETS
 from mmcompress.nas.predictor import PREDICTORS
+from mmcompress.nas.score_cache import load_score_cache
 from mmcompress.nas.scoring import AZ_NAS_KEYS, nan_to_neginf
 
 
@@ -43,11 +46,7 @@ def features(table, name):
 def proxy_features(path):
     """Indices of the archs scored with AZ-NAS in ``path`` and their features:
     the rank (fraction) of each AZ-NAS proxy and of the aggregated score."""
-    cache = {}
-    with open(path) as f:
-        for line in f:
-            rec = json.loads(line)
-            cache.setdefault(rec.pop('index'), {}).update(rec)
+    cache = load_score_cache(path)
     idx = sorted(i for i, r in cache.items() if all(k in r for k in AZ_NAS_KEYS))
     cols = {k: [cache[i][k] for i in idx] for k in AZ_NAS_KEYS}
     ranks = [stats.rankdata(nan_to_neginf(cols[k])[0]) / len(idx) for k in AZ_NAS_KEYS]
@@ -96,7 +95,10 @@ def main():
         y, weak_src = y[idx], proxy_feats[:, -1]
         feats = {name: (x[idx], g[idx]) for name, (x, g) in feats.items()}
         x, g = (v[idx] for v in features(table, 'effective'))
-        feats['effective+az_nas'] = (np.column_stack([x, proxy_feats]), g)
+        feats['effective+az_nas'] = (
+            np.column_stack([x, proxy_feats]),
+            np.column_stack([g, proxy_feats]),
+        )
         print(f'{len(idx)} architectures with AZ-NAS scores in {args.proxy_cache}')
     variants = [
         ('cascade+weak', 'cascade', True),
@@ -110,8 +112,6 @@ def main():
     for k in args.ks:
         for fname, (x, graph) in feats.items():
             for label, method, weak in variants:
-                if method == 'gin' and fname.endswith('az_nas'):
-                    continue  # the GIN sees the cell graph only
                 t0 = time.perf_counter()
                 inp = graph if method == 'gin' else x
                 taus = [

@@ -35,7 +35,6 @@ import os.path as osp
 import statistics
 import sys
 import time
-import warnings
 
 import numpy as np
 import torch
@@ -54,40 +53,8 @@ from mmcompress.nas import (  # noqa: E402
     rank_correlation,
 )
 from mmcompress.nas.benchmark_table import DATASETS  # noqa: E402
-from mmcompress.nas.scoring import AZ_NAS_KEYS, count_neginf, score_arch  # noqa: E402
-
-PROXY_KEYS = {
-    'az_nas': AZ_NAS_KEYS[:3],
-    'synflow': ('synflow',),
-    'naswot': ('naswot',),
-    'zico': ('zico',),
-}
-
-
-def load_cache(path):
-    """Return {benchmark index: {proxy value name: value, 'seconds/<proxy>': s}}.
-
-    A last line without its newline (a run killed while writing it) is dropped
-    with a warning; any other unreadable line raises.
-    """
-    cache = {}
-    if osp.exists(path):
-        with open(path) as f:
-            lines = f.read().split('\n')
-        for n, line in enumerate(lines):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as err:
-                if n == len(lines) - 1:
-                    warnings.warn(
-                        f'{path}: dropping the cut-off last line {line!r}', stacklevel=2
-                    )
-                    continue
-                raise ValueError(f'{path} line {n + 1} is not JSON: {line!r}') from err
-            cache.setdefault(rec.pop('index'), {}).update(rec)
-    return cache
+from mmcompress.nas.score_cache import PROXY_KEYS, load_score_cache  # noqa: E402
+from mmcompress.nas.scoring import count_neginf, score_arch  # noqa: E402
 
 
 def _drop_partial_line(path):
@@ -362,7 +329,7 @@ def main():
     table = NB201Table()
     order = np.random.default_rng(args.sample_seed).permutation(len(table))
     order = [int(i) for i in order[: args.speed or args.num]]
-    cache = load_cache(args.cache)
+    cache = load_score_cache(args.cache)
     if args.speed:
         result = speed(
             order,

@@ -8,7 +8,18 @@ mmpretrain config that the stock ``tools/train.py`` trains.
 Interrupt and run the same command again to resume (``<work-dir>/search_state.json``).
 ``--proxy predictor`` trains a cascade-bagging predictor on ``--predictor-k``
 architectures of the packaged NB201 table (CIFAR-10 labels) and searches with it.
-The written config is ``<work-dir>/searched_<space>.py``.
+``--strategy random`` scores ``--steps`` uniform random architectures and picks
+the best of them (the official AZ-NAS NB201 protocol, 3,000 architectures):
+
+    python tools/search.py --strategy random --steps 3000 --seed 1 \
+        --proxy-seed 0 --score-cache docs/nas/nb201_scores.jsonl \
+        --work-dir work_dirs/search_az_random_1
+
+``--score-cache`` takes the proxy values of NB201 (C=16, N=5) architectures from a
+``benchmarks/nas_proxies.py`` cache (written with torch seed ``--proxy-seed``,
+batch 64, 32 x 32) instead of recomputing them; the first cached architecture is
+recomputed to check that the settings match. The written config is
+``<work-dir>/searched_<space>.py``.
 """
 
 import argparse
@@ -21,8 +32,9 @@ from mmengine.config import Config
 
 from mmcompress.nas import NB201Space, NB201Table
 from mmcompress.nas.mbv2_space import MobileNetSpace
+from mmcompress.nas.score_cache import CachedScorer
 from mmcompress.nas.scoring import AZ_NAS_KEYS, PROXIES, score_arch
-from mmcompress.nas.search import Budget, EvolutionSearch
+from mmcompress.nas.search import Budget, EvolutionSearch, RandomSearch
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TEMPLATES = {
@@ -30,18 +42,35 @@ TEMPLATES = {
     for s in ('nb201', 'mbv2')
 }
 CHOICES = sorted(PROXIES) + ['flops', 'predictor']
+STRATEGIES = dict(evolution=EvolutionSearch, random=RandomSearch)
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--space', default='nb201', choices=sorted(TEMPLATES))
     p.add_argument('--proxy', default='az_nas', choices=CHOICES)
+    p.add_argument(
+        '--strategy',
+        default='evolution',
+        choices=sorted(STRATEGIES),
+        help='evolution, or the best of --steps uniform random archs',
+    )
     p.add_argument('--steps', type=int, default=100, help='archs scored in total')
     p.add_argument('--population', type=int, default=16)
     p.add_argument('--tournament', type=int, default=4)
     p.add_argument('--max-flops', type=float, help='FLOPs budget (one input)')
     p.add_argument('--max-params', type=float, help='parameter budget')
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument(
+        '--proxy-seed',
+        type=int,
+        help='torch seed of every proxy score (default: --seed)',
+    )
+    p.add_argument(
+        '--score-cache',
+        help='JSON lines of benchmarks/nas_proxies.py: read the proxy values of '
+        'the NB201 archs it holds instead of recomputing them',
+    )
     p.add_argument('--batch-size', type=int, default=64, help='proxy input batch')
     p.add_argument('--resolution', type=int, help='proxy input side (space default)')
     p.add_argument('--C', type=int, default=16, help='NB201 stem channels')
@@ -76,16 +105,16 @@ def make_scorer(args, space):
         return scorer, ('predicted',)
     proxies = ['az_nas'] if args.proxy == 'az_nas' else [args.proxy]
     keys = AZ_NAS_KEYS if args.proxy == 'az_nas' else (args.proxy,)
+    kwargs = dict(
+        seed=args.seed if args.proxy_seed is None else args.proxy_seed,
+        batch_size=args.batch_size,
+        resolution=args.resolution or getattr(space, 'resolution', 32),
+    )
+    if args.score_cache:
+        return CachedScorer(space, args.score_cache, proxies, **kwargs), keys
 
     def scorer(arch):
-        return score_arch(
-            space,
-            arch,
-            proxies,
-            seed=args.seed,
-            batch_size=args.batch_size,
-            resolution=args.resolution or getattr(space, 'resolution', 32),
-        )
+        return score_arch(space, arch, proxies, **kwargs)
 
     return scorer, keys
 
@@ -108,8 +137,10 @@ def main(argv=None):
         space = NB201Space(C=args.C, N=args.N)
     else:
         space = MobileNetSpace()
+    if args.score_cache and args.proxy == 'predictor':
+        raise ValueError('--score-cache holds proxy values; --proxy predictor has none')
     scorer, keys = make_scorer(args, space)
-    search = EvolutionSearch(
+    search = STRATEGIES[args.strategy](
         space,
         scorer,
         keys,
@@ -127,8 +158,14 @@ def main(argv=None):
         scores=best['scores'],
         fitness=best['fitness'],
         proxy=args.proxy,
+        strategy=args.strategy,
         steps=args.steps,
+        seed=args.seed,
     )
+    if isinstance(scorer, CachedScorer):
+        summary['score_cache'] = dict(
+            path=args.score_cache, hits=scorer.hits, computed=scorer.misses
+        )
     if space.name == 'nb201' and (args.C, args.N) == (16, 5):
         table = NB201Table()
         summary['nb201_test_acc'] = {

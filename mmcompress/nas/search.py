@@ -1,14 +1,19 @@
-"""Evolutionary architecture search with a proxy or predictor under a budget.
+"""Evolutionary and random-sampling architecture search with a proxy or
+predictor under a budget.
 
 The search keeps a history of every scored architecture. The population is the
 ``population`` best of the history; each step mutates a tournament winner of the
-population into a new architecture within the budget and scores it. With the
+population into a new architecture within the budget and scores it (when every
+neighbour of that parent is scored or over the budget, a mutation of another
+population member, else a random architecture). With the
 ``az_nas`` fitness, the fitness is the AZ-NAS rank aggregation over the whole
 history (ranks are relative, so every step re-ranks, as the official evolutionary
-search does). The history is written to a JSON state file after every step; a
-search started with an existing state file continues from it (the random stream of
-step ``t`` is seeded with ``(seed, t)``, so a resumed search equals an
-uninterrupted one).
+search does). :class:`RandomSearch` draws every architecture uniformly instead
+and picks the best of the draws by the same fitness: the official NB201 protocol
+of AZ-NAS (3,000 random architectures, rank aggregation within them). The history
+is written to a JSON state file after every step; a search started with an
+existing state file continues from it (the random stream of step ``t`` is seeded
+with ``(seed, t)``, so a resumed search equals an uninterrupted one).
 """
 
 import json
@@ -22,6 +27,10 @@ from tqdm import tqdm
 from mmcompress.utils.checks import check_number
 
 from .scoring import aggregate_ranks
+
+PARENT_TRIES = 100
+"""Mutations of the tournament winner tried before the fallback (an NB201 arch
+has 24 neighbours)."""
 
 
 class Budget:
@@ -58,7 +67,8 @@ class Budget:
 
 
 class EvolutionSearch:
-    """Regularised-by-fitness evolution (see the module docstring).
+    """Evolution of the fittest: tournament parents from the best ``population``
+    of the history (see the module docstring).
 
     Args:
         space (SearchSpace): The search space.
@@ -96,11 +106,19 @@ class EvolutionSearch:
         if state_file and osp.exists(state_file):
             with open(state_file) as f:
                 state = json.load(f)
-            if state.get('space') != space.name or state.get('seed') != seed:
+            held = (state.get('space'), state.get('seed'))
+            if held != (space.name, seed):
                 raise ValueError(
-                    f'{state_file} holds a search of space={state.get("space")!r} '
-                    f'seed={state.get("seed")}, not space={space.name!r} seed={seed}; '
+                    f'{state_file} holds a search of space={held[0]!r} '
+                    f'seed={held[1]}, not space={space.name!r} seed={seed}; '
                     'use another --work-dir or the same settings'
+                )
+            strategy = state.get('strategy', 'evolution')
+            if strategy != self.strategy:
+                raise ValueError(
+                    f'{state_file} holds a {strategy!r} search, not a '
+                    f'{self.strategy!r} one; use another --work-dir or the same '
+                    '--strategy'
                 )
             self.history = state['history']
 
@@ -111,9 +129,9 @@ class EvolutionSearch:
             return np.nan_to_num(np.asarray(cols[self.fitness_keys[0]]), nan=-np.inf)
         return aggregate_ranks(cols, self.fitness_keys)
 
-    def _fitting(self, propose: Callable, rng) -> tuple:
+    def _fitting(self, propose: Callable, rng, tries: Optional[int] = None) -> tuple:
         seen = {tuple(h['arch']) for h in self.history}
-        for _ in range(self.max_tries):
+        for _ in range(tries or self.max_tries):
             arch = tuple(propose(rng))
             if arch not in seen and self.budget.fits(arch):
                 return arch
@@ -126,6 +144,8 @@ class EvolutionSearch:
     def _min_flops(self):
         return getattr(self.space, 'min_flops', lambda: 'unknown')()
 
+    strategy = 'evolution'
+
     def _step(self, t: int):
         rng = np.random.default_rng([self.seed, t])
         if t < self.population:
@@ -135,7 +155,22 @@ class EvolutionSearch:
             pop = np.argsort(-fit, kind='stable')[: self.population]
             cand = rng.choice(pop, self.tournament, replace=False)
             parent = tuple(self.history[int(cand[np.argmax(fit[cand])])]['arch'])
-            arch = self._fitting(lambda r: self.space.mutate(parent, r), rng)
+            try:
+                arch = self._fitting(
+                    lambda r: self.space.mutate(parent, r), rng, PARENT_TRIES
+                )
+            except ValueError:
+                # every neighbour of the parent within the budget is scored: a
+                # mutation of any population member, else a new random arch
+                try:
+                    arch = self._fitting(
+                        lambda r: self.space.mutate(
+                            tuple(self.history[int(r.choice(pop))]['arch']), r
+                        ),
+                        rng,
+                    )
+                except ValueError:
+                    arch = self._fitting(self.space.sample, rng)
         self.history.append(dict(arch=list(arch), scores=self.scorer(arch)))
 
     def run(self, steps: int, progress: bool = True) -> Dict:
@@ -158,8 +193,31 @@ class EvolutionSearch:
             return
         os.makedirs(osp.dirname(osp.abspath(self.state_file)), exist_ok=True)
         tmp = self.state_file + '.tmp'
+        state = dict(
+            space=self.space.name,
+            seed=self.seed,
+            strategy=self.strategy,
+            history=self.history,
+        )
         with open(tmp, 'w') as f:
-            json.dump(
-                dict(space=self.space.name, seed=self.seed, history=self.history), f
-            )
+            f.write(json.dumps(state))  # the C encoder; json.dump is pure Python
         os.replace(tmp, self.state_file)
+
+
+class RandomSearch(EvolutionSearch):
+    """Uniform random architectures (within the budget, none drawn twice), the
+    best of them by the fitness over all draws; same arguments as
+    :class:`EvolutionSearch` (``population`` and ``tournament`` are not used).
+
+    With the AZ-NAS keys this is the official NB201 search of AZ-NAS
+    (``search_find_best(..., n_samples=3000)`` in ``NB201/tss_general.ipynb``:
+    score N random architectures, rank-aggregate within them, take the
+    arg-max); the official draw may repeat an architecture, this one does not.
+    """
+
+    strategy = 'random'
+
+    def _step(self, t: int):
+        rng = np.random.default_rng([self.seed, t])
+        arch = self._fitting(self.space.sample, rng)
+        self.history.append(dict(arch=list(arch), scores=self.scorer(arch)))

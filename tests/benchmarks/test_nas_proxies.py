@@ -8,6 +8,8 @@ import sys
 import numpy as np
 import pytest
 
+from mmcompress.nas.score_cache import load_score_cache
+
 from ..e2e.runs import REPO, load_script
 
 nas_proxies = load_script('benchmarks', 'nas_proxies.py')
@@ -19,7 +21,7 @@ def test_cut_off_last_line_is_dropped(tmp_path):
     with open(path, 'w') as f:
         f.write('{"index": 3, "flops": 1.0}\n{"index": 4, "flo')
     with pytest.warns(UserWarning, match='cut-off last line'):
-        assert nas_proxies.load_cache(path) == {3: {'flops': 1.0}}
+        assert load_score_cache(path) == {3: {'flops': 1.0}}
     nas_proxies._drop_partial_line(path)
     with open(path) as f:
         assert f.read() == '{"index": 3, "flops": 1.0}\n'
@@ -27,7 +29,7 @@ def test_cut_off_last_line_is_dropped(tmp_path):
     with open(path, 'w') as f:
         f.write('{"index": 3\n{"index": 4, "flops": 2.0}\n')
     with pytest.raises(ValueError, match='line 1 is not JSON'):
-        nas_proxies.load_cache(path)
+        load_score_cache(path)
 
 
 def test_resume_with_two_workers_reproduces_cached_scores(tmp_path, monkeypatch):
@@ -38,16 +40,16 @@ def test_resume_with_two_workers_reproduces_cached_scores(tmp_path, monkeypatch)
     monkeypatch.setitem(sys.modules, 'nas_proxies', nas_proxies)
     table = nas_proxies.NB201Table()
     order = [int(i) for i in np.random.default_rng(0).permutation(len(table))[:3]]
-    ref = nas_proxies.load_cache(CACHE)
+    ref = load_score_cache(CACHE)
     path = str(tmp_path / 'scores.jsonl')
     with open(path, 'w') as f:
         f.write(json.dumps(dict(index=order[0], **ref[order[0]])) + '\n{"ind')
     with pytest.warns(UserWarning, match='cut-off last line'):
-        cache = nas_proxies.load_cache(path)
+        cache = load_score_cache(path)
     nas_proxies.score_missing(
         order, ['az_nas'], cache, path, table, seed=0, workers=2, threads=1
     )
-    again = nas_proxies.load_cache(path)
+    again = load_score_cache(path)
     assert sorted(again) == sorted(order)
     for i in order[1:]:
         for key in ('flops', 'expressivity', 'progressivity', 'trainability'):

@@ -1,4 +1,5 @@
-"""Evolutionary search: budget, resume, AZ-NAS fitness, tools/search.py config."""
+"""Evolutionary and random search: budget, resume, AZ-NAS fitness, score cache,
+tools/search.py config."""
 
 import json
 import os.path as osp
@@ -10,7 +11,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 from mmcompress.nas import NB201Space, NB201Table, aggregate_ranks
-from mmcompress.nas.search import Budget, EvolutionSearch
+from mmcompress.nas.search import Budget, EvolutionSearch, RandomSearch
 from mmcompress.testing import shorten_schedule, shrink_data, stock_tool
 
 from ..e2e.runs import run_tool
@@ -71,6 +72,69 @@ def test_az_nas_fitness_is_rank_aggregation_over_history():
     search.run(12, progress=False)
     cols = {k: [h['scores'][k] for h in search.history] for k in 'eptf'}
     assert np.allclose(search.fitness(), aggregate_ranks(cols, tuple('eptf')))
+
+
+def test_random_search_is_best_of_uniform_draws(tmp_path):
+    space = NB201Space()
+    state = str(tmp_path / 'state.json')
+    search = RandomSearch(
+        space, _acc_scorer, ['acc'], Budget(space), seed=2, state_file=state
+    )
+    best = search.run(40, progress=False)
+    archs = [tuple(h['arch']) for h in search.history]
+    # draw t is the first not-yet-drawn space.sample of the stream (2, t)
+    for t, arch in enumerate(archs):
+        rng = np.random.default_rng([2, t])
+        while True:
+            cand = space.sample(rng)
+            if cand not in archs[:t]:
+                break
+        assert arch == cand
+    assert best['scores']['acc'] == max(TABLE.accuracy(a) for a in archs)
+    # an evolution may not resume a random search's state
+    with pytest.raises(ValueError, match="'random' search, not an? 'evolution'"):
+        EvolutionSearch(
+            space, _acc_scorer, ['acc'], Budget(space), seed=2, state_file=state
+        )
+
+
+def test_tool_random_search_reads_score_cache(tmp_path):
+    from tools.search import main
+
+    space = NB201Space()
+    # the five draws of seed 4; the cache holds the FLOPs of three of them
+    drawn = []
+    for t in range(5):
+        rng = np.random.default_rng([4, t])
+        while (arch := space.sample(rng)) in drawn:
+            pass
+        drawn.append(arch)
+    cache = tmp_path / 'scores.jsonl'
+    cache.write_text(
+        ''.join(
+            json.dumps(dict(index=TABLE.index(a), flops=float(space.flops(a)))) + '\n'
+            for a in drawn[:3]
+        )
+    )
+    args = ['--strategy', 'random', '--proxy', 'flops', '--steps', '5', '--seed', '4']
+    out = main(
+        args
+        + ['--score-cache', str(cache), '--work-dir', str(tmp_path / 'w')]
+        + ['--no-progress']
+    )
+    assert out['score_cache']['hits'] == 3 and out['score_cache']['computed'] == 2
+    top = max(drawn, key=space.flops)
+    assert out['arch'] == space.to_str(top)
+    assert out['nb201_test_acc']['cifar10'] == TABLE.accuracy(top)
+    state = json.load(open(tmp_path / 'w' / 'search_state.json'))
+    assert state['strategy'] == 'random'
+    assert [tuple(h['arch']) for h in state['history']] == drawn
+    with pytest.raises(ValueError, match='C=16, N=5'):
+        main(
+            args
+            + ['--C', '8', '--score-cache', str(cache)]
+            + ['--work-dir', str(tmp_path / 'w2'), '--no-progress']
+        )
 
 
 def test_tool_writes_mmpretrain_config(tmp_path):

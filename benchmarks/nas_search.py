@@ -1,0 +1,154 @@
+"""Repeated ``tools/search.py`` runs on NAS-Bench-201: NB201 test accuracy of the
+architecture each seed picks, mean +- std over the seeds.
+
+    python benchmarks/nas_search.py --strategy random --steps 3000 \
+        --seeds 1 2 3 4 5 --score-cache docs/nas/nb201_scores.jsonl \
+        --json docs/nas/search_random.json --out docs/nas/README.md
+
+Each seed runs ``tools/search.py`` (proxy ``--proxy``, NB201 C=16 N=5, no budget
+unless ``--max-flops``) in ``<work-dir>/<strategy>_seed<k>``, so an interrupted run
+resumes; the proxy values come from ``--score-cache`` where it holds them (torch
+seed ``--proxy-seed`` for every architecture, as ``benchmarks/nas_proxies.py``).
+``--strategy random --steps 3000`` is the AZ-NAS paper's NB201 protocol (the best
+of 3,000 random architectures by rank aggregation within them, 5 runs).
+"""
+
+import argparse
+import json
+import os.path as osp
+import sys
+
+import numpy as np
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from doc_blocks import write_block  # noqa: E402
+
+from mmcompress.nas import NB201Space, NB201Table  # noqa: E402
+from mmcompress.nas.benchmark_table import DATASETS  # noqa: E402
+from tools.search import main as search_main  # noqa: E402
+
+
+def run_seed(args, seed, table, space):
+    """One search; its pick, accuracies and the best accuracy among its archs."""
+    work = osp.join(args.work_dir, f'{args.strategy}_seed{seed}')
+    argv = [
+        '--strategy',
+        args.strategy,
+        '--proxy',
+        args.proxy,
+        '--steps',
+        str(args.steps),
+        '--population',
+        str(args.population),
+        '--tournament',
+        str(args.tournament),
+        '--seed',
+        str(seed),
+        '--proxy-seed',
+        str(args.proxy_seed),
+        '--work-dir',
+        work,
+        '--no-progress',
+    ]
+    if args.score_cache:
+        argv += ['--score-cache', args.score_cache]
+    if args.max_flops:
+        argv += ['--max-flops', str(args.max_flops)]
+    out = search_main(argv)
+    with open(osp.join(work, 'search_state.json')) as f:
+        archs = [tuple(h['arch']) for h in json.load(f)['history']]
+    idx = [table.index(a) for a in archs]
+    picked = table.index(space.from_str(out['arch']))
+    c10 = table.acc[:, 0]
+    return dict(
+        seed=seed,
+        arch=out['arch'],
+        flops=out['flops'],
+        acc=out['nb201_test_acc'],
+        best_scored_c10=float(c10[idx].max()),
+        # 1 = the best CIFAR-10 architecture of the whole space
+        c10_rank_in_space=int((c10 > c10[picked]).sum()) + 1,
+        scored=len(idx),
+        score_cache=out.get('score_cache'),
+    )
+
+
+def summary(rows):
+    """Mean and population std over the seeds of each dataset's accuracy."""
+    return {
+        d: dict(
+            mean=float(np.mean([r['acc'][d] for r in rows])),
+            std=float(np.std([r['acc'][d] for r in rows])),
+        )
+        for d in DATASETS
+    }
+
+
+def markdown(result):
+    a = result['args']
+    head = (
+        f'`--strategy {a["strategy"]} --proxy {a["proxy"]} --steps {a["steps"]}`'
+        + (
+            f' (population {a["population"]}, tournament {a["tournament"]})'
+            if a['strategy'] == 'evolution'
+            else ''
+        )
+        + f', proxy torch seed {a["proxy_seed"]}, seeds '
+        + ', '.join(str(r['seed']) for r in result['rows'])
+        + '.'
+    )
+    lines = [
+        head,
+        '',
+        '| seed | picked architecture | MFLOPs | C-10 | C-100 | IN16 | C-10 rank in '
+        'the space | best C-10 among the scored |',
+        '|---|---|---|---|---|---|---|---|',
+    ]
+    for r in result['rows']:
+        lines.append(
+            f'| {r["seed"]} | `{r["arch"]}` | {r["flops"] / 1e6:.1f} | '
+            f'{r["acc"]["cifar10"]:.2f} | {r["acc"]["cifar100"]:.2f} | '
+            f'{r["acc"]["imagenet16-120"]:.2f} | {r["c10_rank_in_space"]} | '
+            f'{r["best_scored_c10"]:.2f} |'
+        )
+    s = result['summary']
+    lines.append(
+        '| **mean ± std** | | | '
+        + ' | '.join(f'**{s[d]["mean"]:.2f} ± {s[d]["std"]:.2f}**' for d in DATASETS)
+        + ' | | |'
+    )
+    return '\n'.join(lines)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--strategy', default='random', choices=['random', 'evolution'])
+    p.add_argument('--proxy', default='az_nas')
+    p.add_argument('--steps', type=int, default=3000)
+    p.add_argument('--population', type=int, default=16)
+    p.add_argument('--tournament', type=int, default=4)
+    p.add_argument('--seeds', type=int, nargs='+', default=[1, 2, 3, 4, 5])
+    p.add_argument('--proxy-seed', type=int, default=0)
+    p.add_argument('--max-flops', type=float)
+    p.add_argument('--score-cache', help='JSON lines of benchmarks/nas_proxies.py')
+    p.add_argument('--work-dir', default='work_dirs/nas_search')
+    p.add_argument('--json', help='write the rows and the summary here')
+    p.add_argument(
+        '--out', help='markdown page: replace its nas-search-<strategy> block'
+    )
+    args = p.parse_args()
+    table, space = NB201Table(), NB201Space()
+    rows = [run_seed(args, s, table, space) for s in args.seeds]
+    result = dict(args=vars(args), rows=rows, summary=summary(rows))
+    print(markdown(result))
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(result, f, indent=1)
+    if args.out:
+        write_block(args.out, f'nas-search-{args.strategy}', markdown(result))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,46 @@
+"""The repeated-search benchmark: per-seed picks, their NB201 accuracies, the
+mean +- std and the doc block."""
+
+import json
+import sys
+
+import numpy as np
+
+from mmcompress.nas import NB201Space, NB201Table
+
+from ..e2e.runs import load_script
+
+nas_search = load_script('benchmarks', 'nas_search.py')
+TABLE = NB201Table()
+
+
+def test_random_search_seeds_summary_and_block(tmp_path, monkeypatch):
+    page = tmp_path / 'page.md'
+    page.write_text(
+        '# page\n\n<!-- nas-search-random:begin -->\nold\n'
+        '<!-- nas-search-random:end -->\n'
+    )
+    argv = ['nas_search.py', '--proxy', 'flops', '--steps', '6', '--seeds', '1', '2']
+    argv += ['--work-dir', str(tmp_path / 'w'), '--json', str(tmp_path / 'r.json')]
+    monkeypatch.setattr(sys, 'argv', argv + ['--out', str(page)])
+    nas_search.main()
+    result = json.load(open(tmp_path / 'r.json'))
+    space = NB201Space()
+    c10 = []
+    for row in result['rows']:
+        state = json.load(
+            open(tmp_path / 'w' / f'random_seed{row["seed"]}' / 'search_state.json')
+        )
+        archs = [tuple(h['arch']) for h in state['history']]
+        assert len(archs) == 6
+        # the FLOPs proxy picks the largest of the six draws
+        assert row['arch'] == space.to_str(max(archs, key=space.flops))
+        acc = TABLE.accuracy(space.from_str(row['arch']))
+        assert row['acc']['cifar10'] == acc
+        assert row['best_scored_c10'] == max(TABLE.accuracy(a) for a in archs)
+        assert row['c10_rank_in_space'] == 1 + int((TABLE.acc[:, 0] > acc).sum())
+        c10.append(acc)
+    assert np.isclose(result['summary']['cifar10']['mean'], np.mean(c10))
+    assert np.isclose(result['summary']['cifar10']['std'], np.std(c10))
+    text = page.read_text()
+    assert 'old' not in text and f'{np.mean(c10):.2f} ± {np.std(c10):.2f}' in text
