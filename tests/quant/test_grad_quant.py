@@ -101,31 +101,58 @@ def test_mse_interval_picks_the_grid_minimum():
 
 
 def test_walk_down_by_hand():
-    """2 bits: target 1e-3 / 3. g = [1, 0.1]: gamma = 1 clips nothing (m = 0),
-    gamma = 0.999 clips 1 of 2: m = 0.001 * 0.5 = 5e-4 > target, stop."""
+    """2 bits: target 1e-3 / 3. g = [1, 0.1]: gamma = 1 clips nothing (m = 0,
+    step down), gamma = 0.999 clips 1 of 2: m = 0.001 * 0.5 = 5e-4 > target,
+    the original's last step goes back up: gamma = 1."""
     q = LBTGradQuantizer(bits=2)
     assert q.needs_init
     _backward(q, torch.tensor([1.0, 0.1]))
-    assert float(q.gamma) == pytest.approx(0.999)
+    assert float(q.gamma) == pytest.approx(1.0)
     assert int(q.initialized) == 1 and not q.needs_init
+    # 1000 elements 1, 0.999, ..., 0.001, 2 bits: gamma = 1 - 0.001 k clips
+    # about the k largest; the EMA of the clipped fraction first exceeds
+    # 1e-3 / 3 at k = 26 (float64 loop below), then the last step goes up
+    g = torch.arange(1000, 0, -1, dtype=torch.float64) / 1000
+    m, k = 0.0, 0
+    while True:
+        m = 0.999 * m + 0.001 * float((g > (1 - 0.001 * k) * g.max()).double().mean())
+        if m > 1e-3 / 3:
+            break
+        k += 1
+    assert k == 26
+    q = LBTGradQuantizer(bits=2)
+    _backward(q, g.float())
+    assert float(q.gamma) == pytest.approx(1 - 0.001 * (k - 1), abs=1e-6)
+
+
+def test_first_backward_quantizes_with_gamma_one():
+    """As the original: the initialisation backward is quantized with the
+    starting gamma = 1 (the walk-down sets the gamma of the next backward)."""
+    g = torch.randn(5000, generator=torch.Generator().manual_seed(0))
+    q = LBTGradQuantizer(bits=4)
+    reference = copy.deepcopy(q)
+    reference.interval = 'fixed'  # gamma = 1, same noise
+    assert torch.equal(_backward(q, g), _backward(reference, g))
+    assert float(q.gamma) < 1.0
 
 
 def _simulate(grads, bits):
-    """The LBT rule in numpy float32, written from the spec: walk-down on the
-    first gradient, then gamma <- clip(gamma + 1e-3 sign(r - target)) with r
-    measured at the gamma used for quantizing."""
+    """The LBT rule in numpy float32, written from the original
+    update_interval: walk-down on the first gradient (gamma += 1e-3 sign(m -
+    target) until the sign is positive, that last step included, then clip),
+    then gamma <- clip(gamma + 1e-3 sign(r - target)) with r measured at the
+    gamma used for quantizing."""
     target = 1e-3 / (2**bits - 1)
     trajectory = []
     first = np.abs(grads[0])
     g_max = first.max()
-    gamma, ema = 1.0, 0.0
-    while True:
+    gamma, ema, sign = 1.0, 0.0, -1.0
+    while sign <= 0:
         r = np.mean(first > np.float32(gamma) * g_max)
         ema = 0.999 * ema + 0.001 * r
-        if ema > target:
-            break
-        gamma -= 1e-3
-    gamma = np.float32(gamma)
+        sign = np.sign(ema - target)
+        gamma += 1e-3 * sign
+    gamma = np.float32(np.clip(gamma, 1e-3, 1.0))
     trajectory.append(float(gamma))
     for g in grads[1:]:
         a = np.abs(g)

@@ -22,11 +22,13 @@ count, so a resumed run draws the same noise). The interval ``gamma`` is:
   original's update after the optimizer step), with ``r = mean(|g| > gamma
   g_max)`` and ``target = c_large / (2^b - 1)``:
   ``gamma <- clamp(gamma + step * sign(r - target), gamma_min, 1)``.
-  On the first backward (``initialized == 0``) gamma is set by the walk-down:
-  from gamma = 1, m = 0, repeat ``m = 0.999 m + 0.001 r``; stop when
-  ``m > target``, else ``gamma -= step`` (the layer is then quantized with
-  that gamma; :class:`~mmcompress.quant.grad.hook.LBTIntervalInitHook` skips
-  that iteration's optimizer step, as the original does);
+  The first backward (``initialized == 0``) quantizes with gamma = 1 and
+  then sets gamma by the walk-down of the original ``update_interval``: from
+  gamma = 1, m = 0, repeat ``m = 0.999 m + 0.001 r``,
+  ``gamma += step * sign(m - target)`` until that sign is positive (so the
+  last step goes back up by ``step``), then clamp to ``[gamma_min, 1]``
+  (:class:`~mmcompress.quant.grad.hook.LBTIntervalInitHook` skips that
+  iteration's optimizer step, as the original does);
 * ``interval='fixed'``: a constant ``gamma`` (1.0 is the min-max baseline;
   0.8 / 0.6 the fixed-clip baselines of the paper);
 * ``interval='mse'``: per backward, the gamma of ``mse_grid`` minimising the
@@ -95,9 +97,12 @@ def lbt_walk_down(
 ) -> float:
     """The LBT first-iteration initialisation of gamma.
 
-    From gamma = 1 and m = 0, repeat: ``r = mean(|g| > gamma g_max)``,
-    ``m = momentum m + (1 - momentum) r``; stop when ``m > target``, else
-    ``gamma -= step`` (stopping at ``gamma_min``).
+    The loop of the original ``train.py:update_interval``: from gamma = 1 and
+    m = 0, repeat ``r = mean(|g| > gamma g_max)``, ``m = momentum m +
+    (1 - momentum) r``, ``gamma += step * sign(m - target)`` until that sign
+    is positive (the last iteration steps gamma back up by ``step``); the
+    result is clamped to ``[gamma_min, 1]``. Below gamma = 0 every element
+    counts as clipped, so the loop ends.
 
     Args:
         abs_g (Tensor): ``|g|`` (finite).
@@ -119,8 +124,8 @@ def lbt_walk_down(
             torch.searchsorted(ordered, threshold.reshape(1), right=True)
         )
         ema = momentum * ema + (1 - momentum) * above / total
-        if ema > target or gamma - step < gamma_min:
-            return gamma
+        if ema > target:
+            return min(max(gamma + step, gamma_min), 1.0)
         gamma -= step
 
 
@@ -289,6 +294,10 @@ class LBTGradQuantizer(nn.Module):
                 return g
             if not bool(g_max > 0):  # an all-zero error says nothing
                 return g
+            # as the original: this backward quantizes with the initial
+            # gamma = 1, the walk-down sets the gamma of the next one
+            self.gamma.fill_(1.0)
+            g_q = self._quantize(g, abs_g, g_max, finite, noise, update=False)
             self.gamma.fill_(
                 lbt_walk_down(
                     abs_g,
@@ -301,7 +310,7 @@ class LBTGradQuantizer(nn.Module):
             )
             self.initialized.fill_(1)
             self._ready = True
-            return self._quantize(g, abs_g, g_max, finite, noise, update=False)
+            return g_q
         if self.interval == 'mse':
             self._choose_mse_gamma(g, g_max, finite)
         return self._quantize(g, abs_g, g_max, finite, noise, self.interval == 'lbt')
