@@ -12,8 +12,8 @@ for ``effective``).
         --json docs/nas/predictor.json
 
 With ``--proxy-cache work_dirs/nas/nb201_scores.jsonl`` the architectures are those
-scored by ``benchmarks/nas_proxies.py`` (train on k of them, rank the others), a
-third feature set (``effective+az_nas``) adds their AZ-NAS proxy ranks for every
+scored by ``benchmarks/nas_proxies.py`` (train on k of them, rank the others), the
+feature set ``effective+az_nas`` adds their AZ-NAS proxy ranks for every
 method (the GIN reads them next to its graph readout), and the weak labels of
 ``cascade+weak`` come from the aggregated AZ-NAS score. The ranks are taken over
 all scored architectures (no accuracy is used).
@@ -21,16 +21,31 @@ all scored architectures (no accuracy is used).
 
 import argparse
 import json
+import os.path as osp
+import sys
 import time
 
 import numpy as np
 from scipy import stats
 
-from mmcompress.nas import NB201Space, NB201Table, aggregate_ranks
-from mmcompress.nas.benchmark_table import DATASETS
-from mmcompress.nas.predictor import PREDICTORS
-from mmcompress.nas.score_cache import load_score_cache
-from mmcompress.nas.scoring import AZ_NAS_KEYS, nan_to_neginf
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from doc_blocks import write_block  # noqa: E402
+
+from mmcompress.nas import NB201Space, NB201Table, aggregate_ranks  # noqa: E402
+from mmcompress.nas.benchmark_table import DATASETS  # noqa: E402
+from mmcompress.nas.predictor import PREDICTORS  # noqa: E402
+from mmcompress.nas.score_cache import load_score_cache  # noqa: E402
+from mmcompress.nas.scoring import AZ_NAS_KEYS, nan_to_neginf  # noqa: E402
+
+VARIANTS = {
+    'cascade+weak': ('cascade', True),
+    'cascade': ('cascade', False),
+    'svr': ('svr', False),
+    'mlp': ('mlp', False),
+    'rf': ('rf', False),
+    'gin': ('gin', False),
+}
+"""Row label -> (predictor, with weak labels)."""
 
 
 def features(table, name):
@@ -68,6 +83,30 @@ def run(method, x, y, k, sample, weak, weak_src=None):
     return stats.kendalltau(model.predict(x[rest]), y[rest])[0]
 
 
+def markdown(rows, num_archs):
+    """Table of the rows: one line per (k, inputs), one column per method, the
+    best mean in bold."""
+    methods = list(dict.fromkeys(r['method'] for r in rows))
+    lines = [
+        f'| k | inputs ({num_archs} archs, {num_archs} - k held out) | '
+        + ' | '.join(methods)
+        + ' |',
+        '|---' * (2 + len(methods)) + '|',
+    ]
+    for k, fname in dict.fromkeys((r['k'], r['features']) for r in rows):
+        cell = {r['method']: r for r in rows if (r['k'], r['features']) == (k, fname)}
+        best = max(r['tau_mean'] for r in cell.values())
+        vals = []
+        for m in methods:
+            if m not in cell:
+                vals.append('–')
+                continue
+            text = f'{cell[m]["tau_mean"]:.3f} ± {cell[m]["tau_std"]:.3f}'
+            vals.append(f'**{text}**' if cell[m]['tau_mean'] == best else text)
+        lines.append(f'| {k} | {fname} | ' + ' | '.join(vals) + ' |')
+    return '\n'.join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--ks', type=int, nargs='+', default=[50, 100, 200])
@@ -78,36 +117,42 @@ def main():
         '--features',
         nargs='+',
         default=['onehot', 'effective'],
-        choices=['onehot', 'effective'],
+        choices=['onehot', 'effective', 'effective+az_nas'],
+        help='effective+az_nas needs --proxy-cache',
     )
+    parser.add_argument(
+        '--methods', nargs='+', default=list(VARIANTS), choices=list(VARIANTS)
+    )
+    parser.add_argument(
+        '--out', help='markdown page: replace its block --block by the table'
+    )
+    parser.add_argument('--block', default='nas-predictor')
     parser.add_argument(
         '--proxy-cache',
         help='scores of benchmarks/nas_proxies.py: restrict to the archs scored '
-        'there and add their AZ-NAS proxy ranks as features',
+        'there; weak labels of cascade+weak and the effective+az_nas features '
+        'from their AZ-NAS scores',
     )
     args = parser.parse_args()
+    if 'effective+az_nas' in args.features and not args.proxy_cache:
+        parser.error('--features effective+az_nas needs --proxy-cache')
     table = NB201Table()
     y = table.acc[:, DATASETS.index(args.dataset)]
-    feats = {name: features(table, name) for name in args.features}
+    plain = [f for f in args.features if f != 'effective+az_nas']
+    feats = {name: features(table, name) for name in plain}
     weak_src = None
     if args.proxy_cache:
         idx, proxy_feats = proxy_features(args.proxy_cache)
         y, weak_src = y[idx], proxy_feats[:, -1]
         feats = {name: (x[idx], g[idx]) for name, (x, g) in feats.items()}
-        x, g = (v[idx] for v in features(table, 'effective'))
-        feats['effective+az_nas'] = (
-            np.column_stack([x, proxy_feats]),
-            np.column_stack([g, proxy_feats]),
-        )
+        if 'effective+az_nas' in args.features:
+            x, g = (v[idx] for v in features(table, 'effective'))
+            feats['effective+az_nas'] = (
+                np.column_stack([x, proxy_feats]),
+                np.column_stack([g, proxy_feats]),
+            )
         print(f'{len(idx)} architectures with AZ-NAS scores in {args.proxy_cache}')
-    variants = [
-        ('cascade+weak', 'cascade', True),
-        ('cascade', 'cascade', False),
-        ('svr', 'svr', False),
-        ('mlp', 'mlp', False),
-        ('rf', 'rf', False),
-        ('gin', 'gin', False),
-    ]
+    variants = [(m, *VARIANTS[m]) for m in args.methods]
     rows = []
     for k in args.ks:
         for fname, (x, graph) in feats.items():
@@ -141,6 +186,8 @@ def main():
             json.dump(
                 dict(dataset=args.dataset, samples=args.samples, rows=rows), f, indent=1
             )
+    if args.out:
+        write_block(args.out, args.block, markdown(rows, len(y)))
 
 
 if __name__ == '__main__':

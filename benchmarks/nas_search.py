@@ -11,6 +11,9 @@ resumes; the proxy values come from ``--score-cache`` where it holds them (torch
 seed ``--proxy-seed`` for every architecture, as ``benchmarks/nas_proxies.py``).
 ``--strategy random --steps 3000`` is the AZ-NAS paper's NB201 protocol (the best
 of 3,000 random architectures by rank aggregation within them, 5 runs).
+``--cached-only`` restricts every search to the architectures the cache holds; for
+a cache that is a prefix of ``nas_proxies.py``'s permutation (a uniform random
+subset of the space) uniform draws from it are uniform draws from the space.
 """
 
 import argparse
@@ -27,6 +30,7 @@ from doc_blocks import write_block  # noqa: E402
 
 from mmcompress.nas import NB201Space, NB201Table  # noqa: E402
 from mmcompress.nas.benchmark_table import DATASETS  # noqa: E402
+from mmcompress.nas.score_cache import PROXY_KEYS, load_score_cache  # noqa: E402
 from tools.search import main as search_main  # noqa: E402
 
 
@@ -56,6 +60,8 @@ def run_seed(args, seed, table, space):
         argv += ['--score-cache', args.score_cache]
     if args.max_flops:
         argv += ['--max-flops', str(args.max_flops)]
+    if args.cached_only:
+        argv += ['--cached-only']
     out = search_main(argv)
     with open(osp.join(work, 'search_state.json')) as f:
         archs = [tuple(h['arch']) for h in json.load(f)['history']]
@@ -93,6 +99,11 @@ def markdown(result):
         + (
             f' (population {a["population"]}, tournament {a["tournament"]})'
             if a['strategy'] == 'evolution'
+            else ''
+        )
+        + (
+            f' `--cached-only` ({result["cache_archs"]} architectures in the cache)'
+            if a['cached_only']
             else ''
         )
         + f', proxy torch seed {a["proxy_seed"]}, seeds '
@@ -133,6 +144,11 @@ def main():
     p.add_argument('--proxy-seed', type=int, default=0)
     p.add_argument('--max-flops', type=float)
     p.add_argument('--score-cache', help='JSON lines of benchmarks/nas_proxies.py')
+    p.add_argument(
+        '--cached-only',
+        action='store_true',
+        help='search only the archs the cache holds (tools/search.py --cached-only)',
+    )
     p.add_argument('--work-dir', default='work_dirs/nas_search')
     p.add_argument('--json', help='write the rows and the summary here')
     p.add_argument(
@@ -142,6 +158,10 @@ def main():
     table, space = NB201Table(), NB201Space()
     rows = [run_seed(args, s, table, space) for s in args.seeds]
     result = dict(args=vars(args), rows=rows, summary=summary(rows))
+    if args.score_cache:
+        key = PROXY_KEYS.get(args.proxy, ('flops',))[0]
+        cache = load_score_cache(args.score_cache)
+        result['cache_archs'] = sum(key in r for r in cache.values())
     print(markdown(result))
     if args.json:
         with open(args.json, 'w') as f:

@@ -18,7 +18,8 @@ the best of them (the official AZ-NAS NB201 protocol, 3,000 architectures):
 ``--score-cache`` takes the proxy values of NB201 (C=16, N=5) architectures from a
 ``benchmarks/nas_proxies.py`` cache (written with torch seed ``--proxy-seed``,
 batch 64, 32 x 32) instead of recomputing them; the first cached architecture is
-recomputed to check that the settings match. The written config is
+recomputed to check that the settings match; ``--cached-only`` draws and mutates
+only architectures the cache holds. The written config is
 ``<work-dir>/searched_<space>.py``.
 """
 
@@ -75,6 +76,12 @@ def parse_args(argv=None):
     p.add_argument('--resolution', type=int, help='proxy input side (space default)')
     p.add_argument('--C', type=int, default=16, help='NB201 stem channels')
     p.add_argument('--N', type=int, default=5, help='NB201 cells per stage')
+    p.add_argument(
+        '--cached-only',
+        action='store_true',
+        help='draw and mutate only archs whose values --score-cache holds (a '
+        'uniform random pool when the cache is a prefix of nas_proxies.py)',
+    )
     p.add_argument('--predictor-k', type=int, default=100)
     p.add_argument('--template', help='mmpretrain config to fill (space default)')
     p.add_argument('--work-dir', required=True)
@@ -139,12 +146,17 @@ def main(argv=None):
         space = MobileNetSpace()
     if args.score_cache and args.proxy == 'predictor':
         raise ValueError('--score-cache holds proxy values; --proxy predictor has none')
+    if args.cached_only and not args.score_cache:
+        raise ValueError('--cached-only needs --score-cache')
     scorer, keys = make_scorer(args, space)
+    pool = {}
+    if args.cached_only:
+        pool = dict(pool=scorer.holds, pool_name=f'archs held by {args.score_cache}')
     search = STRATEGIES[args.strategy](
         space,
         scorer,
         keys,
-        Budget(space, args.max_flops, args.max_params),
+        Budget(space, args.max_flops, args.max_params, **pool),
         population=args.population,
         tournament=args.tournament,
         seed=args.seed,
@@ -164,7 +176,10 @@ def main(argv=None):
     )
     if isinstance(scorer, CachedScorer):
         summary['score_cache'] = dict(
-            path=args.score_cache, hits=scorer.hits, computed=scorer.misses
+            path=args.score_cache,
+            hits=scorer.hits,
+            computed=scorer.misses,
+            cached_only=args.cached_only,
         )
     if space.name == 'nb201' and (args.C, args.N) == (16, 5):
         table = NB201Table()

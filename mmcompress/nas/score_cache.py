@@ -123,6 +123,11 @@ class CachedScorer:
         """``score_arch`` of ``arch`` with this scorer's settings."""
         return score_arch(self.space, arch, self.proxies, self.seed, **self.kwargs)
 
+    def holds(self, arch) -> bool:
+        """Whether the cache holds every value of ``arch``."""
+        rec = self.cache.get(self.table.index(arch), {})
+        return all(k in rec for k in self.keys)
+
     def __call__(self, arch) -> Dict[str, float]:
         rec = self.cache.get(self.table.index(arch), {})
         if not all(k in rec for k in self.keys):

@@ -40,10 +40,15 @@ class Budget:
         space (SearchSpace): Space whose ``flops`` / ``build`` measure archs.
         max_flops (float, optional): Largest FLOPs allowed.
         max_params (float, optional): Largest parameter count allowed.
+        pool (Callable, optional): ``arch -> bool``; only architectures it accepts
+            are allowed (e.g. those a score cache holds).
+        pool_name (str): How ``repr`` names the pool. Defaults to 'pool'.
     """
 
-    def __init__(self, space, max_flops=None, max_params=None):
-        self.space = space
+    def __init__(
+        self, space, max_flops=None, max_params=None, pool=None, pool_name='pool'
+    ):
+        self.space, self.pool, self.pool_name = space, pool, pool_name
         self.max_flops = (
             None if max_flops is None else check_number('max_flops', max_flops, 0)
         )
@@ -53,6 +58,8 @@ class Budget:
 
     def fits(self, arch) -> bool:
         """Whether ``arch`` is within the budget."""
+        if self.pool is not None and not self.pool(arch):
+            return False
         if self.max_flops is not None and self.space.flops(arch) > self.max_flops:
             return False
         if self.max_params is not None:
@@ -63,7 +70,8 @@ class Budget:
         return True
 
     def __repr__(self) -> str:
-        return f'Budget(max_flops={self.max_flops}, max_params={self.max_params})'
+        pool = '' if self.pool is None else f', pool={self.pool_name}'
+        return f'Budget(max_flops={self.max_flops}, max_params={self.max_params}{pool})'
 
 
 class EvolutionSearch:

@@ -137,6 +137,34 @@ def test_tool_random_search_reads_score_cache(tmp_path):
         )
 
 
+def test_tool_cached_only_searches_the_cached_pool(tmp_path):
+    from tools.search import main
+
+    space = NB201Space()
+    cache = tmp_path / 'scores.jsonl'
+    even = [i for i in range(len(TABLE)) if i % 2 == 0]
+    cache.write_text(
+        ''.join(
+            json.dumps(dict(index=i, flops=float(space.flops(TABLE.codes[i])))) + '\n'
+            for i in even
+        )
+    )
+    args = ['--proxy', 'flops', '--steps', '12', '--population', '4']
+    args += ['--score-cache', str(cache), '--cached-only', '--no-progress']
+    for strategy in ('random', 'evolution'):
+        work = tmp_path / strategy
+        out = main(args + ['--strategy', strategy, '--work-dir', str(work)])
+        assert out['score_cache']['hits'] == 12
+        assert out['score_cache']['computed'] == 0
+        state = json.load(open(work / 'search_state.json'))
+        assert all(TABLE.index(h['arch']) % 2 == 0 for h in state['history'])
+    cache.write_text('')
+    with pytest.raises(ValueError, match='pool=archs held by'):
+        main(args + ['--work-dir', str(tmp_path / 'empty')])
+    with pytest.raises(ValueError, match='--cached-only needs --score-cache'):
+        main(['--cached-only', '--work-dir', str(tmp_path / 'x')])
+
+
 def test_tool_writes_mmpretrain_config(tmp_path):
     from tools.search import main
 
