@@ -4,11 +4,14 @@ Examples::
 
     python tools/generate_scenes.py --task det --split small
     python tools/generate_scenes.py --task seg --split bench --domain target
+    python tools/generate_scenes.py --task seg --split bench --domain target \
+        --shift-strength 0.5
     python tools/generate_scenes.py --task pose --split bench --out /tmp/pose \
         --seed 3 --image-size 160 --max-objects 5
 
-Without ``--out`` the data go to ``data/scenes/<task>_<split>[_target]`` under the
-repository root, where the configs in ``configs/_base_/datasets/scenes_*.py`` look.
+Without ``--out`` the data go to ``data/scenes/<task>_<split>[_target]`` (below shift
+strength 1: ``_target_s<strength>``) under the repository root, where the configs in
+``configs/_base_/datasets/scenes_*.py`` look.
 See docs/scenes.md for the format and the provenance of the image content.
 """
 
@@ -37,10 +40,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         '--out',
         help='output data root (default: data/scenes/<task>_<split>'
-        '[_target] in the repository)',
+        '[_target[_s<strength>]] in the repository)',
     )
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--domain', default='source', choices=['source', 'target'])
+    parser.add_argument(
+        '--shift-strength',
+        type=float,
+        default=1.0,
+        help='target domain only: strength of the shift in (0, 1]; 1 is the '
+        'full target style, smaller values blend it towards the source style',
+    )
     parser.add_argument('--num-train', type=int, help='train images')
     parser.add_argument('--num-val', type=int, help='val images')
     parser.add_argument('--image-size', type=int, help='square image side')
@@ -62,9 +72,13 @@ def main(argv=None) -> None:
     sys.path.insert(0, REPO_ROOT)
     from mmcompress.datasets.scenes.writers import default_data_root, generate_scenes
 
-    out_dir = args.out or osp.join(
-        REPO_ROOT, default_data_root(args.task, args.split, args.domain)
-    )
+    try:
+        out_dir = args.out or osp.join(
+            REPO_ROOT,
+            default_data_root(args.task, args.split, args.domain, args.shift_strength),
+        )
+    except ValueError as error:
+        raise SystemExit(f'generate_scenes.py: error: {error}') from error
     scene_options = {
         name: getattr(args, name)
         for name in (
@@ -86,6 +100,7 @@ def main(argv=None) -> None:
             domain=args.domain,
             num_train=args.num_train,
             num_val=args.num_val,
+            shift_strength=args.shift_strength,
             **scene_options,
         )
     except ValueError as error:

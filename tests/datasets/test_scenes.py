@@ -234,10 +234,85 @@ def test_target_domain_has_other_colour_statistics(tmp_path):
     assert set(meta['backgrounds']) >= {'brick', 'grass', 'gravel'}
 
 
+def test_shift_strength_blends_the_target_style_towards_the_source():
+    from mmcompress.datasets.scenes import STYLES, domain_style
+    from mmcompress.datasets.scenes.composer import _background, _photo_crop
+
+    source, target = STYLES['source'], STYLES['target']
+    assert domain_style('target', 1.0) is target
+    assert domain_style('source') is source
+    style = domain_style('target', 0.75)
+    # source + s * (target - source), by hand
+    assert style.tint_saturation == pytest.approx((0.5 - 0.375, 1.0 - 0.525))
+    assert style.tint_value == pytest.approx((0.6 - 0.1125, 1.0 - 0.0375))
+    assert style.noise_std == pytest.approx(6.0)
+    assert style.photo_mix == pytest.approx(0.25)
+    assert style.mix_backgrounds == source.backgrounds
+    # the background: 0.75 * target texture + 0.25 * a source photo drawn from a
+    # spawned generator; the scene's own generator advances as at strength 1
+    rng = np.random.default_rng([3, 1])
+    blended, name = _background(rng, style, 64)
+    rng_full = np.random.default_rng([3, 1])
+    texture, name_full = _background(rng_full, target, 64)
+    photo, photo_name = _photo_crop(
+        np.random.default_rng([3, 1]).spawn(1)[0], source.backgrounds, 64
+    )
+    assert name == name_full and photo_name in source.backgrounds
+    np.testing.assert_allclose(blended, 0.75 * texture + 0.25 * photo, atol=1e-3)
+    assert rng.random() == rng_full.random()
+
+
+def test_shift_strength_keeps_the_garments_and_moves_the_look():
+    options = SceneOptions()
+
+    def scenes(strength):
+        return list(iter_scenes('val', 4, 0, 'target', options, strength))
+
+    full, default = scenes(1.0), list(iter_scenes('val', 4, 0, 'target', options))
+    half, source = scenes(0.5), list(iter_scenes('val', 4, 0, 'source', options))
+    for a, b, c in zip(full, default, half):
+        assert (a.image == b.image).all()  # strength 1 is the unchanged target
+        assert (a.semantic_map() == c.semantic_map()).all()
+        assert (a.image != c.image).any()
+
+    def mean_saturation(group):
+        pixels = np.concatenate([s.image.reshape(-1, 3)[::17] for s in group]) / 255
+        return float(np.mean([colorsys.rgb_to_hsv(*p)[1] for p in pixels]))
+
+    sat = [mean_saturation(g) for g in (full, half, source)]
+    assert sat[0] < sat[1] < sat[2]
+
+
+def test_shift_strength_roots_and_cli(tmp_path):
+    assert (
+        default_data_root('seg', 'bench', 'target', 0.75)
+        == 'data/scenes/seg_bench_target_s0.75'
+    )
+    assert default_data_root('seg', 'bench', 'target', 1.0) == (
+        'data/scenes/seg_bench_target'
+    )
+    out = tmp_path / 'seg_bench_target_s0.5'
+    _load_cli().main(
+        ['--task', 'seg', '--domain', 'target', '--shift-strength', '0.5']
+        + ['--out', str(out), '--num-train', '1', '--num-val', '1']
+    )
+    meta = json.loads((out / 'scenes_meta.json').read_text())
+    assert meta['domain'] == 'target' and meta['shift_strength'] == 0.5
+    from mmcompress.datasets.scenes.writers import require_generated
+
+    with pytest.raises(FileNotFoundError, match='--shift-strength 0.5 --out'):
+        require_generated(str(out / 'missing'), 'seg', str(out))
+    with pytest.raises(SystemExit, match='target domain only'):
+        _load_cli().main(['--task', 'seg', '--shift-strength', '0.5'])
+
+
 @pytest.mark.parametrize(
     'kwargs, message',
     [
         (dict(task='box'), "task 'box' is not valid"),
+        (dict(domain='target', shift_strength=0.0), 'must be in \\(0, 1\\]'),
+        (dict(domain='target', shift_strength=1.5), 'must be in \\(0, 1\\]'),
+        (dict(shift_strength=0.5), 'target domain only'),
         (dict(split='huge'), "split 'huge' is not valid"),
         (dict(domain='night'), "domain 'night' is not valid"),
         (dict(min_objects=5, max_objects=2), 'min_objects <= max_objects'),

@@ -15,6 +15,7 @@ from .composer import (
     SceneOptions,
     SceneStyle,
     compose_scene,
+    domain_style,
 )
 from .keypoints import (
     GARMENT_KEYPOINT_NAMES,
@@ -40,6 +41,7 @@ __all__ = [
     'SceneOptions',
     'SceneStyle',
     'compose_scene',
+    'domain_style',
     'GARMENT_KEYPOINT_NAMES',
     'GARMENT_KEYPOINT_SIGMAS',
     'garment_keypoints',

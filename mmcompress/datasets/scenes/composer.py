@@ -16,7 +16,7 @@ a placement that would leave an earlier garment with less than
 """
 
 import colorsys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, List, Tuple
 
 import cv2
@@ -53,6 +53,10 @@ class SceneStyle:
         tint_saturation (tuple[float]): Range of the HSV saturation of tints.
         tint_value (tuple[float]): Range of the HSV value of tints.
         noise_std (float): Standard deviation of additive Gaussian pixel noise.
+        photo_mix (float): Weight in [0, 1) of a colour photo from
+            ``mix_backgrounds`` blended into the background (``(1 - photo_mix)
+            * background + photo_mix * photo``); 0 blends nothing.
+        mix_backgrounds (tuple[str]): Keys of the photos blended in.
     """
 
     name: str
@@ -62,6 +66,8 @@ class SceneStyle:
     tint_saturation: Tuple[float, float] = (0.5, 1.0)
     tint_value: Tuple[float, float] = (0.6, 1.0)
     noise_std: float = 0.0
+    photo_mix: float = 0.0
+    mix_backgrounds: Tuple[str, ...] = ()
 
 
 STYLES: Dict[str, SceneStyle] = {
@@ -86,6 +92,59 @@ STYLES: Dict[str, SceneStyle] = {
         noise_std=8.0,
     ),
 }
+
+
+def _lerp_range(
+    low: Tuple[float, float], high: Tuple[float, float], weight: float
+) -> Tuple[float, float]:
+    return tuple(a + weight * (b - a) for a, b in zip(low, high))
+
+
+def domain_style(domain: str, shift_strength: float = 1.0) -> SceneStyle:
+    """The style of a domain, the target one at a given shift strength.
+
+    At strength ``s`` the target style is moved towards the source style: its
+    grey-texture background (with its colour cast) is blended as ``s * texture +
+    (1 - s) * photo`` with a colour photo of the source domain, the garment tint
+    ranges are ``source + s * (target - source)`` and the noise is ``s`` times the
+    target noise. ``s = 1`` is the target style itself (same random draws, same
+    images); at ``s < 1`` the blended photo is drawn from a generator spawned
+    from the scene's, so the garments, positions and tint draws of an image are
+    the same at every strength.
+
+    Args:
+        domain (str): ``'source'`` or ``'target'``.
+        shift_strength (float): Strength of the target shift in (0, 1]; must be
+            1 for the source domain. Defaults to 1.0.
+
+    Returns:
+        SceneStyle: The style to compose the domain's scenes with.
+    """
+    if domain not in STYLES:
+        raise ValueError(
+            f'domain {domain!r} is not valid; choose one of {sorted(STYLES)}.'
+        )
+    if not 0.0 < shift_strength <= 1.0:
+        raise ValueError(f'shift_strength must be in (0, 1], got {shift_strength}.')
+    if shift_strength == 1.0:
+        return STYLES[domain]
+    if domain != 'target':
+        raise ValueError(
+            'shift_strength applies to the target domain only; got '
+            f'shift_strength={shift_strength} with domain {domain!r}.'
+        )
+    source, target = STYLES['source'], STYLES['target']
+    return replace(
+        target,
+        name=f'target_s{shift_strength:g}',
+        tint_saturation=_lerp_range(
+            source.tint_saturation, target.tint_saturation, shift_strength
+        ),
+        tint_value=_lerp_range(source.tint_value, target.tint_value, shift_strength),
+        noise_std=shift_strength * target.noise_std,
+        photo_mix=1.0 - shift_strength,
+        mix_backgrounds=source.backgrounds,
+    )
 
 
 @dataclass(frozen=True)
@@ -221,11 +280,11 @@ def _item_sprite(item: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return grey, alpha
 
 
-def _background(
-    rng: np.random.Generator, style: SceneStyle, size: int
+def _photo_crop(
+    rng: np.random.Generator, names: Tuple[str, ...], size: int
 ) -> Tuple[np.ndarray, str]:
-    """Cut a random square from a random style photo and resize it."""
-    name = style.backgrounds[rng.integers(len(style.backgrounds))]
+    """Cut a random square from a random photo, resize it and flip it at 1/2."""
+    name = names[rng.integers(len(names))]
     photo = load_background(name)
     height, width = photo.shape[:2]
     side = int(round(rng.uniform(0.35, 1.0) * min(height, width)))
@@ -237,10 +296,22 @@ def _background(
     image = image.astype(np.float32)
     if rng.random() < 0.5:
         image = image[:, ::-1]
+    return image, name
+
+
+def _background(
+    rng: np.random.Generator, style: SceneStyle, size: int
+) -> Tuple[np.ndarray, str]:
+    """The style's background: a photo crop, cast to grey and blended as styled."""
+    image, name = _photo_crop(rng, style.backgrounds, size)
     if style.grey_background:
         grey = image.mean(axis=2, keepdims=True)
         cast = np.asarray(style.casts[rng.integers(len(style.casts))], dtype=np.float32)
         image = grey * cast * rng.uniform(0.9, 1.1, size=3).astype(np.float32)
+    if style.photo_mix > 0:
+        # a spawned generator: the scene's own draws stay those of photo_mix=0
+        photo, _ = _photo_crop(rng.spawn(1)[0], style.mix_backgrounds, size)
+        image = (1.0 - style.photo_mix) * image + style.photo_mix * photo
     return np.ascontiguousarray(image), name
 
 

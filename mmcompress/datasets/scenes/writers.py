@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import os.path as osp
+import re
 import time
 from dataclasses import asdict, fields
 from typing import Dict, Iterator, List, Optional
@@ -28,7 +29,14 @@ import cv2
 import numpy as np
 from mmengine.logging import print_log
 
-from .composer import IGNORE_INDEX, STYLES, Scene, SceneOptions, compose_scene
+from .composer import (
+    IGNORE_INDEX,
+    STYLES,
+    Scene,
+    SceneOptions,
+    compose_scene,
+    domain_style,
+)
 from .keypoints import GARMENT_KEYPOINT_NAMES, GARMENT_SKELETON
 from .sources import BACKGROUND_PHOTOS, FASHION_MNIST_CLASSES
 
@@ -46,21 +54,28 @@ _ITEM_SPLITS = {'train': 'train', 'val': 'test'}
 _DOMAIN_CODES = {'source': 0, 'target': 1}
 
 
-def default_data_root(task: str, split: str, domain: str = 'source') -> str:
+def default_data_root(
+    task: str, split: str, domain: str = 'source', shift_strength: float = 1.0
+) -> str:
     """The repo-relative data root the configs expect for a task and split.
 
     Args:
         task (str): ``'det'``, ``'seg'`` or ``'pose'``.
         split (str): ``'small'`` or ``'bench'``.
         domain (str): ``'source'`` or ``'target'``.
+        shift_strength (float): Target shift strength in (0, 1] (see
+            :func:`domain_style`). Defaults to 1.0.
 
     Returns:
-        str: e.g. ``'data/scenes/seg_bench'`` or ``'data/scenes/seg_bench_target'``.
+        str: e.g. ``'data/scenes/seg_bench'``, ``'data/scenes/seg_bench_target'``
+        or, below strength 1, ``'data/scenes/seg_bench_target_s0.5'``.
     """
     _check_choice('task', task, TASKS)
     _check_choice('split', split, SPLIT_PRESETS)
-    _check_choice('domain', domain, STYLES)
+    domain_style(domain, shift_strength)
     suffix = '_target' if domain == 'target' else ''
+    if shift_strength != 1.0:
+        suffix += f'_s{shift_strength:g}'
     return f'data/scenes/{task}_{split}{suffix}'
 
 
@@ -72,7 +87,12 @@ def _check_choice(what: str, given, valid) -> None:
 
 
 def iter_scenes(
-    subset: str, count: int, seed: int, domain: str, options: SceneOptions
+    subset: str,
+    count: int,
+    seed: int,
+    domain: str,
+    options: SceneOptions,
+    shift_strength: float = 1.0,
 ) -> Iterator[Scene]:
     """Compose the scenes of one subset, each from its own seeded generator.
 
@@ -82,17 +102,21 @@ def iter_scenes(
         seed (int): Dataset seed.
         domain (str): ``'source'`` or ``'target'``.
         options (SceneOptions): Scene geometry.
+        shift_strength (float): Target shift strength in (0, 1] (see
+            :func:`domain_style`). Defaults to 1.0.
 
     Yields:
-        Scene: Scene ``i`` depends only on (seed, subset, domain, i, options).
+        Scene: Scene ``i`` depends only on (seed, subset, domain, i, options,
+        shift_strength); its garments do not depend on ``shift_strength``.
     """
     _check_choice('subset', subset, SUBSETS)
     _check_choice('domain', domain, STYLES)
+    style = domain_style(domain, shift_strength)
     for index in range(count):
         rng = np.random.default_rng(
             [seed, _SUBSET_CODES[subset], _DOMAIN_CODES[domain], index]
         )
-        yield compose_scene(rng, options, STYLES[domain], _ITEM_SPLITS[subset])
+        yield compose_scene(rng, options, style, _ITEM_SPLITS[subset])
 
 
 def mask_to_rle(mask: np.ndarray) -> Dict:
@@ -147,10 +171,13 @@ def _provenance() -> Dict:
     )
 
 
-def _coco_info(task: str, subset: str, seed: int, domain: str) -> Dict:
+def _coco_info(
+    task: str, subset: str, seed: int, domain: str, shift_strength: float
+) -> Dict:
+    strength = f', shift_strength={shift_strength:g}' if shift_strength != 1 else ''
     return dict(
         description=f'mmcompress fashion scenes ({task}, {subset}, '
-        f'domain={domain}, seed={seed})',
+        f'domain={domain}{strength}, seed={seed})',
         version='1.0',
         contributor='mmcompress tools/generate_scenes.py',
         **_provenance(),
@@ -226,6 +253,7 @@ def _write_subset(
     seed: int,
     domain: str,
     options: SceneOptions,
+    shift_strength: float,
 ) -> List[int]:
     """Write one subset; return the number of garments of each image."""
     image_dir = osp.join(out_dir, 'images', subset)
@@ -235,7 +263,8 @@ def _write_subset(
         os.makedirs(label_dir, exist_ok=True)
     images, annotations = [], []
     per_image = []
-    for index, scene in enumerate(iter_scenes(subset, count, seed, domain, options)):
+    scenes = iter_scenes(subset, count, seed, domain, options, shift_strength)
+    for index, scene in enumerate(scenes):
         file_name = f'{index:06d}.png'
         _write_image(osp.join(image_dir, file_name), scene.image)
         per_image.append(len(scene.instances))
@@ -255,7 +284,7 @@ def _write_subset(
         stem = 'instances' if task == 'det' else 'keypoints'
         os.makedirs(osp.join(out_dir, 'annotations'), exist_ok=True)
         coco = dict(
-            info=_coco_info(task, subset, seed, domain),
+            info=_coco_info(task, subset, seed, domain, shift_strength),
             licenses=[],
             images=images,
             annotations=annotations,
@@ -297,6 +326,7 @@ def generate_scenes(
     domain: str = 'source',
     num_train: Optional[int] = None,
     num_val: Optional[int] = None,
+    shift_strength: float = 1.0,
     **scene_options,
 ) -> Dict:
     """Generate the train and val subsets of one task into ``out_dir``.
@@ -311,6 +341,10 @@ def generate_scenes(
             noise).
         num_train (int, optional): Overrides the preset train image count.
         num_val (int, optional): Overrides the preset val image count.
+        shift_strength (float): Strength of the target domain's shift in
+            (0, 1]: 1 is the full target style, smaller values blend it towards
+            the source style (see :func:`domain_style`). Must be 1 for the
+            source domain. Defaults to 1.0.
         **scene_options: Fields of :class:`SceneOptions` (``image_size``,
             ``min_objects``, ``max_objects``, ``min_item_size``,
             ``max_item_size``, ...).
@@ -321,6 +355,7 @@ def generate_scenes(
     _check_choice('task', task, TASKS)
     _check_choice('split', split, SPLIT_PRESETS)
     _check_choice('domain', domain, STYLES)
+    domain_style(domain, shift_strength)
     valid_options = {item.name for item in fields(SceneOptions)}
     unknown = sorted(set(scene_options) - valid_options)
     if unknown:
@@ -339,7 +374,14 @@ def generate_scenes(
     start = time.perf_counter()
     per_image = {
         subset: _write_subset(
-            task, out_dir, subset, counts[f'num_{subset}'], seed, domain, options
+            task,
+            out_dir,
+            subset,
+            counts[f'num_{subset}'],
+            seed,
+            domain,
+            options,
+            shift_strength,
         )
         for subset in SUBSETS
     }
@@ -350,6 +392,7 @@ def generate_scenes(
         split=split,
         seed=seed,
         domain=domain,
+        shift_strength=shift_strength,
         options=asdict(options),
         num_images={subset: counts[f'num_{subset}'] for subset in SUBSETS},
         num_instances=instances,
@@ -375,7 +418,12 @@ def require_generated(path: str, task: str, data_root: str) -> None:
         return
     name = osp.basename(osp.normpath(data_root or '.'))
     split = 'bench' if '_bench' in name else 'small'
-    domain = ' --domain target' if name.endswith('_target') else ''
+    target = re.search(r'_target(?:_s([0-9.]+))?$', name)
+    domain = ''
+    if target:
+        domain = ' --domain target'
+        if target.group(1):
+            domain += f' --shift-strength {target.group(1)}'
     raise FileNotFoundError(
         f'{path} does not exist: the {task} scenes have not been generated. '
         f'Run `python tools/generate_scenes.py --task {task} --split {split}'
