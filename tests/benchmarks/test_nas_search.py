@@ -44,3 +44,21 @@ def test_random_search_seeds_summary_and_block(tmp_path, monkeypatch):
     assert np.isclose(result['summary']['cifar10']['std'], np.std(c10))
     text = page.read_text()
     assert 'old' not in text and f'{np.mean(c10):.2f} ± {np.std(c10):.2f}' in text
+
+
+def test_protocol_spread_picks_the_aggregation_argmax():
+    rng = np.random.default_rng(0)
+    idx = rng.choice(len(TABLE), 30, replace=False)
+    keys = ('expressivity', 'progressivity', 'trainability', 'flops')
+    cache = {int(i): {k: float(rng.normal()) for k in keys} for i in idx}
+    cache[-1] = {'flops': 1.0}  # no AZ-NAS values: not in the pool
+    # a draw of all 30 is the whole pool: every draw picks the same architecture
+    full = nas_search.protocol_spread(cache, TABLE, 30, 4)
+    agg = nas_search.aggregate_ranks(
+        {k: [cache[i][k] for i in sorted(map(int, idx))] for k in keys}
+    )
+    best = sorted(map(int, idx))[int(np.argmax(agg))]
+    assert full['mean'] == TABLE.acc[best, 0] and full['std'] == 0.0
+    # draws of 5: each pick is the argmax within its own draw
+    part = nas_search.protocol_spread(cache, TABLE, 5, 3)
+    assert part['draws'] == 3 and part['steps'] == 5
