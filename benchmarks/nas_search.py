@@ -115,6 +115,11 @@ def summary(rows):
     }
 
 
+def arch_cell(arch):
+    """An arch string for a markdown table cell (its ``|`` escaped)."""
+    return arch.replace('|', '\\|')
+
+
 def markdown(result):
     a = result['args']
     head = (
@@ -142,7 +147,7 @@ def markdown(result):
     ]
     for r in result['rows']:
         lines.append(
-            f'| {r["seed"]} | `{r["arch"]}` | {r["flops"] / 1e6:.1f} | '
+            f'| {r["seed"]} | `{arch_cell(r["arch"])}` | {r["flops"] / 1e6:.1f} | '
             f'{r["acc"]["cifar10"]:.2f} | {r["acc"]["cifar100"]:.2f} | '
             f'{r["acc"]["imagenet16-120"]:.2f} | {r["c10_rank_in_space"]} | '
             f'{r["best_scored_c10"]:.2f} |'

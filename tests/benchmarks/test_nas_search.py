@@ -44,6 +44,9 @@ def test_random_search_seeds_summary_and_block(tmp_path, monkeypatch):
     assert np.isclose(result['summary']['cifar10']['std'], np.std(c10))
     text = page.read_text()
     assert 'old' not in text and f'{np.mean(c10):.2f} ± {np.std(c10):.2f}' in text
+    # the arch strings' '|' are escaped inside the table cells
+    row = next(line for line in text.splitlines() if line.startswith('| 1 |'))
+    assert row.count(' | ') == 7 and '`\\|' in row
 
 
 def test_protocol_spread_picks_the_aggregation_argmax():
