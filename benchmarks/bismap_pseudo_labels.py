@@ -7,20 +7,25 @@ on its decoder features (fitted on correctly predicted pixels of the first
 k-means starts), one isotropic prototype (class mean) per class, and its own
 softmax. For each coverage (share of target pixels kept, the best-scoring ones)
 the pseudo-labels are scored against the target's true labels (evaluation only):
-pixel accuracy and mIoU. Also reports the source-only model's mIoU on the source
-and target ``val`` splits and draws pseudo-label maps of a few target images.
+pixel accuracy and mIoU. ``--gmm-eps`` fits one GMM per variance floor (official:
+1e-6); every rule is also scored by its argmax on the labelled *source* ``val``
+split (``source_val_rules``: a held-out check that needs no target label, e.g. to
+choose the floor). Also reports the source-only model's mIoU on the source and
+target ``val`` splits and draws pseudo-label maps of a few target images.
 
 Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/bismap_pseudo_labels.py \
         --checkpoint work_dirs/fcn_r18-w16_scenes/iter_2000.pth \
         [--coverages 0.4 0.6 0.8 1.0] [--seeds 0 1 2] [--num-images 400] \
+        [--target-root data/scenes/seg_bench_target_s0.75] [--gmm-eps 1e-6 0.1] \
         [--out result.json] [--figure docs/adapt/bismap_pseudo_labels.png]
 """
 
 import argparse
 import glob
 import json
+import os
 import os.path as osp
 import time
 
@@ -62,7 +67,6 @@ def load_split(root, split):
 
 
 @torch.no_grad()
-@torch.no_grad()
 def extract(model, imgs, batch=32):
     """``(logits, features)`` of all images at the decoder resolution."""
     pre = model.data_preprocessor
@@ -76,8 +80,9 @@ def extract(model, imgs, batch=32):
     return torch.cat(logits), torch.cat(feats)
 
 
-def fit_models(source, labels, num_classes, components, seed, max_per_class):
-    """GMMs and class means from correctly predicted source pixels."""
+def fit_models(source, labels, num_classes, components, seed, max_per_class, eps):
+    """GMMs (one per variance floor in ``eps``) and class means from correctly
+    predicted source pixels."""
     logits, feats = source
     bank = ClassFeatureBank(num_classes, max_per_class=max_per_class, seed=seed)
     lab = torch.from_numpy(labels).float()[:, None]
@@ -85,24 +90,27 @@ def fit_models(source, labels, num_classes, components, seed, max_per_class):
     flat = feats.permute(0, 2, 3, 1).reshape(-1, feats.shape[1])
     bank.push(flat, lab.long(), logits.argmax(1).flatten())
     features = bank.features()
-    gmm = fit_class_gmms(features, components, seed=seed)
-    return gmm, class_means(features)
+    gmms = {e: fit_class_gmms(features, components, seed=seed, eps=e) for e in eps}
+    return gmms, class_means(features)
+
+
+def gmm_rule(eps):
+    """Name of the GMM rule with variance floor ``eps``."""
+    return f'gmm_eps{eps:g}'
 
 
 @torch.no_grad()
-def score_target(target, size, gmm, means, batch=16):
+def score_target(target, size, gmms, means, batch=16):
     """Best score and label per target pixel (image size) for each rule."""
-    out = {k: ([], []) for k in ('softmax', 'prototype', 'gmm')}
+    out = {k: ([], []) for k in ['softmax', 'prototype'] + list(map(gmm_rule, gmms))}
     for logits, feats in zip(target[0].split(batch), target[1].split(batch)):
         up = F.interpolate(feats, size, mode='bilinear', align_corners=True)
         flat = up.permute(0, 2, 3, 1).reshape(-1, up.shape[1])
         prob = F.interpolate(logits, size, mode='bilinear', align_corners=False)
         prob = prob.softmax(1).permute(0, 2, 3, 1).reshape(-1, logits.shape[1])
-        scores = dict(
-            softmax=prob,
-            prototype=prototype_scores(flat, means),
-            gmm=gmm.log_likelihood(flat),
-        )
+        scores = dict(softmax=prob, prototype=prototype_scores(flat, means))
+        for eps, gmm in gmms.items():
+            scores[gmm_rule(eps)] = gmm.log_likelihood(flat)
         for key, s in scores.items():
             best, lab = s.max(1)
             out[key][0].append(best)
@@ -143,9 +151,8 @@ def draw(imgs, gt, rows, path, count=4):
 
 
 def loadavg() -> str:
-    """The first three fields of ``/proc/loadavg``."""
-    with open('/proc/loadavg') as f:
-        return ' '.join(f.read().split()[:3])
+    """The 1, 5 and 15 minute load averages."""
+    return ' '.join(f'{load:.2f}' for load in os.getloadavg())
 
 
 def main() -> None:
@@ -159,6 +166,13 @@ def main() -> None:
     )
     parser.add_argument('--seeds', type=int, nargs='+', default=[0])
     parser.add_argument('--components', type=int, default=8)
+    parser.add_argument(
+        '--gmm-eps',
+        type=float,
+        nargs='+',
+        default=[1e-6],
+        help='GMM variance floors, one GMM rule each (official 1e-6)',
+    )
     parser.add_argument('--max-per-class', type=int, default=20000)
     parser.add_argument(
         '--num-images', type=int, default=400, help='first N train images per domain'
@@ -182,12 +196,26 @@ def main() -> None:
     tgt_imgs, tgt_labels = (a[:n] for a in load_split(args.target_root, 'train'))
     gt = torch.from_numpy(tgt_labels).flatten()
     source, target = extract(model, src_imgs), extract(model, tgt_imgs)
+    val_imgs, val_labels = load_split(args.source_root, 'val')
+    source_val = extract(model, val_imgs)
+    result['source_val_rules'] = []
     for seed in args.seeds:
         start = time.perf_counter()
-        gmm, means = fit_models(
-            source, src_labels, num_classes, args.components, seed, args.max_per_class
+        gmms, means = fit_models(
+            source,
+            src_labels,
+            num_classes,
+            args.components,
+            seed,
+            args.max_per_class,
+            args.gmm_eps,
         )
-        scored = score_target(target, tgt_imgs.shape[1:3], gmm, means)
+        on_source = score_target(source_val, val_imgs.shape[1:3], gmms, means)
+        val_gt = torch.from_numpy(val_labels).flatten()
+        for rule, (_, lab) in on_source.items():
+            q = label_quality(lab, val_gt, num_classes)
+            result['source_val_rules'].append(dict(seed=seed, rule=rule, **q))
+        scored = score_target(target, tgt_imgs.shape[1:3], gmms, means)
         for cov in args.coverages:
             for rule, (best, lab) in scored.items():
                 thr = threshold_at_coverage(best, cov)

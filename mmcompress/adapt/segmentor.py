@@ -11,7 +11,8 @@ follows the official ``CustomModel.step``:
 * target: symmetric CE (``0.1 CE + 1.0 RCE``) on the pseudo-labels of the clean
   target image;
 * consistency: an EMA teacher (momentum 0.999; BN buffers copied from the student
-  each step; run in train mode as in the official code) sees the clean target
+  each step; run in train mode with the classifier's dropout off, as in the
+  official code) sees the clean target
   image, the student a strongly augmented copy with a square cut out (side
   ``0.2 W``); ``30 * ramp(it) * KL`` over the pixels outside the cut-out, with the
   official ramp ``exp(-5 (1 - min(it, 4000) / 4000)^2)``.
@@ -215,6 +216,22 @@ class BiSMAPSegmentor(EncoderDecoder):
             x = parts['neck'](x)
         return parts['decode_head'](x)
 
+    def _ema_logits(self, inputs: torch.Tensor) -> torch.Tensor:
+        """EMA teacher logits: BN layers in the module's mode, dropout off.
+
+        The official teacher runs in train mode except for the dropout before
+        its classifier (``BaseNet_ema.decoder.last_conv[-2].eval()``).
+        """
+        dropout = getattr(self.ema['decode_head'], 'dropout', None)
+        if dropout is None:
+            return self._parts_logits(self.ema, inputs)
+        mode = dropout.training
+        dropout.eval()
+        try:
+            return self._parts_logits(self.ema, inputs)
+        finally:
+            dropout.train(mode)
+
     def _teacher(self, device) -> nn.ModuleDict:
         """The distillation teacher, loaded from its checkpoint on first use."""
         if not self._distill_teacher:
@@ -290,8 +307,7 @@ class BiSMAPSegmentor(EncoderDecoder):
             )
         if self.ema is not None:
             with torch.no_grad():
-                teacher = self._parts_logits(self.ema, inputs)
-                teacher = self._resize(teacher, inputs.shape[2:])
+                teacher = self._resize(self._ema_logits(inputs), inputs.shape[2:])
             strong, keep = strong_augment(inputs, self.cutout_ratio)
             student = self._resize(
                 self.decode_head(self.extract_feat(strong)), inputs.shape[2:]

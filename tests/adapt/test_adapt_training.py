@@ -77,6 +77,27 @@ def test_segmentor_loss_keys_and_ema_update(roots, deterministic):
     assert int(model.uda_iter) == 2
 
 
+def test_ema_teacher_runs_without_dropout_in_train_mode(roots):
+    cfg = small_config(roots, 'dropout')
+    cfg.model.decode_head.dropout_ratio = 0.5
+    init_default_scope('mmseg')
+    model = MODELS.build(cfg.model).train()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        first, second = model._ema_logits(x), model._ema_logits(x)
+        # the official teacher: BN on batch statistics, the classifier's dropout off
+        parts = model.ema
+        parts['decode_head'].dropout.eval()
+        expected = model._parts_logits(parts, x)
+    torch.testing.assert_close(first, second)
+    torch.testing.assert_close(first, expected)
+    model.train()
+    with torch.no_grad():
+        model._ema_logits(x)
+    assert model.ema['decode_head'].dropout.training  # restored
+    assert model.ema['backbone'].training
+
+
 @pytest.mark.slow
 def test_bismap_config_trains_and_tests_with_stock_mmseg_tools(roots, tmp_path):
     cfg = small_config(roots, 'e2e')
