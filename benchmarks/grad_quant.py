@@ -28,6 +28,13 @@ Usage (the Fashion-MNIST table of docs/quant/grad_quant.md; about 1 CPU hour):
         --seeds 0 1 2 --epochs 1 --subset 30000 \
         --fp-checkpoint work_dirs/student_r18-w8_fmnist55k/epoch_15.pth \
         --out docs/quant/grad_quant_results.md
+From scratch (the second table of the doc; about 40 CPU-minutes): random
+initialization, the float student's SGD schedule (``--recipe scratch``):
+    OMP_NUM_THREADS=1 python benchmarks/grad_quant.py --recipe scratch \
+        --parts accuracy --seeds 0 1 2 --epochs 3 --subset 20000 \
+        --configs fp32_finetune_fmnist lsq_w4a4_fmnist \
+        lbt_minmax_w4a4g4_fmnist lbt_w4a4g4_fmnist lbt_w8a8g8_fmnist \
+        --work-dir work_dirs/bench_grad_quant_scratch --out scratch.md
 Smoke setting (minutes; numbers meaningless): --seeds 0 --epochs 1 --subset 256
     --fp-checkpoint none --error-iters 5 --timing-steps 3
 """
@@ -46,7 +53,13 @@ from machine_load import LoadRecord, add_load_argument, interleaved_ms
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
-from quant_accuracy import CONFIG_DIR, check_fp_checkpoint, evaluate_checkpoint, run
+from quant_accuracy import (
+    CONFIG_DIR,
+    CONVERGED,
+    check_fp_checkpoint,
+    evaluate_checkpoint,
+    run,
+)
 
 import mmcompress  # noqa: F401
 from mmcompress.quant import LBTGradQuantizer
@@ -63,6 +76,13 @@ ACCURACY_CONFIGS = {
     '6/6/6 LBT': 'lbt_w6a6g6_fmnist',
     '8/8/8 LBT': 'lbt_w8a8g8_fmnist',
 }
+# The float row's label per recipe (the same config, fmnist's float student).
+FP_LABEL = {'finetune': 'FP32 fine-tune', 'scratch': 'FP32'}
+# The from-scratch recipe's optimizer and LR schedule: the float student's.
+SCRATCH_SCHEDULE = osp.join(
+    osp.dirname(osp.dirname(CONFIG_DIR)), '_base_', 'schedules', 'fmnist_sgd.py'
+)
+RECIPES = ('finetune', 'scratch')
 ERROR_CONFIGS = {'LBT': 'lbt_w4a4g4_fmnist', 'gamma=1': 'lbt_minmax_w4a4g4_fmnist'}
 TIMING_CONFIGS = {
     'FP32': 'fp32_resnet18-w8_fmnist',
@@ -73,20 +93,51 @@ PARTS = ('accuracy', 'error', 'timing')
 START = 'FP32 start (checkpoint, no fine-tune)'
 
 
-def _load_results(path):
+def _protocol(args):
+    """The fields that key a cached result besides its label and seed."""
+    return dict(recipe=args.recipe, epochs=args.epochs, subset=args.subset)
+
+
+def _load_results(path, protocol):
+    """{(label, seed): top1} of the rows of ``path`` run under ``protocol``."""
     done = {}
     if osp.isfile(path):
         with open(path) as f:
             for line in f:
                 r = json.loads(line)
-                done[(r['label'], r['seed'])] = r['top1']
+                if all(r.get(k) == v for k, v in protocol.items()):
+                    done[(r['label'], r['seed'])] = r['top1']
     return done
 
 
-def _append_result(path, label, seed, top1, seconds):
+def _append_result(path, protocol, label, seed, top1, seconds):
     with open(path, 'a') as f:
-        row = dict(label=label, seed=seed, top1=top1, seconds=seconds)
+        row = dict(protocol, label=label, seed=seed, top1=top1, seconds=seconds)
         f.write(json.dumps(row) + '\n')
+
+
+def recipe_options(recipe, config, seed):
+    """The ``cfg_options`` of one run of ``config`` under ``recipe``.
+
+    ``'finetune'``: none (the QAT config as shipped: Adam, cosine, started
+    from the float checkpoint). ``'scratch'``: the float student's optimizer
+    and LR schedule (``configs/_base_/schedules/fmnist_sgd.py``: SGD, linear
+    warm-up over the first epoch, cosine), keeping the QAT recipe's
+    ``paramwise_cfg`` (no weight decay on the quantizer parameters), and the
+    stochastic rounding of the gradient quantizer seeded with ``seed``.
+    """
+    if recipe == 'finetune':
+        return None
+    schedule = Config.fromfile(SCRATCH_SCHEDULE)
+    options = dict(
+        optim_wrapper=dict(
+            optimizer=dict(schedule.optim_wrapper.optimizer.to_dict(), _delete_=True)
+        ),
+        param_scheduler=[s.to_dict() for s in schedule.param_scheduler],
+    )
+    if Config.fromfile(config).model.get('quant', {}).get('g'):
+        options['model'] = dict(quant=dict(g=dict(seed=seed)))
+    return options
 
 
 def start_accuracy(args, done, path):
@@ -98,35 +149,50 @@ def start_accuracy(args, done, path):
             args.fp_checkpoint,
         )['accuracy/top1']
         done[(START, None)] = top1
-        _append_result(path, START, None, top1, 0.0)
+        _append_result(path, _protocol(args), START, None, top1, 0.0)
     return done[(START, None)]
+
+
+def accuracy_configs(args):
+    """{label: config name} of the ``--configs`` arms, in table order."""
+    return {
+        FP_LABEL[args.recipe] if name == 'fp32_finetune_fmnist' else label: name
+        for label, name in ACCURACY_CONFIGS.items()
+        if name in args.configs
+    }
 
 
 def accuracy(args):
     """Train/test every config for every seed (all configs of a seed before the
     next seed); returns ({label: [top1...]}, start top-1 or None). Each finished
-    (config, seed) is appended to ``results.jsonl`` of the work dir and skipped
-    when the script runs again with the same work dir."""
+    (config, seed) is appended to ``results.jsonl`` of the work dir with its
+    protocol (recipe, epochs, subset) and skipped when the script runs again
+    with the same work dir and protocol."""
     path = osp.join(args.work_dir, 'results.jsonl')
-    done = _load_results(path)
+    done = _load_results(path, _protocol(args))
     load_from = None if args.fp_checkpoint == 'none' else args.fp_checkpoint
     start = start_accuracy(args, done, path) if load_from else None
+    configs = accuracy_configs(args)
     for seed in args.seeds:
-        for label, name in ACCURACY_CONFIGS.items():
+        for label, name in configs.items():
             if (label, seed) in done:
                 continue
-            work_dir = osp.join(args.work_dir, f'{name}_seed{seed}')
+            work_dir = osp.join(args.work_dir, f'{args.recipe}_{name}_seed{seed}')
+            config = osp.join(CONFIG_DIR, name + '.py')
             _, metrics, seconds = run(
-                osp.join(CONFIG_DIR, name + '.py'),
+                config,
                 work_dir,
                 seed,
                 args.epochs,
                 args.subset,
                 load_from=load_from,
+                cfg_options=recipe_options(args.recipe, config, seed),
             )
             done[(label, seed)] = metrics['accuracy/top1']
-            _append_result(path, label, seed, done[(label, seed)], seconds)
-    acc = {label: [done[(label, s)] for s in args.seeds] for label in ACCURACY_CONFIGS}
+            _append_result(
+                path, _protocol(args), label, seed, done[(label, seed)], seconds
+            )
+    acc = {label: [done[(label, s)] for s in args.seeds] for label in configs}
     return acc, start
 
 
@@ -159,9 +225,15 @@ def gradient_error(args):
     out = {}
     for label, name in ERROR_CONFIGS.items():
         key = f'{name}|{args.error_iters}|{args.fp_checkpoint}|{args.subset}'
+        if args.recipe != 'finetune':
+            key += f'|{args.recipe}'
         if key not in cache:
-            cfg = Config.fromfile(osp.join(CONFIG_DIR, name + '.py'))
-            cfg.work_dir = osp.join(args.work_dir, f'error_{name}')
+            config = osp.join(CONFIG_DIR, name + '.py')
+            cfg = Config.fromfile(config)
+            options = recipe_options(args.recipe, config, 0)
+            if options:
+                cfg.merge_from_dict(options)
+            cfg.work_dir = osp.join(args.work_dir, f'error_{args.recipe}_{name}')
             cfg.randomness = dict(seed=0)
             cfg.load_from = None if args.fp_checkpoint == 'none' else args.fp_checkpoint
             shorten_schedule(cfg, iters=args.error_iters, log_interval=50)
@@ -256,13 +328,43 @@ def _sgd_step(model, optimizer, images, labels) -> None:
     optimizer.step()
 
 
+def _goal_lines(args, mean, start):
+    """The goals of the arms in ``mean`` (a goal whose arms did not run is
+    left out)."""
+    fp = FP_LABEL[args.recipe]
+    goals = [
+        ('4/4/4 LBT', '4/4/4 gamma=1 (min-max)', 'gamma=1', '>= +2'),
+        ('4/4/4 LBT', '4/4/32 (LSQ, float gradients)', '4/4/32', '>= -3'),
+        ('8/8/8 LBT', fp, fp, '>= -0.3'),
+    ]
+    lines = []
+    for arm, ref, ref_name, goal in goals:
+        if arm in mean and ref in mean:
+            extra = ''
+            if ref == fp and start is not None:
+                extra = f'; - FP32 start: {mean[arm] - start:+.2f} pt'
+            lines.append(
+                f'- {arm} - {ref_name}: {mean[arm] - mean[ref]:+.2f} pt{extra} '
+                f'(goal {goal}).'
+            )
+    return lines
+
+
 def _accuracy_lines(args, acc, start):
     mean = {k: statistics.mean(v) for k, v in acc.items()}
     std = {k: statistics.stdev(v) if len(v) > 1 else 0.0 for k, v in acc.items()}
+    if args.recipe == 'scratch':
+        protocol = (
+            "from random initialization with the float student's SGD schedule "
+            f'({osp.relpath(SCRATCH_SCHEDULE)}; cosine cut to the epochs), '
+            'rounding noise seeded with the run seed'
+        )
+    else:
+        protocol = f'start: {args.fp_checkpoint}'
     lines = [
         f'Seeds {args.seeds}, {args.epochs} epoch(s) on a {args.subset}-image '
-        f'class-balanced subset of the 55k train split, start: '
-        f'{args.fp_checkpoint}; test split (10k images), top-1 %.',
+        f'class-balanced subset of the 55k train split, {protocol}; test split '
+        '(10k images), top-1 %.',
         '',
     ]
     if start is not None:
@@ -277,21 +379,7 @@ def _accuracy_lines(args, acc, start):
         + f' | {mean[label]:.2f} | {std[label]:.2f} |'
         for label, values in acc.items()
     ]
-    lbt, minmax = mean['4/4/4 LBT'], mean['4/4/4 gamma=1 (min-max)']
-    w4a4, fp = mean['4/4/32 (LSQ, float gradients)'], mean['FP32 fine-tune']
-    lines += [
-        '',
-        f'- 4/4/4 LBT - gamma=1: {lbt - minmax:+.2f} pt (goal >= +2).',
-        f'- 4/4/4 LBT - 4/4/32: {lbt - w4a4:+.2f} pt (goal >= -3).',
-        f'- 8/8/8 LBT - FP32 fine-tune: {mean["8/8/8 LBT"] - fp:+.2f} pt'
-        + (
-            f'; - FP32 start: {mean["8/8/8 LBT"] - start:+.2f} pt'
-            if start is not None
-            else ''
-        )
-        + ' (goal >= -0.3).',
-        '',
-    ]
+    lines += ['', *_goal_lines(args, mean, start), '']
     return lines
 
 
@@ -369,9 +457,26 @@ def main():
     parser.add_argument('--epochs', type=int, default=1)
     parser.add_argument('--subset', type=int, default=30000)
     parser.add_argument(
+        '--recipe',
+        choices=RECIPES,
+        default='finetune',
+        help="'finetune': the QAT configs as shipped, from --fp-checkpoint; "
+        "'scratch': from random initialization with the float student's SGD "
+        'schedule (see recipe_options)',
+    )
+    parser.add_argument(
         '--fp-checkpoint',
-        default='work_dirs/student_r18-w8_fmnist55k/epoch_15.pth',
-        help="float student checkpoint, or 'none'",
+        default=None,
+        help="float student checkpoint, or 'none' (default: "
+        'work_dirs/student_r18-w8_fmnist55k/epoch_15.pth for --recipe finetune, '
+        'none for --recipe scratch)',
+    )
+    parser.add_argument(
+        '--configs',
+        nargs='+',
+        choices=list(ACCURACY_CONFIGS.values()),
+        default=list(ACCURACY_CONFIGS.values()),
+        help='the accuracy arms to run (default: all)',
     )
     parser.add_argument('--error-iters', type=int, default=200)
     parser.add_argument('--timing-steps', type=int, default=20)
@@ -390,6 +495,13 @@ def main():
     args.command = 'python benchmarks/grad_quant.py ' + ' '.join(
         a for a in os.sys.argv[1:]
     )
+    if args.fp_checkpoint is None:
+        args.fp_checkpoint = 'none' if args.recipe == 'scratch' else CONVERGED
+    if args.recipe == 'scratch' and args.fp_checkpoint != 'none':
+        raise ValueError(
+            '--recipe scratch trains from random initialization: drop '
+            f'--fp-checkpoint {args.fp_checkpoint}'
+        )
     needs_checkpoint = {'accuracy', 'error'} & set(args.parts)
     if (
         needs_checkpoint

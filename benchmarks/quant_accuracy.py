@@ -26,6 +26,7 @@ From the converged float student (benchmarks/fmnist_converged.py):
 """
 
 import argparse
+import copy
 import json
 import os
 import os.path as osp
@@ -83,11 +84,17 @@ def check_fp_checkpoint(path, config_names):
             )
 
 
-def build_runner(config, work_dir, seed, epochs, subset, load_from=None):
+def build_runner(
+    config, work_dir, seed, epochs, subset, load_from=None, cfg_options=None
+):
     """The Runner of one fine-tuning run: ``config`` as shipped except the
     seed, ``epochs`` (the schedulers cut to them), a class-balanced ``subset``
-    of the train split, no validation, ``load_from`` and ``work_dir``."""
+    of the train split, no validation, ``load_from``, ``work_dir`` and
+    ``cfg_options`` (a dict merged into the config first, e.g. another
+    optimizer and schedule)."""
     cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(copy.deepcopy(cfg_options))
     cfg.work_dir = work_dir
     cfg.randomness = dict(seed=seed, deterministic=False)
     shorten_schedule(cfg, epochs=epochs, log_interval=100, max_keep_ckpts=1)
@@ -104,10 +111,14 @@ def build_runner(config, work_dir, seed, epochs, subset, load_from=None):
     return Runner.from_cfg(cfg)
 
 
-def run(config, work_dir, seed, epochs, subset, load_from=None, test=True):
+def run(
+    config, work_dir, seed, epochs, subset, load_from=None, test=True, cfg_options=None
+):
     """Train (and test) one run of :func:`build_runner`; returns the last
     checkpoint's path, the test metrics and the training seconds."""
-    runner = build_runner(config, work_dir, seed, epochs, subset, load_from)
+    runner = build_runner(
+        config, work_dir, seed, epochs, subset, load_from, cfg_options
+    )
     start = time.time()
     runner.train()
     seconds = time.time() - start
