@@ -511,7 +511,8 @@ def main():
         raise FileNotFoundError(
             f'--fp-checkpoint {args.fp_checkpoint} does not exist: train '
             'configs/baselines/mmpretrain/student_r18-w8_fmnist55k.py first, or pass '
-            '--fp-checkpoint none (quantized training from scratch)'
+            '--recipe scratch (training from scratch with the float schedule) '
+            'or --fp-checkpoint none (the QAT recipe from random initialization)'
         )
     os.makedirs(args.work_dir, exist_ok=True)
     if needs_checkpoint and args.fp_checkpoint != 'none':
