@@ -7,12 +7,18 @@ architecture in ``--standalone``, resumable), (b) a supernet trained with unifor
 single-path sampling, (c) the seed method (``--width-mult`` wider candidates,
 ``--stages`` branch counts). Kendall tau-b of the supernet ranking against the
 stand-alone accuracies and against the NB201 CIFAR-10 table, on the same sample.
+``--method summary`` aggregates supernet runs (``--runs``, several seeds) against
+the stand-alone table: tau per run, mean and std per method, the per-seed
+progressive - uniform gap with a paired bootstrap over the architectures, and the
+tau between two stand-alone tables (``--standalone-repeat``, another ``--seed``).
 
     python benchmarks/nas_supernet.py --method standalone
     python benchmarks/nas_supernet.py --method uniform \
-        --json docs/nas/supernet_uniform.json
+        --json docs/nas/supernet_uniform_seed0.json
     python benchmarks/nas_supernet.py --method progressive --width-mult 2 \
-        --stages 1 2 4 --json docs/nas/supernet_progressive.json
+        --stages 1 2 4 --json docs/nas/supernet_progressive_seed0.json
+    python benchmarks/nas_supernet.py --method summary \
+        --runs docs/nas/supernet_*_seed*.json
 """
 
 import argparse
@@ -60,11 +66,35 @@ def sample_archs(args):
     return [tuple(int(v) for v in table.codes[i]) for i in order[: args.archs]], space
 
 
+def load_standalone(path):
+    """Stand-alone rows of the cache ``path`` keyed by architecture string.
+
+    Args:
+        path (str): JSON-lines file written by ``--method standalone``.
+
+    Returns:
+        dict[str, dict]: ``{arch: {'arch', 'acc', 'steps', 'seed', 'seconds'}}``.
+    """
+    if not osp.exists(path):
+        raise FileNotFoundError(
+            f'{path}: no stand-alone table; run --method standalone first'
+        )
+    with open(path) as f:
+        return {r['arch']: r for r in map(json.loads, f)}
+
+
 def standalone(args, archs, space, batches, calib, x_te, y_te):
-    done = {}
-    if osp.exists(args.standalone):
-        with open(args.standalone) as f:
-            done = {r['arch']: r for r in map(json.loads, f)}
+    done = load_standalone(args.standalone) if osp.exists(args.standalone) else {}
+    other = {
+        (r['steps'], r['seed'])
+        for r in done.values()
+        if (r['steps'], r['seed']) != (args.standalone_steps, args.seed)
+    }
+    if other:
+        raise ValueError(
+            f'{args.standalone} holds rows with (steps, seed) {sorted(other)}, not '
+            f'({args.standalone_steps}, {args.seed}); pass another --standalone'
+        )
     os.makedirs(osp.dirname(osp.abspath(args.standalone)), exist_ok=True)
     with open(args.standalone, 'a') as f:
         for arch in archs:
@@ -85,6 +115,7 @@ def standalone(args, archs, space, batches, calib, x_te, y_te):
                 arch=space.to_str(arch),
                 acc=acc,
                 steps=args.standalone_steps,
+                seed=args.seed,
                 seconds=time.perf_counter() - t0,
             )
             f.write(json.dumps(rec) + '\n')
@@ -93,9 +124,147 @@ def standalone(args, archs, space, batches, calib, x_te, y_te):
             done[rec['arch']] = rec
 
 
+def kendall(a, b) -> float:
+    """Kendall tau-b of two sequences."""
+    return float(stats.kendalltau(a, b)[0])
+
+
+def connected(space, key) -> bool:
+    """Whether the cell ``key`` has an input-to-output path of non-``none`` ops
+    (a disconnected cell outputs zeros: chance accuracy in every ranking)."""
+    return any(space.live_arch(space.from_str(key)))
+
+
+def summarize(runs, alone, repeat=None, bootstrap=2000, boot_seed=0):
+    """Aggregate supernet runs against a stand-alone table.
+
+    Args:
+        runs (list[dict]): Per-run results of ``--method uniform/progressive``
+            (``method``, ``seed``, ``archs``, ``accs``), all on one sample.
+        alone (dict[str, dict]): Stand-alone rows (:func:`load_standalone`).
+        repeat (dict[str, dict], optional): A second stand-alone table (another
+            training seed) to measure the noise of the reference.
+        bootstrap (int): Resamples of the architectures for the gap interval.
+        boot_seed (int): Seed of the resampling.
+
+    Returns:
+        dict: ``n`` (architectures in the stand-alone table), ``n_connected``,
+        ``runs`` (method, seed, tau, tau_connected), ``methods`` (per method:
+        seeds, taus, mean, std with ddof 1), and where both methods ran with
+        common seeds ``gap`` (progressive - uniform per seed, the seeds it is
+        positive on, the mean and the 2.5/97.5 % bootstrap quantiles of the
+        seed-mean gap over resampled architectures); ``reference`` with
+        ``repeat``.
+    """
+    space = NB201Space()
+    keys = runs[0]['archs']
+    for r in runs:
+        if r['archs'] != keys:
+            raise ValueError(
+                f'{r["method"]} seed {r["seed"]}: another architecture sample'
+            )
+    idx = [i for i, k in enumerate(keys) if k in alone]
+    ref = np.array([alone[keys[i]]['acc'] for i in idx])
+    conn = np.array([connected(space, keys[i]) for i in idx])
+    accs = {(r['method'], r['seed']): np.array(r['accs'])[idx] for r in runs}
+    res = dict(n=len(idx), n_connected=int(conn.sum()), runs=[], methods={})
+    for (method, seed), acc in sorted(accs.items()):
+        tau, tau_c = kendall(acc, ref), kendall(acc[conn], ref[conn])
+        res['runs'].append(dict(method=method, seed=seed, tau=tau, tau_connected=tau_c))
+        m = res['methods'].setdefault(
+            method, dict(seeds=[], taus=[], taus_connected=[])
+        )
+        m['seeds'].append(seed)
+        m['taus'].append(tau)
+        m['taus_connected'].append(tau_c)
+    for m in res['methods'].values():
+        for key in ('taus', 'taus_connected'):
+            v = np.array(m[key])
+            m[key.replace('taus', 'mean')] = float(v.mean())
+            m[key.replace('taus', 'std')] = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+    seeds = sorted(
+        {s for m, s in accs if m == 'uniform'}
+        & {s for m, s in accs if m == 'progressive'}
+    )
+    if seeds:
+        pairs = [(accs['progressive', s], accs['uniform', s]) for s in seeds]
+
+        def mean_gap(sel):
+            return float(
+                np.mean(
+                    [
+                        kendall(p[sel], ref[sel]) - kendall(u[sel], ref[sel])
+                        for p, u in pairs
+                    ]
+                )
+            )
+
+        rng = np.random.default_rng(boot_seed)
+        boots = np.array(
+            [mean_gap(rng.integers(0, len(idx), len(idx))) for _ in range(bootstrap)]
+        )
+        boots = boots[np.isfinite(boots)]  # a resample of one distinct value
+        per_seed = [kendall(p, ref) - kendall(u, ref) for p, u in pairs]
+        res['gap'] = dict(
+            seeds=seeds,
+            per_seed=per_seed,
+            positive_seeds=[s for s, d in zip(seeds, per_seed) if d > 0],
+            mean=float(np.mean(per_seed)),
+            bootstrap=len(boots),
+            ci95=[float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))],
+            p_not_positive=float(np.mean(boots <= 0)),
+        )
+    if repeat is not None:
+        both = [keys[i] for i in idx if keys[i] in repeat]
+        a = np.array([alone[k]['acc'] for k in both])
+        b = np.array([repeat[k]['acc'] for k in both])
+        c = np.array([connected(space, k) for k in both])
+        res['reference'] = dict(
+            n=len(both),
+            tau=kendall(a, b),
+            tau_connected=kendall(a[c], b[c]),
+            seeds=sorted(
+                {alone[k]['seed'] for k in both} | {repeat[k]['seed'] for k in both}
+            ),
+        )
+    return res
+
+
+def print_summary(res):
+    """One line per run and per method, then the gap and the reference noise."""
+    print(f'stand-alone n = {res["n"]} ({res["n_connected"]} connected)')
+    for r in res['runs']:
+        print(
+            f'{r["method"]} seed {r["seed"]}: tau {r["tau"]:.3f} '
+            f'(connected {r["tau_connected"]:.3f})'
+        )
+    for name, m in res['methods'].items():
+        print(
+            f'{name}: tau {m["mean"]:.3f} +- {m["std"]:.3f} over seeds {m["seeds"]} '
+            f'(connected {m["mean_connected"]:.3f} +- {m["std_connected"]:.3f})'
+        )
+    if 'gap' in res:
+        g = res['gap']
+        print(
+            f'progressive - uniform: {", ".join(f"{d:+.3f}" for d in g["per_seed"])} '
+            f'(seeds {g["seeds"]}, positive on {g["positive_seeds"]}); '
+            f'mean {g["mean"]:+.3f}, '
+            f'95 % bootstrap over archs [{g["ci95"][0]:+.3f}, {g["ci95"][1]:+.3f}], '
+            f'P(gap <= 0) {g["p_not_positive"]:.3f}'
+        )
+    if 'reference' in res:
+        r = res['reference']
+        print(
+            f'stand-alone seeds {r["seeds"]} vs each other: tau {r["tau"]:.3f} '
+            f'(connected {r["tau_connected"]:.3f}), n = {r["n"]}'
+        )
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--method', choices=['standalone', 'uniform', 'progressive'])
+    p.add_argument(
+        '--method', choices=['standalone', 'uniform', 'progressive', 'summary']
+    )
     p.add_argument('--archs', type=int, default=40)
     p.add_argument('--sample-seed', type=int, default=0)
     p.add_argument('--seed', type=int, default=0)
@@ -117,7 +286,28 @@ def main():
     p.add_argument('--stages', type=int, nargs='+', default=[1])
     p.add_argument('--standalone', default='docs/nas/supernet_standalone.jsonl')
     p.add_argument('--json')
+    p.add_argument('--runs', nargs='+', help='summary: per-run JSON files')
+    p.add_argument(
+        '--standalone-repeat', help='summary: a stand-alone table of another seed'
+    )
+    p.add_argument('--bootstrap', type=int, default=2000)
     args = p.parse_args()
+    if args.method == 'summary':
+        if not args.runs:
+            p.error('--method summary needs --runs')
+        runs = [json.load(open(r)) for r in args.runs]
+        repeat = args.standalone_repeat
+        res = summarize(
+            runs,
+            load_standalone(args.standalone),
+            load_standalone(repeat) if repeat else None,
+            args.bootstrap,
+        )
+        print_summary(res)
+        if args.json:
+            with open(args.json, 'w') as f:
+                json.dump(dict(res, runs_files=args.runs), f, indent=1)
+        return res
     torch.set_num_threads(1)
     archs, space = sample_archs(args)
     batches, calib, x_te, y_te = data(args)
@@ -129,17 +319,23 @@ def main():
     t0 = time.perf_counter()
     log = train_supernet(net, batches, args.steps, stages=stages, seed=args.seed)
     train_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
     accs = [evaluate_subnet(net, a, calib, x_te, y_te) for a in archs]
-    with open(args.standalone) as f:
-        alone = {r['arch']: r['acc'] for r in map(json.loads, f)}
+    eval_s = time.perf_counter() - t0
+    rows = load_standalone(args.standalone)
+    alone = {k: r['acc'] for k, r in rows.items()}
     keys = [space.to_str(a) for a in archs]
     have = [i for i, k in enumerate(keys) if k in alone]
+    used = [rows[keys[i]] for i in have]
     table = NB201Table()
     c10 = [table.accuracy(a) for a in archs]
     res = dict(
         vars(args),
         stages=stages,
+        standalone_steps=sorted({r['steps'] for r in used}),
+        standalone_seed=sorted({r['seed'] for r in used}),
         train_seconds=train_s,
+        eval_seconds=eval_s,
         loadavg=open('/proc/loadavg').read().split()[:3],
         tau_standalone=stats.kendalltau(
             [accs[i] for i in have], [alone[keys[i]] for i in have]
