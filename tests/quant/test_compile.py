@@ -12,13 +12,14 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
+from torch._dynamo.testing import CompileCounterWithBackend
 from torch._dynamo.utils import counters
 
 import mmcompress  # noqa: F401  (registers the quantized model)
 from mmcompress.quant import quantize_model
 from mmcompress.quant.kernels import kernel_error, load_kernels
 from mmcompress.quant.layers import QuantConv2d, QuantLayerMixin
-from mmcompress.quant.quantizers import LSQQuantizer
+from mmcompress.quant.quantizers import EWGSQuantizer, LSQQuantizer
 from mmcompress.quant.quantizers import base as quantizer_base
 from mmcompress.registry import MODELS
 from mmcompress.testing import shorten_schedule, shrink_data, stock_tool
@@ -212,10 +213,10 @@ def test_qat_model_compiles_to_one_graph_with_eager_values(method, deterministic
         torch.testing.assert_close(buffer, buffers[name], msg=name)
 
 
-# the fused kernels each method's compiled graph calls (EWGS traces its eager
-# function: its kernel takes delta as a Python float)
+# the fused kernels each method's compiled graph calls
 FUSED_OPS = {
     'lsq_fused': ('lsq_forward', 'lsq_backward'),
+    'ewgs_fused': ('ewgs_forward', 'ewgs_backward'),
     'daq_fused': ('daq_forward', 'daq_backward'),
     'n2uq_fused': (
         'n2uq_forward',
@@ -248,6 +249,40 @@ def test_compiled_graph_calls_the_fused_kernels(method, deterministic):
     _step(compiled, torch.randn(4, 1, 12, 12), torch.tensor([0, 1, 2, 0]))
     for op in FUSED_OPS[method]:
         assert f'mmcompress_kernels.{op}.default' in targets, op
+
+
+def test_compiled_fused_ewgs_follows_a_changed_delta(deterministic):
+    """The fused EWGS kernel takes ``delta`` as a tensor: after the Hessian
+    update writes new deltas into the buffers, the compiled step (no
+    recompilation: ``fullgraph`` with one frame) gives the eager gradients
+    of the new delta, which differ from those of the old one."""
+    assert load_kernels() is not None, kernel_error()
+    model = _tiny_qat_model('ewgs_fused')
+    model(torch.randn(4, 1, 12, 12))  # initialization (eager)
+    compiled_model = copy.deepcopy(model)
+    x = torch.randn(4, 1, 12, 12)
+    labels = torch.tensor([0, 1, 2, 0])
+    torch._dynamo.reset()
+    counter = CompileCounterWithBackend('aot_eager')
+    compiled = torch.compile(compiled_model, backend=counter, fullgraph=True)
+    _step(compiled, x, labels)
+    grads = {}
+    for delta in (0.0, 0.5):
+        for net in (model, compiled_model):
+            net.zero_grad()
+            for module in net.modules():
+                if isinstance(module, EWGSQuantizer):
+                    module.delta.fill_(delta)
+        _step(model, x, labels)
+        _step(compiled, x, labels)
+        params = dict(model.named_parameters())
+        for name, param in compiled_model.named_parameters():
+            torch.testing.assert_close(param.grad, params[name].grad, msg=name)
+        grads[delta] = {n: p.grad.clone() for n, p in model.named_parameters()}
+    assert counter.frame_count == 1
+    assert any(
+        not torch.equal(grads[0.0][name], grads[0.5][name]) for name in grads[0.0]
+    )
 
 
 def test_initialization_inside_compiled_call_warns(monkeypatch, deterministic):

@@ -228,20 +228,20 @@ class FusedEWGSQuantize(torch.autograd.Function):
         lower: Tensor,
         upper: Tensor,
         num_levels: int,
-        delta: float,
+        delta: Tensor,
         weight: bool,
         axis: int,
     ) -> Tensor:
         flat = [t.reshape(-1).contiguous() for t in (lower, upper)]
-        ctx.save_for_backward(x, *flat)
-        ctx.args = (delta, num_levels, weight, axis, lower.shape)
+        ctx.save_for_backward(x, *flat, delta)
+        ctx.args = (num_levels, weight, axis, lower.shape)
         return _STATE['ops'].ewgs_forward(x, *flat, num_levels, weight, axis)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_output: Tensor):
-        x, lower, upper = ctx.saved_tensors
-        delta, num_levels, weight, axis, shape = ctx.args
+        x, lower, upper, delta = ctx.saved_tensors
+        num_levels, weight, axis, shape = ctx.args
         grad_x, grad_lower, grad_upper = _STATE['ops'].ewgs_backward(
             grad_output.contiguous(), x, lower, upper, delta, num_levels, weight, axis
         )
@@ -268,7 +268,8 @@ def fused_ewgs_quantize(
         lower (Tensor): Lower bound, broadcastable against ``x``, dtype of x.
         upper (Tensor): Upper bound, same shape as ``lower``.
         num_levels (int): Number of levels ``2^bits``.
-        delta (Tensor): Scalar EWGS gradient-scaling factor.
+        delta (Tensor): Scalar EWGS gradient-scaling factor (a tensor, so
+            that ``torch.compile`` traces the buffer as a graph input).
         weight (bool): Weight role (output ``2 x_q - 1``) or activation
             (``x_q``).
 
@@ -280,7 +281,7 @@ def fused_ewgs_quantize(
     if axis is None or load_kernels() is None:
         return None
     return FusedEWGSQuantize.apply(
-        x, lower, upper, num_levels, float(delta), weight, axis
+        x, lower, upper, num_levels, delta.detach(), weight, axis
     )
 
 

@@ -148,10 +148,15 @@ at::Tensor ewgs_forward(const at::Tensor& x, const at::Tensor& lower,
 // Returns (grad_x, grad_lower, grad_upper).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ewgs_backward(
     const at::Tensor& grad, const at::Tensor& x, const at::Tensor& lower,
-    const at::Tensor& upper, double delta, int64_t levels, bool weight,
-    int64_t axis) {
+    const at::Tensor& upper, const at::Tensor& delta_tensor, int64_t levels,
+    bool weight, int64_t axis) {
   const Layout l = layout_of(x, lower, axis);
   check_ewgs(lower, upper);
+  // a tensor (not a float argument), so that torch.compile traces the
+  // quantizer's delta buffer into the graph instead of breaking it
+  TORCH_CHECK(delta_tensor.numel() == 1 && delta_tensor.device().is_cpu(),
+              "mmcompress EWGS kernel: delta must be one CPU value");
+  const double delta = delta_tensor.item<double>();
   at::Tensor grad_x = at::empty_like(x);
   at::Tensor grad_lower = at::empty({l.channels}, lower.options());
   at::Tensor grad_upper = at::empty({l.channels}, lower.options());
@@ -191,7 +196,7 @@ TORCH_LIBRARY(mmcompress_kernels, m) {
       "bool weight, int axis) -> Tensor");
   m.def(
       "ewgs_backward(Tensor grad, Tensor x, Tensor lower, Tensor upper, "
-      "float delta, int levels, bool weight, int axis) -> (Tensor, Tensor, Tensor)");
+      "Tensor delta, int levels, bool weight, int axis) -> (Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(mmcompress_kernels, CPU, m) {

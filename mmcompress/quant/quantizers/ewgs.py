@@ -106,9 +106,7 @@ class EWGSQuantizer(BaseQuantizer):
     def quantize(self, x: Tensor) -> Tensor:
         lower = self.broadcast(self.lower.to(x.dtype), x)
         upper = self.broadcast(self.upper.to(x.dtype), x)
-        # traced by torch.compile: the eager function (the kernel reads
-        # ``delta`` as a Python float, a graph break; the compiler fuses anyway)
-        if self.fused and not self.record_output and not torch.compiler.is_compiling():
+        if self.fused and not self.record_output:
             out = fused_ewgs_quantize(
                 x, lower, upper, self.num_levels, self.delta, self.role == 'weight'
             )
