@@ -14,11 +14,17 @@ Usage::
 
 import argparse
 import json
+import os.path as osp
+import sys
 import time
+from typing import Optional, Sequence
 
 import torch
 
 from mmcompress.adapt import fit_class_gmms
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from machine_load import loadavg  # noqa: E402
 
 
 def synthetic_features(classes: int, per_class: int, dim: int, seed: int = 0):
@@ -34,20 +40,14 @@ def synthetic_features(classes: int, per_class: int, dim: int, seed: int = 0):
     return out
 
 
-def loadavg() -> str:
-    """The first three fields of ``/proc/loadavg``."""
-    with open('/proc/loadavg') as f:
-        return ' '.join(f.read().split()[:3])
-
-
-def main() -> None:
+def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--per-class', type=int, default=100000)
     parser.add_argument('--classes', type=int, default=10)
     parser.add_argument('--dim', type=int, default=256)
     parser.add_argument('--components', type=int, default=8)
     parser.add_argument('--max-iters', type=int, default=100)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     feats = synthetic_features(args.classes, args.per_class, args.dim)
     before = loadavg()
     start, cpu_start = time.perf_counter(), time.process_time()

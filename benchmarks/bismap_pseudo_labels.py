@@ -25,8 +25,8 @@ Usage::
 import argparse
 import glob
 import json
-import os
 import os.path as osp
+import sys
 import time
 
 import cv2
@@ -43,6 +43,9 @@ from mmcompress.adapt import (
     threshold_at_coverage,
 )
 from mmcompress.adapt.segmentor import decode_with_features
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from machine_load import loadavg  # noqa: E402
 
 CONFIG = 'configs/baselines/mmseg/fcn_r18-w16_scenes.py'
 PALETTE = np.array(
@@ -148,11 +151,6 @@ def draw(imgs, gt, rows, path, count=4):
     for i, name in enumerate(names):
         cv2.putText(head, name, (i * step + 4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, 0, 1)
     cv2.imwrite(path, np.concatenate([head, grid], 0)[..., ::-1])
-
-
-def loadavg() -> str:
-    """The 1, 5 and 15 minute load averages."""
-    return ' '.join(f'{load:.2f}' for load in os.getloadavg())
 
 
 def main() -> None:

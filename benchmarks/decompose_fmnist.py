@@ -42,6 +42,7 @@ from mmengine.runner import Runner, load_checkpoint
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from doc_blocks import write_block  # noqa: E402
+from machine_load import loadavg  # noqa: E402
 
 BASE_CFG = 'configs/decompose/mmpretrain/resnet18-w16_fmnist.py'
 BASE_CKPT = 'work_dirs/resnet18-w16_fmnist/epoch_4.pth'
@@ -49,11 +50,6 @@ METHODS = ('group', 'svd', 'tucker2')
 NAMES = dict(
     group='filter-group (group conv + 1x1)', svd='channel SVD', tucker2='Tucker-2'
 )
-
-
-def loadavg() -> str:
-    with open('/proc/loadavg') as handle:
-        return ' '.join(handle.read().split()[:3])
 
 
 def _quiet_loaders(cfg, subset=None):

@@ -14,6 +14,16 @@ from typing import Optional, Tuple
 from mmcompress.utils.timing import interleaved_ms  # noqa: F401 (the benchmarks' import)
 
 
+def loadavg() -> str:
+    """The 1, 5 and 15 minute load averages as one line, as the first three
+    fields of ``/proc/loadavg``, e.g. ``'1.94 0.54 0.18'``.
+
+    Returns:
+        str: The three load averages with two decimals, space-separated.
+    """
+    return ' '.join(f'{load:.2f}' for load in os.getloadavg())
+
+
 def add_load_argument(parser: argparse.ArgumentParser) -> None:
     """Add ``--allow-loaded`` to a benchmark's command line.
 

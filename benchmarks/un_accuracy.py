@@ -36,13 +36,9 @@ from mmengine.runner import Runner
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from doc_blocks import write_block  # noqa: E402
+from machine_load import loadavg  # noqa: E402
 
 NORMS = dict(LN='ln', TokenBN='bn', UN='un')
-
-
-def loadavg() -> str:
-    with open('/proc/loadavg') as handle:
-        return ' '.join(handle.read().split()[:3])
 
 
 def train_iters(cfg: Config, epochs: int) -> int:

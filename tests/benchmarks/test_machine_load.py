@@ -1,5 +1,7 @@
 """The load guard of the timing benchmarks (benchmarks/machine_load.py)."""
 
+import re
+
 import pytest
 
 from ..e2e.runs import load_script
@@ -54,3 +56,19 @@ def test_the_run_own_threads_are_not_counted_as_load(monkeypatch, after, loaded)
     record = machine_load.LoadRecord(cores=2, threads=2)
     record.stop()
     assert record.loaded == loaded
+
+
+def test_loadavg_is_the_three_proc_fields(monkeypatch):
+    """The benchmarks' one-line load (``loadavg_before`` / ``loadavg_after``):
+    two decimals, as the first three fields of ``/proc/loadavg``."""
+    monkeypatch.setattr(machine_load.os, 'getloadavg', lambda: (1.94, 0.5, 12.0))
+    assert machine_load.loadavg() == '1.94 0.50 12.00'
+
+
+def test_loadavg_has_the_proc_loadavg_format():
+    """The real reading has the shape of ``/proc/loadavg``'s first fields."""
+    with open('/proc/loadavg') as handle:
+        proc = handle.read().split()[:3]
+    pattern = r'\d+\.\d\d'
+    assert all(re.fullmatch(pattern, v) for v in proc)
+    assert re.fullmatch(' '.join([pattern] * 3), machine_load.loadavg())
