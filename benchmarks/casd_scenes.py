@@ -34,6 +34,7 @@ from typing import List, Optional, Sequence
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from doc_blocks import write_block  # noqa: E402
+from machine_load import loadavg  # noqa: E402
 from scenes_baselines import REPO_ROOT, final_metrics, train  # noqa: E402
 
 WORK_ROOT = osp.join(REPO_ROOT, 'work_dirs', 'casd_scenes')
@@ -182,7 +183,7 @@ def run(
         CorLoc=metrics[CORLOC_KEY],
         cls_mAP=metrics.get(CLS_KEY),
         seconds=round(seconds, 1),
-        load=open('/proc/loadavg').read().split()[:3],
+        load=loadavg().split(),
     )
     with open(osp.join(work_dir, 'benchmark.json'), 'w') as handle:
         json.dump(record, handle, indent=1)
