@@ -149,8 +149,10 @@ def summarize(runs, alone, repeat=None, bootstrap=2000, boot_seed=0):
 
     Returns:
         dict: ``n`` (architectures in the stand-alone table), ``n_connected``,
-        ``runs`` (method, seed, tau, tau_connected), ``methods`` (per method:
-        seeds, taus, mean, std with ddof 1), and where both methods ran with
+        ``tau_standalone_vs_nb201``, ``runs`` (method, seed, tau,
+        tau_connected, tau_nb201_c10: against the NB201 CIFAR-10 table),
+        ``methods`` (per method: seeds, the three taus per seed, their means
+        and stds with ddof 1), and where both methods ran with
         common seeds ``gap`` (progressive - uniform per seed, the seeds it is
         positive on, the mean and the 2.5/97.5 % bootstrap quantiles of the
         seed-mean gap over resampled architectures); ``reference`` with
@@ -166,19 +168,27 @@ def summarize(runs, alone, repeat=None, bootstrap=2000, boot_seed=0):
     idx = [i for i, k in enumerate(keys) if k in alone]
     ref = np.array([alone[keys[i]]['acc'] for i in idx])
     conn = np.array([connected(space, keys[i]) for i in idx])
+    table = NB201Table()
+    c10 = np.array([table.accuracy(space.from_str(keys[i])) for i in idx])
     accs = {(r['method'], r['seed']): np.array(r['accs'])[idx] for r in runs}
-    res = dict(n=len(idx), n_connected=int(conn.sum()), runs=[], methods={})
+    res = dict(
+        n=len(idx),
+        n_connected=int(conn.sum()),
+        tau_standalone_vs_nb201=kendall(ref, c10),
+        runs=[],
+        methods={},
+    )
+    names = ('taus', 'taus_connected', 'taus_nb201_c10')
     for (method, seed), acc in sorted(accs.items()):
-        tau, tau_c = kendall(acc, ref), kendall(acc[conn], ref[conn])
-        res['runs'].append(dict(method=method, seed=seed, tau=tau, tau_connected=tau_c))
-        m = res['methods'].setdefault(
-            method, dict(seeds=[], taus=[], taus_connected=[])
-        )
+        vals = (kendall(acc, ref), kendall(acc[conn], ref[conn]), kendall(acc, c10))
+        run = dict(method=method, seed=seed, tau=vals[0], tau_connected=vals[1])
+        res['runs'].append(dict(run, tau_nb201_c10=vals[2]))
+        m = res['methods'].setdefault(method, dict(seeds=[], **{k: [] for k in names}))
         m['seeds'].append(seed)
-        m['taus'].append(tau)
-        m['taus_connected'].append(tau_c)
+        for k, v in zip(names, vals):
+            m[k].append(v)
     for m in res['methods'].values():
-        for key in ('taus', 'taus_connected'):
+        for key in names:
             v = np.array(m[key])
             m[key.replace('taus', 'mean')] = float(v.mean())
             m[key.replace('taus', 'std')] = float(v.std(ddof=1)) if len(v) > 1 else 0.0
@@ -232,16 +242,21 @@ def summarize(runs, alone, repeat=None, bootstrap=2000, boot_seed=0):
 
 def print_summary(res):
     """One line per run and per method, then the gap and the reference noise."""
-    print(f'stand-alone n = {res["n"]} ({res["n_connected"]} connected)')
+    print(
+        f'stand-alone n = {res["n"]} ({res["n_connected"]} connected), '
+        f'vs NB201 C-10 {res["tau_standalone_vs_nb201"]:.3f}'
+    )
     for r in res['runs']:
         print(
             f'{r["method"]} seed {r["seed"]}: tau {r["tau"]:.3f} '
-            f'(connected {r["tau_connected"]:.3f})'
+            f'(connected {r["tau_connected"]:.3f}), '
+            f'vs NB201 C-10 {r["tau_nb201_c10"]:.3f}'
         )
     for name, m in res['methods'].items():
         print(
             f'{name}: tau {m["mean"]:.3f} +- {m["std"]:.3f} over seeds {m["seeds"]} '
-            f'(connected {m["mean_connected"]:.3f} +- {m["std_connected"]:.3f})'
+            f'(connected {m["mean_connected"]:.3f} +- {m["std_connected"]:.3f}; '
+            f'vs NB201 C-10 {m["mean_nb201_c10"]:.3f} +- {m["std_nb201_c10"]:.3f})'
         )
     if 'gap' in res:
         g = res['gap']

@@ -7,8 +7,9 @@ import sys
 
 import numpy as np
 import pytest
+from scipy import stats
 
-from mmcompress.nas import NB201Space
+from mmcompress.nas import NB201Space, NB201Table
 
 from ..e2e.runs import load_script
 
@@ -72,6 +73,14 @@ def test_summary_by_hand():
     lo, hi = gap['ci95']
     assert lo <= hi and 0 < gap['bootstrap'] <= 200
     assert 'reference' not in res
+    # against the NB201 CIFAR-10 table of the same six cells
+    c10 = [NB201Table().accuracy(SPACE.from_str(k)) for k in ARCHS]
+    assert res['tau_standalone_vs_nb201'] == pytest.approx(
+        stats.kendalltau(REF, c10)[0]
+    )
+    assert taus['uniform', 0]['tau_nb201_c10'] == pytest.approx(
+        stats.kendalltau(runs[2]['accs'], c10)[0]
+    )
 
 
 def test_summary_reference_noise_and_one_method():
