@@ -10,9 +10,10 @@ once per module). One training step = forward + cross-entropy + backward + SGD
 step. The models are timed round-robin in one process (after warm-up) and
 the median step time is reported; ratios are taken within the run.
 ``--methods ewgs daq n2uq`` adds those W4A4 quantizers on the same layers
-(eager and fused). ``--compile`` adds FP32 and LSQ W4A4 (eager function and
-fused kernels) compiled with inductor, each after one eager step that
-initializes the quantizers (as mmengine's ``compile=True`` with mmcompress).
+(eager and fused). ``--compile`` adds FP32, LSQ W4A4 (eager function and
+fused kernels) and the fused rows of ``--methods`` compiled with inductor, each
+after one eager step that initializes the quantizers (as mmengine's
+``compile=True`` with mmcompress).
 
 Usage:
     OMP_NUM_THREADS=1 python benchmarks/quant_overhead.py --batch 8 --size 224 \
@@ -161,8 +162,8 @@ def main():
     parser.add_argument(
         '--compile',
         action='store_true',
-        help='add FP32 and LSQ W4A4 (eager and fused) rows compiled with '
-        'torch.compile (inductor), each after one eager step',
+        help='add FP32, LSQ W4A4 (eager and fused) and the fused --methods '
+        'rows compiled with torch.compile (inductor), each after one eager step',
     )
     parser.add_argument(
         '--channels-last',
@@ -198,6 +199,7 @@ def main():
         keys = ('fp32', 'mmcompress_w4a4')
         if variant == 'compile':
             keys += ('mmcompress_w4a4_fused',)
+            keys += tuple(f'{method}_w4a4_fused' for method in args.methods)
         for key in keys:
             model = copy.deepcopy(models[key])
             if variant == 'channels_last':
@@ -253,7 +255,11 @@ def main():
     lines += [
         f'{key} / fp32_{v}: {median[key] / median[f"fp32_{v}"]:.2f}x'
         for v in variants
-        for key in (f'mmcompress_w4a4_{v}', f'mmcompress_w4a4_fused_{v}')
+        for key in (
+            f'mmcompress_w4a4_{v}',
+            f'mmcompress_w4a4_fused_{v}',
+            *(f'{method}_w4a4_fused_{v}' for method in args.methods),
+        )
         if key in median
     ]
     flags = ''.join(
