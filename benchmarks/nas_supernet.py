@@ -33,7 +33,13 @@ from scipy import stats
 
 from mmcompress.datasets.fashion_mnist_io import load_fashion_mnist, stratified_indices
 from mmcompress.nas import NB201Space, NB201Table
-from mmcompress.nas.supernet import NB201Supernet, evaluate_subnet, train_supernet
+from mmcompress.nas.supernet import (
+    NB201Supernet,
+    branch_of,
+    cost_groups,
+    evaluate_subnet,
+    train_supernet,
+)
 
 
 def data(args):
@@ -135,7 +141,16 @@ def connected(space, key) -> bool:
     return any(space.live_arch(space.from_str(key)))
 
 
-def summarize(runs, alone, repeat=None, bootstrap=2000, boot_seed=0):
+def pair_concordance(acc, ref, pairs) -> float:
+    """(concordant - discordant) / compared over the architecture pairs ``i < j``
+    with ``pairs[i, j]`` true, pairs tied in either ranking left out."""
+    i, j = np.triu_indices(len(acc), 1)
+    sign = np.sign(acc[i] - acc[j]) * np.sign(ref[i] - ref[j])
+    sign = sign[pairs[i, j] & (sign != 0)]
+    return float(sign.mean()) if len(sign) else float('nan')
+
+
+def summarize(runs, alone, repeat=None, bootstrap=2000, boot_seed=0, groups=4):
     """Aggregate supernet runs against a stand-alone table.
 
     Args:
@@ -146,13 +161,18 @@ def summarize(runs, alone, repeat=None, bootstrap=2000, boot_seed=0):
             training seed) to measure the noise of the reference.
         bootstrap (int): Resamples of the architectures for the gap interval.
         boot_seed (int): Seed of the resampling.
+        groups (int): Live-conv-cost groups (:func:`cost_groups`) for the
+            split of the pairs: the progressive supernet with ``groups``
+            branches ranks a cross-group pair with two different weight sets.
 
     Returns:
         dict: ``n`` (architectures in the stand-alone table), ``n_connected``,
         ``tau_standalone_vs_nb201``, ``runs`` (method, seed, tau,
-        tau_connected, tau_nb201_c10: against the NB201 CIFAR-10 table),
-        ``methods`` (per method: seeds, the three taus per seed, their means
-        and stds with ddof 1), and where both methods ran with
+        tau_connected, tau_nb201_c10: against the NB201 CIFAR-10 table,
+        conc_same / conc_cross: :func:`pair_concordance` with the stand-alone
+        ranking over the pairs in one / two cost groups), ``methods`` (per
+        method: seeds, each field per seed, ``mean`` and ``std`` (ddof 1) of
+        each field), and where both methods ran with
         common seeds ``gap`` (progressive - uniform per seed, the seeds it is
         positive on, the mean and the 2.5/97.5 % bootstrap quantiles of the
         seed-mean gap over resampled architectures); ``reference`` with
@@ -168,6 +188,7 @@ def summarize(runs, alone, repeat=None, bootstrap=2000, boot_seed=0):
     idx = [i for i, k in enumerate(keys) if k in alone]
     ref = np.array([alone[keys[i]]['acc'] for i in idx])
     conn = np.array([connected(space, keys[i]) for i in idx])
+    bounds = cost_groups(groups)
     table = NB201Table()
     c10 = np.array([table.accuracy(space.from_str(keys[i])) for i in idx])
     accs = {(r['method'], r['seed']): np.array(r['accs'])[idx] for r in runs}
@@ -178,20 +199,27 @@ def summarize(runs, alone, repeat=None, bootstrap=2000, boot_seed=0):
         runs=[],
         methods={},
     )
-    names = ('taus', 'taus_connected', 'taus_nb201_c10')
+    group = np.array([branch_of(space.from_str(keys[i]), bounds) for i in idx])
+    same = group[:, None] == group[None, :]
+    fields = ('tau', 'tau_connected', 'tau_nb201_c10', 'conc_same', 'conc_cross')
     for (method, seed), acc in sorted(accs.items()):
-        vals = (kendall(acc, ref), kendall(acc[conn], ref[conn]), kendall(acc, c10))
-        run = dict(method=method, seed=seed, tau=vals[0], tau_connected=vals[1])
-        res['runs'].append(dict(run, tau_nb201_c10=vals[2]))
-        m = res['methods'].setdefault(method, dict(seeds=[], **{k: [] for k in names}))
+        vals = (
+            kendall(acc, ref),
+            kendall(acc[conn], ref[conn]),
+            kendall(acc, c10),
+            pair_concordance(acc, ref, same),
+            pair_concordance(acc, ref, ~same),
+        )
+        res['runs'].append(dict(method=method, seed=seed, **dict(zip(fields, vals))))
+        m = res['methods'].setdefault(method, dict(seeds=[], **{f: [] for f in fields}))
         m['seeds'].append(seed)
-        for k, v in zip(names, vals):
-            m[k].append(v)
+        for f, v in zip(fields, vals):
+            m[f].append(v)
     for m in res['methods'].values():
-        for key in names:
-            v = np.array(m[key])
-            m[key.replace('taus', 'mean')] = float(v.mean())
-            m[key.replace('taus', 'std')] = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+        m['mean'] = {f: float(np.mean(m[f])) for f in fields}
+        m['std'] = {
+            f: float(np.std(m[f], ddof=1)) if len(m[f]) > 1 else 0.0 for f in fields
+        }
     seeds = sorted(
         {s for m, s in accs if m == 'uniform'}
         & {s for m, s in accs if m == 'progressive'}
@@ -250,13 +278,14 @@ def print_summary(res):
         print(
             f'{r["method"]} seed {r["seed"]}: tau {r["tau"]:.3f} '
             f'(connected {r["tau_connected"]:.3f}), '
-            f'vs NB201 C-10 {r["tau_nb201_c10"]:.3f}'
+            f'vs NB201 C-10 {r["tau_nb201_c10"]:.3f}; pair concordance same / '
+            f'cross cost group {r["conc_same"]:.3f} / {r["conc_cross"]:.3f}'
         )
     for name, m in res['methods'].items():
+        mean, std = m['mean'], m['std']
         print(
-            f'{name}: tau {m["mean"]:.3f} +- {m["std"]:.3f} over seeds {m["seeds"]} '
-            f'(connected {m["mean_connected"]:.3f} +- {m["std_connected"]:.3f}; '
-            f'vs NB201 C-10 {m["mean_nb201_c10"]:.3f} +- {m["std_nb201_c10"]:.3f})'
+            f'{name} over seeds {m["seeds"]}: '
+            + ', '.join(f'{f} {mean[f]:.3f} +- {std[f]:.3f}' for f in mean)
         )
     if 'gap' in res:
         g = res['gap']
@@ -306,6 +335,9 @@ def main():
         '--standalone-repeat', help='summary: a stand-alone table of another seed'
     )
     p.add_argument('--bootstrap', type=int, default=2000)
+    p.add_argument(
+        '--groups', type=int, default=4, help='summary: cost groups of the pairs'
+    )
     args = p.parse_args()
     if args.method == 'summary':
         if not args.runs:
@@ -317,6 +349,7 @@ def main():
             load_standalone(args.standalone),
             load_standalone(repeat) if repeat else None,
             args.bootstrap,
+            groups=args.groups,
         )
         print_summary(res)
         if args.json:

@@ -10,6 +10,7 @@ import pytest
 from scipy import stats
 
 from mmcompress.nas import NB201Space, NB201Table
+from mmcompress.nas.supernet import branch_of, cost_groups
 
 from ..e2e.runs import load_script
 
@@ -45,6 +46,22 @@ def test_connected():
     assert not nas_supernet.connected(SPACE, SPACE.to_str((0, 0, 3, 0, 0, 0)))
 
 
+def test_pair_concordance_by_hand():
+    acc = np.array([3.0, 2.0, 1.0, 1.0])
+    ref = np.array([3.0, 1.0, 2.0, 0.0])
+    everything = np.ones((4, 4), bool)
+    # pairs (i, j): 01 +, 02 +, 03 +, 12 -, 13 +, 23 tied in acc (left out)
+    assert nas_supernet.pair_concordance(acc, ref, everything) == pytest.approx(0.6)
+    groups = np.array([0, 0, 1, 1])
+    same = groups[:, None] == groups[None, :]
+    assert nas_supernet.pair_concordance(acc, ref, same) == pytest.approx(1.0)
+    # cross pairs 02 +, 03 +, 12 -, 13 +
+    assert nas_supernet.pair_concordance(acc, ref, ~same) == pytest.approx(0.5)
+    only_tied = np.zeros((4, 4), bool)
+    only_tied[2, 3] = True
+    assert np.isnan(nas_supernet.pair_concordance(acc, ref, only_tied))
+
+
 def test_summary_by_hand():
     runs = [
         _run('progressive', 0, REF),  # the stand-alone order: tau 1
@@ -52,7 +69,7 @@ def test_summary_by_hand():
         _run('uniform', 0, [70, 75, 78, 80, 60, 10]),
         _run('uniform', 1, REF),
     ]
-    res = nas_supernet.summarize(runs, _alone(REF), bootstrap=200)
+    res = nas_supernet.summarize(runs, _alone(REF), bootstrap=200, groups=2)
     assert res['n'] == 6 and res['n_connected'] == 5
     taus = {(r['method'], r['seed']): r for r in res['runs']}
     # 15 pairs; one discordant: (14 - 1) / 15; connected: 10 pairs, (9 - 1) / 10
@@ -63,8 +80,9 @@ def test_summary_by_hand():
     assert taus['uniform', 0]['tau_connected'] == pytest.approx(-0.2)
     prog = res['methods']['progressive']
     assert prog['seeds'] == [0, 1]
-    assert prog['mean'] == pytest.approx((1 + 13 / 15) / 2)
-    assert prog['std'] == pytest.approx(np.std([1, 13 / 15], ddof=1))
+    assert prog['tau'] == pytest.approx([1, 13 / 15])
+    assert prog['mean']['tau'] == pytest.approx((1 + 13 / 15) / 2)
+    assert prog['std']['tau'] == pytest.approx(np.std([1, 13 / 15], ddof=1))
     gap = res['gap']
     assert gap['seeds'] == [0, 1]
     assert gap['per_seed'] == pytest.approx([1 - 3 / 15, 13 / 15 - 1])
@@ -73,6 +91,13 @@ def test_summary_by_hand():
     lo, hi = gap['ci95']
     assert lo <= hi and 0 < gap['bootstrap'] <= 200
     assert 'reference' not in res
+    # 2 cost groups: only the all-3x3 cell is above the median live conv cost;
+    # uniform seed 0, same-group pairs: 7 concordant, 3 discordant; the 5
+    # cross pairs (with the all-3x3 cell): 2 concordant, 3 discordant
+    groups = [branch_of(SPACE.from_str(k), cost_groups(2)) for k in ARCHS]
+    assert groups == [1, 0, 0, 0, 0, 0]
+    assert taus['uniform', 0]['conc_same'] == pytest.approx(0.4)
+    assert taus['uniform', 0]['conc_cross'] == pytest.approx(-0.2)
     # against the NB201 CIFAR-10 table of the same six cells
     c10 = [NB201Table().accuracy(SPACE.from_str(k)) for k in ARCHS]
     assert res['tau_standalone_vs_nb201'] == pytest.approx(
@@ -87,7 +112,7 @@ def test_summary_reference_noise_and_one_method():
     other = _alone([79.0, 80.0, 75.0, 70.0, 60.0, 10.0], seed=1)
     del other[ARCHS[3]]  # the repeat covers a subset
     res = nas_supernet.summarize([_run('uniform', 0, REF)], _alone(REF), other)
-    assert 'gap' not in res and res['methods']['uniform']['std'] == 0.0
+    assert 'gap' not in res and res['methods']['uniform']['std']['tau'] == 0.0
     ref = res['reference']
     assert ref['n'] == 5 and ref['seeds'] == [0, 1]
     assert ref['tau'] == pytest.approx(8 / 10)  # 10 pairs, one swapped
