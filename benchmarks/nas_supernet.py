@@ -158,7 +158,10 @@ def summarize(runs, alone, repeat=None, bootstrap=2000, boot_seed=0, groups=4):
             (``method``, ``seed``, ``archs``, ``accs``), all on one sample.
         alone (dict[str, dict]): Stand-alone rows (:func:`load_standalone`).
         repeat (dict[str, dict], optional): A second stand-alone table (another
-            training seed) to measure the noise of the reference.
+            training seed) to measure the noise of the reference; when it holds
+            every architecture of the sample, each run is also ranked against
+            it (``tau_repeat``) and against the mean accuracy of the two tables
+            (``tau_mean_reference``).
         bootstrap (int): Resamples of the architectures for the gap interval.
         boot_seed (int): Seed of the resampling.
         groups (int): Live-conv-cost groups (:func:`cost_groups`) for the
@@ -202,6 +205,11 @@ def summarize(runs, alone, repeat=None, bootstrap=2000, boot_seed=0, groups=4):
     group = np.array([branch_of(space.from_str(keys[i]), bounds) for i in idx])
     same = group[:, None] == group[None, :]
     fields = ('tau', 'tau_connected', 'tau_nb201_c10', 'conc_same', 'conc_cross')
+    # a repeat covering the whole sample: also rank against it and the mean
+    rep = None
+    if repeat is not None and all(keys[i] in repeat for i in idx):
+        rep = np.array([repeat[keys[i]]['acc'] for i in idx])
+        fields += ('tau_repeat', 'tau_mean_reference')
     for (method, seed), acc in sorted(accs.items()):
         vals = (
             kendall(acc, ref),
@@ -210,6 +218,8 @@ def summarize(runs, alone, repeat=None, bootstrap=2000, boot_seed=0, groups=4):
             pair_concordance(acc, ref, same),
             pair_concordance(acc, ref, ~same),
         )
+        if rep is not None:
+            vals += (kendall(acc, rep), kendall(acc, (ref + rep) / 2))
         res['runs'].append(dict(method=method, seed=seed, **dict(zip(fields, vals))))
         m = res['methods'].setdefault(method, dict(seeds=[], **{f: [] for f in fields}))
         m['seeds'].append(seed)
@@ -280,6 +290,12 @@ def print_summary(res):
             f'(connected {r["tau_connected"]:.3f}), '
             f'vs NB201 C-10 {r["tau_nb201_c10"]:.3f}; pair concordance same / '
             f'cross cost group {r["conc_same"]:.3f} / {r["conc_cross"]:.3f}'
+            + (
+                f'; vs the repeat {r["tau_repeat"]:.3f}, vs the mean of both '
+                f'{r["tau_mean_reference"]:.3f}'
+                if 'tau_repeat' in r
+                else ''
+            )
         )
     for name, m in res['methods'].items():
         mean, std = m['mean'], m['std']

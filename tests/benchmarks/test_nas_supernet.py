@@ -117,6 +117,19 @@ def test_summary_reference_noise_and_one_method():
     assert ref['n'] == 5 and ref['seeds'] == [0, 1]
     assert ref['tau'] == pytest.approx(8 / 10)  # 10 pairs, one swapped
     assert ref['tau_connected'] == pytest.approx(4 / 6)
+    # the repeat lacks one architecture: no ranking against it
+    assert 'tau_repeat' not in res['runs'][0]
+
+
+def test_summary_against_a_full_repeat():
+    rep = [79.0, 80.0, 75.0, 70.0, 60.0, 10.0]
+    run = [80.0, 78.0, 70.0, 75.0, 60.0, 10.0]  # 3rd and 4th swapped
+    res = nas_supernet.summarize([_run('uniform', 0, run)], _alone(REF), _alone(rep))
+    r = res['runs'][0]
+    assert r['tau_repeat'] == pytest.approx(11 / 15)  # 2 discordant pairs of 15
+    # mean reference 79.5, 79, 75, 70, 60, 10: the run's one swap is discordant
+    assert r['tau_mean_reference'] == pytest.approx(13 / 15)
+    assert res['methods']['uniform']['mean']['tau_repeat'] == r['tau_repeat']
 
 
 def test_summary_rejects_another_sample():
