@@ -3,19 +3,24 @@
 Three measurements, written to one markdown file (and a PNG next to it):
 
 1. accuracy (test split, 10k images) of the W/A/G configs over seeds:
-   ``lbt_minmax_w4a4g4`` (gamma = 1), ``lbt_w4a4g4`` (LBT), ``lsq_w4a4``
-   (4/4/32: no gradient quantization), ``lbt_w6a6g6``, ``lbt_w8a8g8`` and
+   ``lbt_minmax_w4a4g4`` (gamma = 1), ``lbt_gamma08_w4a4g4`` /
+   ``lbt_gamma06_w4a4g4`` (fixed gamma 0.8 / 0.6), ``lbt_mse_w4a4g4`` (the
+   expected-MSE interval), ``lbt_w4a4g4`` (LBT), ``lsq_w4a4`` (4/4/32: no
+   gradient quantization), ``lbt_w6a6g6``, ``lbt_w8a8g8`` and
    ``fp32_finetune`` (float reference), each fine-tuned from the float student
    (``--fp-checkpoint``, checked first to hold exactly the float weights of
    every benchmarked model) through mmengine's Runner with
    ``benchmarks/quant_accuracy.py``'s ``run`` (overrides: epochs, subset,
    seed, work dir), all configs of one seed before the next seed; the float
    checkpoint itself is tested once. Finished runs are kept in
-   ``results.jsonl`` of the work dir and skipped when the script is run again;
+   ``results.jsonl`` of the work dir and skipped when the script is run again.
+   The report adds the same-seed differences of 4/4/4 LBT to each 4-bit
+   baseline;
 2. the gradient quantization error per layer over training: mean squared
    error of ``g_q - g`` over all elements and over the 0.1% largest ``|g|``,
-   for LBT and gamma = 1 at 4 bits (``--error-iters`` iterations each), as a
-   plot;
+   for LBT and gamma = 1 at 4 bits, as a plot (``--recipe finetune``:
+   ``--error-iters`` iterations at constant LR; ``--recipe scratch``: the
+   seed-0 runs of the accuracy protocol, also tested);
 3. the emulation cost: median training-step time (forward, backward, SGD
    step; CPU, one process, the models timed round-robin after warm-up, the
    load average recorded) of the 4/4/4 LBT model over the 4/4/32 LSQ model.
@@ -26,15 +31,21 @@ Three measurements, written to one markdown file (and a PNG next to it):
 Usage (the Fashion-MNIST table of docs/quant/grad_quant.md; about 1 CPU hour):
     OMP_NUM_THREADS=1 python benchmarks/grad_quant.py --parts accuracy error \
         --seeds 0 1 2 --epochs 1 --subset 30000 \
+        --configs fp32_finetune_fmnist lsq_w4a4_fmnist \
+        lbt_minmax_w4a4g4_fmnist lbt_w4a4g4_fmnist lbt_w6a6g6_fmnist \
+        lbt_w8a8g8_fmnist \
         --fp-checkpoint work_dirs/student_r18-w8_fmnist55k/epoch_15.pth \
         --out docs/quant/grad_quant_results.md
-From scratch (the second table of the doc; about 40 CPU-minutes): random
+From scratch (the second table of the doc; about 1 CPU hour): random
 initialization, the float student's SGD schedule (``--recipe scratch``):
     OMP_NUM_THREADS=1 python benchmarks/grad_quant.py --recipe scratch \
-        --parts accuracy --seeds 0 1 2 --epochs 3 --subset 20000 \
+        --parts accuracy error --seeds 0 1 2 --epochs 3 --subset 20000 \
         --configs fp32_finetune_fmnist lsq_w4a4_fmnist \
-        lbt_minmax_w4a4g4_fmnist lbt_w4a4g4_fmnist lbt_w8a8g8_fmnist \
-        --work-dir work_dirs/bench_grad_quant_scratch --out scratch.md
+        lbt_minmax_w4a4g4_fmnist lbt_gamma08_w4a4g4_fmnist \
+        lbt_gamma06_w4a4g4_fmnist lbt_mse_w4a4g4_fmnist lbt_w4a4g4_fmnist \
+        lbt_w8a8g8_fmnist \
+        --work-dir work_dirs/bench_grad_quant_scratch \
+        --out docs/quant/grad_quant_scratch_results.md
 Smoke setting (minutes; numbers meaningless): --seeds 0 --epochs 1 --subset 256
     --fp-checkpoint none --error-iters 5 --timing-steps 3
 """
@@ -56,6 +67,7 @@ from mmengine.runner import Runner
 from quant_accuracy import (
     CONFIG_DIR,
     CONVERGED,
+    build_runner,
     check_fp_checkpoint,
     evaluate_checkpoint,
     run,
@@ -72,6 +84,9 @@ ACCURACY_CONFIGS = {
     'FP32 fine-tune': 'fp32_finetune_fmnist',
     '4/4/32 (LSQ, float gradients)': 'lsq_w4a4_fmnist',
     '4/4/4 gamma=1 (min-max)': 'lbt_minmax_w4a4g4_fmnist',
+    '4/4/4 fixed gamma=0.8': 'lbt_gamma08_w4a4g4_fmnist',
+    '4/4/4 fixed gamma=0.6': 'lbt_gamma06_w4a4g4_fmnist',
+    '4/4/4 MSE interval': 'lbt_mse_w4a4g4_fmnist',
     '4/4/4 LBT': 'lbt_w4a4g4_fmnist',
     '6/6/6 LBT': 'lbt_w6a6g6_fmnist',
     '8/8/8 LBT': 'lbt_w8a8g8_fmnist',
@@ -83,6 +98,14 @@ SCRATCH_SCHEDULE = osp.join(
     osp.dirname(osp.dirname(CONFIG_DIR)), '_base_', 'schedules', 'fmnist_sgd.py'
 )
 RECIPES = ('finetune', 'scratch')
+# The baselines of the same-seed differences to 4/4/4 LBT, in table order.
+PAIRED_BASELINES = (
+    '4/4/4 gamma=1 (min-max)',
+    '4/4/4 fixed gamma=0.8',
+    '4/4/4 fixed gamma=0.6',
+    '4/4/4 MSE interval',
+    '4/4/32 (LSQ, float gradients)',
+)
 ERROR_CONFIGS = {'LBT': 'lbt_w4a4g4_fmnist', 'gamma=1': 'lbt_minmax_w4a4g4_fmnist'}
 TIMING_CONFIGS = {
     'FP32': 'fp32_resnet18-w8_fmnist',
@@ -214,41 +237,75 @@ class _ErrorRecorder(Hook):
                 self.records.setdefault(name, []).append(row)
 
 
+def _error_runner(args, name, work_dir):
+    """The Runner of one gradient-error run of config ``name``.
+
+    ``'finetune'``: ``args.error_iters`` iterations from ``args.fp_checkpoint``
+    at the config's constant initial LR, seed 0. ``'scratch'``: the seed-0 run
+    of the accuracy protocol itself (:func:`recipe_options`, ``args.epochs``,
+    ``args.subset``, the float student's schedule; ``--error-iters`` unused),
+    so the recorded errors are those of a table row.
+    """
+    config = osp.join(CONFIG_DIR, name + '.py')
+    options = recipe_options(args.recipe, config, 0)
+    if args.recipe == 'scratch':
+        return build_runner(
+            config, work_dir, 0, args.epochs, args.subset, cfg_options=options
+        )
+    cfg = Config.fromfile(config)
+    if options:
+        cfg.merge_from_dict(options)
+    cfg.work_dir = work_dir
+    cfg.randomness = dict(seed=0)
+    cfg.load_from = None if args.fp_checkpoint == 'none' else args.fp_checkpoint
+    shorten_schedule(cfg, iters=args.error_iters, log_interval=50)
+    cfg.param_scheduler = []
+    cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
+    shrink_data(cfg, subset_size=dict(train=max(args.subset, 128)))
+    return Runner.from_cfg(cfg)
+
+
+def _error_key(args, name):
+    """The ``errors.json`` key of one gradient-error run."""
+    if args.recipe == 'scratch':
+        return f'{name}|scratch|{args.epochs}|{args.subset}|seed0'
+    return f'{name}|{args.error_iters}|{args.fp_checkpoint}|{args.subset}'
+
+
 def gradient_error(args):
-    """{method: {layer: [per-iteration dict]}} over ``args.error_iters``, cached
-    in ``errors.json`` of the work dir (per method, iterations and start)."""
+    """Per-layer gradient error over training of the ``ERROR_CONFIGS`` arms.
+
+    Cached in ``errors.json`` of the work dir (per method and protocol, see
+    :func:`_error_key`). A ``--recipe scratch`` run is also tested; its test
+    top-1 is kept under ``errors.json['top1']``.
+
+    Returns:
+        tuple: ``{method: {layer: [per-iteration dict]}}`` and ``{method:
+        test top-1}`` (the tested runs only).
+    """
     path = osp.join(args.work_dir, 'errors.json')
     cache = {}
     if osp.isfile(path):
         with open(path) as f:
             cache = json.load(f)
-    out = {}
+    out, top1 = {}, {}
     for label, name in ERROR_CONFIGS.items():
-        key = f'{name}|{args.error_iters}|{args.fp_checkpoint}|{args.subset}'
-        if args.recipe != 'finetune':
-            key += f'|{args.recipe}'
+        key = _error_key(args, name)
         if key not in cache:
-            config = osp.join(CONFIG_DIR, name + '.py')
-            cfg = Config.fromfile(config)
-            options = recipe_options(args.recipe, config, 0)
-            if options:
-                cfg.merge_from_dict(options)
-            cfg.work_dir = osp.join(args.work_dir, f'error_{args.recipe}_{name}')
-            cfg.randomness = dict(seed=0)
-            cfg.load_from = None if args.fp_checkpoint == 'none' else args.fp_checkpoint
-            shorten_schedule(cfg, iters=args.error_iters, log_interval=50)
-            cfg.param_scheduler = []
-            cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
-            shrink_data(cfg, subset_size=dict(train=max(args.subset, 128)))
-            runner = Runner.from_cfg(cfg)
+            work_dir = osp.join(args.work_dir, f'error_{args.recipe}_{name}')
+            runner = _error_runner(args, name, work_dir)
             recorder = _ErrorRecorder()
             runner.register_hook(recorder, priority='LOWEST')
             runner.train()
+            if args.recipe == 'scratch':
+                cache.setdefault('top1', {})[key] = runner.test()['accuracy/top1']
             cache[key] = recorder.records
             with open(path, 'w') as f:
                 json.dump(cache, f)
         out[label] = cache[key]
-    return out
+        if key in cache.get('top1', {}):
+            top1[label] = cache['top1'][key]
+    return out, top1
 
 
 def _moving_average(values, parts=20):
@@ -380,14 +437,62 @@ def _accuracy_lines(args, acc, start):
         for label, values in acc.items()
     ]
     lines += ['', *_goal_lines(args, mean, start), '']
+    lines += _paired_lines(acc, args.seeds)
     return lines
 
 
-def _error_lines(args, errors, plot_path):
+def _paired_lines(acc, seeds, arm='4/4/4 LBT'):
+    """Same-seed differences of ``arm`` to each 4-bit baseline in ``acc``.
+
+    The arms of one seed share the weight initialization and the data order,
+    so the per-seed difference resolves what the spread over seeds hides.
+
+    Args:
+        acc (dict): ``{label: [top-1 per seed]}``.
+        seeds (list[int]): The seeds of the columns.
+        arm (str): The compared arm. Defaults to ``'4/4/4 LBT'``.
+
+    Returns:
+        list[str]: A markdown table (empty without ``arm`` or a baseline).
+    """
+    refs = [label for label in PAIRED_BASELINES if label in acc]
+    if arm not in acc or not refs:
+        return []
     lines = [
-        f'Gradient quantization error per layer over {args.error_iters} '
+        f'Same-seed differences {arm} - baseline (pt):',
+        '',
+        '| baseline | '
+        + ' | '.join(f'seed {s}' for s in seeds)
+        + f' | mean ± std | {arm} ahead |',
+        '|---|' + '---|' * (len(seeds) + 2),
+    ]
+    for ref in refs:
+        diff = [a - b for a, b in zip(acc[arm], acc[ref])]
+        std = statistics.stdev(diff) if len(diff) > 1 else 0.0
+        ahead = sum(d > 0 for d in diff)
+        lines.append(
+            f'| {ref} | '
+            + ' | '.join(f'{d:+.2f}' for d in diff)
+            + f' | {statistics.mean(diff):+.2f} ± {std:.2f} | '
+            f'{ahead} of {len(diff)} seeds |'
+        )
+    return [*lines, '']
+
+
+def _error_lines(args, errors, top1, plot_path):
+    iters = len(next(iter(next(iter(errors.values())).values())))
+    lines = [
+        f'Gradient quantization error per layer over {iters} '
         f'iterations (seed 0): ![error]({osp.basename(plot_path)})',
         '',
+    ]
+    if top1:
+        lines += [
+            'Test top-1 of these runs (the seed-0 runs of the accuracy protocol, '
+            'recorded): ' + ', '.join(f'{k} {v:.2f}' for k, v in top1.items()) + '.',
+            '',
+        ]
+    lines += [
         'Mean over the last quarter of the iterations, per layer '
         '(LBT / gamma=1 ratio of the MSE):',
         '',
@@ -423,7 +528,7 @@ def _error_lines(args, errors, plot_path):
     return lines
 
 
-def write(args, acc, start, errors, times, load, plot_path):
+def write(args, acc, start, errors, top1, times, load, plot_path):
     """Print the markdown report of the parts that ran, and write it to
     ``args.out`` when given."""
     lines = ['# Gradient quantization (LBT) on Fashion-MNIST', '']
@@ -431,7 +536,7 @@ def write(args, acc, start, errors, times, load, plot_path):
     if acc:
         lines += _accuracy_lines(args, acc, start)
     if errors:
-        lines += _error_lines(args, errors, plot_path)
+        lines += _error_lines(args, errors, top1, plot_path)
     if times:
         lines += [
             f'Step time (CPU, {torch.get_num_threads()} thread(s), batch '
@@ -478,7 +583,13 @@ def main():
         default=list(ACCURACY_CONFIGS.values()),
         help='the accuracy arms to run (default: all)',
     )
-    parser.add_argument('--error-iters', type=int, default=200)
+    parser.add_argument(
+        '--error-iters',
+        type=int,
+        default=200,
+        help='iterations of the --recipe finetune error runs (--recipe scratch '
+        'records the seed-0 run of the accuracy protocol instead)',
+    )
     parser.add_argument('--timing-steps', type=int, default=20)
     parser.add_argument('--batch', type=int, default=128)
     parser.add_argument('--work-dir', default='work_dirs/bench_grad_quant')
@@ -520,7 +631,7 @@ def main():
             args.fp_checkpoint, [*ACCURACY_CONFIGS.values(), *ERROR_CONFIGS.values()]
         )
     acc, start = accuracy(args) if 'accuracy' in args.parts else ({}, None)
-    errors = gradient_error(args) if 'error' in args.parts else {}
+    errors, top1 = gradient_error(args) if 'error' in args.parts else ({}, {})
     plot_path = (
         osp.splitext(args.out)[0] if args.out else osp.join(args.work_dir, 'grad_quant')
     ) + '_error.png'
@@ -531,7 +642,7 @@ def main():
         load = LoadRecord(args.allow_loaded)
         times = step_times(args)
         load.stop()
-    write(args, acc, start, errors, times, load, plot_path)
+    write(args, acc, start, errors, top1, times, load, plot_path)
 
 
 if __name__ == '__main__':
