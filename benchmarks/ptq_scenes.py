@@ -76,7 +76,7 @@ TASKS = dict(
     pose=dict(
         float=osp.join(B, 'mmpose', 'topdown_heatmap_r18-w16_scenes.py'),
         w8=osp.join(Q, 'mmpose', 'ptq_w8a8_topdown_heatmap_r18-w16_scenes.py'),
-        w4=None,
+        w4=osp.join(Q, 'mmpose', 'ptq_w4a4_topdown_heatmap_r18-w16_scenes.py'),
     ),
 )
 MSE = ['ptq.weight_observer.type=MSEObserver', 'ptq.act_observer.type=MSEObserver']
@@ -266,8 +266,6 @@ def main():
     parser.add_argument('--work-dir', default=osp.join('work_dirs', 'ptq_scenes'))
     parser.add_argument('--out', help='markdown page for the table')
     args = parser.parse_args()
-    if TASKS[args.task]['w4'] is None:
-        args.rows = [r for r in args.rows if ROWS[r][1] != 'w4']
     path = osp.join(args.work_dir, 'results.jsonl')
     records = []
     if osp.isfile(path):

@@ -27,6 +27,7 @@ CASES = [
     ('mmseg/ptq_w8a8_fcn_r18-w16_scenes.py', 'seg', 'mIoU', False),
     ('mmseg/ptq_w4a4_fcn_r18-w16_scenes.py', 'seg', 'mIoU', True),
     ('mmpose/ptq_w8a8_topdown_heatmap_r18-w16_scenes.py', 'pose', 'coco/AP', False),
+    ('mmpose/ptq_w4a4_topdown_heatmap_r18-w16_scenes.py', 'pose', 'coco/AP', True),
 ]
 
 
@@ -72,7 +73,8 @@ def test_scenes_ptq_config_calibrates_tests_and_matches_stock_test(
     assert result['calibration'] is not None
     if w4:
         # every configured unit holds quantized layers and was reconstructed
-        assert len(result['units']) == dict(det=18, seg=12)[task]
+        # (pose: 8 residual blocks and the 3 head deconvolutions)
+        assert len(result['units']) == dict(det=18, seg=12, pose=11)[task]
     state = torch.load(out, weights_only=True)['state_dict']
     steps = [v for k, v in state.items() if k.endswith('weight_quantizer.step')]
     assert steps and all(torch.isfinite(s).all() and (s > 0).all() for s in steps)
