@@ -14,22 +14,36 @@ Usage::
         --out docs/distill/accuracy.md
     # quick smoke run: --epochs 1 --subset 2000 --seeds 0
 
-Raw per-seed numbers (top-1 and wall time of every run) go to the ``.json``
-next to ``--out``, rewritten after every run together with the table (the
-block between ``<!-- distill_fmnist_accuracy:begin/end -->`` of ``--out``;
-the text around it is kept); ``--resume`` reuses the teacher and the runs
-already in that file.
+At convergence (``--converged``) the teacher is the converged teacher of
+``benchmarks/fmnist_converged.py`` (seed 0) and the CE student of seed ``s``
+its converged student of seed ``s``, both reused from their cache in the work
+dir or trained there first; the students train on the whole 55k split for the
+converged configs' epochs::
+
+    python benchmarks/distill_fmnist_accuracy.py --converged --seeds 0 1 2 \
+        --jobs 8 --out docs/distill/converged.md
+
+``--jobs`` trains that many runs at once, each in its own process (on a GPU
+they share the device); the teacher-free runs start while the teacher trains.
+
+Raw per-seed numbers (top-1, wall time and device of every run) go to the
+``.json`` next to ``--out``, rewritten after every run together with the table
+(the block between ``<!-- distill_fmnist_accuracy:begin/end -->`` of
+``--out``; the text around it is kept); ``--resume`` reuses the teacher and the
+runs already in that file.
 """
 
 import argparse
 import json
 import math
+import multiprocessing
 import os
 import re
 import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -108,6 +122,113 @@ def train(config, work_dir, options):
         return f.read().strip()
 
 
+def device_name():
+    """The device the trainings of this process tree use: mmengine trains on
+    the first GPU when there is one.
+
+    Returns:
+        str: The GPU's name, or ``'CPU'``.
+    """
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'CPU'
+
+
+def teacher_run(args):
+    """Train (or, with ``--converged``, reuse) and test the table's teacher.
+
+    Args:
+        args (Namespace): The command line.
+
+    Returns:
+        dict: The run record (``method='teacher'``).
+    """
+    if args.converged:
+        import fmnist_converged
+
+        result = fmnist_converged.run('teacher', 0)
+        return dict(
+            method='teacher',
+            seed=0,
+            checkpoint=os.path.join(ROOT, result['checkpoint']),
+            train_s=sum(c['seconds'] for c in result.get('chunks', [])),
+            top1=result['top1'],
+            device=_chunk_device(result),
+        )
+    start = time.time()
+    checkpoint = train(
+        TEACHER_CFG,
+        os.path.join(ROOT, args.work_dir, 'teacher'),
+        _options(args, 0, args.teacher_epochs or args.epochs),
+    )
+    return dict(
+        method='teacher',
+        seed=0,
+        checkpoint=checkpoint,
+        train_s=round(time.time() - start, 1),
+        top1=test_accuracy(TEACHER_CFG, checkpoint),
+        device=device_name(),
+    )
+
+
+def _chunk_device(result):
+    """The device(s) a fmnist_converged run trained on (chunks recorded
+    without one trained on the CPU)."""
+    chunks = result.get('chunks', [])
+    return ' + '.join(sorted({c.get('device', 'CPU') for c in chunks})) or 'CPU'
+
+
+def student_run(method, seed, args, teacher_ckpt):
+    """Train and test one student of the table.
+
+    Args:
+        method (str): A key of ``METHODS``.
+        seed (int): The training seed.
+        args (Namespace): The command line.
+        teacher_ckpt (str | None): The teacher checkpoint (None for the
+            teacher-free methods).
+
+    Returns:
+        dict: The run record.
+    """
+    if args.converged and method == 'CE student':
+        import fmnist_converged
+
+        result = fmnist_converged.run('student', seed)
+        return dict(
+            method=method,
+            seed=seed,
+            checkpoint=os.path.join(ROOT, result['checkpoint']),
+            train_s=sum(c['seconds'] for c in result.get('chunks', [])),
+            top1=result['top1'],
+            device=_chunk_device(result),
+        )
+    config = METHODS[method]
+    slug = re.sub(r'\W+', '_', method).strip('_')
+    work_dir = os.path.join(ROOT, args.work_dir, f'{slug}_s{seed}')
+    options = _options(args, seed, args.epochs) + _method_options(method, args)
+    if method not in TEACHER_FREE:
+        options.append(f'model.teacher.checkpoint={teacher_ckpt}')
+    start = time.time()
+    last = train(config, work_dir, options)
+    train_s = round(time.time() - start, 1)
+    if method not in TEACHER_FREE:
+        last = last[: -len('.pth')] + '_student.pth'
+    run = dict(
+        method=method,
+        seed=seed,
+        checkpoint=last,
+        train_s=train_s,
+        device=device_name(),
+    )
+    if method == 'FFL':
+        run['top1'] = test_accuracy(config, last, {'model.predict_from': 0})
+        run['top1_fused'] = test_accuracy(config, last)
+    else:
+        run['top1'] = test_accuracy(STUDENT_CFG, last)
+    return run
+
+
 def test_accuracy(config, checkpoint, options=None):
     """Top-1 (%) on the test split of ``checkpoint`` loaded into ``config``
     (updated with the ``options`` dict)."""
@@ -129,7 +250,12 @@ def test_accuracy(config, checkpoint, options=None):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    parser.add_argument('--epochs', type=int, default=8)
+    parser.add_argument(
+        '--epochs',
+        type=int,
+        help='epochs of the students (default: 8; with --converged the '
+        "converged configs' max_epochs, which it must equal)",
+    )
     parser.add_argument(
         '--teacher-epochs', type=int, help='epochs of the teacher (default: --epochs)'
     )
@@ -140,7 +266,16 @@ def main():
         help='class-balanced training subset (0: all 55k)',
     )
     parser.add_argument(
+        '--converged',
+        action='store_true',
+        help='teacher and CE students: the converged models of '
+        'benchmarks/fmnist_converged.py (reused from its cache, or trained)',
+    )
+    parser.add_argument(
         '--methods', nargs='+', default=list(METHODS), choices=list(METHODS)
+    )
+    parser.add_argument(
+        '--jobs', type=int, default=1, help='runs trained at once (default: 1)'
     )
     parser.add_argument('--work-dir', default='work_dirs/bench_fmnist_kd')
     parser.add_argument('--out', help='markdown file for the table')
@@ -151,59 +286,59 @@ def main():
         'recorded in the json next to --out',
     )
     args = parser.parse_args()
-    work = os.path.join(ROOT, args.work_dir)
+    if args.converged:
+        import fmnist_converged
+
+        epochs = fmnist_converged.max_epochs('student')
+        if args.subset or args.teacher_epochs or args.epochs not in (None, epochs):
+            parser.error(
+                f'--converged trains the students on all 55k images for the '
+                f"converged configs' {epochs} epochs; got --subset {args.subset}, "
+                f'--teacher-epochs {args.teacher_epochs}, --epochs {args.epochs}'
+            )
+        args.epochs = epochs
+    args.epochs = args.epochs or 8
+    if args.jobs < 1:
+        parser.error(f'--jobs must be at least 1, got {args.jobs}')
     raw_path = os.path.splitext(args.out)[0] + '.json' if args.out else None
 
     runs = []
     if args.resume and raw_path and os.path.exists(raw_path):
         with open(raw_path) as f:
             runs = json.load(f)['runs']
-    done = {(run['method'], run['seed']): run for run in runs}
-    teacher_epochs = args.teacher_epochs or args.epochs
-
-    if ('teacher', 0) in done:
-        teacher_ckpt = done['teacher', 0]['checkpoint']
-    else:
-        start = time.time()
-        teacher_ckpt = train(
-            TEACHER_CFG,
-            os.path.join(work, 'teacher'),
-            _options(args, 0, teacher_epochs),
-        )
-        runs.append(
-            dict(
-                method='teacher',
-                seed=0,
-                checkpoint=teacher_ckpt,
-                train_s=round(time.time() - start, 1),
-                top1=test_accuracy(TEACHER_CFG, teacher_ckpt),
-            )
-        )
-        _save(runs, raw_path, args)
-    for seed in args.seeds:
-        for method in args.methods:
-            if (method, seed) in done:
-                continue
-            config = METHODS[method]
-            slug = re.sub(r'\W+', '_', method).strip('_')
-            work_dir = os.path.join(work, f'{slug}_s{seed}')
-            options = _options(args, seed, args.epochs) + _method_options(method, args)
-            if method not in TEACHER_FREE:
-                options.append(f'model.teacher.checkpoint={teacher_ckpt}')
-            start = time.time()
-            last = train(config, work_dir, options)
-            train_s = round(time.time() - start, 1)
-            if method not in TEACHER_FREE:
-                last = last[: -len('.pth')] + '_student.pth'
-            run = dict(method=method, seed=seed, checkpoint=last, train_s=train_s)
-            if method == 'FFL':
-                run['top1'] = test_accuracy(config, last, {'model.predict_from': 0})
-                run['top1_fused'] = test_accuracy(config, last)
-            else:
-                run['top1'] = test_accuracy(STUDENT_CFG, last)
-            runs.append(run)
-            print(json.dumps(run), flush=True)
-            _save(runs, raw_path, args)
+    done = {(run['method'], run['seed']) for run in runs}
+    teacher_ckpt = next(
+        (run['checkpoint'] for run in runs if run['method'] == 'teacher'), None
+    )
+    todo = [
+        (method, seed)
+        for method in args.methods
+        for seed in args.seeds
+        if (method, seed) not in done
+    ]
+    # spawn: every run's test builds a fresh mmengine Runner in a fresh process
+    with ProcessPoolExecutor(
+        args.jobs,
+        mp_context=multiprocessing.get_context('spawn'),
+        max_tasks_per_child=1,
+    ) as pool:
+        pending = {}
+        if teacher_ckpt is None:
+            pending[pool.submit(teacher_run, args)] = None
+        while todo or pending:
+            for key in [k for k in todo if teacher_ckpt or k[0] in TEACHER_FREE]:
+                todo.remove(key)
+                future = pool.submit(student_run, *key, args, teacher_ckpt)
+                pending[future] = key
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                del pending[future]
+                run = future.result()
+                if run['method'] == 'teacher':
+                    teacher_ckpt = run['checkpoint']
+                runs.append(run)
+                print(json.dumps(run), flush=True)
+                _save(runs, raw_path, args)
     _save(runs, raw_path, args)
 
 
@@ -217,13 +352,16 @@ def _save(runs, raw_path, args):
                 subset=args.subset,
                 epochs=args.epochs,
                 teacher_epochs=args.teacher_epochs or args.epochs,
+                converged=args.converged,
+                jobs=args.jobs,
                 runs=runs,
             ),
             f,
             indent=1,
         )
     results = {}
-    for run in runs:
+    order = ['teacher'] + list(METHODS)
+    for run in sorted(runs, key=lambda r: (order.index(r['method']), r['seed'])):
         if run['method'] == 'FFL':
             results.setdefault('FFL (branch 0)', []).append(run)
             results.setdefault('FFL (fused 2 branches)', []).append(
@@ -235,61 +373,87 @@ def _save(runs, raw_path, args):
 
 
 def write_table(results, args):
-    """Markdown table: mean +- std over seeds, and the gain over CE."""
-    base = (
-        statistics.mean(run['top1'] for run in results['CE student'])
-        if 'CE student' in results
-        else None
+    """Markdown table: mean +- std over seeds, and the gain over CE (of the
+    means and seed by seed)."""
+    ce = {run['seed']: run['top1'] for run in results.get('CE student', [])}
+    base = statistics.mean(ce.values()) if ce else None
+    recipe = (
+        ' --converged'
+        if args.converged
+        else f' --epochs {args.epochs}'
+        + (f' --teacher-epochs {args.teacher_epochs}' if args.teacher_epochs else '')
+        + (f' --subset {args.subset}' if args.subset else '')
     )
     cmd = (
         'python benchmarks/distill_fmnist_accuracy.py --seeds '
         + ' '.join(map(str, args.seeds))
-        + f' --epochs {args.epochs}'
-        + (f' --teacher-epochs {args.teacher_epochs}' if args.teacher_epochs else '')
-        + (f' --subset {args.subset}' if args.subset else '')
+        + recipe
         + (
             ''
             if args.methods == list(METHODS)
             else ' --methods ' + ' '.join(f"'{m}'" for m in args.methods)
         )
+        + (f' --jobs {args.jobs}' if args.jobs > 1 else '')
         + f' --out {args.out}'
     )
-    training_set = (
-        f'class-balanced {args.subset}-image subset of the 55k train split'
-        if args.subset
-        else 'the 55k train split'
-    )
+    if args.converged:
+        recipe_text = (
+            'Teacher: the converged teacher of `benchmarks/fmnist_converged.py` '
+            '(`teacher_r18-w16_fmnist55k.py`, seed 0); CE student: its converged '
+            'student of the same seed (`student_r18-w8_fmnist55k.py`); the '
+            f'distilled students: the 55k train split, {args.epochs} epochs, the '
+            'same schedule (SGD, one warm-up epoch, cosine to 1e-4)'
+        )
+    else:
+        training_set = (
+            f'class-balanced {args.subset}-image subset of the 55k train split'
+            if args.subset
+            else 'the 55k train split'
+        )
+        recipe_text = (
+            f'Training set: {training_set}; students {args.epochs} epochs, '
+            f'teacher {args.teacher_epochs or args.epochs} epochs (trained once, '
+            'seed 0, shared by all students), SGD + cosine'
+        )
     lines = [
         'Teacher: CIFAR-style ResNet-18, widths 16-128 (0.69 M params); '
         'student: 3-stage ResNet-18, widths 8-32 (0.045 M params). '
-        f'Training set: {training_set}; students {args.epochs} epochs, '
-        f'teacher {args.teacher_epochs or args.epochs} epochs (trained once, '
-        'seed 0, shared by all students), SGD + cosine; '
-        'test top-1 (%) of the last checkpoint on the official '
+        f'{recipe_text}; test top-1 (%) of the last checkpoint on the official '
         '10k test split, evaluated from the plain `*_student.pth` files with '
-        'the baseline student config.',
+        'the baseline student config. Wall time: '
+        + (f'{args.jobs} runs at once' if args.jobs > 1 else 'one run at a time')
+        + ', on the device of the last column.',
         '',
         f'Command: `{cmd}`',
         '',
-        '| model | top-1 (mean ± std) | vs CE student | seeds | '
-        'per-seed top-1 | train wall time / run (s) |',
-        '|---|---|---|---|---|---|',
+        '| model | top-1 (mean ± std) | vs CE student | vs CE student, per seed '
+        '| seeds | per-seed top-1 | train wall time / run (s) | device |',
+        '|---|---|---|---|---|---|---|---|',
     ]
     for method, method_runs in results.items():
         accs = [run['top1'] for run in method_runs]
         mean = statistics.mean(accs)
         std = statistics.stdev(accs) if len(accs) > 1 else 0.0
-        gain = (
+        baseline = method in ('teacher', 'CE student') or base is None
+        gain = '' if baseline else f'{mean - base:+.2f}'
+        per_seed_gain = (
             ''
-            if method in ('teacher', 'CE student') or base is None
-            else f'{mean - base:+.2f}'
+            if baseline
+            else ', '.join(
+                f'{run["top1"] - ce[run["seed"]]:+.2f}'
+                for run in method_runs
+                if run['seed'] in ce
+            )
         )
         seeds = ', '.join(str(run['seed']) for run in method_runs)
         per_seed = ', '.join(f'{acc:.2f}' for acc in accs)
         wall = statistics.mean(run['train_s'] for run in method_runs)
+        devices = ', '.join(
+            sorted({run.get('device', 'not recorded') for run in method_runs})
+        )
         lines.append(
-            f'| {method} | {mean:.2f} ± {std:.2f} | {gain} | '
-            f'{seeds} | {per_seed} | {wall:.0f} |'
+            f'| {method} | {mean:.2f} ± {std:.2f} | {gain} | {per_seed_gain} | '
+            f'{seeds} | {per_seed} | {wall:.0f} | {devices} |'
         )
     write_block(args.out, 'distill_fmnist_accuracy', '\n'.join(lines))
 

@@ -41,7 +41,7 @@ from typing import Dict, List, Optional
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from distill_fmnist_accuracy import test_accuracy  # noqa: E402
+from distill_fmnist_accuracy import device_name, test_accuracy  # noqa: E402
 from doc_blocks import write_block  # noqa: E402
 
 CONFIGS = dict(
@@ -169,6 +169,7 @@ def train_chunk(model: str, seed: int, work_dir: str, deadline: float) -> None:
         seconds=round(time.time() - start, 1),
         load_before=[round(x, 2) for x in before],
         load_after=[round(x, 2) for x in os.getloadavg()],
+        device=device_name(),
     )
     path = osp.join(work_dir, 'chunks.json')
     chunks = json.load(open(path)) if osp.isfile(path) else []
@@ -236,7 +237,8 @@ def _fmt_time(result: dict) -> str:
         for chunk in chunks
     )
     total = sum(chunk['seconds'] for chunk in chunks)
-    return f'{total:.0f} s in {len(chunks)} chunk(s) (load {loads})'
+    devices = ', '.join(sorted({chunk.get('device', 'CPU') for chunk in chunks}))
+    return f'{total:.0f} s in {len(chunks)} chunk(s) on {devices} (load {loads})'
 
 
 def table(results: List[dict]) -> str:

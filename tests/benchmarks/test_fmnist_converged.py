@@ -201,7 +201,13 @@ def _result(model, seed, top1, val):
         val_top1=val,
         train_loss=[[1, 1.0], [2, 0.5], [3, 0.25]],
         chunks=[
-            dict(seconds=60.0, load_before=[1, 1, 1], load_after=[2, 2, 2]),
+            dict(
+                seconds=60.0,
+                load_before=[1, 1, 1],
+                load_after=[2, 2, 2],
+                device='NVIDIA H200',
+            ),
+            # chunks recorded before the device was: trained on the CPU
             dict(seconds=40.0, load_before=[3, 3, 3], load_after=[4, 4, 4]),
         ],
     )
@@ -219,8 +225,8 @@ def test_table_gives_mean_and_population_std_over_seeds():
     assert '70.00, 88.00, 88.25 (seed 0) |' in text
     assert (
         '| student, seed 1 | `work_dirs/student_s1/epoch_3.pth` | 91.00 | 100 s in '
-        '2 chunk(s) (load 1.00/1.00/1.00 -> 2.00/2.00/2.00; 3.00/3.00/3.00 -> '
-        '4.00/4.00/4.00) |'
+        '2 chunk(s) on CPU, NVIDIA H200 (load 1.00/1.00/1.00 -> 2.00/2.00/2.00; '
+        '3.00/3.00/3.00 -> 4.00/4.00/4.00) |'
     ) in text
     assert 'teacher' not in text
 
