@@ -30,9 +30,22 @@ _refused_getattr: contextvars.ContextVar = contextvars.ContextVar(
 
 
 def _numpy_safe_globals() -> list:
-    """The numpy callables/classes that pickled arrays, scalars and dtypes use."""
-    multiarray = np.core.multiarray
-    safe = [np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar]
+    """The numpy callables/classes that pickled arrays, scalars and dtypes use.
+
+    numpy 1 pickles arrays and scalars through ``numpy.core.multiarray``, numpy
+    2 through ``numpy._core.multiarray``: both names are allowed, so a
+    checkpoint saved with either numpy loads with the other.
+    """
+    try:  # numpy 2's module (numpy 1.26 has it as an alias)
+        from numpy._core import multiarray
+    except ImportError:  # numpy < 1.26
+        from numpy.core import multiarray
+    safe = [np.ndarray, np.dtype]
+    for module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
+        safe += [
+            (multiarray._reconstruct, f'{module}._reconstruct'),
+            (multiarray.scalar, f'{module}.scalar'),
+        ]
     # numpy >= 1.25 pickles dtypes through their concrete ``numpy.dtypes`` classes
     dtypes = getattr(np, 'dtypes', None)
     if dtypes is not None:

@@ -89,6 +89,36 @@ def test_model_zoo_style_file_loads(tmp_path):
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize(
+    'written_as', ['numpy.core', 'numpy._core'], ids=['numpy1-file', 'numpy2-file']
+)
+def test_numpy_arrays_load_whichever_numpy_saved_them(tmp_path, written_as):
+    """numpy 1 pickles arrays and scalars as ``numpy.core.multiarray.*``, numpy
+    2 as ``numpy._core.multiarray.*``: a checkpoint written by either (the
+    module names rewritten in its pickle) loads, with its values."""
+    import zipfile
+
+    import numpy as np
+
+    path = str(tmp_path / 'saved.pth')
+    meta = dict(mean=np.arange(3.0), score=np.float64(0.5))
+    torch.save({'state_dict': torch.nn.Linear(2, 2).state_dict(), 'meta': meta}, path)
+    renamed = str(tmp_path / 'renamed.pth')
+    target = f'{written_as}.multiarray\n'.encode()
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(renamed, 'w') as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename.endswith('data.pkl'):
+                # protocol-2 GLOBAL opcodes name the module as a text line
+                for name in (b'numpy.core.multiarray\n', b'numpy._core.multiarray\n'):
+                    data = data.replace(name, target)
+                assert data.count(target) >= 2  # _reconstruct and scalar
+            dst.writestr(item, data)
+    ckpt = safe_torch_load(renamed)
+    assert np.array_equal(ckpt['meta']['mean'], meta['mean'])
+    assert ckpt['meta']['score'] == 0.5
+
+
 def test_url_served_from_hub_cache_offline(tmp_path, monkeypatch):
     # torch.hub.set_dir() (by any earlier import) wins over $TORCH_HOME
     monkeypatch.setattr(torch.hub, '_hub_dir', str(tmp_path / 'torch_home' / 'hub'))
