@@ -24,7 +24,8 @@ converged configs' epochs::
         --jobs 8 --out docs/distill/converged.md
 
 ``--jobs`` trains that many runs at once, each in its own process (on a GPU
-they share the device); the teacher-free runs start while the teacher trains.
+they share the device) with ``OMP_NUM_THREADS`` = cores / jobs unless it is
+set; the teacher-free runs start while the teacher trains.
 
 Raw per-seed numbers (top-1, wall time and device of every run) go to the
 ``.json`` next to ``--out``, rewritten after every run together with the table
@@ -300,6 +301,9 @@ def main():
     args.epochs = args.epochs or 8
     if args.jobs < 1:
         parser.error(f'--jobs must be at least 1, got {args.jobs}')
+    # each run would otherwise start one intra-op thread per core: with
+    # several runs the machine is oversubscribed many times over
+    os.environ.setdefault('OMP_NUM_THREADS', str(max(1, os.cpu_count() // args.jobs)))
     raw_path = os.path.splitext(args.out)[0] + '.json' if args.out else None
 
     runs = []
