@@ -226,7 +226,9 @@ def run(model: str, seed: int, root: str = ROOT, deadline: float = math.inf):
 
 
 def _fmt_time(result: dict) -> str:
-    """Wall time of the training chunks of a run and the load around each."""
+    """Wall time of the training chunks of a run, the epochs they trained
+    (a run resumed from a checkpoint trained elsewhere starts after epoch 1)
+    and the load around each."""
     chunks = result.get('chunks')
     if not chunks:
         return 'not timed (trained outside this script)'
@@ -238,7 +240,11 @@ def _fmt_time(result: dict) -> str:
     )
     total = sum(chunk['seconds'] for chunk in chunks)
     devices = ', '.join(sorted({chunk.get('device', 'CPU') for chunk in chunks}))
-    return f'{total:.0f} s in {len(chunks)} chunk(s) on {devices} (load {loads})'
+    spans = [chunk['epochs'] for chunk in chunks if 'epochs' in chunk]
+    epochs = f', epochs {spans[0][0] + 1}-{spans[-1][1]}' if spans else ''
+    return (
+        f'{total:.0f} s in {len(chunks)} chunk(s) on {devices}{epochs} (load {loads})'
+    )
 
 
 def table(results: List[dict]) -> str:

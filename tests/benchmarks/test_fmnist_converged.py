@@ -203,12 +203,18 @@ def _result(model, seed, top1, val):
         chunks=[
             dict(
                 seconds=60.0,
+                epochs=[1, 2],  # resumed after epoch 1, trained elsewhere
                 load_before=[1, 1, 1],
                 load_after=[2, 2, 2],
                 device='NVIDIA H200',
             ),
             # chunks recorded before the device was: trained on the CPU
-            dict(seconds=40.0, load_before=[3, 3, 3], load_after=[4, 4, 4]),
+            dict(
+                seconds=40.0,
+                epochs=[2, 3],
+                load_before=[3, 3, 3],
+                load_after=[4, 4, 4],
+            ),
         ],
     )
 
@@ -225,7 +231,8 @@ def test_table_gives_mean_and_population_std_over_seeds():
     assert '70.00, 88.00, 88.25 (seed 0) |' in text
     assert (
         '| student, seed 1 | `work_dirs/student_s1/epoch_3.pth` | 91.00 | 100 s in '
-        '2 chunk(s) on CPU, NVIDIA H200 (load 1.00/1.00/1.00 -> 2.00/2.00/2.00; '
+        '2 chunk(s) on CPU, NVIDIA H200, epochs 2-3 (load 1.00/1.00/1.00 -> '
+        '2.00/2.00/2.00; '
         '3.00/3.00/3.00 -> 4.00/4.00/4.00) |'
     ) in text
     assert 'teacher' not in text
