@@ -402,11 +402,11 @@ def write_table(results, args):
     )
     if args.converged:
         recipe_text = (
-            'Teacher: the converged teacher of `benchmarks/fmnist_converged.py` '
-            '(`teacher_r18-w16_fmnist55k.py`, seed 0); CE student: its converged '
+            'The teacher is the converged teacher of `benchmarks/fmnist_converged.py` '
+            '(`teacher_r18-w16_fmnist55k.py`, seed 0), the CE student its converged '
             'student of the same seed (`student_r18-w8_fmnist55k.py`); the '
-            f'distilled students: the 55k train split, {args.epochs} epochs, the '
-            'same schedule (SGD, one warm-up epoch, cosine to 1e-4)'
+            f'distilled students train on the 55k train split for {args.epochs} epochs '
+            'with the same schedule (SGD, one warm-up epoch, cosine to 1e-4)'
         )
     else:
         training_set = (
