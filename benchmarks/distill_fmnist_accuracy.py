@@ -145,17 +145,7 @@ def teacher_run(args):
         dict: The run record (``method='teacher'``).
     """
     if args.converged:
-        import fmnist_converged
-
-        result = fmnist_converged.run('teacher', 0)
-        return dict(
-            method='teacher',
-            seed=0,
-            checkpoint=os.path.join(ROOT, result['checkpoint']),
-            train_s=sum(c['seconds'] for c in result.get('chunks', [])),
-            top1=result['top1'],
-            device=_chunk_device(result),
-        )
+        return _converged_run('teacher', 'teacher', 0)
     start = time.time()
     checkpoint = train(
         TEACHER_CFG,
@@ -172,11 +162,30 @@ def teacher_run(args):
     )
 
 
-def _chunk_device(result):
-    """The device(s) a fmnist_converged run trained on (chunks recorded
-    without one trained on the CPU)."""
+def _converged_run(model, method, seed):
+    """The run record of a converged model of fmnist_converged.py (reused
+    from its cache, or trained and tested there first).
+
+    Args:
+        model (str): ``'teacher'`` or ``'student'``.
+        method (str): The table row it fills.
+        seed (int): The training seed.
+
+    Returns:
+        dict: The run record.
+    """
+    import fmnist_converged
+
+    result = fmnist_converged.run(model, seed)
     chunks = result.get('chunks', [])
-    return ' + '.join(sorted({c.get('device', 'CPU') for c in chunks})) or 'CPU'
+    return dict(
+        method=method,
+        seed=seed,
+        checkpoint=os.path.join(ROOT, result['checkpoint']),
+        train_s=sum(c['seconds'] for c in chunks),
+        top1=result['top1'],
+        device=fmnist_converged.chunk_devices(chunks) or 'CPU',
+    )
 
 
 def student_run(method, seed, args, teacher_ckpt):
@@ -193,17 +202,7 @@ def student_run(method, seed, args, teacher_ckpt):
         dict: The run record.
     """
     if args.converged and method == 'CE student':
-        import fmnist_converged
-
-        result = fmnist_converged.run('student', seed)
-        return dict(
-            method=method,
-            seed=seed,
-            checkpoint=os.path.join(ROOT, result['checkpoint']),
-            train_s=sum(c['seconds'] for c in result.get('chunks', [])),
-            top1=result['top1'],
-            device=_chunk_device(result),
-        )
+        return _converged_run('student', method, seed)
     config = METHODS[method]
     slug = re.sub(r'\W+', '_', method).strip('_')
     work_dir = os.path.join(ROOT, args.work_dir, f'{slug}_s{seed}')

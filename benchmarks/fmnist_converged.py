@@ -225,6 +225,19 @@ def run(model: str, seed: int, root: str = ROOT, deadline: float = math.inf):
     return result
 
 
+def chunk_devices(chunks: List[dict]) -> str:
+    """The devices the training chunks of a run used, comma-separated
+    (chunks recorded without one trained on the CPU).
+
+    Args:
+        chunks (list[dict]): The run's ``chunks.json`` records.
+
+    Returns:
+        str: e.g. ``'CPU, NVIDIA H200'``; empty without chunks.
+    """
+    return ', '.join(sorted({chunk.get('device', 'CPU') for chunk in chunks}))
+
+
 def _fmt_time(result: dict) -> str:
     """Wall time of the training chunks of a run, the epochs they trained
     (a run resumed from a checkpoint trained elsewhere starts after epoch 1)
@@ -239,7 +252,7 @@ def _fmt_time(result: dict) -> str:
         for chunk in chunks
     )
     total = sum(chunk['seconds'] for chunk in chunks)
-    devices = ', '.join(sorted({chunk.get('device', 'CPU') for chunk in chunks}))
+    devices = chunk_devices(chunks)
     spans = [chunk['epochs'] for chunk in chunks if 'epochs' in chunk]
     epochs = f', epochs {spans[0][0] + 1}-{spans[-1][1]}' if spans else ''
     return (

@@ -113,7 +113,7 @@ def test_omp_threads_split_over_the_jobs(monkeypatch, tmp_path):
 
 
 class _Stopped(Exception):
-    pass
+    """Raised where the benchmark would start its process pool."""
 
 
 class _Stop:
