@@ -9,10 +9,20 @@ temperature is fitted on the validation hold-out). Writes
 reliability diagram per method (first seed, test split, no temperature
 scaling) to ``docs/calibrate/``.
 
+With ``--converged`` it measures the methods at convergence instead: CE is the
+converged Fashion-MNIST student of ``benchmarks/fmnist_converged.py`` (55k
+train split, 15 epochs) and every other method (``CONVERGED_MODELS``) its
+recipe with only the loss changed, trained (or reused from ``work_dirs/``) by
+that script; temperature scaling is fitted on the whole 5k hold-out and the
+test split is the whole official 10k. Writes ``docs/calibrate/converged.md``,
+``converged.json`` and ``reliability_converged_<method>.png``.
+
 Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/calibration.py \
         [--seeds 0 1 2] [--train-size 2000] [--epochs 12] [--methods ce mrl]
+    OMP_NUM_THREADS=1 python benchmarks/calibration.py --converged \
+        --seeds 0 1 2 --methods ce mixup mrl
 """
 
 import argparse
@@ -31,6 +41,7 @@ from mmcompress.calibrate import (
     bin_statistics,
     calibration_report,
     collect_logits,
+    ece_sampling_floor,
     equal_width_edges,
     fit_temperature,
 )
@@ -40,6 +51,9 @@ from mmcompress.calibrate.reliability_diagram import (
     save_image,
 )
 from mmcompress.testing import shorten_schedule, shrink_data
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from doc_blocks import write_block  # noqa: E402
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG_DIR = osp.join(ROOT, 'configs', 'calibrate', 'mmpretrain')
@@ -64,6 +78,9 @@ METHODS = {
     'mndcg': ('RankMixup M-NDCG (M=3)', 'rankmixup-mndcg_resnet18-w8_fmnist.py'),
 }
 RANKMIXUP_METHODS = ('mrl', 'mrl-short', 'mrl-perpair', 'mndcg')
+# --converged: method -> model key of benchmarks/fmnist_converged.py (its
+# converged student recipe; only the loss differs)
+CONVERGED_MODELS = dict(ce='student', mixup='student_mixup', mrl='student_rankmixup')
 DEFAULT_METHODS = ['ce', 'ls', 'focal', 'mbls', 'mixup', 'mrl', 'mrl-short', 'mndcg']
 REPORTED = ('accuracy', 'ece', 'aece', 'cece', 'nll')
 SHORT_SETTING_NOTE = (
@@ -120,10 +137,21 @@ def add_training_arguments(parser):
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument(
-        '--methods', nargs='+', default=DEFAULT_METHODS, choices=sorted(METHODS)
+        '--methods',
+        nargs='+',
+        choices=sorted(METHODS),
+        help=f'default: {" ".join(DEFAULT_METHODS)}; with --converged: '
+        f'{" ".join(CONVERGED_MODELS)}',
     )
     add_training_arguments(parser)
     parser.add_argument('--out-dir', default=osp.join(ROOT, 'docs', 'calibrate'))
+    parser.add_argument(
+        '--converged',
+        action='store_true',
+        help='measure the converged models of fmnist_converged.py (methods: '
+        f'{", ".join(CONVERGED_MODELS)}) instead of training the shrunk configs; '
+        'the training-budget options do not apply',
+    )
     parser.add_argument(
         '--from-json',
         action='store_true',
@@ -226,14 +254,33 @@ def run_one(method, seed, args):
     """Train one method with one seed; return its numbers and diagram."""
     cfg = benchmark_config(method, seed, args)
     model, train_seconds = train_model(cfg)
+    return evaluate(model, cfg, method, seed, train_seconds)
+
+
+def evaluate(model, cfg, method, seed, train_seconds):
+    """Test-split calibration of a trained model, before and after
+    temperature scaling fitted on the validation split.
+
+    Args:
+        model (BaseModel): The trained classifier, in eval mode.
+        cfg (Config): Its config (``val_dataloader``, ``test_dataloader``).
+        method (str): A key of ``METHODS``.
+        seed (int): The training seed.
+        train_seconds (float): Wall time of its training.
+
+    Returns:
+        tuple: The result record (with ``ece_floor``: the mean ECE of a
+        perfectly calibrated model with the same test confidences, see
+        ``ece_sampling_floor``), the bin statistics of the test split
+        (reliability diagram) and its ECE before scaling.
+    """
     val_logits, val_labels = split_logits(model, cfg, 'val')
     test_logits, test_labels = split_logits(model, cfg, 'test')
     temperature = fit_temperature(val_logits, val_labels)
     before = calibration_report(test_logits.softmax(dim=1), test_labels)
     after = calibration_report((test_logits / temperature).softmax(dim=1), test_labels)
-    stats = bin_statistics(
-        *top_label(test_logits.softmax(dim=1), test_labels), equal_width_edges(15)
-    )
+    confidences, correct = top_label(test_logits.softmax(dim=1), test_labels)
+    stats = bin_statistics(confidences, correct, equal_width_edges(15))
     result = dict(
         method=method,
         seed=seed,
@@ -241,8 +288,47 @@ def run_one(method, seed, args):
         train_seconds=train_seconds,
         before={k: before[k] for k in REPORTED},
         after={k: after[k] for k in REPORTED},
+        ece_floor=ece_sampling_floor(confidences)['mean'],
     )
     return result, stats, before['ece']
+
+
+def converged_one(method, seed):
+    """Measure one converged model of ``benchmarks/fmnist_converged.py``
+    (trained there first unless its checkpoint and result are cached).
+
+    Args:
+        method (str): A key of ``CONVERGED_MODELS``.
+        seed (int): The training seed.
+
+    Returns:
+        tuple: As :func:`evaluate`; the record also names the checkpoint
+        and describes its training (wall time, device, epochs, load).
+    """
+    import fmnist_converged
+
+    model_key = CONVERGED_MODELS[method]
+    record = fmnist_converged.run(model_key, seed)
+    cfg = Config.fromfile(osp.join(ROOT, fmnist_converged.CONFIGS[model_key]))
+    checkpoint = osp.join(ROOT, record['checkpoint'])
+    cfg.work_dir = osp.join(osp.dirname(checkpoint), 'calibration')
+    cfg.load_from = checkpoint
+    for split in ('val', 'test'):
+        cfg[f'{split}_dataloader'].num_workers = 0
+        cfg[f'{split}_dataloader'].persistent_workers = False
+    runner = Runner.from_cfg(cfg)
+    runner.load_or_resume()
+    model = runner.model
+    model.eval()
+    chunks = record.get('chunks', [])
+    result, stats, ece = evaluate(
+        model, cfg, method, seed, sum(chunk['seconds'] for chunk in chunks)
+    )
+    result.update(
+        checkpoint=record['checkpoint'],
+        training=fmnist_converged.describe_training(record),
+    )
+    return result, stats, ece
 
 
 def mean_std(values, scale=1.0):
@@ -251,11 +337,119 @@ def mean_std(values, scale=1.0):
     return f'{statistics.mean(values):.2f} ± {spread:.2f}'
 
 
-def write_markdown(results, args, path):
-    """Summary table (mean ± std over seeds) and per-seed rows."""
+def _by_method(results):
     by_method = {}
     for r in results:
         by_method.setdefault(r['method'], []).append(r)
+    return by_method
+
+
+def summary_lines(results, methods, train_time=True):
+    """The summary table (mean ± std over seeds) and the RankMixup goal.
+
+    Args:
+        results (list[dict]): Records of :func:`evaluate`.
+        methods (list[str]): Keys of ``METHODS`` in table order.
+        train_time (bool): Add the mean training time per run. Defaults to
+            True.
+
+    Returns:
+        list[str]: Markdown lines.
+    """
+    by_method = _by_method(results)
+    # runs recorded before the floor was measured have none
+    floor = all('ece_floor' in r for r in results)
+    lines = [
+        '| method | accuracy | ECE | '
+        + 'ECE floor | ' * floor
+        + 'AECE | classwise ECE | NLL | ECE (TS) | AECE (TS) | T |'
+        + ' train time / run (s) |' * train_time,
+        '|---' * (9 + floor + train_time) + '|',
+    ]
+    for method in methods:
+        runs = by_method.get(method, [])
+        if not runs:
+            continue
+
+        def col(stage, key, scale=100.0, runs=runs):
+            return mean_std([r[stage][key] for r in runs], scale)
+
+        lines.append(
+            f'| {METHODS[method][0]} | {col("before", "accuracy")} | '
+            f'{col("before", "ece")} | '
+            + (f'{mean_std([r["ece_floor"] for r in runs], 100.0)} | ' if floor else '')
+            + f'{col("before", "aece")} | '
+            f'{col("before", "cece")} | {col("before", "nll", 1.0)} | '
+            f'{col("after", "ece")} | {col("after", "aece")} | '
+            f'{mean_std([r["temperature"] for r in runs])} |'
+            + f' {statistics.mean(r["train_seconds"] for r in runs):.0f} |'
+            * train_time
+        )
+    if 'ce' not in by_method:
+        return lines
+    ce_ece = statistics.mean(r['before']['ece'] for r in by_method['ce'])
+    ce_acc = statistics.mean(r['before']['accuracy'] for r in by_method['ce'])
+    lines += [
+        '',
+        'Goal: RankMixup ECE ≤ 0.5 × CE ECE with accuracy '
+        'within 1 point (means over seeds).',
+        '',
+        '| method | ECE / CE ECE | accuracy − CE accuracy (pt) | goal met |',
+        '|---|---|---|---|',
+    ]
+    for method in methods:
+        if method not in RANKMIXUP_METHODS or method not in by_method:
+            continue
+        ece = statistics.mean(r['before']['ece'] for r in by_method[method])
+        acc = statistics.mean(r['before']['accuracy'] for r in by_method[method])
+        ratio = ece / ce_ece
+        delta = 100 * (acc - ce_acc)
+        met = 'yes' if ratio <= 0.5 and delta >= -1 else 'no'
+        lines.append(f'| {METHODS[method][0]} | {ratio:.2f} | {delta:+.2f} | {met} |')
+    return lines
+
+
+def seed_lines(results, methods, first_seed, diagram_prefix):
+    """Reliability diagrams of the first seed and per-seed rows.
+
+    Args:
+        results (list[dict]): Records of :func:`evaluate`.
+        methods (list[str]): Keys of ``METHODS`` in diagram order.
+        first_seed (int): The seed of the diagrams.
+        diagram_prefix (str): Diagram file names are
+            ``<prefix><method>.png``.
+
+    Returns:
+        list[str]: Markdown lines.
+    """
+    by_method = _by_method(results)
+    lines = [
+        f'## Reliability diagrams (test split, seed {first_seed}, before TS)',
+        '',
+    ]
+    for method in methods:
+        if method in by_method:
+            lines.append(f'![{METHODS[method][0]}]({diagram_prefix}{method}.png)')
+    lines += [
+        '',
+        '## Per-seed numbers',
+        '',
+        '| method | seed | accuracy | ECE | AECE | NLL | ECE (TS) | T |',
+        '|---|---|---|---|---|---|---|---|',
+    ]
+    for r in results:
+        b, a = r['before'], r['after']
+        lines.append(
+            f'| {METHODS[r["method"]][0]} | {r["seed"]} | '
+            f'{100 * b["accuracy"]:.2f} | {100 * b["ece"]:.2f} | '
+            f'{100 * b["aece"]:.2f} | {b["nll"]:.4f} | '
+            f'{100 * a["ece"]:.2f} | {r["temperature"]:.3f} |'
+        )
+    return lines
+
+
+def write_markdown(results, args, path):
+    """The page of the shrunk-config benchmark (``results.md``)."""
     command = (
         'OMP_NUM_THREADS=1 .venv/bin/python benchmarks/calibration.py '
         f'--seeds {" ".join(map(str, args.seeds))} --train-size '
@@ -288,80 +482,97 @@ def write_markdown(results, args, path):
         'classwise ECE in %, 15 bins; mean ± std over seeds '
         f'{args.seeds}.',
         '',
-        '| method | accuracy | ECE | AECE | classwise ECE | NLL | ECE (TS) '
-        '| AECE (TS) | T | train time / run (s) |',
-        '|---|---|---|---|---|---|---|---|---|---|',
     ]
-    for method in args.methods:
-        runs = by_method.get(method, [])
-        if not runs:
-            continue
-
-        def col(stage, key, scale=100.0, runs=runs):
-            return mean_std([r[stage][key] for r in runs], scale)
-
-        lines.append(
-            f'| {METHODS[method][0]} | {col("before", "accuracy")} | '
-            f'{col("before", "ece")} | {col("before", "aece")} | '
-            f'{col("before", "cece")} | {col("before", "nll", 1.0)} | '
-            f'{col("after", "ece")} | {col("after", "aece")} | '
-            f'{mean_std([r["temperature"] for r in runs])} | '
-            f'{statistics.mean(r["train_seconds"] for r in runs):.0f} |'
-        )
-    if 'ce' in by_method:
-        ce_ece = statistics.mean(r['before']['ece'] for r in by_method['ce'])
-        ce_acc = statistics.mean(r['before']['accuracy'] for r in by_method['ce'])
-        lines += [
-            '',
-            'Goal: RankMixup ECE ≤ 0.5 × CE ECE with accuracy '
-            'within 1 point (means over seeds).',
-            '',
-            '| method | ECE / CE ECE | accuracy − CE accuracy (pt) | goal met |',
-            '|---|---|---|---|',
-        ]
-        for method in args.methods:
-            if method not in RANKMIXUP_METHODS or method not in by_method:
-                continue
-            ece = statistics.mean(r['before']['ece'] for r in by_method[method])
-            acc = statistics.mean(r['before']['accuracy'] for r in by_method[method])
-            ratio = ece / ce_ece
-            delta = 100 * (acc - ce_acc)
-            met = 'yes' if ratio <= 0.5 and delta >= -1 else 'no'
-            lines.append(
-                f'| {METHODS[method][0]} | {ratio:.2f} | {delta:+.2f} | {met} |'
-            )
-        if 'mrl-short' in by_method:
-            lines += ['', SHORT_SETTING_NOTE]
-    lines += [
-        '',
-        f'## Reliability diagrams (test split, seed {args.seeds[0]}, before TS)',
-        '',
-    ]
-    for method in args.methods:
-        if method in by_method:
-            lines.append(f'![{METHODS[method][0]}](reliability_{method}.png)')
-    lines += [
-        '',
-        '## Per-seed numbers',
-        '',
-        '| method | seed | accuracy | ECE | AECE | NLL | ECE (TS) | T |',
-        '|---|---|---|---|---|---|---|---|',
-    ]
-    for r in results:
-        b, a = r['before'], r['after']
-        lines.append(
-            f'| {METHODS[r["method"]][0]} | {r["seed"]} | '
-            f'{100 * b["accuracy"]:.2f} | {100 * b["ece"]:.2f} | '
-            f'{100 * b["aece"]:.2f} | {b["nll"]:.4f} | '
-            f'{100 * a["ece"]:.2f} | {r["temperature"]:.3f} |'
-        )
+    lines += summary_lines(results, args.methods)
+    if any(r['method'] == 'mrl-short' for r in results):
+        lines += ['', SHORT_SETTING_NOTE]
+    lines += ['']
+    lines += seed_lines(results, args.methods, args.seeds[0], 'reliability_')
     with open(path, 'w') as f:
         f.write('\n'.join(lines) + '\n')
+
+
+def write_converged_block(results, path):
+    """The generated block of ``converged.md``: the command that measures
+    ``results``, the tables and where each model comes from.
+
+    Args:
+        results (list[dict]): Records of :func:`converged_one`.
+        path (str): The page.
+    """
+    methods = [m for m in CONVERGED_MODELS if any(r['method'] == m for r in results)]
+    seeds = sorted({r['seed'] for r in results})
+    command = (
+        'OMP_NUM_THREADS=1 python benchmarks/calibration.py --converged --seeds '
+        f'{" ".join(map(str, seeds))} --methods {" ".join(methods)}'
+    )
+    lines = [f'Command: `{command}`', '']
+    lines += summary_lines(results, methods, train_time=False)
+    lines += [
+        '',
+        '| method | seed | checkpoint | training |',
+        '|---|---|---|---|',
+    ]
+    for r in results:
+        lines.append(
+            f'| {METHODS[r["method"]][0]} | {r["seed"]} | `{r["checkpoint"]}` | '
+            f'{r["training"]} |'
+        )
+    lines += ['']
+    lines += seed_lines(results, methods, seeds[0], 'reliability_converged_')
+    write_block(path, 'calibration_converged', '\n'.join(lines))
+
+
+def main_converged(args):
+    """``--converged``: measure the converged models, merge them into
+    ``converged.json`` (runs of the same method and seed are replaced) and
+    rewrite the block of ``converged.md``."""
+    unknown = sorted(set(args.methods) - set(CONVERGED_MODELS))
+    if unknown:
+        raise SystemExit(
+            f'--converged measures the methods {list(CONVERGED_MODELS)}; got '
+            f'{unknown} (their converged configs do not exist)'
+        )
+    json_path = osp.join(args.out_dir, 'converged.json')
+    known = {}
+    if osp.isfile(json_path):
+        with open(json_path) as f:
+            known = {(r['method'], r['seed']): r for r in json.load(f)}
+    if not args.from_json:
+        for seed in args.seeds:
+            for method in args.methods:
+                result, stats, ece = converged_one(method, seed)
+                known[(method, seed)] = result
+                print(
+                    f'[calibration --converged] {method} seed {seed}: acc '
+                    f'{100 * result["before"]["accuracy"]:.2f} ECE {100 * ece:.2f} '
+                    f'-> TS {100 * result["after"]["ece"]:.2f}',
+                    file=sys.stderr,
+                )
+                if seed == args.seeds[0]:
+                    save_image(
+                        draw_reliability_diagram(
+                            stats, ece, title=f'{METHODS[method][0]} (test)'
+                        ),
+                        osp.join(args.out_dir, f'reliability_converged_{method}.png'),
+                    )
+    order = list(CONVERGED_MODELS)
+    results = sorted(
+        known.values(), key=lambda r: (r['seed'], order.index(r['method']))
+    )
+    with open(json_path, 'w') as f:
+        json.dump(results, f, indent=1)
+    write_converged_block(results, osp.join(args.out_dir, 'converged.md'))
 
 
 def main():
     args = parse_args()
     os.makedirs(args.out_dir, exist_ok=True)
+    if not args.methods:
+        args.methods = list(CONVERGED_MODELS) if args.converged else DEFAULT_METHODS
+    if args.converged:
+        main_converged(args)
+        return
     if args.from_json:
         with open(osp.join(args.out_dir, 'results.json')) as f:
             stored = json.load(f)

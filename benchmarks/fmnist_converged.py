@@ -3,7 +3,10 @@
 Trains ``configs/baselines/mmpretrain/teacher_r18-w16_fmnist55k.py`` and
 ``student_r18-w8_fmnist55k.py`` with ``tools/train.py`` (the 55k train split,
 top-1 on the 5k hold-out after every epoch), tests the last checkpoint on the
-official 10k test split and records the validation curve of every run.
+official 10k test split and records the validation curve of every run. The
+student recipe with a calibration loss in place of CE (``student_rankmixup``,
+``student_mixup``: ``configs/calibrate/mmpretrain/*_fmnist55k.py``) is trained
+and cached the same way for ``benchmarks/calibration.py --converged``.
 
 Seed 0 trains into the stock tool's default work dir ``work_dirs/<config
 name>/``, so a config names the checkpoint as ``load_from`` or as a teacher
@@ -47,6 +50,9 @@ from doc_blocks import write_block  # noqa: E402
 CONFIGS = dict(
     teacher='configs/baselines/mmpretrain/teacher_r18-w16_fmnist55k.py',
     student='configs/baselines/mmpretrain/student_r18-w8_fmnist55k.py',
+    student_rankmixup='configs/calibrate/mmpretrain/'
+    'rankmixup-mrl_resnet18-w8_fmnist55k.py',
+    student_mixup='configs/calibrate/mmpretrain/mixup_resnet18-w8_fmnist55k.py',
 )
 BLOCK = 'fmnist_converged'
 POLL_S = 10  # seconds between looks at a training run's progress
@@ -238,10 +244,17 @@ def chunk_devices(chunks: List[dict]) -> str:
     return ', '.join(sorted({chunk.get('device', 'CPU') for chunk in chunks}))
 
 
-def _fmt_time(result: dict) -> str:
+def describe_training(result: dict) -> str:
     """Wall time of the training chunks of a run, the epochs they trained
     (a run resumed from a checkpoint trained elsewhere starts after epoch 1)
-    and the load around each."""
+    and the load around each.
+
+    Args:
+        result (dict): A result of :func:`run`.
+
+    Returns:
+        str: e.g. ``'850 s in 1 chunk(s) on CPU, epochs 7-15 (load ...)'``.
+    """
     chunks = result.get('chunks')
     if not chunks:
         return 'not timed (trained outside this script)'
@@ -299,7 +312,7 @@ def table(results: List[dict]) -> str:
     for r in sorted(results, key=lambda r: (r['model'], r['seed'])):
         rows.append(
             f'| {r["model"]}, seed {r["seed"]} | `{r["checkpoint"]}` | '
-            f'{r["top1"]:.2f} | {_fmt_time(r)} |'
+            f'{r["top1"]:.2f} | {describe_training(r)} |'
         )
     return '\n'.join(rows)
 

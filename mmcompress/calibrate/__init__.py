@@ -14,6 +14,7 @@ from .functional import (
     calibration_report,
     classwise_bin_statistics,
     classwise_error,
+    ece_sampling_floor,
     equal_mass_edges,
     equal_width_edges,
 )
@@ -39,6 +40,7 @@ __all__ = [
     'calibration_report',
     'classwise_bin_statistics',
     'classwise_error',
+    'ece_sampling_floor',
     'equal_mass_edges',
     'equal_width_edges',
     'MarginLogitSmoothLoss',

@@ -278,6 +278,52 @@ def classwise_error(stats: BinStatistics) -> float:
     return float((proportion * gap).sum(dim=1).mean())
 
 
+def ece_sampling_floor(
+    confidences: torch.Tensor,
+    num_bins: int = 15,
+    draws: int = 200,
+    seed: int = 0,
+) -> Dict[str, float]:
+    """ECE that a perfectly calibrated model with these confidences shows on
+    a test set of this size.
+
+    Each draw makes every prediction correct with probability equal to its
+    confidence (so the model is calibrated by construction) and measures the
+    equal-width ECE; the mean over draws is the ECE that finite test sets
+    alone produce. An ECE near it cannot be told apart from perfect
+    calibration, and a ratio of two ECEs near it says little.
+
+    Args:
+        confidences (torch.Tensor): Top-label confidences in ``[0, 1]``,
+            shape ``(N,)``.
+        num_bins (int): Number of equal-width bins. Defaults to 15.
+        draws (int): Number of simulated test sets (>= 2). Defaults to 200.
+        seed (int): Seed of the draws. Defaults to 0.
+
+    Returns:
+        dict: ``mean`` and ``std`` (sample std over the draws) of the ECE, as
+        fractions.
+    """
+    if not isinstance(draws, int) or draws < 2:
+        raise ValueError(f'draws must be an int >= 2, got {draws!r}')
+    confidences = confidences.detach().reshape(-1).float().cpu()
+    if confidences.numel() == 0:
+        raise ValueError('cannot compute a calibration error over 0 samples')
+    if confidences.min() < 0 or confidences.max() > 1:
+        raise ValueError(
+            'confidences must lie in [0, 1], got values in '
+            f'[{float(confidences.min())}, {float(confidences.max())}]'
+        )
+    generator = torch.Generator().manual_seed(seed)
+    edges = equal_width_edges(num_bins)
+    eces = []
+    for _ in range(draws):
+        correct = torch.rand(confidences.shape, generator=generator) < confidences
+        eces.append(binned_errors(bin_statistics(confidences, correct, edges))['ece'])
+    eces = torch.tensor(eces, dtype=torch.float64)
+    return dict(mean=float(eces.mean()), std=float(eces.std()))
+
+
 def top_label(probs: torch.Tensor, labels: torch.Tensor):
     """Confidence (max probability) and correctness of the arg-max prediction.
 

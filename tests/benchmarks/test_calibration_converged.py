@@ -1,0 +1,127 @@
+"""benchmarks/calibration.py --converged: the converged calibration configs
+change only the loss of the converged student, the converged models are
+measured from their checkpoints (the same predictions the test loop scores),
+and the page block states the goal against the sampling floor."""
+
+import os.path as osp
+import sys
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from mmpretrain.registry import MODELS
+
+from ..e2e.runs import REPO, load_script
+
+calibration = load_script('benchmarks', 'calibration.py')
+fmnist_converged = load_script('benchmarks', 'fmnist_converged.py')
+
+# what a calibration method may change in the converged student's config
+LOSS_KEYS = ('type', 'rank_loss', 'num_mixup', 'mixup_alpha', 'train_cfg')
+
+
+def _config(model_key):
+    return Config.fromfile(osp.join(REPO, fmnist_converged.CONFIGS[model_key]))
+
+
+@pytest.mark.parametrize('method', ['mixup', 'mrl'])
+def test_converged_configs_change_only_the_loss(method):
+    student = _config('student').to_dict()
+    cfg = _config(calibration.CONVERGED_MODELS[method]).to_dict()
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        assert cfg[key] == student[key], key
+    for key in ('optim_wrapper', 'param_scheduler', 'train_cfg', 'randomness'):
+        assert cfg.get(key) == student.get(key), key
+    model, reference = dict(cfg['model']), dict(student['model'])
+    for key in LOSS_KEYS:
+        model.pop(key, None), reference.pop(key, None)
+    head, reference_head = model.pop('head'), reference.pop('head')
+    assert model == reference
+    head.pop('loss'), reference_head.pop('loss')
+    assert head == reference_head
+    assert cfg['test_evaluator'][1]['type'] == 'ClsCalibrationMetric'
+
+
+def test_mrl_config_is_the_official_cifar_setting():
+    model = _config('student_rankmixup').model
+    assert model.type == 'RankMixupClassifier'
+    assert (model.num_mixup, model.mixup_alpha) == (1, 2.0)
+    assert (model.rank_loss.margin, model.rank_loss.loss_weight) == (2.0, 0.1)
+    assert model.rank_loss.faithful_broadcast
+
+
+def test_converged_rejects_methods_without_a_converged_config(monkeypatch):
+    args = calibration.argparse.Namespace(
+        methods=['ce', 'focal'], seeds=[0], out_dir='/nonexistent', from_json=False
+    )
+    with pytest.raises(SystemExit, match=r"\['ce', 'mixup', 'mrl'\]; got \['focal'\]"):
+        calibration.main_converged(args)
+
+
+def _record(method, seed, accuracy, ece, floor=0.005):
+    report = dict(accuracy=accuracy, ece=ece, aece=ece, cece=ece / 2, nll=0.2)
+    return dict(
+        method=method,
+        seed=seed,
+        temperature=1.0,
+        train_seconds=10.0,
+        before=report,
+        after=report,
+        ece_floor=floor,
+        checkpoint=f'work_dirs/{method}_s{seed}/epoch_15.pth',
+        training='10 s in 1 chunk(s) on CPU, epochs 1-15',
+    )
+
+
+def test_converged_block_goal_and_floor(tmp_path):
+    results = [
+        _record('ce', 0, 0.92, 0.010),
+        _record('ce', 1, 0.93, 0.012),
+        _record('mrl', 0, 0.915, 0.004),
+        _record('mrl', 1, 0.92, 0.006),
+    ]
+    page = tmp_path / 'converged.md'
+    page.write_text('# intro\n')
+    calibration.write_converged_block(results, str(page))
+    text = page.read_text()
+    assert text.startswith('# intro\n')
+    assert '--converged --seeds 0 1 --methods ce mrl`' in text
+    # ECE 0.5 / 1.1 = 0.45 <= 0.5, accuracy -0.75 pt: met
+    mrl = calibration.METHODS['mrl'][0]
+    assert f'| {mrl} | 0.45 | -0.75 | yes |' in text
+    assert '| CE | 92.50 ± 0.71 | 1.10 ± 0.14 | 0.50 ± 0.00 |' in text
+    assert 'train time' not in text and 'epochs 1-15' in text
+
+
+def test_converged_model_is_measured_from_its_checkpoint(tmp_path, monkeypatch):
+    # an untrained student saved as the 'converged' checkpoint of seed 5
+    init_default_scope('mmpretrain')
+    torch.manual_seed(0)
+    model = MODELS.build(_config('student').model)
+    checkpoint = tmp_path / 'epoch_15.pth'
+    torch.save(dict(state_dict=model.state_dict(), meta=dict()), checkpoint)
+    record = dict(model='student', seed=5, checkpoint=str(checkpoint), chunks=[])
+    monkeypatch.setattr(fmnist_converged, 'run', lambda model_key, seed: record)
+    # calibration imports the script by name: give it the patched one
+    monkeypatch.setitem(sys.modules, 'fmnist_converged', fmnist_converged)
+    result, stats, ece = calibration.converged_one('ce', 5)
+    assert result['checkpoint'] == str(checkpoint)
+    assert 'not timed' in result['training']
+    assert int(stats.counts.sum()) <= 10000 == stats.total
+    assert ece == result['before']['ece']
+    # the logits the benchmark captures give the test loop's top-1
+    top1 = fmnist_converged.test_accuracy(
+        fmnist_converged.CONFIGS['student'], str(checkpoint)
+    )
+    assert 100 * result['before']['accuracy'] == pytest.approx(top1, abs=1e-6)
+    assert 0 < result['ece_floor'] < 0.05
+
+
+def test_records_without_a_floor_keep_the_old_table():
+    old = _record('ce', 0, 0.76, 0.12)
+    del old['ece_floor']
+    header, rule, row = calibration.summary_lines([old], ['ce'])[:3]
+    assert 'floor' not in header and header.endswith('| train time / run (s) |')
+    assert rule == '|---' * 10 + '|'
+    assert row.endswith('| 1.00 ± 0.00 | 10 |')
