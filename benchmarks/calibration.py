@@ -523,6 +523,28 @@ def write_converged_block(results, path):
     write_block(path, 'calibration_converged', '\n'.join(lines))
 
 
+def report_run(result, stats, ece, diagram=None):
+    """Print one run's numbers; draw its reliability diagram.
+
+    Args:
+        result (dict): Its record (:func:`evaluate`).
+        stats (BinStatistics): Its test-split bin sums.
+        ece (float): Its test ECE before scaling.
+        diagram (str, optional): Where to save the diagram (png). Defaults
+            to no diagram.
+    """
+    print(
+        f'[calibration benchmark] {result["method"]} seed {result["seed"]}: acc '
+        f'{100 * result["before"]["accuracy"]:.2f} ECE {100 * ece:.2f} '
+        f'(floor {100 * result["ece_floor"]:.2f}) -> TS '
+        f'{100 * result["after"]["ece"]:.2f} ({result["train_seconds"]:.0f} s)',
+        file=sys.stderr,
+    )
+    if diagram:
+        title = f'{METHODS[result["method"]][0]} (test)'
+        save_image(draw_reliability_diagram(stats, ece, title=title), diagram)
+
+
 def main_converged(args):
     """``--converged``: measure the converged models, merge them into
     ``converged.json`` (runs of the same method and seed are replaced) and
@@ -543,19 +565,14 @@ def main_converged(args):
             for method in args.methods:
                 result, stats, ece = converged_one(method, seed)
                 known[(method, seed)] = result
-                print(
-                    f'[calibration --converged] {method} seed {seed}: acc '
-                    f'{100 * result["before"]["accuracy"]:.2f} ECE {100 * ece:.2f} '
-                    f'-> TS {100 * result["after"]["ece"]:.2f}',
-                    file=sys.stderr,
+                report_run(
+                    result,
+                    stats,
+                    ece,
+                    osp.join(args.out_dir, f'reliability_converged_{method}.png')
+                    if seed == args.seeds[0]
+                    else None,
                 )
-                if seed == args.seeds[0]:
-                    save_image(
-                        draw_reliability_diagram(
-                            stats, ece, title=f'{METHODS[method][0]} (test)'
-                        ),
-                        osp.join(args.out_dir, f'reliability_converged_{method}.png'),
-                    )
     order = list(CONVERGED_MODELS)
     results = sorted(
         known.values(), key=lambda r: (r['seed'], order.index(r['method']))
@@ -595,20 +612,14 @@ def main():
                 continue
             result, stats, ece = run_one(method, seed, args)
             results.append(result)
-            print(
-                f'[calibration benchmark] {method} seed {seed}: '
-                f'acc {100 * result["before"]["accuracy"]:.2f} '
-                f'ECE {100 * ece:.2f} -> TS {100 * result["after"]["ece"]:.2f}'
-                f' ({result["train_seconds"]:.0f} s)',
-                file=sys.stderr,
+            report_run(
+                result,
+                stats,
+                ece,
+                osp.join(args.out_dir, f'reliability_{method}.png')
+                if seed == args.seeds[0]
+                else None,
             )
-            if seed == args.seeds[0]:
-                save_image(
-                    draw_reliability_diagram(
-                        stats, ece, title=f'{METHODS[method][0]} (test)'
-                    ),
-                    osp.join(args.out_dir, f'reliability_{method}.png'),
-                )
             with open(osp.join(args.out_dir, 'results.json'), 'w') as f:
                 json.dump(dict(args=vars(args), results=results), f, indent=1)
             write_markdown(results, args, osp.join(args.out_dir, 'results.md'))
