@@ -76,11 +76,20 @@ METHODS = {
         'rankmixup-mrl-perpair_resnet18-w8_fmnist.py',
     ),
     'mndcg': ('RankMixup M-NDCG (M=3)', 'rankmixup-mndcg_resnet18-w8_fmnist.py'),
+    'mrl-rawbn': (
+        'RankMixup MRL (official CIFAR setting, raw-batch BN statistics)',
+        'rankmixup-mrl-rawbn_resnet18-w8_fmnist.py',
+    ),
 }
-RANKMIXUP_METHODS = ('mrl', 'mrl-short', 'mrl-perpair', 'mndcg')
+RANKMIXUP_METHODS = ('mrl', 'mrl-short', 'mrl-perpair', 'mndcg', 'mrl-rawbn')
 # --converged: method -> model key of benchmarks/fmnist_converged.py (its
 # converged student recipe; only the loss differs)
-CONVERGED_MODELS = dict(ce='student', mixup='student_mixup', mrl='student_rankmixup')
+CONVERGED_MODELS = {
+    'ce': 'student',
+    'mixup': 'student_mixup',
+    'mrl': 'student_rankmixup',
+    'mrl-rawbn': 'student_rankmixup_rawbn',
+}
 DEFAULT_METHODS = ['ce', 'ls', 'focal', 'mbls', 'mixup', 'mrl', 'mrl-short', 'mndcg']
 REPORTED = ('accuracy', 'ece', 'aece', 'cece', 'nll')
 SHORT_SETTING_NOTE = (

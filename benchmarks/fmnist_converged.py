@@ -5,7 +5,8 @@ Trains ``configs/baselines/mmpretrain/teacher_r18-w16_fmnist55k.py`` and
 top-1 on the 5k hold-out after every epoch), tests the last checkpoint on the
 official 10k test split and records the validation curve of every run. The
 student recipe with a calibration loss in place of CE (``student_rankmixup``,
-``student_mixup``: ``configs/calibrate/mmpretrain/*_fmnist55k.py``) is trained
+``student_rankmixup_rawbn``, ``student_mixup``:
+``configs/calibrate/mmpretrain/*_fmnist55k.py``) is trained
 and cached the same way for ``benchmarks/calibration.py --converged``.
 
 Seed 0 trains into the stock tool's default work dir ``work_dirs/<config
@@ -52,6 +53,8 @@ CONFIGS = dict(
     student='configs/baselines/mmpretrain/student_r18-w8_fmnist55k.py',
     student_rankmixup='configs/calibrate/mmpretrain/'
     'rankmixup-mrl_resnet18-w8_fmnist55k.py',
+    student_rankmixup_rawbn='configs/calibrate/mmpretrain/'
+    'rankmixup-mrl-rawbn_resnet18-w8_fmnist55k.py',
     student_mixup='configs/calibrate/mmpretrain/mixup_resnet18-w8_fmnist55k.py',
 )
 BLOCK = 'fmnist_converged'

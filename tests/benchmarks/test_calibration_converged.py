@@ -18,14 +18,21 @@ calibration = load_script('benchmarks', 'calibration.py')
 fmnist_converged = load_script('benchmarks', 'fmnist_converged.py')
 
 # what a calibration method may change in the converged student's config
-LOSS_KEYS = ('type', 'rank_loss', 'num_mixup', 'mixup_alpha', 'train_cfg')
+LOSS_KEYS = (
+    'type',
+    'rank_loss',
+    'num_mixup',
+    'mixup_alpha',
+    'mixed_bn_stats',
+    'train_cfg',
+)
 
 
 def _config(model_key):
     return Config.fromfile(osp.join(REPO, fmnist_converged.CONFIGS[model_key]))
 
 
-@pytest.mark.parametrize('method', ['mixup', 'mrl'])
+@pytest.mark.parametrize('method', ['mixup', 'mrl', 'mrl-rawbn'])
 def test_converged_configs_change_only_the_loss(method):
     student = _config('student').to_dict()
     cfg = _config(calibration.CONVERGED_MODELS[method]).to_dict()
@@ -43,19 +50,26 @@ def test_converged_configs_change_only_the_loss(method):
     assert cfg['test_evaluator'][1]['type'] == 'ClsCalibrationMetric'
 
 
-def test_mrl_config_is_the_official_cifar_setting():
-    model = _config('student_rankmixup').model
-    assert model.type == 'RankMixupClassifier'
+@pytest.mark.parametrize(
+    'model_key, bn_stats',
+    [('student_rankmixup', 'batch'), ('student_rankmixup_rawbn', 'raw')],
+)
+def test_mrl_configs_are_the_official_cifar_setting(model_key, bn_stats):
+    init_default_scope('mmpretrain')
+    model = MODELS.build(_config(model_key).model)
+    assert type(model).__name__ == 'RankMixupClassifier'
     assert (model.num_mixup, model.mixup_alpha) == (1, 2.0)
     assert (model.rank_loss.margin, model.rank_loss.loss_weight) == (2.0, 0.1)
-    assert model.rank_loss.faithful_broadcast
+    assert model.mixed_bn_stats == bn_stats
+    assert _config(model_key).model.rank_loss.faithful_broadcast
 
 
 def test_converged_rejects_methods_without_a_converged_config(monkeypatch):
     args = calibration.argparse.Namespace(
         methods=['ce', 'focal'], seeds=[0], out_dir='/nonexistent', from_json=False
     )
-    with pytest.raises(SystemExit, match=r"\['ce', 'mixup', 'mrl'\]; got \['focal'\]"):
+    valid = r"\['ce', 'mixup', 'mrl', 'mrl-rawbn'\]"
+    with pytest.raises(SystemExit, match=valid + r"; got \['focal'\]"):
         calibration.main_converged(args)
 
 
