@@ -26,7 +26,10 @@ Usage::
 """
 
 import argparse
+import copy
+import itertools
 import json
+import math
 import os
 import os.path as osp
 import statistics
@@ -51,6 +54,7 @@ from mmcompress.calibrate.reliability_diagram import (
     save_image,
 )
 from mmcompress.testing import shorten_schedule, shrink_data
+from mmcompress.utils.batch_norm import recompute_bn_statistics
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from doc_blocks import write_block  # noqa: E402
@@ -80,14 +84,23 @@ METHODS = {
         'RankMixup MRL (official CIFAR setting, raw-batch BN statistics)',
         'rankmixup-mrl-rawbn_resnet18-w8_fmnist.py',
     ),
+    # the 'mrl' model with its BN running statistics re-estimated after training
+    'mrl+bn': (
+        'RankMixup MRL (official CIFAR setting), BN statistics re-estimated',
+        'rankmixup-mrl_resnet18-w8_fmnist.py',
+    ),
 }
-RANKMIXUP_METHODS = ('mrl', 'mrl-short', 'mrl-perpair', 'mndcg', 'mrl-rawbn')
+RANKMIXUP_METHODS = ('mrl', 'mrl-short', 'mrl-perpair', 'mndcg', 'mrl-rawbn', 'mrl+bn')
+#: methods whose BN running statistics are re-estimated on up to this many
+#: training images (train pipeline, no batch augments) before the test
+BN_REESTIMATION_IMAGES = 10000
 # --converged: method -> model key of benchmarks/fmnist_converged.py (its
 # converged student recipe; only the loss differs)
 CONVERGED_MODELS = {
     'ce': 'student',
     'mixup': 'student_mixup',
     'mrl': 'student_rankmixup',
+    'mrl+bn': 'student_rankmixup',
     'mrl-rawbn': 'student_rankmixup_rawbn',
 }
 DEFAULT_METHODS = ['ce', 'ls', 'focal', 'mbls', 'mixup', 'mrl', 'mrl-short', 'mndcg']
@@ -266,9 +279,40 @@ def run_one(method, seed, args):
     return evaluate(model, cfg, method, seed, train_seconds)
 
 
+def reestimate_bn(model, cfg):
+    """Re-estimate the model's BN running statistics on the first
+    ``BN_REESTIMATION_IMAGES`` images of its training dataloader (its train
+    pipeline, without batch augments), weights unchanged.
+
+    Args:
+        model (BaseModel): The trained classifier.
+        cfg (Config): Its config (``train_dataloader``).
+
+    Returns:
+        int: The number of images used.
+    """
+    loader_cfg = copy.deepcopy(cfg.train_dataloader)
+    loader_cfg.update(num_workers=0, persistent_workers=False)
+    loader = Runner.build_dataloader(loader_cfg, seed=0)
+    batches = itertools.islice(
+        loader, math.ceil(BN_REESTIMATION_IMAGES / loader_cfg.batch_size)
+    )
+    seen = []
+
+    def forward(data):
+        inputs = model.data_preprocessor(data, False)['inputs']
+        seen.append(len(inputs))
+        model.extract_feat(inputs)
+
+    recompute_bn_statistics(model, batches, forward)
+    model.eval()
+    return sum(seen)
+
+
 def evaluate(model, cfg, method, seed, train_seconds):
     """Test-split calibration of a trained model, before and after
-    temperature scaling fitted on the validation split.
+    temperature scaling fitted on the validation split (the ``+bn`` methods
+    re-estimate the BN running statistics first, :func:`reestimate_bn`).
 
     Args:
         model (BaseModel): The trained classifier, in eval mode.
@@ -283,6 +327,8 @@ def evaluate(model, cfg, method, seed, train_seconds):
         ``ece_sampling_floor``), the bin statistics of the test split
         (reliability diagram) and its ECE before scaling.
     """
+    if method.endswith('+bn'):
+        reestimate_bn(model, cfg)
     val_logits, val_labels = split_logits(model, cfg, 'val')
     test_logits, test_labels = split_logits(model, cfg, 'test')
     temperature = fit_temperature(val_logits, val_labels)

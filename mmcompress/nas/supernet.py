@@ -33,6 +33,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mmcompress.utils.batch_norm import recompute_bn_statistics
 from mmcompress.utils.checks import check_number
 
 from .nb201 import ResNetBasicblock, make_op
@@ -204,13 +205,7 @@ def evaluate_subnet(net: NB201Supernet, arch, calib, images, labels, bs=500) -> 
     statistics on the batches ``calib`` (list of image tensors)."""
     bounds = cost_groups(net.num_branches)
     branch = branch_of(arch, bounds)
-    for m in net.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the calibration batches
-    net.train()
-    for x in calib:
-        net(x, arch, branch)
+    recompute_bn_statistics(net, calib, lambda x: net(x, arch, branch))
     net.eval()
     correct = sum(
         int(

@@ -10,6 +10,7 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
+from mmengine.runner import Runner
 from mmpretrain.registry import MODELS
 
 from ..e2e.runs import REPO, load_script
@@ -32,7 +33,7 @@ def _config(model_key):
     return Config.fromfile(osp.join(REPO, fmnist_converged.CONFIGS[model_key]))
 
 
-@pytest.mark.parametrize('method', ['mixup', 'mrl', 'mrl-rawbn'])
+@pytest.mark.parametrize('method', ['mixup', 'mrl', 'mrl+bn', 'mrl-rawbn'])
 def test_converged_configs_change_only_the_loss(method):
     student = _config('student').to_dict()
     cfg = _config(calibration.CONVERGED_MODELS[method]).to_dict()
@@ -68,7 +69,7 @@ def test_converged_rejects_methods_without_a_converged_config(monkeypatch):
     args = calibration.argparse.Namespace(
         methods=['ce', 'focal'], seeds=[0], out_dir='/nonexistent', from_json=False
     )
-    valid = r"\['ce', 'mixup', 'mrl', 'mrl-rawbn'\]"
+    valid = r"\['ce', 'mixup', 'mrl', 'mrl\+bn', 'mrl-rawbn'\]"
     with pytest.raises(SystemExit, match=valid + r"; got \['focal'\]"):
         calibration.main_converged(args)
 
@@ -139,3 +140,33 @@ def test_records_without_a_floor_keep_the_old_table():
     assert 'floor' not in header and header.endswith('| train time / run (s) |')
     assert rule == '|---' * 10 + '|'
     assert row.endswith('| 1.00 ± 0.00 | 10 |')
+
+
+def test_bn_reestimation_uses_the_training_images_not_the_weights():
+    init_default_scope('mmpretrain')
+    cfg = _config('student_rankmixup')
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    bn = model.backbone.norm1
+    bn.running_mean.fill_(5.0)
+    model.eval()
+    # ceil(10000 / 128) batches of the 55k train split
+    assert calibration.reestimate_bn(model, cfg) == 79 * 128
+    assert not model.training and bn.momentum == 0.1
+    # the stem's statistics are those of its inputs: compare with the 5k
+    # hold-out images (another sample of the same distribution, uncropped;
+    # the crop padding moves the means by about 2 %)
+    loader = Runner.build_dataloader(
+        dict(cfg.val_dataloader, num_workers=0, persistent_workers=False)
+    )
+    with torch.no_grad():
+        stem = [
+            model.backbone.conv1(model.data_preprocessor(data, False)['inputs'])
+            for data in loader
+        ]
+    reference = torch.cat(stem).mean(dim=(0, 2, 3))
+    torch.testing.assert_close(bn.running_mean, reference, rtol=0.05, atol=0.5)
+    for key, value in model.state_dict().items():
+        if 'running' not in key and 'num_batches' not in key:
+            torch.testing.assert_close(value, weights[key])
