@@ -5,7 +5,7 @@ Self-Attention; ``norms``: Unified Normalization and its folding)."""
 from mmcompress.utils import has_package
 
 from .backbones import ReActBlock, ReActNet
-from .norms import UN, TokenBN, UNIterHook, fuse_un
+from .norms import UN, BNReestimationHook, TokenBN, UNIterHook, fuse_un
 from .plugins import PolarizedSelfAttention
 from .sr import FSRCNN, PISRTeacher
 from .wsod import CASDInputWiseLoss, CASDLayerWiseLoss
@@ -14,6 +14,7 @@ if has_package('mmdet'):
     from . import detectors  # noqa: F401  (MAL, needs mmdet)
 
 __all__ = [
+    'BNReestimationHook',
     'CASDInputWiseLoss',
     'CASDLayerWiseLoss',
     'FSRCNN',

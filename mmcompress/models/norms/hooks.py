@@ -1,9 +1,19 @@
-"""Runner side of UN's iteration counter: the warm-up reset for fine-tuning and
-the optimizer-step counter of ``counter='step'``."""
+"""Runner side of the normalization layers: UN's iteration counter (the warm-up
+reset for fine-tuning and the optimizer-step counter of ``counter='step'``) and
+the re-estimation of batch-norm running statistics on training images."""
 
+import itertools
+import math
+
+from mmengine import dist
 from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmengine.runner import EpochBasedTrainLoop
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmcompress.registry import HOOKS
+from mmcompress.utils.batch_norm import recompute_bn_statistics
+from mmcompress.utils.checks import check_number
 
 from .un import UN, set_un_iters
 
@@ -56,3 +66,81 @@ class UNIterHook(Hook):
         for layer in _un_layers(runner.model):
             if layer.counter == 'step':
                 layer.iters.fill_(step)
+
+
+@HOOKS.register_module()
+class BNReestimationHook(Hook):
+    """Re-estimate the batch-norm running statistics on training images at the
+    end of training epochs, before the validation and the checkpoint.
+
+    For models whose running statistics do not match their test-time inputs:
+    RankMixup with the official own-batch statistics of the mixed forward
+    (``RankMixupClassifier(mixed_bn_stats='batch')`` averages raw and mixed
+    batches into them; on the converged Fashion-MNIST student this makes the
+    model under-confident, docs/calibrate/converged.md). The statistics become
+    the exact average over ``num_images`` images of the training dataloader
+    (its pipeline, no batch augments, model in train mode without gradients,
+    :func:`~mmcompress.utils.batch_norm.recompute_bn_statistics`); weights do
+    not change. In distributed training each process averages its own images
+    and the statistics are then averaged over the processes, so every
+    process (and the checkpoint) holds the same values.
+
+    Example::
+
+        custom_hooks = [dict(type='BNReestimationHook', num_images=10000)]
+
+    Args:
+        num_images (int): Training images per re-estimation and process
+            (rounded up to whole batches). Defaults to 10000.
+        interval (int): Re-estimate every ``interval`` epochs; the last epoch
+            always. Defaults to 1.
+    """
+
+    priority = 'NORMAL'  # before CheckpointHook (VERY_LOW) saves the epoch
+
+    def __init__(self, num_images: int = 10000, interval: int = 1) -> None:
+        for name, value in (('num_images', num_images), ('interval', interval)):
+            check_number(name, value, low=1, owner='BNReestimationHook')
+            if not isinstance(value, int):
+                raise TypeError(
+                    f'BNReestimationHook: {name} must be an int, got {value!r}'
+                )
+        self.num_images = num_images
+        self.interval = interval
+
+    def before_train(self, runner) -> None:
+        if not isinstance(runner.train_loop, EpochBasedTrainLoop):
+            raise ValueError(
+                'BNReestimationHook re-estimates at epoch ends and needs an '
+                f'epoch-based train loop, got {type(runner.train_loop).__name__}; '
+                'use train_cfg=dict(by_epoch=True, ...)'
+            )
+
+    def after_train_epoch(self, runner) -> None:
+        if not (
+            self.every_n_epochs(runner, self.interval)
+            or self.is_last_train_epoch(runner)
+        ):
+            return
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        loader = runner.train_dataloader
+        batches = itertools.islice(
+            loader, math.ceil(self.num_images / loader.batch_size)
+        )
+        images = []
+
+        def forward(data):
+            data = model.data_preprocessor(data, False)
+            images.append(len(data['inputs']))
+            model(**data, mode='tensor')
+
+        recompute_bn_statistics(model, batches, forward)
+        if dist.get_world_size() > 1:
+            for layer in model.modules():
+                if isinstance(layer, _BatchNorm):
+                    dist.all_reduce(layer.running_mean, op='mean')
+                    dist.all_reduce(layer.running_var, op='mean')
+        runner.logger.info(
+            f'BNReestimationHook: batch-norm statistics of epoch {runner.epoch + 1} '
+            f're-estimated on {sum(images)} training images'
+        )
