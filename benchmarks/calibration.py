@@ -322,9 +322,10 @@ def evaluate(model, cfg, method, seed, train_seconds):
         train_seconds (float): Wall time of its training.
 
     Returns:
-        tuple: The result record (with ``ece_floor``: the mean ECE of a
-        perfectly calibrated model with the same test confidences, see
-        ``ece_sampling_floor``), the bin statistics of the test split
+        tuple: The result record (with ``ece_floor`` and ``ece_floor_std``:
+        the mean and std over draws of the ECE of a perfectly calibrated
+        model with the same test confidences, see ``ece_sampling_floor``),
+        the bin statistics of the test split
         (reliability diagram) and its ECE before scaling.
     """
     if method.endswith('+bn'):
@@ -343,8 +344,9 @@ def evaluate(model, cfg, method, seed, train_seconds):
         train_seconds=train_seconds,
         before={k: before[k] for k in REPORTED},
         after={k: after[k] for k in REPORTED},
-        ece_floor=ece_sampling_floor(confidences)['mean'],
     )
+    floor = ece_sampling_floor(confidences)
+    result.update(ece_floor=floor['mean'], ece_floor_std=floor['std'])
     return result, stats, before['ece']
 
 
