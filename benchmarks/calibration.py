@@ -38,7 +38,7 @@ import time
 
 import torch
 from mmengine.config import Config
-from mmengine.runner import Runner
+from mmengine.runner import Runner, set_random_seed
 
 from mmcompress.calibrate import (
     bin_statistics,
@@ -282,7 +282,8 @@ def run_one(method, seed, args):
 def reestimate_bn(model, cfg):
     """Re-estimate the model's BN running statistics on the first
     ``BN_REESTIMATION_IMAGES`` images of its training dataloader (its train
-    pipeline, without batch augments), weights unchanged.
+    pipeline with the random generators seeded, without batch augments),
+    weights unchanged.
 
     Args:
         model (BaseModel): The trained classifier.
@@ -293,6 +294,7 @@ def reestimate_bn(model, cfg):
     """
     loader_cfg = copy.deepcopy(cfg.train_dataloader)
     loader_cfg.update(num_workers=0, persistent_workers=False)
+    set_random_seed(0)  # the same crops and flips on every call
     loader = Runner.build_dataloader(loader_cfg, seed=0)
     batches = itertools.islice(
         loader, math.ceil(BN_REESTIMATION_IMAGES / loader_cfg.batch_size)

@@ -154,6 +154,11 @@ def test_bn_reestimation_uses_the_training_images_not_the_weights():
     # ceil(10000 / 128) batches of the 55k train split
     assert calibration.reestimate_bn(model, cfg) == 79 * 128
     assert not model.training and bn.momentum == 0.1
+    # seeded crops and flips: a second call gives the same statistics
+    first = bn.running_var.clone()
+    bn.running_var.fill_(3.0)
+    calibration.reestimate_bn(model, cfg)
+    torch.testing.assert_close(bn.running_var, first, rtol=0, atol=0)
     # the stem's statistics are those of its inputs: compare with the 5k
     # hold-out images (another sample of the same distribution, uncropped;
     # the crop padding moves the means by about 2 %)
