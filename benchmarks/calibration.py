@@ -561,11 +561,19 @@ def write_converged_block(results, path):
     """
     methods = [m for m in CONVERGED_MODELS if any(r['method'] == m for r in results)]
     seeds = sorted({r['seed'] for r in results})
-    command = (
-        'OMP_NUM_THREADS=1 python benchmarks/calibration.py --converged --seeds '
-        f'{" ".join(map(str, seeds))} --methods {" ".join(methods)}'
-    )
-    lines = [f'Command: `{command}`', '']
+    # one command per set of seeds (a method measured on fewer seeds so far)
+    groups = {}
+    for method in methods:
+        method_seeds = tuple(
+            sorted(r['seed'] for r in results if r['method'] == method)
+        )
+        groups.setdefault(method_seeds, []).append(method)
+    commands = [
+        '`OMP_NUM_THREADS=1 python benchmarks/calibration.py --converged --seeds '
+        f'{" ".join(map(str, group_seeds))} --methods {" ".join(group)}`'
+        for group_seeds, group in groups.items()
+    ]
+    lines = [f'Command{"s" * (len(commands) > 1)}: {"; ".join(commands)}', '']
     lines += summary_lines(results, methods, train_time=False)
     lines += [
         '',

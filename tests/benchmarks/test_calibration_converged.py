@@ -101,12 +101,23 @@ def test_converged_block_goal_and_floor(tmp_path):
     calibration.write_converged_block(results, str(page))
     text = page.read_text()
     assert text.startswith('# intro\n')
-    assert '--converged --seeds 0 1 --methods ce mrl`' in text
+    assert (
+        'Command: `OMP_NUM_THREADS=1 python benchmarks/calibration.py '
+        '--converged --seeds 0 1 --methods ce mrl`' in text
+    )
     # ECE 0.5 / 1.1 = 0.45 <= 0.5, accuracy -0.75 pt: met
     mrl = calibration.METHODS['mrl'][0]
     assert f'| {mrl} | 0.45 | -0.75 | yes |' in text
     assert '| CE | 92.50 ± 0.71 | 1.10 ± 0.14 | 0.50 ± 0.00 |' in text
     assert 'train time' not in text and 'epochs 1-15' in text
+    # a method measured on fewer seeds gets its own command
+    calibration.write_converged_block(
+        results + [_record('mrl-rawbn', 0, 0.92, 0.005)], str(page)
+    )
+    assert (
+        '--seeds 0 1 --methods ce mrl`; `OMP_NUM_THREADS=1 python '
+        'benchmarks/calibration.py --converged --seeds 0 --methods mrl-rawbn`'
+    ) in page.read_text()
 
 
 def test_converged_model_is_measured_from_its_checkpoint(tmp_path, monkeypatch):
