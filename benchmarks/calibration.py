@@ -590,15 +590,16 @@ def write_converged_block(results, path):
     write_block(path, 'calibration_converged', '\n'.join(lines))
 
 
-def report_run(result, stats, ece, diagram=None):
-    """Print one run's numbers; draw its reliability diagram.
+def report_run(result, stats, ece, args, diagram_prefix):
+    """Print one run's numbers; for the first seed of the command, save its
+    reliability diagram as ``<out_dir>/<diagram_prefix><method>.png``.
 
     Args:
         result (dict): Its record (:func:`evaluate`).
         stats (BinStatistics): Its test-split bin sums.
         ece (float): Its test ECE before scaling.
-        diagram (str, optional): Where to save the diagram (png). Defaults
-            to no diagram.
+        args (Namespace): The command line (``out_dir``, ``seeds``).
+        diagram_prefix (str): File-name prefix of the diagram.
     """
     print(
         f'[calibration benchmark] {result["method"]} seed {result["seed"]}: acc '
@@ -607,9 +608,10 @@ def report_run(result, stats, ece, diagram=None):
         f'{100 * result["after"]["ece"]:.2f} ({result["train_seconds"]:.0f} s)',
         file=sys.stderr,
     )
-    if diagram:
+    if result['seed'] == args.seeds[0]:
         title = f'{METHODS[result["method"]][0]} (test)'
-        save_image(draw_reliability_diagram(stats, ece, title=title), diagram)
+        path = osp.join(args.out_dir, f'{diagram_prefix}{result["method"]}.png')
+        save_image(draw_reliability_diagram(stats, ece, title=title), path)
 
 
 def main_converged(args):
@@ -632,14 +634,7 @@ def main_converged(args):
             for method in args.methods:
                 result, stats, ece = converged_one(method, seed)
                 known[(method, seed)] = result
-                report_run(
-                    result,
-                    stats,
-                    ece,
-                    osp.join(args.out_dir, f'reliability_converged_{method}.png')
-                    if seed == args.seeds[0]
-                    else None,
-                )
+                report_run(result, stats, ece, args, 'reliability_converged_')
     order = list(CONVERGED_MODELS)
     results = sorted(
         known.values(), key=lambda r: (r['seed'], order.index(r['method']))
@@ -679,14 +674,7 @@ def main():
                 continue
             result, stats, ece = run_one(method, seed, args)
             results.append(result)
-            report_run(
-                result,
-                stats,
-                ece,
-                osp.join(args.out_dir, f'reliability_{method}.png')
-                if seed == args.seeds[0]
-                else None,
-            )
+            report_run(result, stats, ece, args, 'reliability_')
             with open(osp.join(args.out_dir, 'results.json'), 'w') as f:
                 json.dump(dict(args=vars(args), results=results), f, indent=1)
             write_markdown(results, args, osp.join(args.out_dir, 'results.md'))
