@@ -27,9 +27,7 @@ Usage::
 
 import argparse
 import copy
-import itertools
 import json
-import math
 import os
 import os.path as osp
 import statistics
@@ -54,7 +52,7 @@ from mmcompress.calibrate.reliability_diagram import (
     save_image,
 )
 from mmcompress.testing import shorten_schedule, shrink_data
-from mmcompress.utils.batch_norm import recompute_bn_statistics
+from mmcompress.utils.batch_norm import recompute_bn_statistics_from_loader
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from doc_blocks import write_block  # noqa: E402
@@ -283,7 +281,7 @@ def reestimate_bn(model, cfg):
     """Re-estimate the model's BN running statistics on the first
     ``BN_REESTIMATION_IMAGES`` images of its training dataloader (its train
     pipeline with the random generators seeded, without batch augments),
-    weights unchanged.
+    weights unchanged: what ``BNReestimationHook`` does at the end of training.
 
     Args:
         model (BaseModel): The trained classifier.
@@ -292,23 +290,10 @@ def reestimate_bn(model, cfg):
     Returns:
         int: The number of images used.
     """
-    loader_cfg = copy.deepcopy(cfg.train_dataloader)
-    loader_cfg.update(num_workers=0, persistent_workers=False)
+    loader_cfg = shrink_data(copy.deepcopy(cfg), splits=('train',)).train_dataloader
     set_random_seed(0)  # the same crops and flips on every call
     loader = Runner.build_dataloader(loader_cfg, seed=0)
-    batches = itertools.islice(
-        loader, math.ceil(BN_REESTIMATION_IMAGES / loader_cfg.batch_size)
-    )
-    seen = []
-
-    def forward(data):
-        inputs = model.data_preprocessor(data, False)['inputs']
-        seen.append(len(inputs))
-        model.extract_feat(inputs)
-
-    recompute_bn_statistics(model, batches, forward)
-    model.eval()
-    return sum(seen)
+    return recompute_bn_statistics_from_loader(model, loader, BN_REESTIMATION_IMAGES)
 
 
 def evaluate(model, cfg, method, seed, train_seconds):
@@ -372,9 +357,7 @@ def converged_one(method, seed):
     checkpoint = osp.join(ROOT, record['checkpoint'])
     cfg.work_dir = osp.join(osp.dirname(checkpoint), 'calibration')
     cfg.load_from = checkpoint
-    for split in ('val', 'test'):
-        cfg[f'{split}_dataloader'].num_workers = 0
-        cfg[f'{split}_dataloader'].persistent_workers = False
+    shrink_data(cfg, splits=('val', 'test'))
     runner = Runner.from_cfg(cfg)
     runner.load_or_resume()
     model = runner.model

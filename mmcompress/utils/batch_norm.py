@@ -4,9 +4,13 @@ Running statistics can stop matching the inputs a model sees at test time:
 RankMixup's official mixed forward updates them with batches of mixed images
 (``RankMixupClassifier(mixed_bn_stats='batch')``), a one-shot supernet shares
 them between subnets. :func:`recompute_bn_statistics` replaces them by the
-exact average over the given batches, leaving every weight unchanged.
+exact average over the given batches, leaving every weight unchanged;
+:func:`recompute_bn_statistics_from_loader` does it for an OpenMMLab model on
+the first images of a dataloader.
 """
 
+import itertools
+import math
 from typing import Any, Callable, Iterable, Optional
 
 import torch
@@ -79,3 +83,34 @@ def recompute_bn_statistics(
             'left unchanged; pass a non-empty iterable of batches'
         )
     return seen
+
+
+def recompute_bn_statistics_from_loader(
+    model: nn.Module, loader, num_images: int
+) -> int:
+    """:func:`recompute_bn_statistics` of an OpenMMLab model (an mmengine
+    ``BaseModel``) over the first images of a dataloader.
+
+    The first ``ceil(num_images / loader.batch_size)`` batches go through the
+    model's data preprocessor without batch augments (``training=False``) and
+    the model's ``mode='tensor'`` forward.
+
+    Args:
+        model (nn.Module): The model, with a ``data_preprocessor``.
+        loader (DataLoader): Batches of the model's data samples.
+        num_images (int): Images to average over (rounded up to whole
+            batches).
+
+    Returns:
+        int: The number of images used.
+    """
+    batches = itertools.islice(loader, math.ceil(num_images / loader.batch_size))
+    images = []
+
+    def forward(data):
+        data = model.data_preprocessor(data, False)
+        images.append(len(data['inputs']))
+        model(**data, mode='tensor')
+
+    recompute_bn_statistics(model, batches, forward)
+    return sum(images)

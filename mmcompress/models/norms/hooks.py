@@ -2,9 +2,6 @@
 reset for fine-tuning and the optimizer-step counter of ``counter='step'``) and
 the re-estimation of batch-norm running statistics on training images."""
 
-import itertools
-import math
-
 from mmengine import dist
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
@@ -12,7 +9,7 @@ from mmengine.runner import EpochBasedTrainLoop
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmcompress.registry import HOOKS
-from mmcompress.utils.batch_norm import recompute_bn_statistics
+from mmcompress.utils.batch_norm import recompute_bn_statistics_from_loader
 from mmcompress.utils.checks import check_number
 
 from .un import UN, set_un_iters
@@ -80,7 +77,8 @@ class BNReestimationHook(Hook):
     model under-confident, docs/calibrate/converged.md). The statistics become
     the exact average over ``num_images`` images of the training dataloader
     (its pipeline, no batch augments, model in train mode without gradients,
-    :func:`~mmcompress.utils.batch_norm.recompute_bn_statistics`); weights do
+    :func:`~mmcompress.utils.batch_norm.recompute_bn_statistics_from_loader`);
+    weights do
     not change. In distributed training each process averages its own images
     and the statistics are then averaged over the processes, so every
     process (and the checkpoint) holds the same values.
@@ -123,18 +121,9 @@ class BNReestimationHook(Hook):
         ):
             return
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        loader = runner.train_dataloader
-        batches = itertools.islice(
-            loader, math.ceil(self.num_images / loader.batch_size)
+        images = recompute_bn_statistics_from_loader(
+            model, runner.train_dataloader, self.num_images
         )
-        images = []
-
-        def forward(data):
-            data = model.data_preprocessor(data, False)
-            images.append(len(data['inputs']))
-            model(**data, mode='tensor')
-
-        recompute_bn_statistics(model, batches, forward)
         if dist.get_world_size() > 1:
             for layer in model.modules():
                 if isinstance(layer, _BatchNorm):
@@ -142,5 +131,5 @@ class BNReestimationHook(Hook):
                     dist.all_reduce(layer.running_var, op='mean')
         runner.logger.info(
             f'BNReestimationHook: batch-norm statistics of epoch {runner.epoch + 1} '
-            f're-estimated on {sum(images)} training images'
+            f're-estimated on {images} training images'
         )
