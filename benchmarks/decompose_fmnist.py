@@ -17,15 +17,26 @@ Steps (one seed per call of ``--seed``):
 4. onnxruntime latency (1 thread, batch 1 and 64, interleaved rounds) of the
    undecomposed and decomposed models.
 
+``--start converged`` starts instead from the converged Fashion-MNIST teacher
+(``work_dirs/teacher_r18-w16_fmnist55k/epoch_15.pth``, 93.5 %, trained by
+``benchmarks/fmnist_converged.py --models teacher``; same architecture): the
+plans come from its weights (``tools/decompose.py`` on its config), the KD
+student is the decomposed config ``tools/decompose.py`` writes, the teacher and
+``load_from`` are the converged checkpoint; validation every epoch (the curve
+is recorded). The block summarises every seed run so far (mean +- std).
+
 Usage::
 
     python benchmarks/decompose_fmnist.py --write-plans --flops-ratio 0.2 \
         --subset 2000 --epochs 1 --out docs/decompose.md
+    python benchmarks/decompose_fmnist.py --start converged --subset 0 \
+        --epochs 3 --seed 0 --skip-latency   # then --seed 1, --seed 2
 """
 
 import argparse
 import io
 import json
+import os
 import os.path as osp
 import pprint
 import statistics
@@ -42,23 +53,40 @@ from mmengine.runner import Runner, load_checkpoint
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from doc_blocks import write_block  # noqa: E402
+from fmnist_converged import read_curves  # noqa: E402
 from machine_load import loadavg  # noqa: E402
 
 BASE_CFG = 'configs/decompose/mmpretrain/resnet18-w16_fmnist.py'
 BASE_CKPT = 'work_dirs/resnet18-w16_fmnist/epoch_4.pth'
+# The trained model each --start decomposes: its config and checkpoint, the
+# work dir of the runs, the doc block and the stem of the per-seed json.
+STARTS = dict(
+    short=dict(
+        config=BASE_CFG,
+        checkpoint=BASE_CKPT,
+        work_dir='work_dirs/decompose_fmnist',
+        block='decompose_fmnist',
+        stem='fmnist',
+    ),
+    converged=dict(
+        config='configs/baselines/mmpretrain/teacher_r18-w16_fmnist55k.py',
+        checkpoint='work_dirs/teacher_r18-w16_fmnist55k/epoch_15.pth',
+        work_dir='work_dirs/decompose_fmnist55k',
+        block='decompose_fmnist55k',
+        stem='fmnist55k',
+    ),
+)
 METHODS = ('group', 'svd', 'tucker2')
 NAMES = dict(
     group='filter-group (group conv + 1x1)', svd='channel SVD', tucker2='Tucker-2'
 )
 
 
-def _quiet_loaders(cfg, subset=None):
+def _quiet_loaders(cfg):
     for split in ('train', 'val', 'test'):
         loader = cfg[f'{split}_dataloader']
         loader.num_workers = 0
         loader.persistent_workers = False
-    if subset:
-        cfg.train_dataloader.dataset.subset_size = subset
 
 
 def test_top1(cfg_path: str, checkpoint: str, work_dir: str, options=None) -> float:
@@ -70,13 +98,14 @@ def test_top1(cfg_path: str, checkpoint: str, work_dir: str, options=None) -> fl
 
 
 def decompose(method: str, args) -> dict:
-    out_dir = osp.join(ROOT, 'work_dirs', 'decompose_fmnist', f'{method}_s{args.seed}')
+    start = STARTS[args.start]
+    out_dir = osp.join(ROOT, start['work_dir'], f'{method}_s{args.seed}')
     proc = subprocess.run(
         [
             sys.executable,
             osp.join(ROOT, 'tools/decompose.py'),
-            BASE_CFG,
-            BASE_CKPT,
+            start['config'],
+            start['checkpoint'],
             '--flops-ratio',
             str(args.flops_ratio),
             '--method',
@@ -110,7 +139,7 @@ def decompose(method: str, args) -> dict:
     name = osp.basename(out_dir)
     config = osp.join(
         out_dir,
-        [f for f in sorted(__import__('os').listdir(out_dir)) if f.endswith('.py')][0],
+        [f for f in sorted(os.listdir(out_dir)) if f.endswith('.py')][0],
     )
     result['top1_init'] = test_top1(
         osp.relpath(config, ROOT),
@@ -119,20 +148,43 @@ def decompose(method: str, args) -> dict:
     )
     result['plan'] = plan
     result['name'] = name
+    result['config'] = osp.relpath(config, ROOT)
     return result
 
 
-def kd_finetune(method: str, args) -> float:
+def kd_config(method: str, args, decomposed_config: str) -> Config:
+    """The KD fine-tune config of ``method``: the committed
+    ``{method}_kd_fmnist.py``, with ``--start converged`` the student replaced
+    by ``decomposed_config`` (tools/decompose.py's config of the converged
+    model's plan) and the converged checkpoint as teacher and ``load_from``;
+    ``--epochs`` of cosine decay, validation every epoch, ``--subset`` images
+    (0: the whole 55k train split).
+
+    Args:
+        method (str): One of ``METHODS``.
+        args (argparse.Namespace): The benchmark's arguments.
+        decomposed_config (str): Path (relative to the repository) of the
+            decomposed model's config written by tools/decompose.py.
+
+    Returns:
+        Config: The config to build the Runner from.
+    """
     cfg = Config.fromfile(
         osp.join(ROOT, f'configs/decompose/mmpretrain/{method}_kd_fmnist.py')
     )
-    _quiet_loaders(cfg, args.subset)
+    _quiet_loaders(cfg)
+    cfg.train_dataloader.dataset.subset_size = args.subset or None
+    if args.start == 'converged':
+        checkpoint = STARTS['converged']['checkpoint']
+        cfg.model.student = dict(config=osp.join(ROOT, decomposed_config))
+        cfg.model.teacher.checkpoint = checkpoint
+        cfg.load_from = checkpoint
     cfg.work_dir = osp.join(
-        ROOT, 'work_dirs', 'decompose_fmnist', f'{method}_kd_s{args.seed}'
+        ROOT, STARTS[args.start]['work_dir'], f'{method}_kd_s{args.seed}'
     )
     cfg.randomness = dict(seed=args.seed, deterministic=False)
     cfg.train_cfg.max_epochs = args.epochs
-    cfg.train_cfg.val_interval = args.epochs + 1
+    cfg.train_cfg.val_interval = 1
     cfg.param_scheduler = [
         dict(
             type='CosineAnnealingLR',
@@ -144,9 +196,26 @@ def kd_finetune(method: str, args) -> float:
         )
     ]
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=args.epochs)
+    return cfg
+
+
+def kd_finetune(method: str, args, decomposed_config: str) -> dict:
+    """Run the KD fine-tune of :func:`kd_config`.
+
+    Returns:
+        dict: ``top1_kd`` (10k test split), ``val_top1`` (the per-epoch
+        validation curve on the 5k hold-out) and ``kd_seconds``.
+    """
+    cfg = kd_config(method, args, decomposed_config)
+    tick = time.perf_counter()
     runner = Runner.from_cfg(cfg)
     runner.train()
-    return float(runner.test()['accuracy/top1'])
+    seconds = time.perf_counter() - tick
+    return dict(
+        top1_kd=float(runner.test()['accuracy/top1']),
+        val_top1=read_curves(cfg.work_dir)['val_top1'],
+        kd_seconds=round(seconds, 1),
+    )
 
 
 def latency(models: dict, batches, rounds: int, iters: int) -> list:
@@ -189,16 +258,18 @@ def latency(models: dict, batches, rounds: int, iters: int) -> list:
     return rows
 
 
-def build_plain(plan=None):
+def build_plain(plan=None, start: str = 'short'):
     from mmcompress.decompose import apply_plan
     from mmcompress.quant.export import TensorModeWrapper
 
-    cfg = Config.fromfile(osp.join(ROOT, BASE_CFG))
+    cfg = Config.fromfile(osp.join(ROOT, STARTS[start]['config']))
     DefaultScope.get_instance(f'dec_bench_{time.time()}', scope_name='mmpretrain')
     model = MODELS.build(cfg.model)
     if plan:
         apply_plan(model, plan, init_from_weights=False)
-    load_checkpoint(model, osp.join(ROOT, BASE_CKPT), map_location='cpu')
+    load_checkpoint(
+        model, osp.join(ROOT, STARTS[start]['checkpoint']), map_location='cpu'
+    )
     return TensorModeWrapper(model.eval()).eval()
 
 
@@ -285,15 +356,77 @@ def latency_only(args) -> None:
     print(json.dumps(dict(rows=rows, ratios=ratios)))
 
 
+def raw_path(args, seed: int) -> str:
+    """The per-seed json of ``args.start`` next to ``args.out``."""
+    stem = STARTS[args.start]['stem']
+    return osp.splitext(osp.join(ROOT, args.out))[0] + f'_{stem}_s{seed}.json'
+
+
+def seed_table(runs: dict, args) -> str:
+    """The ``--start converged`` block: every seed run so far, per method
+    mean +- std of the test top-1 after the KD fine-tune.
+
+    Args:
+        runs (dict): ``{seed: results}`` (the per-seed json files).
+        args (argparse.Namespace): The benchmark's arguments.
+
+    Returns:
+        str: The markdown block.
+    """
+    start = STARTS[args.start]
+    base = statistics.mean(r['base_top1'] for r in runs.values())
+    seeds = sorted(runs)
+    lines = [
+        f'Trained model: `{start["checkpoint"]}` (the converged teacher of '
+        f'benchmarks/fmnist_converged.py), test top-1 {base:.2f}. FLOPs target '
+        f'{args.flops_ratio} (-{(1 - args.flops_ratio) * 100:.0f}%). KD fine-tune '
+        f'(CE + tau^2 KL, tau 4, teacher = the trained model): {args.epochs} '
+        'epoch(s) on '
+        + (f'a {args.subset}-image subset' if args.subset else 'the 55k train split')
+        + ', batch 128, SGD lr 0.01 cosine to 1e-4; seeds '
+        + ', '.join(map(str, seeds))
+        + '; test = the 10k Fashion-MNIST test split; val = the 5k hold-out.',
+        '',
+        '| method | FLOPs kept | layers decomposed | top-1 after decomposition | '
+        'top-1 after KD fine-tune (mean +- std) | per seed | drop vs trained model '
+        '| val top-1 per epoch (seed '
+        f'{seeds[0]}) | fine-tune s per run |',
+        '|---|---|---|---|---|---|---|---|---|',
+    ]
+    for method in METHODS:
+        done = [runs[s][method] for s in seeds if 'top1_kd' in runs[s].get(method, {})]
+        if not done:
+            continue
+        kd = [r['top1_kd'] for r in done]
+        std = statistics.stdev(kd) if len(kd) > 1 else 0.0
+        curve = ', '.join(f'{v:.2f}' for _, v in done[0]['val_top1'])
+        lines.append(
+            f'| {NAMES[method]} | {done[0]["ratio"]:.3f} | {done[0]["layers"]} | '
+            f'{done[0]["top1_init"]:.2f} | {statistics.mean(kd):.2f} +- {std:.2f} | '
+            + ', '.join(f'{v:.2f}' for v in kd)
+            + f' | {base - statistics.mean(kd):.2f} | {curve} | '
+            + ', '.join(f'{r["kd_seconds"]:.0f}' for r in done)
+            + ' |'
+        )
+    return '\n'.join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--start', choices=sorted(STARTS), default='short')
     parser.add_argument('--flops-ratio', type=float, default=0.2)
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--subset', type=int, default=2000)
+    parser.add_argument(
+        '--subset',
+        type=int,
+        default=2000,
+        help='class-balanced training subset of the KD fine-tune; 0: the whole split',
+    )
     parser.add_argument('--epochs', type=int, default=1)
     parser.add_argument('--methods', nargs='+', default=list(METHODS))
     parser.add_argument('--write-plans', action='store_true')
     parser.add_argument('--skip-kd', action='store_true')
+    parser.add_argument('--skip-latency', action='store_true')
     parser.add_argument('--rounds', type=int, default=10)
     parser.add_argument('--out', default='docs/decompose.md')
     parser.add_argument(
@@ -303,37 +436,66 @@ def main() -> None:
         'model), in its own .json and doc block',
     )
     args = parser.parse_args()
+    if args.write_plans and args.start != 'short':
+        parser.error(
+            '--write-plans writes the plans of the committed KD configs, which '
+            'decompose the short-trained model: use it with --start short'
+        )
+    start = STARTS[args.start]
+    if not osp.isfile(osp.join(ROOT, start['checkpoint'])):
+        parser.error(
+            f'--start {args.start} needs {start["checkpoint"]}: train it first '
+            + (
+                '(python benchmarks/fmnist_converged.py --models teacher --seeds 0)'
+                if args.start == 'converged'
+                else f'(python tools/train.py {BASE_CFG})'
+            )
+        )
     torch.set_num_threads(1)
     if args.latency_only:
         latency_only(args)
         return
-    raw = osp.splitext(osp.join(ROOT, args.out))[0] + f'_fmnist_s{args.seed}.json'
+    raw = raw_path(args, args.seed)
     results = json.load(open(raw)) if osp.isfile(raw) else {}
     results['loadavg_start'] = loadavg()
     if 'base_top1' not in results:
         results['base_top1'] = test_top1(
-            BASE_CFG, BASE_CKPT, osp.join(ROOT, 'work_dirs/decompose_fmnist/base')
+            start['config'],
+            start['checkpoint'],
+            osp.join(ROOT, start['work_dir'], 'base'),
         )
 
     def save():
         with open(raw, 'w') as handle:
             json.dump(results, handle, indent=1)
-        write_block(osp.join(ROOT, args.out), 'decompose_fmnist', table(results, args))
+        if args.start == 'short':
+            body = table(results, args)
+        else:
+            runs = {
+                seed: json.load(open(raw_path(args, seed)))
+                for seed in range(100)
+                if osp.isfile(raw_path(args, seed))
+            }
+            body = seed_table(runs, args)
+        write_block(osp.join(ROOT, args.out), start['block'], body)
 
     for method in args.methods:
         if method not in results:
             results[method] = decompose(method, args)
             save()
         if not args.skip_kd and 'top1_kd' not in results[method]:
-            results[method]['top1_kd'] = kd_finetune(method, args)
+            results[method].update(
+                kd_finetune(method, args, results[method].get('config'))
+            )
             save()
-    models = dict(base=build_plain())
-    for method in args.methods:
-        models[method] = build_plain(results[method]['plan'])
-    before = loadavg()
-    results['latency'] = latency(models, (1, 64), args.rounds, 10)
-    results['latency_load'] = f'{before} -> {loadavg()}'
-    save()
+    if not args.skip_latency:
+        models = dict(base=build_plain(start=args.start))
+        for method in args.methods:
+            models[method] = build_plain(results[method]['plan'], args.start)
+        before = loadavg()
+        results['latency'] = latency(models, (1, 64), args.rounds, 10)
+        results['latency_load'] = f'{before} -> {loadavg()}'
+        save()
     print(json.dumps({k: v for k, v in results.items() if k not in METHODS}))
 
 
