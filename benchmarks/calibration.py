@@ -87,8 +87,22 @@ METHODS = {
         'RankMixup MRL (official CIFAR setting), BN statistics re-estimated',
         'rankmixup-mrl_resnet18-w8_fmnist.py',
     ),
+    # converged only: the converged recipes without data augmentation
+    'ce-noaug': ('CE, no augmentation', 'ce_resnet18-w8_fmnist55k-noaug.py'),
+    'mrl-rawbn-noaug': (
+        'RankMixup MRL (raw-batch BN statistics), no augmentation',
+        'rankmixup-mrl-rawbn_resnet18-w8_fmnist55k-noaug.py',
+    ),
 }
-RANKMIXUP_METHODS = ('mrl', 'mrl-short', 'mrl-perpair', 'mndcg', 'mrl-rawbn', 'mrl+bn')
+RANKMIXUP_METHODS = (
+    'mrl',
+    'mrl-short',
+    'mrl-perpair',
+    'mndcg',
+    'mrl-rawbn',
+    'mrl+bn',
+    'mrl-rawbn-noaug',
+)
 #: methods whose BN running statistics are re-estimated on up to this many
 #: training images (train pipeline, no batch augments) before the test
 BN_REESTIMATION_IMAGES = 10000
@@ -100,7 +114,21 @@ CONVERGED_MODELS = {
     'mrl': 'student_rankmixup',
     'mrl+bn': 'student_rankmixup',
     'mrl-rawbn': 'student_rankmixup_rawbn',
+    'ce-noaug': 'student_noaug',
+    'mrl-rawbn-noaug': 'student_rankmixup_rawbn_noaug',
 }
+#: methods that exist only at convergence (the shrunk benchmark has --augment)
+CONVERGED_ONLY = ('ce-noaug', 'mrl-rawbn-noaug')
+# --converged: the doc block of each training regime, its methods (the first,
+# CE, is the reference of the RankMixup goal) and the title of its sections
+CONVERGED_REGIMES = (
+    ('calibration_converged', ('ce', 'mixup', 'mrl', 'mrl+bn', 'mrl-rawbn'), ''),
+    (
+        'calibration_converged_noaug',
+        ('ce-noaug', 'mrl-rawbn-noaug'),
+        ', no augmentation',
+    ),
+)
 DEFAULT_METHODS = ['ce', 'ls', 'focal', 'mbls', 'mixup', 'mrl', 'mrl-short', 'mndcg']
 REPORTED = ('accuracy', 'ece', 'aece', 'cece', 'nll')
 SHORT_SETTING_NOTE = (
@@ -386,7 +414,7 @@ def _by_method(results):
     return by_method
 
 
-def summary_lines(results, methods, train_time=True):
+def summary_lines(results, methods, train_time=True, reference='ce'):
     """The summary table (mean ± std over seeds) and the RankMixup goal.
 
     Args:
@@ -394,6 +422,8 @@ def summary_lines(results, methods, train_time=True):
         methods (list[str]): Keys of ``METHODS`` in table order.
         train_time (bool): Add the mean training time per run. Defaults to
             True.
+        reference (str): The CE method the goal compares with. Defaults to
+            ``'ce'``.
 
     Returns:
         list[str]: Markdown lines.
@@ -427,10 +457,10 @@ def summary_lines(results, methods, train_time=True):
             + f' {statistics.mean(r["train_seconds"] for r in runs):.0f} |'
             * train_time
         )
-    if 'ce' not in by_method:
+    if reference not in by_method:
         return lines
-    ce_ece = statistics.mean(r['before']['ece'] for r in by_method['ce'])
-    ce_acc = statistics.mean(r['before']['accuracy'] for r in by_method['ce'])
+    ce_ece = statistics.mean(r['before']['ece'] for r in by_method[reference])
+    ce_acc = statistics.mean(r['before']['accuracy'] for r in by_method[reference])
     lines += [
         '',
         'Goal: RankMixup ECE ≤ 0.5 × CE ECE with accuracy '
@@ -451,7 +481,7 @@ def summary_lines(results, methods, train_time=True):
     return lines
 
 
-def seed_lines(results, methods, first_seed, diagram_prefix):
+def seed_lines(results, methods, first_seed, diagram_prefix, title=''):
     """Reliability diagrams of the first seed and per-seed rows.
 
     Args:
@@ -460,13 +490,14 @@ def seed_lines(results, methods, first_seed, diagram_prefix):
         first_seed (int): The seed of the diagrams.
         diagram_prefix (str): Diagram file names are
             ``<prefix><method>.png``.
+        title (str): Appended to the section titles. Defaults to ``''``.
 
     Returns:
         list[str]: Markdown lines.
     """
     by_method = _by_method(results)
     lines = [
-        f'## Reliability diagrams (test split, seed {first_seed}, before TS)',
+        f'## Reliability diagrams{title} (test split, seed {first_seed}, before TS)',
         '',
     ]
     for method in methods:
@@ -474,7 +505,7 @@ def seed_lines(results, methods, first_seed, diagram_prefix):
             lines.append(f'![{METHODS[method][0]}]({diagram_prefix}{method}.png)')
     lines += [
         '',
-        '## Per-seed numbers',
+        f'## Per-seed numbers{title}',
         '',
         '| method | seed | accuracy | ECE | AECE | NLL | ECE (TS) | T |',
         '|---|---|---|---|---|---|---|---|',
@@ -535,42 +566,48 @@ def write_markdown(results, args, path):
 
 
 def write_converged_block(results, path):
-    """The generated block of ``converged.md``: the command that measures
-    ``results``, the tables and where each model comes from.
+    """The generated blocks of ``converged.md``, one per training regime of
+    ``CONVERGED_REGIMES`` with runs: the command that measures them, the
+    tables (RankMixup against the regime's CE) and where each model comes
+    from.
 
     Args:
         results (list[dict]): Records of :func:`converged_one`.
         path (str): The page.
     """
-    methods = [m for m in CONVERGED_MODELS if any(r['method'] == m for r in results)]
-    seeds = sorted({r['seed'] for r in results})
-    # one command per set of seeds (a method measured on fewer seeds so far)
-    groups = {}
-    for method in methods:
-        method_seeds = tuple(
-            sorted(r['seed'] for r in results if r['method'] == method)
-        )
-        groups.setdefault(method_seeds, []).append(method)
-    commands = [
-        '`OMP_NUM_THREADS=1 python benchmarks/calibration.py --converged --seeds '
-        f'{" ".join(map(str, group_seeds))} --methods {" ".join(group)}`'
-        for group_seeds, group in groups.items()
-    ]
-    lines = [f'Command{"s" * (len(commands) > 1)}: {"; ".join(commands)}', '']
-    lines += summary_lines(results, methods, train_time=False)
-    lines += [
-        '',
-        '| method | seed | checkpoint | training |',
-        '|---|---|---|---|',
-    ]
-    for r in results:
-        lines.append(
-            f'| {METHODS[r["method"]][0]} | {r["seed"]} | `{r["checkpoint"]}` | '
-            f'{r["training"]} |'
-        )
-    lines += ['']
-    lines += seed_lines(results, methods, seeds[0], 'reliability_converged_')
-    write_block(path, 'calibration_converged', '\n'.join(lines))
+    for block, regime, title in CONVERGED_REGIMES:
+        runs = [r for r in results if r['method'] in regime]
+        if not runs:
+            continue
+        methods = [m for m in regime if any(r['method'] == m for r in runs)]
+        seeds = sorted({r['seed'] for r in runs})
+        # one command per set of seeds (a method measured on fewer seeds so far)
+        groups = {}
+        for method in methods:
+            method_seeds = tuple(
+                sorted(r['seed'] for r in runs if r['method'] == method)
+            )
+            groups.setdefault(method_seeds, []).append(method)
+        commands = [
+            '`OMP_NUM_THREADS=1 python benchmarks/calibration.py --converged --seeds '
+            f'{" ".join(map(str, group_seeds))} --methods {" ".join(group)}`'
+            for group_seeds, group in groups.items()
+        ]
+        lines = [f'Command{"s" * (len(commands) > 1)}: {"; ".join(commands)}', '']
+        lines += summary_lines(runs, methods, train_time=False, reference=regime[0])
+        lines += [
+            '',
+            '| method | seed | checkpoint | training |',
+            '|---|---|---|---|',
+        ]
+        for r in runs:
+            lines.append(
+                f'| {METHODS[r["method"]][0]} | {r["seed"]} | `{r["checkpoint"]}` | '
+                f'{r["training"]} |'
+            )
+        lines += ['']
+        lines += seed_lines(runs, methods, seeds[0], 'reliability_converged_', title)
+        write_block(path, block, '\n'.join(lines))
 
 
 def report_run(result, stats, ece, args, diagram_prefix):
@@ -635,6 +672,12 @@ def main():
     if args.converged:
         main_converged(args)
         return
+    converged_only = [m for m in args.methods if m in CONVERGED_ONLY]
+    if converged_only:
+        raise SystemExit(
+            f'{converged_only} exist only with --converged (the shrunk benchmark '
+            'switches augmentation with --augment)'
+        )
     if args.from_json:
         with open(osp.join(args.out_dir, 'results.json')) as f:
             stored = json.load(f)

@@ -56,6 +56,9 @@ CONFIGS = dict(
     student_rankmixup_rawbn='configs/calibrate/mmpretrain/'
     'rankmixup-mrl-rawbn_resnet18-w8_fmnist55k.py',
     student_mixup='configs/calibrate/mmpretrain/mixup_resnet18-w8_fmnist55k.py',
+    student_noaug='configs/calibrate/mmpretrain/ce_resnet18-w8_fmnist55k-noaug.py',
+    student_rankmixup_rawbn_noaug='configs/calibrate/mmpretrain/'
+    'rankmixup-mrl-rawbn_resnet18-w8_fmnist55k-noaug.py',
 )
 BLOCK = 'fmnist_converged'
 POLL_S = 10  # seconds between looks at a training run's progress

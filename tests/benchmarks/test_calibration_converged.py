@@ -52,6 +52,34 @@ def test_converged_configs_change_only_the_loss(method):
 
 
 @pytest.mark.parametrize(
+    'noaug, augmented', [('ce-noaug', 'ce'), ('mrl-rawbn-noaug', 'mrl-rawbn')]
+)
+def test_noaug_configs_drop_only_the_augmentation(noaug, augmented):
+    cfg = _config(calibration.CONVERGED_MODELS[noaug]).to_dict()
+    reference = _config(calibration.CONVERGED_MODELS[augmented]).to_dict()
+    pipeline = cfg['train_dataloader']['dataset'].pop('pipeline')
+    reference_pipeline = reference['train_dataloader']['dataset'].pop('pipeline')
+    assert pipeline == [dict(type='PackInputs')]
+    assert [t['type'] for t in reference_pipeline] == [
+        'RandomCrop',
+        'RandomFlip',
+        'PackInputs',
+    ]
+    for key in ('model', 'train_dataloader', 'optim_wrapper', 'param_scheduler'):
+        assert cfg[key] == reference[key], key
+    for key in ('train_cfg', 'randomness', 'test_dataloader', 'val_dataloader'):
+        assert cfg.get(key) == reference.get(key), key
+
+
+def test_short_benchmark_rejects_converged_only_methods(monkeypatch):
+    monkeypatch.setattr(
+        sys, 'argv', ['calibration.py', '--methods', 'ce', 'ce-noaug', '--seeds', '0']
+    )
+    with pytest.raises(SystemExit, match=r"\['ce-noaug'\] exist only with"):
+        calibration.main()
+
+
+@pytest.mark.parametrize(
     'model_key, bn_stats',
     [('student_rankmixup', 'batch'), ('student_rankmixup_rawbn', 'raw')],
 )
@@ -69,7 +97,10 @@ def test_converged_rejects_methods_without_a_converged_config(monkeypatch):
     args = calibration.argparse.Namespace(
         methods=['ce', 'focal'], seeds=[0], out_dir='/nonexistent', from_json=False
     )
-    valid = r"\['ce', 'mixup', 'mrl', 'mrl\+bn', 'mrl-rawbn'\]"
+    valid = (
+        r"\['ce', 'mixup', 'mrl', 'mrl\+bn', 'mrl-rawbn', 'ce-noaug', "
+        r"'mrl-rawbn-noaug'\]"
+    )
     with pytest.raises(SystemExit, match=valid + r"; got \['focal'\]"):
         calibration.main_converged(args)
 
@@ -118,6 +149,29 @@ def test_converged_block_goal_and_floor(tmp_path):
         '--seeds 0 1 --methods ce mrl`; `OMP_NUM_THREADS=1 python '
         'benchmarks/calibration.py --converged --seeds 0 --methods mrl-rawbn`'
     ) in page.read_text()
+
+
+def test_noaug_regime_has_its_own_block_and_reference(tmp_path):
+    results = [
+        _record('ce', 0, 0.92, 0.010),
+        _record('ce-noaug', 0, 0.91, 0.040),
+        _record('mrl-rawbn-noaug', 0, 0.905, 0.012),
+    ]
+    page = tmp_path / 'converged.md'
+    page.write_text(
+        '<!-- calibration_converged:begin -->\n<!-- calibration_converged:end -->\n'
+        'between\n'
+    )
+    calibration.write_converged_block(results, str(page))
+    text = page.read_text()
+    augmented, noaug = text.split('between\n')
+    assert 'no augmentation' not in augmented and '--methods ce`' in augmented
+    assert '<!-- calibration_converged_noaug:begin -->' in noaug
+    assert '--methods ce-noaug mrl-rawbn-noaug`' in noaug
+    # against the no-augmentation CE: ECE 1.2 / 4.0 = 0.30, accuracy -0.50 pt
+    mrl = calibration.METHODS['mrl-rawbn-noaug'][0]
+    assert f'| {mrl} | 0.30 | -0.50 | yes |' in noaug
+    assert '## Per-seed numbers, no augmentation' in noaug
 
 
 def test_converged_model_is_measured_from_its_checkpoint(tmp_path, monkeypatch):
