@@ -610,16 +610,18 @@ def write_converged_block(results, path):
         write_block(path, block, '\n'.join(lines))
 
 
-def report_run(result, stats, ece, args, diagram_prefix):
-    """Print one run's numbers; for the first seed of the command, save its
-    reliability diagram as ``<out_dir>/<diagram_prefix><method>.png``.
+def report_run(result, stats, ece, args, diagram_prefix, diagram_seed):
+    """Print one run's numbers; for the seed the page shows diagrams of,
+    save its reliability diagram as ``<out_dir>/<diagram_prefix><method>.png``.
 
     Args:
         result (dict): Its record (:func:`evaluate`).
         stats (BinStatistics): Its test-split bin sums.
         ece (float): Its test ECE before scaling.
-        args (Namespace): The command line (``out_dir``, ``seeds``).
+        args (Namespace): The command line (``out_dir``).
         diagram_prefix (str): File-name prefix of the diagram.
+        diagram_seed (int): The seed of the page's diagrams (a run of
+            another seed leaves the diagram as it is).
     """
     print(
         f'[calibration benchmark] {result["method"]} seed {result["seed"]}: acc '
@@ -628,7 +630,7 @@ def report_run(result, stats, ece, args, diagram_prefix):
         f'{100 * result["after"]["ece"]:.2f} ({result["train_seconds"]:.0f} s)',
         file=sys.stderr,
     )
-    if result['seed'] == args.seeds[0]:
+    if result['seed'] == diagram_seed:
         title = f'{METHODS[result["method"]][0]} (test)'
         path = osp.join(args.out_dir, f'{diagram_prefix}{result["method"]}.png')
         save_image(draw_reliability_diagram(stats, ece, title=title), path)
@@ -650,11 +652,15 @@ def main_converged(args):
         with open(json_path) as f:
             known = {(r['method'], r['seed']): r for r in json.load(f)}
     if not args.from_json:
+        # the page's diagrams are of its smallest seed (seed_lines)
+        diagram_seed = min({seed for _, seed in known} | set(args.seeds))
         for seed in args.seeds:
             for method in args.methods:
                 result, stats, ece = converged_one(method, seed)
                 known[(method, seed)] = result
-                report_run(result, stats, ece, args, 'reliability_converged_')
+                report_run(
+                    result, stats, ece, args, 'reliability_converged_', diagram_seed
+                )
     order = list(CONVERGED_MODELS)
     results = sorted(
         known.values(), key=lambda r: (r['seed'], order.index(r['method']))
@@ -700,7 +706,7 @@ def main():
                 continue
             result, stats, ece = run_one(method, seed, args)
             results.append(result)
-            report_run(result, stats, ece, args, 'reliability_')
+            report_run(result, stats, ece, args, 'reliability_', args.seeds[0])
             with open(osp.join(args.out_dir, 'results.json'), 'w') as f:
                 json.dump(dict(args=vars(args), results=results), f, indent=1)
             write_markdown(results, args, osp.join(args.out_dir, 'results.md'))

@@ -30,7 +30,7 @@ Usage::
     python benchmarks/decompose_fmnist.py --write-plans --flops-ratio 0.2 \
         --subset 2000 --epochs 1 --out docs/decompose.md
     python benchmarks/decompose_fmnist.py --start converged --subset 0 \
-        --epochs 3 --seed 0 --skip-latency   # then --seed 1, --seed 2
+        --epochs 4 --seed 0 --skip-latency   # then --seed 1, --seed 2
 """
 
 import argparse
@@ -398,11 +398,11 @@ def seed_table(runs: dict, args) -> str:
         if not done:
             continue
         kd = [r['top1_kd'] for r in done]
-        std = statistics.stdev(kd) if len(kd) > 1 else 0.0
+        std = f'{statistics.stdev(kd):.2f}' if len(kd) > 1 else '-'
         curve = ', '.join(f'{v:.2f}' for _, v in done[0]['val_top1'])
         lines.append(
             f'| {NAMES[method]} | {done[0]["ratio"]:.3f} | {done[0]["layers"]} | '
-            f'{done[0]["top1_init"]:.2f} | {statistics.mean(kd):.2f} +- {std:.2f} | '
+            f'{done[0]["top1_init"]:.2f} | {statistics.mean(kd):.2f} +- {std} | '
             + ', '.join(f'{v:.2f}' for v in kd)
             + f' | {base - statistics.mean(kd):.2f} | {curve} | '
             + ', '.join(f'{r["kd_seconds"]:.0f}' for r in done)

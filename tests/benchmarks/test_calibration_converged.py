@@ -240,3 +240,28 @@ def test_bn_reestimation_uses_the_training_images_not_the_weights():
     for key, value in model.state_dict().items():
         if 'running' not in key and 'num_batches' not in key:
             torch.testing.assert_close(value, weights[key])
+
+
+def test_adding_seeds_keeps_the_pages_diagram_seed(tmp_path, monkeypatch):
+    # converged.json holds seed 0; measuring seed 1 must not redraw the
+    # diagram the page labels as seed 0's
+    known = [_record('ce', 0, 0.92, 0.010)]
+    (tmp_path / 'converged.json').write_text(calibration.json.dumps(known))
+    monkeypatch.setattr(
+        calibration,
+        'converged_one',
+        lambda method, seed: (_record(method, seed, 0.93, 0.011), None, 0.011),
+    )
+    drawn = []
+    monkeypatch.setattr(calibration, 'draw_reliability_diagram', lambda *a, **k: 0)
+    monkeypatch.setattr(
+        calibration, 'save_image', lambda image, path: drawn.append(path)
+    )
+    args = calibration.argparse.Namespace(
+        methods=['ce'], seeds=[1], out_dir=str(tmp_path), from_json=False
+    )
+    calibration.main_converged(args)
+    assert drawn == []
+    args.seeds = [0, 1]
+    calibration.main_converged(args)
+    assert drawn == [str(tmp_path / 'reliability_converged_ce.png')]
