@@ -457,7 +457,8 @@ def summary_lines(results, methods, train_time=True, reference='ce'):
             + f' {statistics.mean(r["train_seconds"] for r in runs):.0f} |'
             * train_time
         )
-    if reference not in by_method:
+    ranked = [m for m in methods if m in RANKMIXUP_METHODS and m in by_method]
+    if reference not in by_method or not ranked:
         return lines
     ce_ece = statistics.mean(r['before']['ece'] for r in by_method[reference])
     ce_acc = statistics.mean(r['before']['accuracy'] for r in by_method[reference])
@@ -469,9 +470,7 @@ def summary_lines(results, methods, train_time=True, reference='ce'):
         '| method | ECE / CE ECE | accuracy − CE accuracy (pt) | goal met |',
         '|---|---|---|---|',
     ]
-    for method in methods:
-        if method not in RANKMIXUP_METHODS or method not in by_method:
-            continue
+    for method in ranked:
         ece = statistics.mean(r['before']['ece'] for r in by_method[method])
         acc = statistics.mean(r['before']['accuracy'] for r in by_method[method])
         ratio = ece / ce_ece
