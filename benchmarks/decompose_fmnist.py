@@ -320,12 +320,13 @@ def table(results: dict, args) -> str:
 def latency_only(args) -> None:
     from mmcompress.decompose import plan_decomposition, total_flops
 
+    start = STARTS[args.start]
     example = (torch.randn(1, 1, 28, 28),)
-    base = build_plain()
+    base = build_plain(start=args.start)
     models, ratios = dict(base=base), {}
     for method in args.methods:
         plan = plan_decomposition(base.model, example, args.flops_ratio, method)
-        models[method] = build_plain(plan)
+        models[method] = build_plain(plan, args.start)
         ratios[method] = total_flops(models[method], example) / total_flops(
             base, example
         )
@@ -333,6 +334,7 @@ def latency_only(args) -> None:
     rows = latency(models, (1, 64), args.rounds, 10)
     load = f'{before} -> {loadavg()}'
     lines = [
+        f'Trained model `{start["checkpoint"]}`. '
         f'onnxruntime latency (ms), 1 thread, median of {args.rounds} interleaved '
         f'rounds x 10 runs; loadavg {load} (shared machine). In brackets: '
         'speed-up over the trained model; FLOPs kept: '
@@ -349,10 +351,10 @@ def latency_only(args) -> None:
             f'{row[m]:.3f} ({row["base"] / row[m]:.2f}x)' for m in args.methods
         ]
         lines.append(f'| {row["batch"]} | ' + ' | '.join(cells) + ' |')
-    raw = osp.splitext(osp.join(ROOT, args.out))[0] + '_latency.json'
+    raw = osp.splitext(osp.join(ROOT, args.out))[0] + f'_{start["stem"]}_latency.json'
     with open(raw, 'w') as handle:
         json.dump(dict(rows=rows, ratios=ratios, loadavg=load), handle, indent=1)
-    write_block(osp.join(ROOT, args.out), 'decompose_latency', '\n'.join(lines))
+    write_block(osp.join(ROOT, args.out), start['block'] + '_latency', '\n'.join(lines))
     print(json.dumps(dict(rows=rows, ratios=ratios)))
 
 
