@@ -34,6 +34,7 @@ Usage::
 """
 
 import argparse
+import glob
 import io
 import json
 import os
@@ -49,6 +50,8 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import MODELS, DefaultScope
 from mmengine.runner import Runner, load_checkpoint
+
+from mmcompress.testing import shrink_data
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
@@ -82,17 +85,10 @@ NAMES = dict(
 )
 
 
-def _quiet_loaders(cfg):
-    for split in ('train', 'val', 'test'):
-        loader = cfg[f'{split}_dataloader']
-        loader.num_workers = 0
-        loader.persistent_workers = False
-
-
 def test_top1(cfg_path: str, checkpoint: str, work_dir: str, options=None) -> float:
     cfg = Config.fromfile(osp.join(ROOT, cfg_path))
     cfg.merge_from_dict(options or {})
-    _quiet_loaders(cfg)
+    shrink_data(cfg)
     cfg.work_dir, cfg.load_from = work_dir, checkpoint
     return float(Runner.from_cfg(cfg).test()['accuracy/top1'])
 
@@ -172,8 +168,7 @@ def kd_config(method: str, args, decomposed_config: str) -> Config:
     cfg = Config.fromfile(
         osp.join(ROOT, f'configs/decompose/mmpretrain/{method}_kd_fmnist.py')
     )
-    _quiet_loaders(cfg)
-    cfg.train_dataloader.dataset.subset_size = args.subset or None
+    shrink_data(cfg, subset_size=dict(train=args.subset or None))
     if args.start == 'converged':
         checkpoint = STARTS['converged']['checkpoint']
         cfg.model.student = dict(config=osp.join(ROOT, decomposed_config))
@@ -358,8 +353,9 @@ def latency_only(args) -> None:
     print(json.dumps(dict(rows=rows, ratios=ratios)))
 
 
-def raw_path(args, seed: int) -> str:
-    """The per-seed json of ``args.start`` next to ``args.out``."""
+def raw_path(args, seed) -> str:
+    """The per-seed json of ``args.start`` next to ``args.out`` (``seed``
+    may be ``'*'`` for a glob of all of them)."""
     stem = STARTS[args.start]['stem']
     return osp.splitext(osp.join(ROOT, args.out))[0] + f'_{stem}_s{seed}.json'
 
@@ -474,9 +470,8 @@ def main() -> None:
             body = table(results, args)
         else:
             runs = {
-                seed: json.load(open(raw_path(args, seed)))
-                for seed in range(100)
-                if osp.isfile(raw_path(args, seed))
+                int(osp.splitext(path)[0].rsplit('_s', 1)[1]): json.load(open(path))
+                for path in glob.glob(raw_path(args, '*'))
             }
             body = seed_table(runs, args)
         write_block(osp.join(ROOT, args.out), start['block'], body)
