@@ -377,9 +377,13 @@ def _save(runs, raw_path, args):
 
 def write_table(results, args):
     """Markdown table: mean +- std over seeds, and the gain over CE (of the
-    means and seed by seed)."""
+    means over the same seeds, and seed by seed).
+
+    The command it states covers the table's own methods and seeds (the union
+    over every run recorded, so a table grown with ``--resume`` is named
+    whole); a method with fewer seeds than that shows it in the seeds column.
+    """
     ce = {run['seed']: run['top1'] for run in results.get('CE student', [])}
-    base = statistics.mean(ce.values()) if ce else None
     recipe = (
         ' --converged'
         if args.converged
@@ -387,14 +391,27 @@ def write_table(results, args):
         + (f' --teacher-epochs {args.teacher_epochs}' if args.teacher_epochs else '')
         + (f' --subset {args.subset}' if args.subset else '')
     )
+    methods = [
+        method
+        for method in METHODS
+        if any(run['method'] == method for runs in results.values() for run in runs)
+    ]
+    seeds = sorted(
+        {
+            run['seed']
+            for name, runs in results.items()
+            if name != 'teacher'
+            for run in runs
+        }
+    )
     cmd = (
         'python benchmarks/distill_fmnist_accuracy.py --seeds '
-        + ' '.join(map(str, args.seeds))
+        + ' '.join(map(str, seeds or args.seeds))
         + recipe
         + (
             ''
-            if args.methods == list(METHODS)
-            else ' --methods ' + ' '.join(f"'{m}'" for m in args.methods)
+            if methods == list(METHODS)
+            else ' --methods ' + ' '.join(f"'{m}'" for m in methods)
         )
         + (f' --jobs {args.jobs}' if args.jobs > 1 else '')
         + f' --out {args.out}'
@@ -423,7 +440,9 @@ def write_table(results, args):
         'student: 3-stage ResNet-18, widths 8-32 (0.045 M params). '
         f'{recipe_text}; test top-1 (%) of the last checkpoint on the official '
         '10k test split, evaluated from the plain `*_student.pth` files with '
-        'the baseline student config. Wall time: '
+        'the baseline student config. "vs CE student": the mean of the '
+        "per-seed gains over the CE student of the same seed (the row's seeds). "
+        'Wall time: '
         + (f'{args.jobs} runs at once' if args.jobs > 1 else 'one run at a time')
         + ', on the device of the last column.',
         '',
@@ -437,17 +456,13 @@ def write_table(results, args):
         accs = [run['top1'] for run in method_runs]
         mean = statistics.mean(accs)
         std = statistics.stdev(accs) if len(accs) > 1 else 0.0
-        baseline = method in ('teacher', 'CE student') or base is None
-        gain = '' if baseline else f'{mean - base:+.2f}'
-        per_seed_gain = (
-            ''
-            if baseline
-            else ', '.join(
-                f'{run["top1"] - ce[run["seed"]]:+.2f}'
-                for run in method_runs
-                if run['seed'] in ce
-            )
-        )
+        # gains pair each run with the CE student of its seed
+        gains = [
+            run['top1'] - ce[run['seed']] for run in method_runs if run['seed'] in ce
+        ]
+        baseline = method in ('teacher', 'CE student') or not gains
+        gain = '' if baseline else f'{statistics.mean(gains):+.2f}'
+        per_seed_gain = '' if baseline else ', '.join(f'{g:+.2f}' for g in gains)
         seeds = ', '.join(str(run['seed']) for run in method_runs)
         per_seed = ', '.join(f'{acc:.2f}' for acc in accs)
         wall = statistics.mean(run['train_s'] for run in method_runs)

@@ -55,6 +55,26 @@ def test_table_gains_per_seed_and_device(tmp_path):
     assert '2 runs at once' in text
 
 
+def test_table_grown_with_resume_names_it_whole(tmp_path):
+    # invoked last for one method and seed 0; the table holds 3 CE seeds
+    args = _args(tmp_path, seeds=[0], methods=['DIST'], jobs=1)
+    runs = [
+        dict(method='teacher', seed=0, top1=93.5, train_s=10),
+        dict(method='CE student', seed=0, top1=92.0, train_s=4),
+        dict(method='CE student', seed=1, top1=93.0, train_s=4),
+        dict(method='CE student', seed=2, top1=94.0, train_s=4),
+        dict(method='DIST', seed=0, top1=92.5, train_s=8),
+    ]
+    results = {}
+    for run in runs:
+        results.setdefault(run['method'], []).append(run)
+    bench.write_table(results, args)
+    text = open(args.out).read()
+    # DIST (seed 0 only) gains +0.5 over CE seed 0, not -0.5 against CE's 3-seed mean
+    assert '| DIST | 92.50 ± 0.00 | +0.50 | +0.50 | 0 | 92.50 | 8 |' in text
+    assert "--seeds 0 1 2 --converged --methods 'CE student' 'DIST' --out " in text
+
+
 def test_short_schedule_table_states_its_recipe(tmp_path):
     args = _args(
         tmp_path,
@@ -68,7 +88,11 @@ def test_short_schedule_table_states_its_recipe(tmp_path):
     results = {'CE student': [dict(method='CE student', seed=0, top1=66.0, train_s=1)]}
     bench.write_table(results, args)
     text = open(args.out).read()
-    assert '--seeds 0 1 --epochs 4 --teacher-epochs 12 --subset 5000 --out ' in text
+    # the command names the table's own seeds and methods
+    assert (
+        "--seeds 0 --epochs 4 --teacher-epochs 12 --subset 5000 --methods 'CE student' "
+        '--out ' in text
+    )
     assert 'class-balanced 5000-image subset' in text and 'one run at a time' in text
     assert '--jobs' not in text
 
