@@ -93,6 +93,15 @@ METHODS = {
         'RankMixup MRL (raw-batch BN statistics), no augmentation',
         'rankmixup-mrl-rawbn_resnet18-w8_fmnist55k-noaug.py',
     ),
+    'mrl-noaug': (
+        'RankMixup MRL (official CIFAR setting), no augmentation',
+        'rankmixup-mrl_resnet18-w8_fmnist55k-noaug.py',
+    ),
+    'mrl+bn-noaug': (
+        'RankMixup MRL (official CIFAR setting), BN statistics re-estimated, '
+        'no augmentation',
+        'rankmixup-mrl_resnet18-w8_fmnist55k-noaug.py',
+    ),
 }
 RANKMIXUP_METHODS = (
     'mrl',
@@ -102,9 +111,13 @@ RANKMIXUP_METHODS = (
     'mrl-rawbn',
     'mrl+bn',
     'mrl-rawbn-noaug',
+    'mrl-noaug',
+    'mrl+bn-noaug',
 )
-#: methods whose BN running statistics are re-estimated on up to this many
-#: training images (train pipeline, no batch augments) before the test
+#: methods whose BN running statistics are re-estimated on up to
+#: ``BN_REESTIMATION_IMAGES`` training images (train pipeline, no batch
+#: augments) before the test: the same trained model as their ``+bn``-less twin
+BN_REESTIMATED = ('mrl+bn', 'mrl+bn-noaug')
 BN_REESTIMATION_IMAGES = 10000
 # --converged: method -> model key of benchmarks/fmnist_converged.py (its
 # converged student recipe; only the loss differs)
@@ -116,16 +129,18 @@ CONVERGED_MODELS = {
     'mrl-rawbn': 'student_rankmixup_rawbn',
     'ce-noaug': 'student_noaug',
     'mrl-rawbn-noaug': 'student_rankmixup_rawbn_noaug',
+    'mrl-noaug': 'student_rankmixup_noaug',
+    'mrl+bn-noaug': 'student_rankmixup_noaug',
 }
 #: methods that exist only at convergence (the shrunk benchmark has --augment)
-CONVERGED_ONLY = ('ce-noaug', 'mrl-rawbn-noaug')
+CONVERGED_ONLY = ('ce-noaug', 'mrl-rawbn-noaug', 'mrl-noaug', 'mrl+bn-noaug')
 # --converged: the doc block of each training regime, its methods (the first,
 # CE, is the reference of the RankMixup goal) and the title of its sections
 CONVERGED_REGIMES = (
     ('calibration_converged', ('ce', 'mixup', 'mrl', 'mrl+bn', 'mrl-rawbn'), ''),
     (
         'calibration_converged_noaug',
-        ('ce-noaug', 'mrl-rawbn-noaug'),
+        ('ce-noaug', 'mrl-noaug', 'mrl+bn-noaug', 'mrl-rawbn-noaug'),
         ', no augmentation',
     ),
 )
@@ -326,8 +341,9 @@ def reestimate_bn(model, cfg):
 
 def evaluate(model, cfg, method, seed, train_seconds):
     """Test-split calibration of a trained model, before and after
-    temperature scaling fitted on the validation split (the ``+bn`` methods
-    re-estimate the BN running statistics first, :func:`reestimate_bn`).
+    temperature scaling fitted on the validation split (the methods of
+    ``BN_REESTIMATED`` re-estimate the BN running statistics first,
+    :func:`reestimate_bn`).
 
     Args:
         model (BaseModel): The trained classifier, in eval mode.
@@ -343,7 +359,7 @@ def evaluate(model, cfg, method, seed, train_seconds):
         the bin statistics of the test split
         (reliability diagram) and its ECE before scaling.
     """
-    if method.endswith('+bn'):
+    if method in BN_REESTIMATED:
         reestimate_bn(model, cfg)
     val_logits, val_labels = split_logits(model, cfg, 'val')
     test_logits, test_labels = split_logits(model, cfg, 'test')

@@ -59,6 +59,8 @@ CONFIGS = dict(
     student_noaug='configs/calibrate/mmpretrain/ce_resnet18-w8_fmnist55k-noaug.py',
     student_rankmixup_rawbn_noaug='configs/calibrate/mmpretrain/'
     'rankmixup-mrl-rawbn_resnet18-w8_fmnist55k-noaug.py',
+    student_rankmixup_noaug='configs/calibrate/mmpretrain/'
+    'rankmixup-mrl_resnet18-w8_fmnist55k-noaug.py',
 )
 BLOCK = 'fmnist_converged'
 POLL_S = 10  # seconds between looks at a training run's progress

@@ -52,7 +52,8 @@ def test_converged_configs_change_only_the_loss(method):
 
 
 @pytest.mark.parametrize(
-    'noaug, augmented', [('ce-noaug', 'ce'), ('mrl-rawbn-noaug', 'mrl-rawbn')]
+    'noaug, augmented',
+    [('ce-noaug', 'ce'), ('mrl-rawbn-noaug', 'mrl-rawbn'), ('mrl-noaug', 'mrl')],
 )
 def test_noaug_configs_drop_only_the_augmentation(noaug, augmented):
     cfg = _config(calibration.CONVERGED_MODELS[noaug]).to_dict()
@@ -99,7 +100,7 @@ def test_converged_rejects_methods_without_a_converged_config(monkeypatch):
     )
     valid = (
         r"\['ce', 'mixup', 'mrl', 'mrl\+bn', 'mrl-rawbn', 'ce-noaug', "
-        r"'mrl-rawbn-noaug'\]"
+        r"'mrl-rawbn-noaug', 'mrl-noaug', 'mrl\+bn-noaug'\]"
     )
     with pytest.raises(SystemExit, match=valid + r"; got \['focal'\]"):
         calibration.main_converged(args)
@@ -265,3 +266,12 @@ def test_adding_seeds_keeps_the_pages_diagram_seed(tmp_path, monkeypatch):
     args.seeds = [0, 1]
     calibration.main_converged(args)
     assert drawn == [str(tmp_path / 'reliability_converged_ce.png')]
+
+
+@pytest.mark.parametrize('method', calibration.BN_REESTIMATED)
+def test_bn_reestimated_methods_share_their_twins_model(method):
+    twin = method.replace('+bn', '')
+    # the same trained model (and config) as the method without re-estimation
+    assert calibration.CONVERGED_MODELS[method] == calibration.CONVERGED_MODELS[twin]
+    assert calibration.METHODS[method][1] == calibration.METHODS[twin][1]
+    assert method in calibration.RANKMIXUP_METHODS
