@@ -10,7 +10,10 @@ Writes, into ``--out-dir`` (default ``work_dirs/<config>_<method>_r<ratio>``):
   (fine-tuning) and ``tools/test.py``; use it as a DistillModel student with
   the original model as teacher for the KD fine-tune;
 
-and prints one JSON line (FLOPs before / after, layers decomposed).
+and prints one JSON line (FLOPs of the model and of the selected layers
+before / after, layers decomposed). ``--include 'backbone.*' --flops-of
+selected --flops-ratio 0.5`` halves a detector's backbone and leaves its neck
+and head as they are.
 
 Example::
 
@@ -31,7 +34,14 @@ from mmengine.registry import MODELS, DefaultScope
 from mmengine.runner import load_checkpoint, save_checkpoint
 
 import mmcompress  # noqa: F401  (compatibility fixes and registration first)
-from mmcompress.decompose import METHODS, apply_plan, plan_decomposition, total_flops
+from mmcompress.decompose import (
+    FLOPS_OF,
+    METHODS,
+    apply_plan,
+    count_flops,
+    plan_decomposition,
+    select_convs,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,8 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=[1, 3, 224, 224],
         help='input shape N C H W that sizes the feature maps',
     )
-    parser.add_argument('--include', nargs='+', default=['*'])
+    parser.add_argument(
+        '--include',
+        nargs='+',
+        default=['*'],
+        help="layer name patterns to decompose (e.g. 'backbone.*')",
+    )
     parser.add_argument('--exclude', nargs='+', default=[])
+    parser.add_argument(
+        '--flops-of',
+        default='model',
+        choices=FLOPS_OF,
+        help='what --flops-ratio is a fraction of: the whole model (default) or '
+        'only the layers --include / --exclude select (a backbone at -50%%)',
+    )
     parser.add_argument('--out-dir', help='output folder')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction, help='override config settings'
@@ -85,14 +107,21 @@ def main(argv=None) -> dict:
     model.eval()
     example = (torch.randn(*args.shape),)
     try:
-        before = total_flops(model, example)
+        selected = select_convs(model, args.include, args.exclude)
+        before = count_flops(model, example)
         plan = plan_decomposition(
-            model, example, args.flops_ratio, args.method, args.include, args.exclude
+            model,
+            example,
+            args.flops_ratio,
+            args.method,
+            args.include,
+            args.exclude,
+            args.flops_of,
         )
     except (ValueError, RuntimeError) as error:
         fail(str(error))
     apply_plan(model, plan)
-    after = total_flops(model, example)
+    after = count_flops(model, example)
     stem = osp.splitext(osp.basename(args.config))[0]
     name = f'{stem}_{args.method}_r{args.flops_ratio:g}'
     out_dir = args.out_dir or osp.join('work_dirs', name)
@@ -104,11 +133,25 @@ def main(argv=None) -> dict:
     cfg.model = dict(type='DecomposedModel', model=cfg.model.to_dict(), plan=plan)
     cfg.load_from = weights
     cfg.dump(osp.join(out_dir, f'{name}.py'))
+    # FLOPs of the selected layers: a decomposed layer counts its parts
+    in_selection = [
+        name
+        for name in after
+        if any(name == layer or name.startswith(layer + '.') for layer in selected)
+    ]
+    selected_before = sum(before[name]['flops'] for name in selected if name in before)
+    selected_after = sum(after[name]['flops'] for name in in_selection)
+    total_before = sum(entry['flops'] for entry in before.values())
+    total_after = sum(entry['flops'] for entry in after.values())
     result = dict(
         method=args.method,
-        flops_before=before,
-        flops_after=after,
-        ratio=round(after / before, 4),
+        flops_of=args.flops_of,
+        flops_before=total_before,
+        flops_after=total_after,
+        ratio=round(total_after / total_before, 4),
+        selected_flops_before=selected_before,
+        selected_flops_after=selected_after,
+        selected_ratio=round(selected_after / max(selected_before, 1), 4),
         layers=len(plan),
         out_dir=out_dir,
     )

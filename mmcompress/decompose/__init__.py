@@ -8,6 +8,7 @@ from .factorize import group_factors, tucker2_factors
 from .flops import conv_flops, count_flops, total_flops
 from .layers import METHODS, DecomposedConv2d
 from .transform import (
+    FLOPS_OF,
     apply_plan,
     build_decomposed_model,
     decompose_,
@@ -16,6 +17,7 @@ from .transform import (
 )
 
 __all__ = [
+    'FLOPS_OF',
     'METHODS',
     'Candidate',
     'DecomposedConv2d',

@@ -28,6 +28,8 @@ from .flops import count_flops
 from .layers import METHODS, DecomposedConv2d
 
 SUPPORTED = (nn.Conv2d, MMCVConv2d)
+#: what a FLOPs ratio is a fraction of (:func:`plan_decomposition`)
+FLOPS_OF = ('model', 'selected')
 
 
 def _unsupported_reason(module: nn.Module) -> Optional[str]:
@@ -38,6 +40,10 @@ def _unsupported_reason(module: nn.Module) -> Optional[str]:
     return None
 
 
+def _is_wildcard(pattern: str) -> bool:
+    return any(char in pattern for char in '*?[')
+
+
 def select_convs(
     model: nn.Module,
     include: Sequence[str] = ('*',),
@@ -45,8 +51,9 @@ def select_convs(
 ) -> Dict[str, nn.Conv2d]:
     """The convs to decompose: names matching ``include`` and not ``exclude``.
 
-    With the default ``include=('*',)`` layers of other types are skipped; a
-    pattern other than ``'*'`` that names an unsupported layer is an error.
+    Wildcard patterns (``'*'``, ``'backbone.*'``) skip the layers of other
+    types they match (norms, activations, grouped convs); an exact layer name
+    (no ``*?[``) that names an unsupported layer is an error.
 
     Args:
         model (nn.Module): The model.
@@ -64,7 +71,7 @@ def select_convs(
         reason = _unsupported_reason(module)
         if reason is None:
             chosen[name] = module
-        elif any(p != '*' for p in hits) and not list(module.children()):
+        elif any(not _is_wildcard(p) for p in hits):
             raise ValueError(
                 f'decompose: cannot decompose {name}: it is {reason}. Remove it '
                 f'from include (matched by {hits}) or add it to exclude'
@@ -84,6 +91,7 @@ def plan_decomposition(
     method: str = 'group',
     include: Sequence[str] = ('*',),
     exclude: Sequence[str] = (),
+    flops_of: str = 'model',
 ) -> Dict[str, dict]:
     """Choose groups / ranks per layer so the model keeps ``flops_ratio`` of
     its FLOPs, minimising the summed relative weight errors.
@@ -95,6 +103,11 @@ def plan_decomposition(
         method (str): ``'group'``, ``'svd'`` or ``'tucker2'``.
         include, exclude (Sequence[str]): Layer selection
             (:func:`select_convs`).
+        flops_of (str): What ``flops_ratio`` is a fraction of: ``'model'``
+            (the whole model's FLOPs) or ``'selected'`` (only the FLOPs of
+            the selected layers, e.g. a detector's backbone at -50 % with
+            ``include=['backbone.*']``; the other layers keep theirs).
+            Defaults to ``'model'``.
 
     Returns:
         dict: ``{layer: dict(method=..., ranks=[...])}`` for the layers to
@@ -102,6 +115,10 @@ def plan_decomposition(
     """
     if method not in METHODS:
         raise ValueError(f'decompose: method must be one of {METHODS}, got {method!r}')
+    if flops_of not in FLOPS_OF:
+        raise ValueError(
+            f'decompose: flops_of must be one of {FLOPS_OF}, got {flops_of!r}'
+        )
     check_number(
         'flops_ratio', flops_ratio, low=0, high=1, low_open=True, owner='decompose'
     )
@@ -116,11 +133,18 @@ def plan_decomposition(
         if name in table
     }
     other = total - sum(table[name]['flops'] for name in cands)
-    choice = allocate(cands, other, flops_ratio * total)
+    if flops_of == 'model':
+        target = flops_ratio * total
+    else:
+        target = other + flops_ratio * (total - other)
+    choice = allocate(cands, other, target)
     new_total = other + sum(c.flops for c in choice.values())
+    selected = total - other
     MMLogger.get_current_instance().info(
         f'decompose ({method}): FLOPs {total} -> {new_total} '
-        f'({new_total / total:.3f} of the model, target {flops_ratio}); '
+        f'({new_total / total:.3f} of the model; selected layers {selected} -> '
+        f'{new_total - other}, {(new_total - other) / max(selected, 1):.3f}; '
+        f'target {flops_ratio} of the {flops_of}); '
         f'{sum(bool(c.ranks) for c in choice.values())} of {len(cands)} '
         f'layers decomposed; summed relative weight error '
         f'{layer_errors(choice):.4f}'
@@ -176,6 +200,7 @@ def decompose_(
     method: str = 'group',
     include: Sequence[str] = ('*',),
     exclude: Sequence[str] = (),
+    flops_of: str = 'model',
 ) -> Dict[str, dict]:
     """Plan from the trained weights, then swap the layers (in place).
 
@@ -185,12 +210,14 @@ def decompose_(
         flops_ratio (float): Target FLOPs / original FLOPs.
         method (str): ``'group'``, ``'svd'`` or ``'tucker2'``.
         include, exclude (Sequence[str]): Layer selection.
+        flops_of (str): ``'model'`` or ``'selected'``
+            (:func:`plan_decomposition`). Defaults to ``'model'``.
 
     Returns:
         dict: The plan that was applied.
     """
     plan = plan_decomposition(
-        model, example_inputs, flops_ratio, method, include, exclude
+        model, example_inputs, flops_ratio, method, include, exclude, flops_of
     )
     apply_plan(model, plan)
     return plan

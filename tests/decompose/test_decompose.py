@@ -139,6 +139,28 @@ def test_decompose_meets_the_flops_target_and_keeps_other_names(method):
         assert f'{name}.weight' in new_keys and f'{name}.0.weight' in new_keys
 
 
+def test_selected_budget_halves_only_the_selected_layers():
+    # a detector-style budget: the last two convs ("backbone") at -50 % of
+    # their own FLOPs, the first conv untouched; '[24]' is a wildcard and
+    # skips the ReLU at index 3 without an error
+    model = _net()
+    x = torch.randn(1, 4, 12, 12)
+    table = count_flops(model, (x,))
+    selected = table['2']['flops'] + table['4']['flops']
+    other = total_flops(model, (x,)) - selected
+    plan = decompose_(model, (x,), 0.5, 'svd', include=['[2-4]'], flops_of='selected')
+    assert set(plan) <= {'2', '4'} and plan
+    after = count_flops(model, (x,))
+    kept = sum(entry['flops'] for name, entry in after.items() if name[0] not in '24')
+    assert kept == other  # conv 0 and the Linear keep their FLOPs
+    assert 0.4 * selected <= total_flops(model, (x,)) - other <= 0.5 * selected
+
+
+def test_unknown_flops_budget_base_is_refused():
+    with pytest.raises(ValueError, match=r"flops_of must be one of \('model', "):
+        decompose_(_net(), (torch.randn(1, 4, 12, 12),), 0.5, flops_of='backbone')
+
+
 def test_allocation_minimises_the_summed_error_on_a_toy_table():
     cands = {
         'a': [

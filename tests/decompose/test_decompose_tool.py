@@ -100,3 +100,26 @@ def test_decompose_tool_target_too_low_is_one_line(tmp_path, checkpoint, capsys)
     message = str(exit_info.value)
     assert message.startswith('decompose.py: error: FLOPs target')
     assert 'is below what the decomposition can reach' in message
+
+
+def test_decompose_tool_halves_a_detector_backbone_only(tmp_path):
+    # the scenes RetinaNet (mmdet): --include 'backbone.*' --flops-of selected
+    config = osp.join(REPO, 'configs/baselines/mmdet/retinanet_r18-w16_scenes.py')
+    cfg = Config.fromfile(config)
+    DefaultScope.get_instance(f'det{id(cfg)}', scope_name='mmdet')
+    torch.manual_seed(0)
+    detector = MODELS.build(cfg.model).eval()
+    path = str(tmp_path / 'det.pth')
+    save_checkpoint(dict(state_dict=detector.state_dict()), path)
+    args = [config, path, '--flops-ratio', '0.5', '--method', 'svd']
+    args += ['--include', 'backbone.*', '--flops-of', 'selected']
+    result = _tool_main()(
+        args + ['--shape', '1', '3', '64', '64', '--out-dir', str(tmp_path / 'o')]
+    )
+    plan = json.load(open(osp.join(str(tmp_path / 'o'), 'plan.json')))
+    assert plan and all(name.startswith('backbone.') for name in plan)
+    assert 0.4 < result['selected_ratio'] <= 0.5
+    # neck and head keep every FLOP: the model saves exactly what the backbone does
+    saved = result['flops_before'] - result['flops_after']
+    assert saved == result['selected_flops_before'] - result['selected_flops_after']
+    assert result['ratio'] > result['selected_ratio']
