@@ -203,6 +203,9 @@ class LoadObserver:
         optional = [k for k in missing + mismatched if declared_optional(self.model, k)]
         missing = [k for k in missing if k not in optional and not _opted_out(k)]
         mismatched = [k for k in mismatched if k not in optional and not _opted_out(k)]
+        # an empty placeholder (a decomposed layer's float keys, which its own
+        # load hook factorises into the parts) has no initial value to keep
+        optional = [k for k in optional if k not in own or own[k].numel() > 0]
         class_count = [
             k
             for k in mismatched

@@ -6,6 +6,9 @@ import copy
 import pytest
 import torch
 from mmengine.analysis import FlopAnalyzer
+from mmengine.logging import MMLogger
+from mmengine.model import BaseModel
+from mmengine.runner import load_checkpoint, save_checkpoint
 from torch import nn
 
 from mmcompress.decompose import (
@@ -17,6 +20,7 @@ from mmcompress.decompose import (
     decompose_,
     group_factors,
     layer_candidates,
+    plan_decomposition,
     total_flops,
 )
 
@@ -200,3 +204,33 @@ def test_float_checkpoint_initialises_and_decomposed_checkpoint_restores():
     again.load_state_dict(decomposed.state_dict(), strict=True)
     with torch.no_grad():
         torch.testing.assert_close(again(x), decomposed(x))
+
+
+class _Wrapped(BaseModel):
+    """An OpenMMLab model around the conv net (mmengine's load path)."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = _net()
+
+    def forward(self, inputs, data_samples=None, mode='tensor'):
+        return self.net(inputs)
+
+
+def test_float_checkpoint_load_reports_no_placeholder(tmp_path, capsys):
+    # mmengine's load_checkpoint of the float model into the decomposed one:
+    # the placeholders' float tensors are factorised, nothing is "optional
+    # state starting from its initialization"
+    float_model = _Wrapped()
+    path = str(tmp_path / 'float.pth')
+    save_checkpoint(dict(state_dict=float_model.state_dict()), path)
+    x = torch.randn(2, 4, 12, 12)
+    plan = plan_decomposition(float_model.net, (x,), 0.4, 'svd')
+    model = _Wrapped()
+    apply_plan(model.net, plan, init_from_weights=False)
+    MMLogger.get_instance('test_float_checkpoint_load')
+    load_checkpoint(model, path)
+    assert 'declares optional' not in capsys.readouterr().out
+    expected = apply_plan(copy.deepcopy(float_model.net), plan)
+    with torch.no_grad():
+        torch.testing.assert_close(model.net(x), expected(x))
