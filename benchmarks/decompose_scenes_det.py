@@ -20,8 +20,8 @@ Steps:
 
 Every run leaves ``benchmark.json`` in its work dir (reused when present:
 an interrupted benchmark resumes; separate calls may run seeds or methods in
-parallel); the block ``decompose_scenes_det`` of ``--out`` summarises every
-run found (mean +- std over seeds).
+parallel); the block ``decompose_scenes_det_<iters>it`` of ``--out``
+summarises every run of that fine-tune length found (mean +- std over seeds).
 
 Usage::
 
@@ -133,7 +133,7 @@ def finetune(arm: str, seed: int, checkpoint: str, args) -> dict:
         ``minutes``, the load averages around the run and, for decomposed
         arms, the decomposition record.
     """
-    work_dir = osp.join(args.work_root, f'{arm}_kd_s{seed}')
+    work_dir = osp.join(args.work_root, f'{arm}_kd{args.iters}it_s{seed}')
     record_path = osp.join(work_dir, 'benchmark.json')
     if osp.isfile(record_path):
         with open(record_path) as handle:
@@ -282,14 +282,12 @@ def main(argv=None) -> None:
             finetune(arm, seed, checkpoint, args)
     if args.out:
         runs = []
-        for path in sorted(
-            glob.glob(osp.join(args.work_root, '*_kd_s*', 'benchmark.json'))
-        ):
+        pattern = osp.join(args.work_root, f'*_kd{args.iters}it_s*', 'benchmark.json')
+        for path in sorted(glob.glob(pattern)):
             with open(path) as handle:
-                run = json.load(handle)
-            if run['iters'] == args.iters:
-                runs.append(run)
-        write_block(args.out, BLOCK, table(runs, trained_map, args))
+                runs.append(json.load(handle))
+        block = f'{BLOCK}_{args.iters}it'
+        write_block(args.out, block, table(runs, trained_map, args))
 
 
 if __name__ == '__main__':
