@@ -139,7 +139,7 @@ def test_converged_block_goal_and_floor(tmp_path):
     )
     # ECE 0.5 / 1.1 = 0.45 <= 0.5, accuracy -0.75 pt: met
     mrl = calibration.METHODS['mrl'][0]
-    assert f'| {mrl} | 0.45 | -0.75 | yes |' in text
+    assert f'| {mrl} | 0, 1 | 0.45 | -0.75 | yes |' in text
     assert '| CE | 92.50 ± 0.71 | 1.10 ± 0.14 | 0.50 ± 0.00 |' in text
     assert 'train time' not in text and 'epochs 1-15' in text
     # a method measured on fewer seeds gets its own command
@@ -171,8 +171,28 @@ def test_noaug_regime_has_its_own_block_and_reference(tmp_path):
     assert '--methods ce-noaug mrl-rawbn-noaug`' in noaug
     # against the no-augmentation CE: ECE 1.2 / 4.0 = 0.30, accuracy -0.50 pt
     mrl = calibration.METHODS['mrl-rawbn-noaug'][0]
-    assert f'| {mrl} | 0.30 | -0.50 | yes |' in noaug
+    assert f'| {mrl} | 0 | 0.30 | -0.50 | yes |' in noaug
     assert '## Per-seed numbers, no augmentation' in noaug
+
+
+def test_goal_compares_with_ce_on_the_same_seeds(tmp_path):
+    # CE on seeds 0-1 (ECE 4.0 / 2.0 %), official MRL + BN on seed 0 only
+    results = [
+        _record('ce-noaug', 0, 0.91, 0.040),
+        _record('ce-noaug', 1, 0.93, 0.020),
+        _record('mrl+bn-noaug', 0, 0.905, 0.018),
+        _record('mrl-rawbn-noaug', 0, 0.90, 0.030),
+        _record('mrl-rawbn-noaug', 1, 0.92, 0.010),
+    ]
+    page = tmp_path / 'converged.md'
+    calibration.write_converged_block(results, str(page))
+    text = page.read_text()
+    # seed 0 only: 1.8 / 4.0 = 0.45 (not 1.8 / 3.0 = 0.60), -0.50 pt
+    mrl_bn = calibration.METHODS['mrl+bn-noaug'][0]
+    assert f'| {mrl_bn} | 0 | 0.45 | -0.50 | yes |' in text
+    # both seeds: 2.0 / 3.0 = 0.67, -1.00 pt
+    rawbn = calibration.METHODS['mrl-rawbn-noaug'][0]
+    assert f'| {rawbn} | 0, 1 | 0.67 | -1.00 | no |' in text
 
 
 def test_converged_model_is_measured_from_its_checkpoint(tmp_path, monkeypatch):
