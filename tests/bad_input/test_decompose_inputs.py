@@ -46,13 +46,6 @@ def test_decompose_a_linear_layer():
         decompose_(_net(), X, 0.5, 'group', include=['0', '3'])
 
 
-def test_decompose_wildcard_skips_what_an_exact_name_refuses():
-    """A wildcard pattern matching a grouped conv and a Linear selects only
-    the plain conv; the same layer by its exact name is an error (above)."""
-    plan = decompose_(_net(), X, 0.9, 'svd', include=['[0-3]'])
-    assert set(plan) <= {'0'}
-
-
 def test_decompose_a_depthwise_conv():
     """include names a depthwise (grouped) conv.
 

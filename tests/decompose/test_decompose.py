@@ -160,6 +160,17 @@ def test_selected_budget_halves_only_the_selected_layers():
     assert 0.4 * selected <= total_flops(model, (x,)) - other <= 0.5 * selected
 
 
+def test_wildcard_include_skips_what_an_exact_name_refuses():
+    # '[0-7]' matches the ReLUs, the pooling and the Linear: skipped; the
+    # exact name of the Linear is an error naming it
+    plan = decompose_(
+        _net(), (torch.randn(1, 4, 12, 12),), 0.5, 'svd', include=['[0-7]']
+    )
+    assert plan and set(plan) <= {'0', '2', '4'}
+    with pytest.raises(ValueError, match=r'cannot decompose 7: it is a Linear'):
+        decompose_(_net(), (torch.randn(1, 4, 12, 12),), 0.5, 'svd', include=['7'])
+
+
 def test_unknown_flops_budget_base_is_refused():
     with pytest.raises(ValueError, match=r"flops_of must be one of \('model', "):
         decompose_(_net(), (torch.randn(1, 4, 12, 12),), 0.5, flops_of='backbone')
