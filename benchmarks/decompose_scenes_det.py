@@ -84,6 +84,27 @@ def test_map(config: str, checkpoint: str, work_dir: str) -> float:
     return 100.0 * float(Runner.from_cfg(cfg).test()[METRIC])
 
 
+def json_record(path: str, compute) -> dict:
+    """The record stored at ``path``, or ``compute()`` stored there first
+    (an interrupted benchmark resumes from the records it left).
+
+    Args:
+        path (str): The record's json file.
+        compute (callable): Makes the record when the file is missing.
+
+    Returns:
+        dict: The record.
+    """
+    if osp.isfile(path):
+        with open(path) as handle:
+            return json.load(handle)
+    record = compute()
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    with open(path, 'w') as handle:
+        json.dump(record, handle, indent=1)
+    return record
+
+
 def ensure_trained(args) -> str:
     """The trained detector's checkpoint (trained, seed 0, when missing)."""
     checkpoint = osp.join(REPO_ROOT, args.checkpoint)
@@ -103,26 +124,24 @@ def decompose(method: str, checkpoint: str, args) -> dict:
         and ``map_init``.
     """
     out_dir = osp.join(args.work_root, method)
-    record_path = osp.join(out_dir, 'decompose.json')
-    if osp.isfile(record_path):
-        with open(record_path) as handle:
-            return json.load(handle)
-    command = [sys.executable, osp.join(REPO_ROOT, 'tools/decompose.py')]
-    command += [CONFIG, checkpoint, '--flops-ratio', str(args.backbone_ratio)]
-    command += ['--method', method, '--include', 'backbone.*', '--flops-of']
-    command += ['selected', '--shape', '1', '3', '128', '128', '--out-dir', out_dir]
-    proc = subprocess.run(
-        command, cwd=REPO_ROOT, capture_output=True, text=True, check=True
-    )
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    config = glob.glob(osp.join(out_dir, '*.py'))[0]
-    result['config'] = osp.relpath(config, REPO_ROOT)
-    result['map_init'] = test_map(
-        config, osp.join(out_dir, 'decomposed.pth'), osp.join(out_dir, 'test_init')
-    )
-    with open(record_path, 'w') as handle:
-        json.dump(result, handle, indent=1)
-    return result
+
+    def run():
+        command = [sys.executable, osp.join(REPO_ROOT, 'tools/decompose.py')]
+        command += [CONFIG, checkpoint, '--flops-ratio', str(args.backbone_ratio)]
+        command += ['--method', method, '--include', 'backbone.*', '--flops-of']
+        command += ['selected', '--shape', '1', '3', '128', '128']
+        command += ['--out-dir', out_dir]
+        proc = subprocess.run(
+            command, cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        )
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        config = glob.glob(osp.join(out_dir, '*.py'))[0]
+        result['config'] = osp.relpath(config, REPO_ROOT)
+        weights = osp.join(out_dir, 'decomposed.pth')
+        result['map_init'] = test_map(config, weights, osp.join(out_dir, 'test_init'))
+        return result
+
+    return json_record(osp.join(out_dir, 'decompose.json'), run)
 
 
 def finetune(arm: str, seed: int, checkpoint: str, args) -> dict:
@@ -134,37 +153,35 @@ def finetune(arm: str, seed: int, checkpoint: str, args) -> dict:
         arms, the decomposition record.
     """
     work_dir = osp.join(args.work_root, f'{arm}_kd{args.iters}it_s{seed}')
-    record_path = osp.join(work_dir, 'benchmark.json')
-    if osp.isfile(record_path):
-        with open(record_path) as handle:
-            return json.load(handle)
-    overrides = dict(
-        model=dict(teacher=dict(checkpoint=checkpoint)), load_from=checkpoint
-    )
-    decomposed = None
-    if arm != 'none':
-        decomposed = decompose(arm, checkpoint, args)
-        student = osp.join(REPO_ROOT, decomposed['config'])
-        overrides['model']['student'] = dict(config=student)
-    path = write_run_config(
-        KD_CONFIG, work_dir, args.data_root, args.iters, seed, overrides
-    )
-    load_before = os.getloadavg()[0]
-    seconds = train('mmdet', path, work_dir)
-    record = dict(
-        arm=arm,
-        seed=seed,
-        iters=args.iters,
-        map=100.0 * final_metrics(work_dir)[METRIC],
-        minutes=round(seconds / 60, 2),
-        load_before=round(load_before, 2),
-        load_after=round(os.getloadavg()[0], 2),
-        decomposition=decomposed,
-    )
-    with open(record_path, 'w') as handle:
-        json.dump(record, handle, indent=1)
-    print(json.dumps(record), flush=True)
-    return record
+
+    def run():
+        overrides = dict(
+            model=dict(teacher=dict(checkpoint=checkpoint)), load_from=checkpoint
+        )
+        decomposed = None
+        if arm != 'none':
+            decomposed = decompose(arm, checkpoint, args)
+            student = osp.join(REPO_ROOT, decomposed['config'])
+            overrides['model']['student'] = dict(config=student)
+        path = write_run_config(
+            KD_CONFIG, work_dir, args.data_root, args.iters, seed, overrides
+        )
+        load_before = os.getloadavg()[0]
+        seconds = train('mmdet', path, work_dir)
+        record = dict(
+            arm=arm,
+            seed=seed,
+            iters=args.iters,
+            map=100.0 * final_metrics(work_dir)[METRIC],
+            minutes=round(seconds / 60, 2),
+            load_before=round(load_before, 2),
+            load_after=round(os.getloadavg()[0], 2),
+            decomposition=decomposed,
+        )
+        print(json.dumps(record), flush=True)
+        return record
+
+    return json_record(osp.join(work_dir, 'benchmark.json'), run)
 
 
 def _mean_std(values) -> str:
@@ -258,22 +275,19 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     args.work_root = osp.join(REPO_ROOT, args.work_root)
     checkpoint = ensure_trained(args)
-    trained_path = osp.join(args.work_root, 'trained.json')
-    if osp.isfile(trained_path):
-        with open(trained_path) as handle:
-            trained_map = json.load(handle)['map']
-    else:
+
+    def test_trained():
         start = time.perf_counter()
-        trained_map = test_map(
+        value = test_map(
             osp.join(REPO_ROOT, CONFIG),
             checkpoint,
             osp.join(args.work_root, 'test_trained'),
         )
-        os.makedirs(args.work_root, exist_ok=True)
-        with open(trained_path, 'w') as handle:
-            json.dump(
-                dict(map=trained_map, seconds=time.perf_counter() - start), handle
-            )
+        return dict(map=value, seconds=time.perf_counter() - start)
+
+    trained_map = json_record(osp.join(args.work_root, 'trained.json'), test_trained)[
+        'map'
+    ]
     for arm in args.arms:
         if arm != 'none':
             decompose(arm, checkpoint, args)

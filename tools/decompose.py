@@ -135,12 +135,14 @@ def main(argv=None) -> dict:
     cfg.dump(osp.join(out_dir, f'{name}.py'))
     # FLOPs of the selected layers: a decomposed layer counts its parts
     in_selection = [
-        name
-        for name in after
-        if any(name == layer or name.startswith(layer + '.') for layer in selected)
+        part
+        for part in after
+        if any(part == layer or part.startswith(layer + '.') for layer in selected)
     ]
-    selected_before = sum(before[name]['flops'] for name in selected if name in before)
-    selected_after = sum(after[name]['flops'] for name in in_selection)
+    selected_before = sum(
+        before[layer]['flops'] for layer in selected if layer in before
+    )
+    selected_after = sum(after[part]['flops'] for part in in_selection)
     total_before = sum(entry['flops'] for entry in before.values())
     total_after = sum(entry['flops'] for entry in after.values())
     result = dict(

@@ -133,13 +133,13 @@ def plan_decomposition(
         if name in table
     }
     other = total - sum(table[name]['flops'] for name in cands)
+    selected = total - other
     if flops_of == 'model':
         target = flops_ratio * total
     else:
-        target = other + flops_ratio * (total - other)
+        target = other + flops_ratio * selected
     choice = allocate(cands, other, target)
     new_total = other + sum(c.flops for c in choice.values())
-    selected = total - other
     MMLogger.get_current_instance().info(
         f'decompose ({method}): FLOPs {total} -> {new_total} '
         f'({new_total / total:.3f} of the model; selected layers {selected} -> '
