@@ -14,7 +14,9 @@ stock ``tools/train.py``) in ``<root>/seed<s>/<arm>`` (root
 0. ``--step0-from ROOT`` copies every arm's step 0 from
 ``ROOT/seed<s>/dkd`` (MiB: ``ROOT/seed<s>/mib``) instead of training it,
 and ``--incremental-options`` is passed to every arm's steps >= 1 (before
-the arm's own options). Finished steps are skipped on a rerun. The table
+the arm's own options); ``--joint-options`` reaches joint training (for
+example a schedule as long as a longer sequence). Finished steps are skipped
+on a rerun. The table
 (mean and standard deviation over the seeds that finished, last step) is
 printed and written to ``<root>/table.md``, followed by the wall time of every arm
 trained by this command and the 1-minute load average before and after it
@@ -85,7 +87,13 @@ def step0_source(arm: str, seed: int, root: str, step0_root=None):
 
 
 def run_arm(
-    arm: str, seed: int, root: str, step0_root=None, extra=(), split='6-2-2'
+    arm: str,
+    seed: int,
+    root: str,
+    step0_root=None,
+    extra=(),
+    split='6-2-2',
+    joint_extra=(),
 ) -> dict:
     work_dir = osp.join(root, f'seed{seed}', arm)
     if arm == 'joint':
@@ -95,6 +103,7 @@ def run_arm(
             cmd = [sys.executable, stock_tool('mmseg'), JOINT, '--work-dir', work_dir]
             cmd += ['--cfg-options', f'randomness.seed={seed}']
             cmd += [f'{k}.num_base_classes={base}' for k in EVALUATORS]
+            cmd += list(joint_extra)
             subprocess.run(cmd, cwd=REPO, check=True)
             sys.path.insert(0, osp.join(REPO, 'tools'))
             from ciss import final_metrics
@@ -153,14 +162,20 @@ def summarise(root: str, arms, split: str = '6-2-2') -> str:
 
 
 def timed_run(
-    arm: str, seed: int, root: str, step0_root=None, extra=(), split='6-2-2'
+    arm: str,
+    seed: int,
+    root: str,
+    step0_root=None,
+    extra=(),
+    split='6-2-2',
+    joint_extra=(),
 ) -> None:
     """Run ``arm`` and, if it was not finished before, append its wall time
     and the 1-minute load average around it to ``<root>/runs.json``."""
     if osp.isfile(last_metrics(arm, seed, root, split)):
         return
     start, before = time.time(), os.getloadavg()[0]
-    run_arm(arm, seed, root, step0_root, extra, split)
+    run_arm(arm, seed, root, step0_root, extra, split, joint_extra)
     runs_file = osp.join(root, 'runs.json')
     runs = []
     if osp.isfile(runs_file):
@@ -204,6 +219,13 @@ def main():
         default=[],
         help='key=value options of steps >= 1 for every arm',
     )
+    parser.add_argument(
+        '--joint-options',
+        nargs='+',
+        default=[],
+        help='key=value options of joint training (e.g. its schedule, to match '
+        'the iterations of a longer sequence)',
+    )
     args = parser.parse_args()
     os.makedirs(args.root, exist_ok=True)
     for seed in args.seeds:
@@ -215,6 +237,7 @@ def main():
                 args.step0_from,
                 args.incremental_options,
                 args.split,
+                args.joint_options,
             )
     text = summarise(args.root, [*ARMS, 'joint'], args.split)
     with open(osp.join(args.root, 'table.md'), 'w') as f:

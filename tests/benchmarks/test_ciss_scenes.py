@@ -99,3 +99,31 @@ def test_split_sets_the_last_step_and_reaches_every_arm(tmp_path, monkeypatch):
         'val_evaluator.num_base_classes=4',
         'test_evaluator.num_base_classes=4',
     ]
+
+
+def test_joint_options_reach_joint_training_only(tmp_path, monkeypatch):
+    """--joint-options (e.g. a schedule as long as the sequence) end joint
+    training's cfg-options; the incremental arms do not get them."""
+    commands = []
+
+    def fake_run(cmd, **kwargs):
+        commands.append(cmd)
+        if 'train.py' in cmd[1]:
+            logs = osp.join(cmd[cmd.index('--work-dir') + 1], 'run', 'vis_data')
+            os.makedirs(logs)
+            with open(osp.join(logs, 'scalars.json'), 'w') as f:
+                json.dump({k: 1.0 for k in ciss_scenes.KEYS}, f)
+
+    monkeypatch.setattr(ciss_scenes.subprocess, 'run', fake_run)
+    long = ['train_cfg.max_iters=14000', 'param_scheduler.1.end=14000']
+    ciss_scenes.timed_run('joint', 2, str(tmp_path), joint_extra=long)
+    _finish('dkd', 2, tmp_path)  # the last step's metrics the arm returns
+    ciss_scenes.run_arm('dkd', 2, str(tmp_path), joint_extra=long)
+    joint, dkd = commands
+    assert joint[joint.index('--cfg-options') + 1 :] == [
+        'randomness.seed=2',
+        'val_evaluator.num_base_classes=6',
+        'test_evaluator.num_base_classes=6',
+        *long,
+    ]
+    assert not any('14000' in part for part in dkd)
