@@ -1,6 +1,7 @@
 """The fast AZ-NAS path computes what the official scorer computes: the
 Rademacher draw, the channels-last pooling, the closed-form FLOPs, and the cached
-NB201 scores of ``docs/nas/nb201_scores.jsonl`` recomputed bit for bit."""
+NB201 scores of ``docs/nas/nb201_scores.jsonl`` recomputed (bit for bit on the
+CPU that wrote them, to 1e-5 relative on another)."""
 
 import json
 import os.path as osp
@@ -13,6 +14,7 @@ import torch.nn as nn
 from mmcompress.nas import NB201Space, NB201Table, count_flops, score_arch
 from mmcompress.nas.nb201 import AvgPool3x3
 from mmcompress.nas.proxies import rademacher_like
+from mmcompress.nas.score_cache import SAME_SCORE_RTOL
 
 CACHE = osp.join(osp.dirname(__file__), '..', '..', 'docs', 'nas', 'nb201_scores.jsonl')
 
@@ -73,8 +75,9 @@ def _cached():
 def test_cached_nb201_scores_recomputed_exactly():
     """Three cached architectures (an average-pooling cell, a NaN-expressivity
     cell, an identity-trainability cell) scored again at one thread: every value
-    equal to the cached one, bit for bit (the cache was made by the plain
-    bernoulli / NCHW-pooling / counted-FLOPs code on this x86 CPU)."""
+    equal to the cached one (the cache was made by the plain bernoulli /
+    NCHW-pooling / counted-FLOPs code on an x86 CPU: bit for bit there, up to
+    float32 summation order, up to 1.1e-6 relative, on another x86 CPU)."""
     cache = _cached()
     table = NB201Table()
     space = NB201Space()
@@ -85,7 +88,9 @@ def test_cached_nb201_scores_recomputed_exactly():
             arch = tuple(int(v) for v in table.codes[index])
             out = score_arch(space, arch, ['az_nas'], seed=0)
             for key, value in out.items():
-                assert value == cache[index][key], (index, arch, key)
+                assert value == pytest.approx(
+                    cache[index][key], rel=SAME_SCORE_RTOL, abs=0.0
+                ), (index, arch, key)
     finally:
         torch.set_num_threads(threads)
     # the three cover the cases named above
