@@ -161,21 +161,14 @@ def summarise(root: str, arms, split: str = '6-2-2') -> str:
     return '\n'.join(lines)
 
 
-def timed_run(
-    arm: str,
-    seed: int,
-    root: str,
-    step0_root=None,
-    extra=(),
-    split='6-2-2',
-    joint_extra=(),
-) -> None:
-    """Run ``arm`` and, if it was not finished before, append its wall time
-    and the 1-minute load average around it to ``<root>/runs.json``."""
+def timed_run(arm: str, seed: int, root: str, split='6-2-2', **options) -> None:
+    """Run ``arm`` (``options``: the other arguments of :func:`run_arm`) and,
+    if it was not finished before, append its wall time and the 1-minute load
+    average around it to ``<root>/runs.json``."""
     if osp.isfile(last_metrics(arm, seed, root, split)):
         return
     start, before = time.time(), os.getloadavg()[0]
-    run_arm(arm, seed, root, step0_root, extra, split, joint_extra)
+    run_arm(arm, seed, root, split=split, **options)
     runs_file = osp.join(root, 'runs.json')
     runs = []
     if osp.isfile(runs_file):
@@ -234,10 +227,10 @@ def main():
                 arm,
                 seed,
                 args.root,
-                args.step0_from,
-                args.incremental_options,
                 args.split,
-                args.joint_options,
+                step0_root=args.step0_from,
+                extra=args.incremental_options,
+                joint_extra=args.joint_options,
             )
     text = summarise(args.root, [*ARMS, 'joint'], args.split)
     with open(osp.join(args.root, 'table.md'), 'w') as f:

@@ -285,9 +285,8 @@ def main(argv=None) -> None:
         )
         return dict(map=value, seconds=time.perf_counter() - start)
 
-    trained_map = json_record(osp.join(args.work_root, 'trained.json'), test_trained)[
-        'map'
-    ]
+    trained = json_record(osp.join(args.work_root, 'trained.json'), test_trained)
+    trained_map = trained['map']
     for arm in args.arms:
         if arm != 'none':
             decompose(arm, checkpoint, args)
